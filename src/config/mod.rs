@@ -1,0 +1,411 @@
+//! Typed configuration: `config/rosetta.toml`, then `ROSETTA__SECTION__KEY` overrides.
+//!
+//! Every struct denies unknown keys, so a typo in the file is a load error rather than a
+//! silently ignored setting. Durations are written as humantime strings (`"30s"`, `"2m"`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Proxy listener.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// Admin API listener.
+    #[serde(default = "defaults::admin_listen")]
+    pub admin_listen: String,
+    /// Folder holding the packs; relative paths are resolved against the config file's folder.
+    #[serde(default = "defaults::mappings_dir")]
+    pub mappings_dir: PathBuf,
+    /// Packs to enable, by folder name under `mappings_dir`.
+    #[serde(default)]
+    pub packs: Vec<String>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Folder of the config file, for resolving relative paths (not read from the file).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Listener behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes (413 above).
+    #[serde(default = "defaults::body_limit")]
+    pub body_limit: usize,
+    /// Time allowed to receive a request's headers.
+    #[serde(
+        default = "defaults::header_read_timeout",
+        deserialize_with = "duration"
+    )]
+    pub header_read_timeout: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    #[serde(default = "defaults::shutdown_grace", deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// HTTP/1.1 keep-alive.
+    #[serde(default = "defaults::yes")]
+    pub keep_alive: bool,
+    /// Deepest JSON/XML nesting accepted in a request body.
+    #[serde(default = "defaults::max_depth")]
+    pub max_depth: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: defaults::body_limit(),
+            header_read_timeout: defaults::header_read_timeout(),
+            shutdown_grace: defaults::shutdown_grace(),
+            keep_alive: true,
+            max_depth: defaults::max_depth(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info` or `rosetta=debug,info`.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: defaults::log_level(),
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One upstream backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL, e.g. `http://127.0.0.1:7001`; paths in packs are appended to it.
+    pub url: String,
+    #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Whole-response timeout of one call (504 when exceeded).
+    #[serde(default = "defaults::upstream_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "defaults::pool_idle_timeout", deserialize_with = "duration")]
+    pub pool_idle_timeout: Duration,
+    #[serde(default = "defaults::pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+    /// Largest upstream response body read, in bytes (502 above).
+    #[serde(default = "defaults::upstream_body_limit")]
+    pub body_limit: usize,
+    /// How Rosetta authenticates to this upstream.
+    #[serde(default)]
+    pub auth: UpstreamAuthConfig,
+}
+
+/// Upstream authentication.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum UpstreamAuthConfig {
+    #[default]
+    None,
+    /// A fixed header, e.g. an API key.
+    Header { name: String, value: String },
+    /// HTTP Basic.
+    Basic { username: String, password: String },
+    /// OAuth2 client credentials (RFC 6749 §4.4).
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+        /// Refresh this long before the token expires.
+        #[serde(default = "defaults::token_skew", deserialize_with = "duration")]
+        refresh_skew: Duration,
+    },
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// API keys declared in the file.
+    #[serde(default)]
+    pub static_keys: Vec<StaticKeyConfig>,
+}
+
+/// One `[[identity.static_keys]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticKeyConfig {
+    /// Hex SHA-256 of the key: the file never holds the key itself.
+    pub sha256: String,
+    pub user: String,
+    /// The caller's company key (the upstream company's external id).
+    pub company: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `[rate_limits.NAME]` (enforced by a later issue; the names are validated now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub burst: u32,
+    /// `"5/s"`, `"300/m"`.
+    pub rate: String,
+    #[serde(default = "defaults::rate_key")]
+    pub key: String,
+    #[serde(default)]
+    pub count: Option<String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "defaults::store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: defaults::store_path(),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default)]
+    pub bootstrap_user: Option<String>,
+    #[serde(default)]
+    pub bootstrap_password: Option<String>,
+    #[serde(default = "defaults::bootstrap_company")]
+    pub bootstrap_company: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_user: None,
+            bootstrap_password: None,
+            bootstrap_company: defaults::bootstrap_company(),
+        }
+    }
+}
+
+/// `[cache]` (used by the cache issue; accepted now so configs stay valid).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+impl Config {
+    /// Reads `path` (TOML), then `ROSETTA__…` environment variables over it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ROSETTA__"))
+            .collect();
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("ROSETTA")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .map_err(|source| ConfigError::Load {
+                path: path.to_owned(),
+                source,
+            })?;
+        let mut cfg: Config = built
+            .try_deserialize()
+            .map_err(|source| ConfigError::Load {
+                path: path.to_owned(),
+                source,
+            })?;
+        cfg.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a configuration from TOML text (tests and `demo`), no environment applied.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|source| ConfigError::Load {
+                path: PathBuf::from("<inline>"),
+                source,
+            })?;
+        let mut cfg: Config = built
+            .try_deserialize()
+            .map_err(|source| ConfigError::Load {
+                path: PathBuf::from("<inline>"),
+                source,
+            })?;
+        cfg.base_dir = base_dir.to_owned();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The mappings folder, resolved against the config file's folder.
+    pub fn mappings_path(&self) -> PathBuf {
+        if self.mappings_dir.is_absolute() {
+            self.mappings_dir.clone()
+        } else {
+            self.base_dir.join(&self.mappings_dir)
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, up) in &self.upstreams {
+            let uri: http::Uri = up
+                .url
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("upstreams.{name}.url: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "upstreams.{name}.url must be an absolute http:// URL, got {:?}",
+                    up.url
+                )));
+            }
+        }
+        for (i, key) in self.identity.static_keys.iter().enumerate() {
+            if key.sha256.len() != 64 || hex::decode(&key.sha256).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "identity.static_keys[{i}].sha256 must be 64 hex digits"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deserializes a humantime duration string such as `"250ms"` or `"30s"`.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    pub fn listen() -> String {
+        "127.0.0.1:8080".into()
+    }
+    pub fn admin_listen() -> String {
+        "127.0.0.1:9090".into()
+    }
+    pub fn mappings_dir() -> PathBuf {
+        PathBuf::from("../mappings")
+    }
+    pub fn body_limit() -> usize {
+        10 * 1024 * 1024
+    }
+    pub fn header_read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn max_depth() -> usize {
+        64
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn upstream_timeout() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn pool_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+    pub fn pool_max_idle() -> usize {
+        256
+    }
+    pub fn upstream_body_limit() -> usize {
+        64 * 1024 * 1024
+    }
+    pub fn token_skew() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn rate_key() -> String {
+        "user".into()
+    }
+    pub fn store_path() -> PathBuf {
+        PathBuf::from("rosetta.db")
+    }
+    pub fn bootstrap_company() -> String {
+        "system".into()
+    }
+}

@@ -1,0 +1,80 @@
+//! Per-request context carried in request extensions.
+//!
+//! The trace layer inserts a [`RequestMeta`] before anything else runs, so every later layer,
+//! the upstream calls and the error renderer see the same request id and tracecode.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Identity of one request, as the trace layer assigned it.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// `X-Request-Id`: the client's when it sent a sane one, else ours.
+    pub request_id: Arc<str>,
+    /// `X-Trace-Code`: Rosetta's handle on the request (admin `/v1/tracecode/{tracecode}`).
+    pub tracecode: Arc<str>,
+    /// W3C trace id (32 hex digits) passed to upstreams in `traceparent`.
+    pub trace_id: Arc<str>,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+impl RequestMeta {
+    /// A fresh context (trace ids from the CSPRNG).
+    pub fn new(request_id: Option<&str>) -> Self {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let trace: u128 = rng.random();
+        let trace_id = format!("{trace:032x}");
+        let tracecode = format!("{:016x}", rng.random::<u64>());
+        let request_id = match request_id {
+            Some(id) if is_sane_request_id(id) => Arc::from(id),
+            _ => Arc::from(uuid::Uuid::new_v4().to_string()),
+        };
+        Self {
+            request_id,
+            tracecode: Arc::from(tracecode),
+            trace_id: Arc::from(trace_id),
+            started: Instant::now(),
+        }
+    }
+
+    /// `traceparent` for an upstream call made on behalf of this request.
+    pub fn traceparent(&self) -> String {
+        use rand::Rng;
+        let span: u64 = rand::rng().random();
+        format!("00-{}-{span:016x}-01", self.trace_id)
+    }
+}
+
+/// Client-sent ids are echoed back and logged, so only short printable ones are kept.
+fn is_sane_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_sane_client_ids_and_replaces_others() {
+        assert_eq!(&*RequestMeta::new(Some("abc-123")).request_id, "abc-123");
+        assert_ne!(&*RequestMeta::new(Some("bad id\n")).request_id, "bad id\n");
+        assert_eq!(RequestMeta::new(None).request_id.len(), 36);
+    }
+
+    #[test]
+    fn traceparent_is_w3c_shaped() {
+        let m = RequestMeta::new(None);
+        let tp = m.traceparent();
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], &*m.trace_id);
+        assert_eq!(parts[2].len(), 16);
+    }
+}

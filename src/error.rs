@@ -1,0 +1,175 @@
+//! The typed errors a request can end in.
+//!
+//! Layers never write error bytes themselves: they return a [`GatewayError`] and the rescue
+//! layer asks the client's dialect to render it, so a LongJump client gets a `<platform>`
+//! document and a V1 client gets problem details for the very same failure.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::body::BoxError;
+
+/// Everything that can stop a proxied request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No pack route matches the path.
+    #[error("no route matches {method} {path}")]
+    NoRoute { method: Method, path: String },
+    /// The path matches routes, but none for this method.
+    #[error("method {method} is not allowed here")]
+    MethodNotAllowed { method: Method, allow: Vec<Method> },
+    /// Missing, unknown or unusable credentials.
+    #[error("authentication failed: {reason}")]
+    Unauthenticated { reason: String },
+    /// Authenticated, but not allowed.
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: String },
+    /// The request body is larger than the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The client sent something we cannot accept.
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
+    /// A rate-limit policy refused the request.
+    #[error("rate limit {policy} exceeded")]
+    RateLimited {
+        policy: String,
+        retry_after: Duration,
+    },
+    /// A quota refused the request.
+    #[error("quota exhausted: {limit}")]
+    QuotaExceeded {
+        limit: String,
+        retry_after: Duration,
+    },
+    /// An upstream call failed or answered with an error.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A bug or an impossible state; rendered as 500 with the tracecode, never a panic.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A client error: what was wrong, and where when we know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct BadRequest {
+    /// Human readable explanation, naming the parameter or position.
+    pub detail: String,
+    /// The offending parameter or field, when there is one.
+    pub parameter: Option<String>,
+}
+
+impl BadRequest {
+    /// A bad request about `parameter`.
+    pub fn param(parameter: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            parameter: Some(parameter.into()),
+        }
+    }
+
+    /// A bad request not tied to one parameter.
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            parameter: None,
+        }
+    }
+}
+
+/// Failures talking to an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The pack names an upstream the config does not define (caught at load; kept for safety).
+    #[error("upstream {upstream} is not configured")]
+    Unknown { upstream: String },
+    /// Could not connect, or the connection broke before a response.
+    #[error("upstream {upstream} is unreachable")]
+    Connect {
+        upstream: String,
+        #[source]
+        source: BoxError,
+    },
+    /// No response within the configured timeout.
+    #[error("upstream {upstream} did not answer within {timeout:?}")]
+    Timeout { upstream: String, timeout: Duration },
+    /// The upstream answered something we cannot read (not JSON, truncated, too large).
+    #[error("upstream {upstream} sent an unreadable response: {detail}")]
+    InvalidResponse { upstream: String, detail: String },
+    /// The upstream answered with an error status.
+    #[error("upstream {upstream} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        upstream: String,
+        status: StatusCode,
+        message: Option<String>,
+    },
+    /// Obtaining upstream credentials (OAuth2 token) failed.
+    #[error("could not authenticate to upstream {upstream}: {detail}")]
+    Auth { upstream: String, detail: String },
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            GatewayError::Upstream(e) => e.status(),
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds to put in `Retry-After`, rounded up, when the error has one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimited { retry_after, .. }
+            | GatewayError::QuotaExceeded { retry_after, .. } => {
+                let d = *retry_after;
+                Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            }
+            GatewayError::NoRoute { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::Unauthenticated { .. }
+            | GatewayError::Forbidden { .. }
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BadRequest(_)
+            | GatewayError::Upstream(_)
+            | GatewayError::Internal(_) => None,
+        }
+    }
+
+    /// Shorthand for a bad request about one parameter.
+    pub fn bad_param(parameter: impl Into<String>, detail: impl Into<String>) -> Self {
+        GatewayError::BadRequest(BadRequest::param(parameter, detail))
+    }
+}
+
+impl UpstreamError {
+    /// The status the client sees. Client errors the upstream reports are passed on with the
+    /// same meaning; anything that means "the upstream is broken" is a 502, a timeout a 504.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Unknown { .. }
+            | UpstreamError::Connect { .. }
+            | UpstreamError::InvalidResponse { .. }
+            | UpstreamError::Auth { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamError::Status { status, .. } => match status.as_u16() {
+                400 | 404 | 409 | 410 | 412 | 422 => *status,
+                // The upstream refusing *our* credentials is our failure, not the client's.
+                401 | 403 => StatusCode::BAD_GATEWAY,
+                429 => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+}

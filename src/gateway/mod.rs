@@ -1,0 +1,1 @@
+//! The tower stack of DESIGN §1, one folder per layer.

@@ -1,0 +1,228 @@
+//! Who is calling: credentials in, a [`Principal`] out.
+//!
+//! Authentication sits behind the [`Authenticate`] trait so providers can be stacked: the
+//! keys declared in the config file today, the store-backed users and keys of the admin API
+//! later, without the authn layer knowing which answered.
+
+mod static_keys;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use static_keys::StaticKeys;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Username.
+    pub user: Arc<str>,
+    /// Company key: the upstream company's external id.
+    pub company: Arc<str>,
+    /// Roles such as `ADMIN`, `PARTNER`, `USER`, `AUDITOR`.
+    pub roles: Arc<[String]>,
+    /// Identifier of the API key used, when a key was used (never the secret).
+    pub key_id: Option<Arc<str>>,
+}
+
+impl Principal {
+    /// The anonymous caller of routes a pack marks `anonymous`.
+    pub fn anonymous() -> Self {
+        Self {
+            user: Arc::from("anonymous"),
+            company: Arc::from(""),
+            roles: Arc::from(Vec::new()),
+            key_id: None,
+        }
+    }
+
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
+    }
+}
+
+/// What the client presented.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    ApiKey(String),
+    /// `Authorization: Basic`.
+    Basic { user: String, password: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Secrets never reach a log line, even at debug level.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, <redacted>)"),
+        }
+    }
+}
+
+/// Why authentication failed (rendered as 401 in the client's dialect).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were presented")]
+    Missing,
+    #[error("the Authorization header is malformed")]
+    Malformed,
+    #[error("the credentials are not valid")]
+    Invalid,
+    #[error("the account is disabled")]
+    Disabled,
+    #[error("the credential store is unavailable")]
+    Unavailable,
+}
+
+/// A boxed future, so providers can be trait objects.
+pub type AuthFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Principal>, AuthError>> + Send + 'a>>;
+
+/// A source of principals.
+///
+/// `Ok(None)` means "not mine": the next provider is asked. `Err` stops the chain (for
+/// instance a known key that is revoked).
+pub trait Authenticate: Send + Sync + 'static {
+    fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a>;
+}
+
+/// Providers asked in order; the first that recognises the credentials answers.
+#[derive(Clone, Default)]
+pub struct AuthChain {
+    providers: Vec<Arc<dyn Authenticate>>,
+}
+
+impl AuthChain {
+    pub fn new(providers: Vec<Arc<dyn Authenticate>>) -> Self {
+        Self { providers }
+    }
+
+    pub fn push(&mut self, provider: Arc<dyn Authenticate>) {
+        self.providers.push(provider);
+    }
+
+    /// Authenticates `credentials` against each provider in turn.
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<Principal, AuthError> {
+        for p in &self.providers {
+            if let Some(principal) = p.authenticate(credentials).await? {
+                return Ok(principal);
+            }
+        }
+        Err(AuthError::Invalid)
+    }
+}
+
+/// Reads credentials from request headers: `Authorization: Bearer|Basic`, then `X-API-Key`.
+pub fn credentials_from_headers(headers: &http::HeaderMap) -> Result<Credentials, AuthError> {
+    use base64::Engine;
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthError::Malformed)?.trim();
+        let (scheme, rest) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.is_empty() {
+                return Err(AuthError::Malformed);
+            }
+            return Ok(Credentials::ApiKey(rest.to_owned()));
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .map_err(|_| AuthError::Malformed)?;
+            let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
+            let (user, password) = decoded.split_once(':').ok_or(AuthError::Malformed)?;
+            return Ok(Credentials::Basic {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            });
+        }
+        return Err(AuthError::Malformed);
+    }
+    if let Some(value) = headers.get("x-api-key") {
+        let key = value.to_str().map_err(|_| AuthError::Malformed)?.trim();
+        if key.is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        return Ok(Credentials::ApiKey(key.to_owned()));
+    }
+    Err(AuthError::Missing)
+}
+
+/// Hex SHA-256 of an API key, as stored in `identity.static_keys`.
+pub fn sha256_hex(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn reads_each_credential_form() {
+        assert_eq!(
+            credentials_from_headers(&headers(&[("authorization", "Bearer abc")])),
+            Ok(Credentials::ApiKey("abc".into()))
+        );
+        assert_eq!(
+            credentials_from_headers(&headers(&[("x-api-key", "k1")])),
+            Ok(Credentials::ApiKey("k1".into()))
+        );
+        // "alice:se:cret" — the password may contain colons.
+        assert_eq!(
+            credentials_from_headers(&headers(&[("authorization", "Basic YWxpY2U6c2U6Y3JldA==")])),
+            Ok(Credentials::Basic {
+                user: "alice".into(),
+                password: "se:cret".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_and_missing() {
+        assert_eq!(
+            credentials_from_headers(&HeaderMap::new()),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            credentials_from_headers(&headers(&[("authorization", "Bearer")])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            credentials_from_headers(&headers(&[("authorization", "Basic !!!")])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            credentials_from_headers(&headers(&[("authorization", "Digest x")])),
+            Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn credentials_debug_never_shows_secrets() {
+        let s = format!(
+            "{:?}",
+            Credentials::Basic {
+                user: "u".into(),
+                password: "hunter2".into()
+            }
+        );
+        assert!(!s.contains("hunter2"));
+        let s = format!("{:?}", Credentials::ApiKey("sekrit".into()));
+        assert!(!s.contains("sekrit"));
+    }
+}

@@ -1,0 +1,18 @@
+//! Rosetta: an API gateway and compatibility translation proxy.
+//!
+//! Clients keep the API dialect they were written for; packs under `mappings/` translate
+//! their requests to new backends and the answers back. See `DESIGN.md` in `shared/` and the
+//! README for the architecture.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod context;
+pub mod demo;
+pub mod dialect;
+pub mod error;
+pub mod gateway;
+pub mod identity;
+pub mod mapping;
+pub mod server;
+pub mod upstream;

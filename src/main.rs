@@ -1,0 +1,3 @@
+//! The `rosetta` binary.
+#![forbid(unsafe_code)]
+fn main() {}

@@ -1,0 +1,1 @@
+//! The mapping engine: packs, routes, templates, jq transforms and step execution.
