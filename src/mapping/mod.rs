@@ -1,1 +1,6 @@
 //! The mapping engine: packs, routes, templates, jq transforms and step execution.
+pub mod exec;
+pub mod jq;
+pub mod pack;
+pub mod router;
+pub mod template;

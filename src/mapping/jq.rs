@@ -1,0 +1,239 @@
+//! jq filters, compiled once at load and run per request (the `jaq` crates).
+//!
+//! Packs write their field renames and reshaping as jq so that a route's translation is data,
+//! not code. Filters are compiled when the pack loads (a filter that does not compile is a
+//! load error naming the route) and shared read-only between requests.
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_json::{Map, Num, Val};
+use serde_json::Value;
+
+type Data = data::JustLut<Val>;
+
+/// A compiled jq filter.
+pub struct JqFilter {
+    filter: jaq_core::Filter<Data>,
+    source: String,
+}
+
+impl std::fmt::Debug for JqFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JqFilter").field(&self.source).finish()
+    }
+}
+
+/// A filter that did not compile, or failed on an input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JqError {
+    #[error("jq filter does not compile: {0}")]
+    Compile(String),
+    #[error("jq filter failed: {0}")]
+    Runtime(String),
+    #[error("jq filter produced no output")]
+    NoOutput,
+}
+
+impl JqFilter {
+    /// Parses and compiles `code` with jq's standard library.
+    pub fn compile(code: &str) -> Result<Self, JqError> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| JqError::Compile(describe_load_errors(code, &errs)))?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| JqError::Compile(describe_compile_errors(code, &errs)))?;
+        Ok(Self {
+            filter,
+            source: code.to_owned(),
+        })
+    }
+
+    /// The filter's source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the filter on `input` and returns its first output.
+    pub fn run(&self, input: &Value) -> Result<Value, JqError> {
+        self.run_val(to_val(input))
+    }
+
+    /// Runs the filter on an already converted input (lets a caller reuse one conversion).
+    pub fn run_val(&self, input: Val) -> Result<Value, JqError> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        let mut out = self.filter.id.run((ctx, input)).map(unwrap_valr);
+        match out.next() {
+            Some(Ok(v)) => Ok(from_val(&v)),
+            Some(Err(e)) => Err(JqError::Runtime(e.to_string())),
+            None => Err(JqError::NoOutput),
+        }
+    }
+}
+
+fn describe_load_errors<E: std::fmt::Debug>(code: &str, errs: &E) -> String {
+    format!("{errs:?} in `{}`", shorten(code))
+}
+
+fn describe_compile_errors<E: std::fmt::Debug>(code: &str, errs: &E) -> String {
+    format!("{errs:?} in `{}`", shorten(code))
+}
+
+fn shorten(code: &str) -> String {
+    let one_line: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 80 {
+        format!("{}…", one_line.chars().take(80).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// `base` with `key` set to `value`. Cheap: jaq objects share their children, so only the
+/// top-level map is copied. Used to give each fan-out item its own context.
+pub fn with_key(base: &Val, key: &str, value: Val) -> Val {
+    let mut map = match base {
+        Val::Obj(m) => (**m).clone(),
+        Val::Null | Val::Bool(_) | Val::Num(_) | Val::TStr(_) | Val::BStr(_) | Val::Arr(_) => {
+            Map::default()
+        }
+    };
+    map.insert(Val::utf8_str(key.as_bytes().to_vec()), value);
+    Val::obj(map)
+}
+
+/// serde_json → jaq value.
+pub fn to_val(v: &Value) -> Val {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Val::Num(Num::from_integral(i))
+            } else if let Some(u) = n.as_u64() {
+                Val::Num(Num::from_integral(u))
+            } else {
+                Val::Num(Num::Float(n.as_f64().unwrap_or(0.0)))
+            }
+        }
+        Value::String(s) => Val::utf8_str(s.clone().into_bytes()),
+        Value::Array(a) => a.iter().map(to_val).collect(),
+        Value::Object(o) => {
+            let mut m = Map::with_capacity_and_hasher(o.len(), Default::default());
+            for (k, v) in o {
+                m.insert(Val::utf8_str(k.clone().into_bytes()), to_val(v));
+            }
+            Val::obj(m)
+        }
+    }
+}
+
+/// jaq value → serde_json. Non-finite numbers become null (JSON has no NaN).
+pub fn from_val(v: &Val) -> Value {
+    match v {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => num_to_json(n),
+        Val::TStr(b) | Val::BStr(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Val::Arr(a) => Value::Array(a.iter().map(from_val).collect()),
+        Val::Obj(o) => {
+            let mut m = serde_json::Map::with_capacity(o.len());
+            for (k, v) in o.iter() {
+                let key = match k {
+                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => other.to_string(),
+                };
+                m.insert(key, from_val(v));
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+fn num_to_json(n: &Num) -> Value {
+    match n {
+        Num::Int(i) => Value::from(*i as i64),
+        Num::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Num::BigInt(_) | Num::Dec(_) => {
+            let text = n.to_string();
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compiles_and_runs_a_company_transform() {
+        let f = JqFilter::compile(
+            r#"{companyId: .id, companyName: .name, isEnabled: .enabled, type: (if .reseller then "Partner" else "Customer" end)}"#,
+        )
+        .unwrap();
+        let out = f
+            .run(&json!({"id": "c1", "name": "Acme", "enabled": true, "reseller": false}))
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"companyId": "c1", "companyName": "Acme", "isEnabled": true, "type": "Customer"})
+        );
+    }
+
+    #[test]
+    fn standard_library_is_available() {
+        let f = JqFilter::compile("[.[] | select(. > 1)] | map(. * 2) | length").unwrap();
+        assert_eq!(f.run(&json!([1, 2, 3])).unwrap(), json!(2));
+        let f = JqFilter::compile(".createdOn / 1000 | todate").unwrap();
+        assert_eq!(
+            f.run(&json!({"createdOn": 0})).unwrap(),
+            json!("1970-01-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn bad_filters_are_compile_errors() {
+        assert!(matches!(
+            JqFilter::compile("{a: "),
+            Err(JqError::Compile(_))
+        ));
+        assert!(matches!(
+            JqFilter::compile("nosuchfunction(1)"),
+            Err(JqError::Compile(_))
+        ));
+    }
+
+    #[test]
+    fn runtime_errors_and_empty_output_are_reported() {
+        let f = JqFilter::compile(".a + 1").unwrap();
+        assert!(matches!(
+            f.run(&json!({"a": "x"})),
+            Err(JqError::Runtime(_))
+        ));
+        let f = JqFilter::compile("empty").unwrap();
+        assert_eq!(f.run(&json!(1)), Err(JqError::NoOutput));
+    }
+
+    #[test]
+    fn values_survive_the_round_trip() {
+        let v = json!({"a": [1, -2, 3.5, "s", null, true, {"b": {}}], "big": 12345678901234i64});
+        assert_eq!(from_val(&to_val(&v)), v);
+    }
+
+    #[test]
+    fn filters_are_shareable_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<JqFilter>();
+    }
+}

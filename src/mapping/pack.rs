@@ -1,0 +1,1000 @@
+//! Pack loading: TOML files under `mappings/<pack>/` compiled into routes.
+//!
+//! Loading is strict and exhaustive: every problem in every file is collected and reported
+//! with the file, the route id and the line, so `rosetta check` shows a pack author all their
+//! mistakes at once. Nothing is interpreted lazily: templates are parsed, jq filters compiled
+//! and references resolved here, and the request path only runs what loaded.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::jq::JqFilter;
+use super::router::Router;
+use super::template::{PathPattern, Template};
+use crate::config::Config;
+use crate::dialect::Dialect;
+use crate::dialect::paging::PageDefaults;
+
+/// One load problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub route: Option<String>,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(route) = &self.route {
+            write!(f, ": route `{route}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// All load problems of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+// ---------------------------------------------------------------------------------------
+// File formats
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFile {
+    pack: PackDef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackDef {
+    client_dialect: String,
+    service: String,
+    upstreams: Vec<String>,
+    #[serde(default = "root_mount")]
+    mount: String,
+    #[serde(default)]
+    rate_limit: Option<String>,
+    #[serde(default)]
+    page_size: Option<u64>,
+    #[serde(default)]
+    max_page_size: Option<u64>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn root_mount() -> String {
+    "/".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesFile {
+    #[serde(default)]
+    route: Vec<Spanned<RouteDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDef {
+    id: String,
+    #[serde(rename = "match")]
+    matches: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    method_group: Option<String>,
+    #[serde(default)]
+    points: Option<PointsDef>,
+    #[serde(default)]
+    cache_ttl: Option<String>,
+    #[serde(default)]
+    rate_limit: Option<String>,
+    #[serde(default)]
+    anonymous: bool,
+    #[serde(default)]
+    paged: bool,
+    #[serde(default)]
+    params: BTreeMap<String, ParamDef>,
+    #[serde(default)]
+    step: Vec<StepDef>,
+    #[serde(default)]
+    response: Option<ResponseDef>,
+    #[serde(default)]
+    invalidates: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PointsDef {
+    Const(u32),
+    Jq(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamDef {
+    #[serde(default)]
+    required: bool,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepDef {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    call: Option<String>,
+    #[serde(default)]
+    jq: Option<String>,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
+    forward_query: Option<ForwardDef>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    parallel: bool,
+    #[serde(default)]
+    for_each: Option<String>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+    #[serde(default)]
+    max_items: Option<usize>,
+    #[serde(default)]
+    walk: Option<WalkDef>,
+    #[serde(default)]
+    when: Option<String>,
+    #[serde(default)]
+    allow_status: Vec<u16>,
+    #[serde(default)]
+    compensate: Option<CallDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ForwardDef {
+    All(bool),
+    Only(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallDef {
+    call: String,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WalkDef {
+    start: String,
+    children: String,
+    #[serde(default = "default_walk_depth")]
+    max_depth: usize,
+    #[serde(default = "default_walk_nodes")]
+    max_nodes: usize,
+}
+
+fn default_walk_depth() -> usize {
+    8
+}
+fn default_walk_nodes() -> usize {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseDef {
+    #[serde(default)]
+    jq: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    status_from: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Compiled forms
+
+/// What every route of a pack shares.
+#[derive(Debug)]
+pub struct PackMeta {
+    pub name: String,
+    pub client_dialect: Dialect,
+    /// The service name used in audit and quotas (e.g. `REDAPI_V1`).
+    pub service: String,
+    pub mount: String,
+    pub upstreams: Vec<String>,
+    pub rate_limit: Option<String>,
+    pub page_defaults: PageDefaults,
+    pub description: Option<String>,
+}
+
+/// A route's cost in quota points.
+#[derive(Debug)]
+pub enum Points {
+    Const(u32),
+    Jq(JqFilter),
+}
+
+/// A typed query parameter check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Int32,
+    Int64,
+    Bool,
+    DateTime,
+}
+
+/// A declared query parameter.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: String,
+    pub required: bool,
+    pub kind: ParamType,
+}
+
+/// Which client query parameters a call forwards verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardQuery {
+    None,
+    All,
+    Only(Vec<String>),
+}
+
+/// One upstream call, templated.
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    pub upstream: String,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub forward_query: ForwardQuery,
+    pub body: Option<JqFilter>,
+}
+
+/// How many times a call step runs.
+#[derive(Debug)]
+pub enum Fan {
+    /// Once.
+    One,
+    /// Once per element of the array `items` yields; `{item…}` names the element.
+    ForEach {
+        items: JqFilter,
+        concurrency: usize,
+        max_items: usize,
+    },
+    /// Breadth-first from `start`'s ids, following `children` of each answer; `{node}` is
+    /// the id being visited. Cycle-safe and bounded.
+    Walk {
+        start: JqFilter,
+        children: JqFilter,
+        max_depth: usize,
+        max_nodes: usize,
+        concurrency: usize,
+    },
+}
+
+/// What a step does.
+#[derive(Debug)]
+pub enum StepKind {
+    Call {
+        call: Call,
+        fan: Fan,
+    },
+    /// Computes a value from the context without calling anyone.
+    Compute(JqFilter),
+}
+
+/// One step of a route.
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub when: Option<JqFilter>,
+    /// Upstream statuses accepted as results (their body, or null, becomes the result).
+    pub allow_status: Vec<u16>,
+    /// Undo call run when a later step fails.
+    pub compensate: Option<Call>,
+}
+
+/// How the client's answer is built.
+#[derive(Debug)]
+pub struct ResponseSpec {
+    pub jq: Option<JqFilter>,
+    pub status: u16,
+    pub status_from: Option<String>,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub id: String,
+    pub pack: Arc<PackMeta>,
+    pub method: Method,
+    pub pattern: PathPattern,
+    pub method_group: String,
+    pub points: Points,
+    pub cache_ttl: Option<Duration>,
+    pub rate_limit: Option<String>,
+    pub anonymous: bool,
+    pub paged: bool,
+    pub params: Vec<ParamSpec>,
+    /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
+    pub stages: Vec<Vec<Step>>,
+    pub response: ResponseSpec,
+    pub invalidates: Vec<String>,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// Every enabled pack and the router over their routes.
+pub struct Catalog {
+    pub packs: Vec<Arc<PackMeta>>,
+    pub routes: Vec<Arc<Route>>,
+    pub router: Router<Arc<Route>>,
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog")
+            .field("packs", &self.packs.len())
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading
+
+/// Loads and validates every pack the configuration enables.
+pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
+    let dir = cfg.mappings_path();
+    let mut errors = Vec::new();
+    let mut packs = Vec::new();
+    let mut routes: Vec<Arc<Route>> = Vec::new();
+    for name in &cfg.packs {
+        match load_pack(cfg, &dir.join(name), name) {
+            Ok((meta, mut rs)) => {
+                packs.push(meta);
+                routes.append(&mut rs);
+            }
+            Err(mut es) => errors.append(&mut es),
+        }
+    }
+    let mut router = Router::new();
+    for r in &routes {
+        if let Err(existing) = router.insert(r.method.clone(), &r.pattern, r.clone()) {
+            errors.push(LoadError {
+                file: r.file.clone(),
+                route: Some(r.id.clone()),
+                line: Some(r.line),
+                message: format!(
+                    "{} {} collides with route `{}` ({}:{})",
+                    r.method,
+                    r.pattern.shape(),
+                    existing.id,
+                    existing.file.display(),
+                    existing.line
+                ),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(Catalog {
+            packs,
+            routes,
+            router,
+        })
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+fn load_pack(
+    cfg: &Config,
+    dir: &Path,
+    name: &str,
+) -> Result<(Arc<PackMeta>, Vec<Arc<Route>>), Vec<LoadError>> {
+    let pack_path = dir.join("pack.toml");
+    let err = |file: &Path, line: Option<usize>, message: String| LoadError {
+        file: file.to_owned(),
+        route: None,
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(&pack_path)
+        .map_err(|e| vec![err(&pack_path, None, format!("cannot read pack: {e}"))])?;
+    let def: PackFile =
+        toml::from_str(&text).map_err(|e| vec![toml_error(&pack_path, &text, &e)])?;
+    let def = def.pack;
+    let mut errors = Vec::new();
+    let client_dialect = Dialect::from_name(&def.client_dialect).unwrap_or_else(|| {
+        errors.push(err(
+            &pack_path,
+            None,
+            format!(
+                "unknown client_dialect `{}` (one of {})",
+                def.client_dialect,
+                Dialect::ALL.map(Dialect::name).join(", ")
+            ),
+        ));
+        Dialect::RedapiV1
+    });
+    for up in &def.upstreams {
+        if !cfg.upstreams.contains_key(up) {
+            errors.push(err(
+                &pack_path,
+                None,
+                format!("upstream `{up}` is not defined in [upstreams]"),
+            ));
+        }
+    }
+    if let Some(policy) = &def.rate_limit
+        && !cfg.rate_limits.contains_key(policy)
+    {
+        errors.push(err(
+            &pack_path,
+            None,
+            format!("rate limit policy `{policy}` is not defined in [rate_limits]"),
+        ));
+    }
+    if !def.mount.starts_with('/') {
+        errors.push(err(
+            &pack_path,
+            None,
+            format!("mount `{}` must start with `/`", def.mount),
+        ));
+    }
+    let defaults = PageDefaults::default();
+    let meta = Arc::new(PackMeta {
+        name: name.to_owned(),
+        client_dialect,
+        service: def.service,
+        mount: def.mount,
+        upstreams: def.upstreams,
+        rate_limit: def.rate_limit,
+        page_defaults: PageDefaults {
+            size: def.page_size.unwrap_or(defaults.size),
+            max_size: def.max_page_size.unwrap_or(defaults.max_size),
+        },
+        description: def.description,
+    });
+
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "toml")
+                    && p.file_name().is_some_and(|n| n != "pack.toml")
+            })
+            .collect(),
+        Err(e) => {
+            errors.push(err(dir, None, format!("cannot list pack folder: {e}")));
+            Vec::new()
+        }
+    };
+    files.sort();
+    let mut routes = Vec::new();
+    let mut ids: HashSet<String> = HashSet::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(err(&file, None, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let parsed: RoutesFile = match toml::from_str(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(toml_error(&file, &text, &e));
+                continue;
+            }
+        };
+        for spanned in parsed.route {
+            let line = line_of(&text, spanned.span().start);
+            let def = spanned.into_inner();
+            if !ids.insert(def.id.clone()) {
+                errors.push(LoadError {
+                    file: file.clone(),
+                    route: Some(def.id.clone()),
+                    line: Some(line),
+                    message: "route id is used twice in this pack".into(),
+                });
+                continue;
+            }
+            let id = def.id.clone();
+            match compile_route(cfg, &meta, def, &file, line) {
+                Ok(r) => routes.push(Arc::new(r)),
+                Err(messages) => errors.extend(messages.into_iter().map(|message| LoadError {
+                    file: file.clone(),
+                    route: Some(id.clone()),
+                    line: Some(line),
+                    message,
+                })),
+            }
+        }
+    }
+    // `invalidates` may name any route of the pack, so it is checked once all are known.
+    for r in &routes {
+        for target in &r.invalidates {
+            if !ids.contains(target) {
+                errors.push(LoadError {
+                    file: r.file.clone(),
+                    route: Some(r.id.clone()),
+                    line: Some(r.line),
+                    message: format!("invalidates unknown route `{target}`"),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((meta, routes))
+    } else {
+        Err(errors)
+    }
+}
+
+fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> LoadError {
+    LoadError {
+        file: file.to_owned(),
+        route: None,
+        line: e.span().map(|s| line_of(text, s.start)),
+        message: e.message().to_owned(),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// What a step may refer to when its templates and filters are checked.
+struct Scope<'a> {
+    path_vars: &'a [String],
+    earlier_steps: &'a [String],
+    paged: bool,
+    item: bool,
+    node: bool,
+}
+
+fn compile_route(
+    cfg: &Config,
+    pack: &Arc<PackMeta>,
+    def: RouteDef,
+    file: &Path,
+    line: usize,
+) -> Result<Route, Vec<String>> {
+    let mut errs = Vec::new();
+    let (method, pattern) = match def.matches.split_once(' ') {
+        Some((m, p)) => {
+            let method = Method::from_bytes(m.trim().as_bytes()).unwrap_or_else(|_| {
+                errs.push(format!("`{m}` is not an HTTP method"));
+                Method::GET
+            });
+            match PathPattern::parse(p.trim(), &pack.mount) {
+                Ok(pat) => (method, pat),
+                Err(e) => {
+                    errs.push(e.to_string());
+                    (
+                        method,
+                        PathPattern {
+                            segments: Vec::new(),
+                        },
+                    )
+                }
+            }
+        }
+        None => {
+            errs.push(format!("match `{}` must read `METHOD /path`", def.matches));
+            (
+                Method::GET,
+                PathPattern {
+                    segments: Vec::new(),
+                },
+            )
+        }
+    };
+    let path_vars = pattern.vars();
+    let method_group = def.method_group.unwrap_or_else(|| {
+        if method == Method::GET || method == Method::HEAD {
+            "READ".into()
+        } else {
+            "WRITE".into()
+        }
+    });
+    if method_group.is_empty()
+        || !method_group
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_')
+    {
+        errs.push(format!(
+            "method_group `{method_group}` must be an upper-case name such as READ"
+        ));
+    }
+    let points = match def.points {
+        None => Points::Const(1),
+        Some(PointsDef::Const(n)) => Points::Const(n),
+        Some(PointsDef::Jq(code)) => match JqFilter::compile(&code) {
+            Ok(f) => Points::Jq(f),
+            Err(e) => {
+                errs.push(format!("points: {e}"));
+                Points::Const(1)
+            }
+        },
+    };
+    let cache_ttl = def
+        .cache_ttl
+        .and_then(|s| match humantime::parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errs.push(format!("cache_ttl `{s}`: {e}"));
+                None
+            }
+        });
+    if let Some(policy) = &def.rate_limit
+        && !cfg.rate_limits.contains_key(policy)
+    {
+        errs.push(format!(
+            "rate limit policy `{policy}` is not defined in [rate_limits]"
+        ));
+    }
+    let mut params = Vec::new();
+    for (name, p) in def.params {
+        let kind = match p.kind.as_deref() {
+            None | Some("string") => ParamType::String,
+            Some("int32") => ParamType::Int32,
+            Some("int64") => ParamType::Int64,
+            Some("bool") => ParamType::Bool,
+            Some("date-time") => ParamType::DateTime,
+            Some(other) => {
+                errs.push(format!(
+                    "param `{name}`: unknown type `{other}` (string, int32, int64, bool, date-time)"
+                ));
+                ParamType::String
+            }
+        };
+        params.push(ParamSpec {
+            name,
+            required: p.required,
+            kind,
+        });
+    }
+
+    let mut stages: Vec<Vec<Step>> = Vec::new();
+    let mut done_steps: Vec<String> = Vec::new();
+    let mut stage_names: Vec<String> = Vec::new();
+    for (i, s) in def.step.into_iter().enumerate() {
+        let name = s.name.clone().unwrap_or_else(|| format!("step{i}"));
+        if done_steps.contains(&name) || stage_names.contains(&name) {
+            errs.push(format!("step name `{name}` is used twice"));
+        }
+        let parallel = s.parallel && i > 0;
+        if !parallel {
+            done_steps.append(&mut stage_names);
+        }
+        let scope = Scope {
+            path_vars: &path_vars,
+            earlier_steps: &done_steps,
+            paged: def.paged,
+            item: s.for_each.is_some(),
+            node: s.walk.is_some(),
+        };
+        match compile_step(cfg, pack, s, name.clone(), &scope) {
+            Ok(step) => {
+                if parallel {
+                    stages.last_mut().map(|st| st.push(step));
+                } else {
+                    stages.push(vec![step]);
+                }
+            }
+            Err(mut e) => errs.append(&mut e),
+        }
+        stage_names.push(name);
+    }
+    done_steps.append(&mut stage_names);
+
+    let response = match def.response {
+        None => ResponseSpec {
+            jq: None,
+            status: 200,
+            status_from: None,
+        },
+        Some(r) => {
+            let jq = r.jq.and_then(|code| match JqFilter::compile(&code) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    errs.push(format!("response.jq: {e}"));
+                    None
+                }
+            });
+            if let Some(sf) = &r.status_from
+                && !done_steps.contains(sf)
+            {
+                errs.push(format!("response.status_from names unknown step `{sf}`"));
+            }
+            let status = r.status.unwrap_or(200);
+            if !(200..=299).contains(&status) {
+                errs.push(format!("response.status {status} must be a 2xx status"));
+            }
+            ResponseSpec {
+                jq,
+                status,
+                status_from: r.status_from,
+            }
+        }
+    };
+    if def.paged && response.jq.is_none() {
+        errs.push("a paged route needs response.jq yielding {items, total}".into());
+    }
+    if stages.is_empty() && response.jq.is_none() {
+        errs.push("a route needs at least one step or a response".into());
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Route {
+        id: def.id,
+        pack: pack.clone(),
+        method,
+        pattern,
+        method_group,
+        points,
+        cache_ttl,
+        rate_limit: def.rate_limit.or_else(|| pack.rate_limit.clone()),
+        anonymous: def.anonymous,
+        paged: def.paged,
+        params,
+        stages,
+        response,
+        invalidates: def.invalidates,
+        description: def.description,
+        file: file.to_owned(),
+        line,
+    })
+}
+
+fn compile_step(
+    cfg: &Config,
+    pack: &PackMeta,
+    s: StepDef,
+    name: String,
+    scope: &Scope<'_>,
+) -> Result<Step, Vec<String>> {
+    let mut errs = Vec::new();
+    let mut jq = |what: &str, code: &str| match JqFilter::compile(code) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            errs.push(format!("step `{name}` {what}: {e}"));
+            None
+        }
+    };
+    let when = s.when.as_deref().and_then(|c| jq("when", c));
+    let kind = match (&s.call, &s.jq) {
+        (Some(_), Some(_)) => {
+            errs.push(format!(
+                "step `{name}` has both `call` and `jq`; a step does one"
+            ));
+            None
+        }
+        (None, None) => {
+            errs.push(format!("step `{name}` needs `call` or `jq`"));
+            None
+        }
+        (None, Some(code)) => jq("jq", code).map(StepKind::Compute),
+        (Some(call), None) => {
+            let fan = match (&s.for_each, &s.walk) {
+                (Some(_), Some(_)) => {
+                    errs.push(format!("step `{name}` has both `for_each` and `walk`"));
+                    Fan::One
+                }
+                (Some(items), None) => match jq("for_each", items) {
+                    Some(items) => Fan::ForEach {
+                        items,
+                        concurrency: s.concurrency.unwrap_or(8).max(1),
+                        max_items: s.max_items.unwrap_or(1000),
+                    },
+                    None => Fan::One,
+                },
+                (None, Some(w)) => {
+                    match (jq("walk.start", &w.start), jq("walk.children", &w.children)) {
+                        (Some(start), Some(children)) => Fan::Walk {
+                            start,
+                            children,
+                            max_depth: w.max_depth,
+                            max_nodes: w.max_nodes,
+                            concurrency: s.concurrency.unwrap_or(8).max(1),
+                        },
+                        _ => Fan::One,
+                    }
+                }
+                (None, None) => Fan::One,
+            };
+            let forward = match s.forward_query {
+                None | Some(ForwardDef::All(false)) => ForwardQuery::None,
+                Some(ForwardDef::All(true)) => ForwardQuery::All,
+                Some(ForwardDef::Only(list)) => ForwardQuery::Only(list),
+            };
+            match compile_call(cfg, pack, call, &s.query, s.body.as_deref(), forward, scope) {
+                Ok(call) => Some(StepKind::Call { call, fan }),
+                Err(e) => {
+                    errs.extend(e.into_iter().map(|m| format!("step `{name}`: {m}")));
+                    None
+                }
+            }
+        }
+    };
+    let compensate = s.compensate.and_then(|c| {
+        let comp_scope = Scope {
+            item: false,
+            node: false,
+            ..*scope
+        };
+        match compile_call(
+            cfg,
+            pack,
+            &c.call,
+            &c.query,
+            c.body.as_deref(),
+            ForwardQuery::None,
+            &comp_scope,
+        ) {
+            Ok(call) => Some(call),
+            Err(e) => {
+                errs.extend(
+                    e.into_iter()
+                        .map(|m| format!("step `{name}` compensate: {m}")),
+                );
+                None
+            }
+        }
+    });
+    match kind {
+        Some(kind) if errs.is_empty() => Ok(Step {
+            name,
+            kind,
+            when,
+            allow_status: s.allow_status,
+            compensate,
+        }),
+        Some(_) | None => Err(errs),
+    }
+}
+
+fn compile_call(
+    cfg: &Config,
+    pack: &PackMeta,
+    text: &str,
+    query: &BTreeMap<String, String>,
+    body: Option<&str>,
+    forward_query: ForwardQuery,
+    scope: &Scope<'_>,
+) -> Result<Call, Vec<String>> {
+    let mut errs = Vec::new();
+    let mut parts = text.split_whitespace();
+    let (Some(m), Some(upstream), Some(path), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(vec![format!(
+            "call `{text}` must read `METHOD upstream /path`"
+        )]);
+    };
+    let method = Method::from_bytes(m.as_bytes())
+        .map_err(|_| vec![format!("`{m}` is not an HTTP method")])?;
+    if !pack.upstreams.iter().any(|u| u == upstream) {
+        errs.push(format!(
+            "upstream `{upstream}` is not listed in the pack's upstreams"
+        ));
+    } else if !cfg.upstreams.contains_key(upstream) {
+        errs.push(format!(
+            "upstream `{upstream}` is not defined in [upstreams]"
+        ));
+    }
+    if !path.starts_with('/') {
+        errs.push(format!("call path `{path}` must start with `/`"));
+    }
+    let check = |t: &Template, errs: &mut Vec<String>| {
+        for var in t.vars() {
+            if let Err(e) = check_scope(var, scope) {
+                errs.push(e);
+            }
+        }
+    };
+    let path = match Template::parse(path, scope.path_vars) {
+        Ok(t) => {
+            check(&t, &mut errs);
+            Some(t)
+        }
+        Err(e) => {
+            errs.push(e.to_string());
+            None
+        }
+    };
+    let mut q = Vec::new();
+    for (k, v) in query {
+        match Template::parse(v, scope.path_vars) {
+            Ok(t) => {
+                check(&t, &mut errs);
+                q.push((k.clone(), t));
+            }
+            Err(e) => errs.push(format!("query `{k}`: {e}")),
+        }
+    }
+    let body = body.and_then(|code| match JqFilter::compile(code) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            errs.push(format!("body: {e}"));
+            None
+        }
+    });
+    match path {
+        Some(path) if errs.is_empty() => Ok(Call {
+            method,
+            upstream: upstream.to_owned(),
+            path,
+            query: q,
+            forward_query,
+            body,
+        }),
+        Some(_) | None => Err(errs),
+    }
+}
+
+fn check_scope(var: &[String], scope: &Scope<'_>) -> Result<(), String> {
+    let shown = var.join(".");
+    match var[0].as_str() {
+        "steps" => match var.get(1) {
+            Some(step) if scope.earlier_steps.contains(step) => Ok(()),
+            Some(step) => Err(format!(
+                "`{{{shown}}}` refers to step `{step}`, which does not run before this one"
+            )),
+            None => Err(format!("`{{{shown}}}` must name a step")),
+        },
+        "page" if !scope.paged => Err(format!("`{{{shown}}}` is only available in paged routes")),
+        "item" if !scope.item => Err(format!(
+            "`{{{shown}}}` is only available in a `for_each` step"
+        )),
+        "node" if !scope.node => Err(format!("`{{{shown}}}` is only available in a `walk` step")),
+        _ => Ok(()),
+    }
+}
