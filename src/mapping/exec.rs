@@ -67,6 +67,9 @@ pub struct ExecEnv<'a> {
     pub query_pairs: &'a [(String, String)],
 }
 
+/// One fanned-out call.
+type Fanned<'a> = Pin<Box<dyn Future<Output = Result<(u16, Value), GatewayError>> + Send + 'a>>;
+
 struct StepOut {
     value: Value,
     status: Option<u16>,
@@ -242,14 +245,17 @@ async fn run_step(
                         items.len()
                     )));
                 }
+                // Boxed and collected first: the opaque future of `perform` made in a closure
+                // is not provably `Send` for all lifetimes (a rustc limitation).
+                let futs: Vec<Fanned<'_>> = items
+                    .iter()
+                    .map(|item| {
+                        Box::pin(perform(route, step, call, ctx, ctx_val, Some(("item", item)), env))
+                            as Fanned<'_>
+                    })
+                    .collect();
                 let results: Vec<Result<(u16, Value), GatewayError>> =
-                    futures_util::stream::iter(items.iter())
-                        .map(|item| {
-                            perform(route, step, call, ctx, ctx_val, Some(("item", item)), env)
-                        })
-                        .buffered(*concurrency)
-                        .collect()
-                        .await;
+                    futures_util::stream::iter(futs).buffered(*concurrency).collect().await;
                 let values = results
                     .into_iter()
                     .map(|r| r.map(|(_, v)| v))
@@ -320,14 +326,15 @@ async fn walk(
     let mut depth = 0usize;
     while !frontier.is_empty() && depth <= max_depth {
         let level: Vec<(Value, Value)> = frontier.drain(..).collect();
+        let futs: Vec<Fanned<'_>> = level
+            .iter()
+            .map(|(node, _)| {
+                Box::pin(perform(route, step, call, ctx, ctx_val, Some(("node", node)), env))
+                    as Fanned<'_>
+            })
+            .collect();
         let answers: Vec<Result<(u16, Value), GatewayError>> =
-            futures_util::stream::iter(level.iter())
-                .map(|(node, _)| {
-                    perform(route, step, call, ctx, ctx_val, Some(("node", node)), env)
-                })
-                .buffered(concurrency)
-                .collect()
-                .await;
+            futures_util::stream::iter(futs).buffered(concurrency).collect().await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {
             let (_, response) = answer?;
             let kids = run_jq(

@@ -1,0 +1,8 @@
+//! The outermost rescue: every [`super::Rejection`] becomes a response in the client's
+//! dialect, carrying the tracecode. After this layer the stack cannot fail.
+
+mod layer;
+mod service;
+
+pub use layer::RescueLayer;
+pub use service::Rescue;

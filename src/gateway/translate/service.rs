@@ -1,0 +1,208 @@
+//! [`Translate`].
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body as HttpBody;
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value, json};
+use tower::Service;
+
+use super::super::upstream::ExecRequest;
+use super::super::{BoxFuture, RouteCtx};
+use crate::body::{Body, BoxError, empty, full};
+use crate::context::RequestMeta;
+use crate::dialect::paging::{self, PageRequest};
+use crate::error::{BadRequest, GatewayError};
+use crate::identity::Principal;
+use crate::mapping::exec::{OutBody, Outcome};
+use crate::mapping::pack::{ParamSpec, ParamType, Route};
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct Translate<S> {
+    pub(super) inner: S,
+    pub(super) body_limit: usize,
+    pub(super) max_depth: usize,
+}
+
+impl<S, B> Service<Request<B>> for Translate<S>
+where
+    S: Service<ExecRequest, Response = Outcome, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (limit, max_depth) = (self.body_limit, self.max_depth);
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let Some(rc) = parts.extensions.get::<RouteCtx>().cloned() else {
+                return Err(GatewayError::Internal("translate reached without a route".into()));
+            };
+            let meta = parts.extensions.get::<RequestMeta>().cloned().unwrap_or_else(|| RequestMeta::new(None));
+            let principal = parts.extensions.get::<Principal>().cloned().unwrap_or_else(Principal::anonymous);
+            let route = rc.route.clone();
+            let dialect = route.pack.client_dialect;
+
+            let bytes = read_body(&parts.headers, body, limit).await?;
+            let body_value = if bytes.is_empty() { Value::Null } else { dialect.decode_body(&bytes, max_depth)? };
+            let query_pairs: Vec<(String, String)> = parts
+                .uri
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default();
+            check_params(&route.params, &query_pairs)?;
+            let page = if route.paged {
+                Some(paging::parse_request(dialect.paging(), &query_pairs, &route.pack.page_defaults).map_err(|e| BadRequest::param(e.param.clone(), e.to_string()))?)
+            } else {
+                None
+            };
+            let ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+            let outcome = inner.call(ExecRequest { route: route.clone(), ctx, query_pairs: query_pairs.clone(), meta }).await?;
+            Ok(render(&route, outcome, page.as_ref(), &query_pairs))
+        })
+    }
+}
+
+async fn read_body<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    // Refuse what is announced too large before reading a byte of it.
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(GatewayError::PayloadTooLarge { limit })
+            } else {
+                Err(GatewayError::BadRequest(BadRequest::new(format!("could not read the request body: {e}"))))
+            }
+        }
+    }
+}
+
+/// Checks the route's declared query parameters.
+pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(), BadRequest> {
+    for spec in specs {
+        let value = pairs.iter().find(|(k, _)| *k == spec.name).map(|(_, v)| v.as_str());
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            if spec.required {
+                return Err(BadRequest::param(&spec.name, format!("query parameter `{}` is required", spec.name)));
+            }
+            continue;
+        };
+        let ok = match spec.kind {
+            ParamType::String => true,
+            ParamType::Int32 => value.parse::<i32>().is_ok(),
+            ParamType::Int64 => value.parse::<i64>().is_ok(),
+            ParamType::Bool => value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
+            ParamType::DateTime => {
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).is_ok()
+                    || time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
+            }
+        };
+        if !ok {
+            let expected = match spec.kind {
+                ParamType::String => "a string",
+                ParamType::Int32 => "a 32-bit integer",
+                ParamType::Int64 => "a 64-bit integer",
+                ParamType::Bool => "true or false",
+                ParamType::DateTime => "an RFC 3339 date-time or a date",
+            };
+            return Err(BadRequest::param(&spec.name, format!("query parameter `{}` must be {expected}", spec.name)));
+        }
+    }
+    Ok(())
+}
+
+fn context(rc: &RouteCtx, pairs: &[(String, String)], body: Value, p: &Principal, page: Option<&PageRequest>) -> Value {
+    let path: Map<String, Value> = rc.params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut query = Map::new();
+    for (k, v) in pairs {
+        query.entry(k.clone()).or_insert_with(|| Value::String(v.clone()));
+    }
+    let mut ctx = json!({
+        "path": path,
+        "query": query,
+        "body": body,
+        "principal": {"user": &*p.user, "company": &*p.company, "roles": &*p.roles},
+    });
+    if let Some(pg) = page {
+        ctx["page"] = json!({
+            "index": pg.index,
+            "number": pg.index + 1,
+            "size": pg.size,
+            "offset": pg.offset(),
+            "want_total": pg.want_total,
+        });
+    }
+    ctx
+}
+
+fn render(route: &Route, outcome: Outcome, page: Option<&PageRequest>, pairs: &[(String, String)]) -> Response<Body> {
+    let dialect = route.pack.client_dialect;
+    let body = match outcome.body {
+        OutBody::Empty => None,
+        OutBody::Json(v) => Some(dialect.encode_body(&v)),
+        OutBody::Page { items, total } => {
+            let page = page.copied().unwrap_or(PageRequest { index: 0, size: items.len().max(1) as u64, want_total: false });
+            Some(dialect.encode_body(&paging::render_page(dialect.paging(), items, total, &page, pairs)))
+        }
+    };
+    let mut resp = match body {
+        Some(b) => {
+            let mut r = Response::new(full(b));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(dialect.content_type()));
+            r
+        }
+        None => Response::new(empty()),
+    };
+    *resp.status_mut() = outcome.status;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, required: bool, kind: ParamType) -> ParamSpec {
+        ParamSpec { name: name.into(), required, kind }
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn required_and_typed_params() {
+        let specs = [spec("search", true, ParamType::String), spec("productId", false, ParamType::Int32)];
+        assert_eq!(check_params(&specs, &pairs(&[])).unwrap_err().parameter.as_deref(), Some("search"));
+        assert_eq!(check_params(&specs, &pairs(&[("search", "")])).unwrap_err().parameter.as_deref(), Some("search"));
+        assert!(check_params(&specs, &pairs(&[("search", "a")])).is_ok());
+        let e = check_params(&specs, &pairs(&[("search", "a"), ("productId", "99999999999")])).unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("productId"));
+        let dt = [spec("date", false, ParamType::DateTime), spec("flag", false, ParamType::Bool)];
+        assert!(check_params(&dt, &pairs(&[("date", "2024-01-02T03:04:05Z"), ("flag", "TRUE")])).is_ok());
+        assert!(check_params(&dt, &pairs(&[("date", "2024-01-02")])).is_ok());
+        assert!(check_params(&dt, &pairs(&[("date", "yesterday")])).is_err());
+        assert!(check_params(&dt, &pairs(&[("flag", "yes")])).is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! [`Executor`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde_json::Value;
+use tower::Service;
+
+use super::super::BoxFuture;
+use crate::context::RequestMeta;
+use crate::error::GatewayError;
+use crate::mapping::exec::{CallUpstream, ExecEnv, Outcome, execute};
+use crate::mapping::pack::Route;
+
+/// A translated request: the route and its execution context.
+#[derive(Debug)]
+pub struct ExecRequest {
+    pub route: Arc<Route>,
+    pub ctx: Value,
+    pub query_pairs: Vec<(String, String)>,
+    pub meta: RequestMeta,
+}
+
+/// Runs routes.
+#[derive(Clone)]
+pub struct Executor {
+    upstreams: Arc<dyn CallUpstream>,
+}
+
+impl Executor {
+    pub fn new(upstreams: Arc<dyn CallUpstream>) -> Self {
+        Self { upstreams }
+    }
+}
+
+impl Service<ExecRequest> for Executor {
+    type Response = Outcome;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Outcome, GatewayError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok::<(), Infallible>(())).map(|r| r.map_err(|never| match never {}))
+    }
+
+    fn call(&mut self, req: ExecRequest) -> Self::Future {
+        let upstreams = self.upstreams.clone();
+        Box::pin(async move {
+            let env = ExecEnv { upstreams: &*upstreams, meta: &req.meta, query_pairs: &req.query_pairs };
+            execute(&req.route, req.ctx, &env).await
+        })
+    }
+}
