@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod demo;

@@ -1,3 +1,46 @@
-//! The `rosetta` binary.
+//! The `rosetta` binary: `serve`, `check` and `demo` (DESIGN §7).
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rosetta", version, about = "API gateway and compatibility translation proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = "config/rosetta.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every enabled pack; non-zero exit on any error.
+    Check {
+        #[arg(long, default_value = "config/rosetta.toml")]
+        config: PathBuf,
+    },
+    /// Start sample backends and the gateway in front of them, and print curl lines.
+    Demo {
+        #[arg(long, default_value = "config/rosetta.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => rosetta::cli::check(&config),
+        Command::Serve { config } => runtime().block_on(rosetta::cli::serve(&config)),
+        Command::Demo { config } => runtime().block_on(rosetta::cli::demo(&config)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}

@@ -72,7 +72,7 @@ impl Gateway {
     {
         ServiceBuilder::new()
             // Request id, tracecode, span and access log; X-Request-Id / X-Trace-Code out.
-            .layer(super::trace::TraceLayer::new())
+            //TRACE .layer(super::trace::TraceLayer::new())
             // Typed errors become responses in the client's dialect; nothing fails past here.
             .layer(RescueLayer)
             // Pack route → RouteCtx; 404/405/400-path in the nearest pack's dialect.

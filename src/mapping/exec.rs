@@ -73,6 +73,8 @@ type Fanned<'a> = Pin<Box<dyn Future<Output = Result<(u16, Value), GatewayError>
 struct StepOut {
     value: Value,
     status: Option<u16>,
+    /// The step's `when` said no: nothing was done, so there is nothing to compensate.
+    skipped: bool,
 }
 
 /// Runs `route` with `ctx` (an object with `path`, `query`, `body`, `principal`, `page`).
@@ -103,7 +105,9 @@ pub async fn execute(
                     if let Some(s) = out.status {
                         statuses.insert(&step.name, s);
                     }
-                    done.push(step);
+                    if !out.skipped {
+                        done.push(step);
+                    }
                 }
                 Err(e) => {
                     if failure.is_none() {
@@ -130,7 +134,8 @@ pub async fn execute(
             let out = run_jq(route, "response", f, to_val(&ctx))?;
             if route.paged {
                 page_body(route, out)?
-            } else if out.is_null() && status == StatusCode::NO_CONTENT {
+            } else if out.is_null() {
+                // `null` is "no body" (an upstream 202/204 passed through), never the text null.
                 OutBody::Empty
             } else {
                 OutBody::Json(out)
@@ -197,26 +202,17 @@ async fn run_step(
             ctx_val.clone(),
         )?)
     {
-        return Ok(StepOut {
-            value: Value::Null,
-            status: None,
-        });
+        return Ok(StepOut { value: Value::Null, status: None, skipped: true });
     }
     match &step.kind {
         StepKind::Compute(f) => {
             let value = run_jq(route, &format!("step {}", step.name), f, ctx_val.clone())?;
-            Ok(StepOut {
-                value,
-                status: None,
-            })
+            Ok(StepOut { value, status: None, skipped: false })
         }
         StepKind::Call { call, fan } => match fan {
             Fan::One => {
                 let (status, value) = perform(route, step, call, ctx, ctx_val, None, env).await?;
-                Ok(StepOut {
-                    value,
-                    status: Some(status),
-                })
+                Ok(StepOut { value, status: Some(status), skipped: false })
             }
             Fan::ForEach {
                 items,
@@ -260,10 +256,7 @@ async fn run_step(
                     .into_iter()
                     .map(|r| r.map(|(_, v)| v))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(StepOut {
-                    value: Value::Array(values),
-                    status: None,
-                })
+                Ok(StepOut { value: Value::Array(values), status: None, skipped: false })
             }
             Fan::Walk {
                 start,
@@ -292,10 +285,7 @@ async fn run_step(
                     *concurrency,
                 )
                 .await?;
-                Ok(StepOut {
-                    value,
-                    status: None,
-                })
+                Ok(StepOut { value, status: None, skipped: false })
             }
         },
     }

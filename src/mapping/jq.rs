@@ -35,6 +35,16 @@ pub enum JqError {
 }
 
 impl JqFilter {
+    /// Compiles `code` after `prelude` (a pack's shared `def`s, from its `defs.jq`).
+    pub fn compile_with_prelude(prelude: &str, code: &str) -> Result<Self, JqError> {
+        if prelude.trim().is_empty() {
+            return Self::compile(code);
+        }
+        let mut f = Self::compile(&format!("{prelude}\n{code}"))?;
+        f.source = code.to_owned();
+        Ok(f)
+    }
+
     /// Parses and compiles `code` with jq's standard library.
     pub fn compile(code: &str) -> Result<Self, JqError> {
         let defs = jaq_core::defs()
@@ -200,6 +210,13 @@ mod tests {
             f.run(&json!({"createdOn": 0})).unwrap(),
             json!("1970-01-01T00:00:00Z")
         );
+    }
+
+    #[test]
+    fn preludes_define_shared_functions() {
+        let f = JqFilter::compile_with_prelude("def twice: . * 2;", "twice").unwrap();
+        assert_eq!(f.run(&json!(21)).unwrap(), json!(42));
+        assert_eq!(f.source(), "twice");
     }
 
     #[test]

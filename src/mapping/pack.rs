@@ -123,6 +123,10 @@ struct RouteDef {
     #[serde(default)]
     paged: bool,
     #[serde(default)]
+    check_paging: bool,
+    #[serde(default)]
+    validate: Option<String>,
+    #[serde(default)]
     params: BTreeMap<String, ParamDef>,
     #[serde(default)]
     step: Vec<StepDef>,
@@ -146,6 +150,8 @@ struct ParamDef {
     required: bool,
     #[serde(default, rename = "type")]
     kind: Option<String>,
+    #[serde(default)]
+    values: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +248,8 @@ pub struct PackMeta {
     pub rate_limit: Option<String>,
     pub page_defaults: PageDefaults,
     pub description: Option<String>,
+    /// The pack's `defs.jq`, prepended to each of its filters.
+    pub prelude: String,
 }
 
 /// A route's cost in quota points.
@@ -267,6 +275,8 @@ pub struct ParamSpec {
     pub name: String,
     pub required: bool,
     pub kind: ParamType,
+    /// Accepted values (case-insensitive); empty means any.
+    pub values: Vec<String>,
 }
 
 /// Which client query parameters a call forwards verbatim.
@@ -353,7 +363,13 @@ pub struct Route {
     pub cache_ttl: Option<Duration>,
     pub rate_limit: Option<String>,
     pub anonymous: bool,
+    /// Rosetta pages the answer: `response.jq` yields `{items, total}`.
     pub paged: bool,
+    /// The client's paging parameters are checked (and exposed as `page`) but the upstream
+    /// speaks the same scheme and pages itself.
+    pub check_paging: bool,
+    /// Yields null when the request is acceptable, else a message (400).
+    pub validate: Option<JqFilter>,
     pub params: Vec<ParamSpec>,
     /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
     pub stages: Vec<Vec<Step>>,
@@ -495,6 +511,7 @@ fn load_pack(
             max_size: def.max_page_size.unwrap_or(defaults.max_size),
         },
         description: def.description,
+        prelude: std::fs::read_to_string(dir.join("defs.jq")).unwrap_or_default(),
     });
 
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -655,7 +672,7 @@ fn compile_route(
     let points = match def.points {
         None => Points::Const(1),
         Some(PointsDef::Const(n)) => Points::Const(n),
-        Some(PointsDef::Jq(code)) => match JqFilter::compile(&code) {
+        Some(PointsDef::Jq(code)) => match JqFilter::compile_with_prelude(&pack.prelude, &code) {
             Ok(f) => Points::Jq(f),
             Err(e) => {
                 errs.push(format!("points: {e}"));
@@ -679,6 +696,15 @@ fn compile_route(
             "rate limit policy `{policy}` is not defined in [rate_limits]"
         ));
     }
+    let validate = def.validate.as_deref().and_then(|code| {
+        match JqFilter::compile_with_prelude(&pack.prelude, code) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errs.push(format!("validate: {e}"));
+                None
+            }
+        }
+    });
     let mut params = Vec::new();
     for (name, p) in def.params {
         let kind = match p.kind.as_deref() {
@@ -698,6 +724,7 @@ fn compile_route(
             name,
             required: p.required,
             kind,
+            values: p.values,
         });
     }
 
@@ -716,7 +743,7 @@ fn compile_route(
         let scope = Scope {
             path_vars: &path_vars,
             earlier_steps: &done_steps,
-            paged: def.paged,
+            paged: def.paged || def.check_paging,
             item: s.for_each.is_some(),
             node: s.walk.is_some(),
         };
@@ -741,7 +768,7 @@ fn compile_route(
             status_from: None,
         },
         Some(r) => {
-            let jq = r.jq.and_then(|code| match JqFilter::compile(&code) {
+            let jq = r.jq.and_then(|code| match JqFilter::compile_with_prelude(&pack.prelude, &code) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     errs.push(format!("response.jq: {e}"));
@@ -784,6 +811,8 @@ fn compile_route(
         rate_limit: def.rate_limit.or_else(|| pack.rate_limit.clone()),
         anonymous: def.anonymous,
         paged: def.paged,
+        check_paging: def.check_paging,
+        validate,
         params,
         stages,
         response,
@@ -802,7 +831,7 @@ fn compile_step(
     scope: &Scope<'_>,
 ) -> Result<Step, Vec<String>> {
     let mut errs = Vec::new();
-    let mut jq = |what: &str, code: &str| match JqFilter::compile(code) {
+    let mut jq = |what: &str, code: &str| match JqFilter::compile_with_prelude(&pack.prelude, code) {
         Ok(f) => Some(f),
         Err(e) => {
             errs.push(format!("step `{name}` {what}: {e}"));
@@ -960,7 +989,7 @@ fn compile_call(
             Err(e) => errs.push(format!("query `{k}`: {e}")),
         }
     }
-    let body = body.and_then(|code| match JqFilter::compile(code) {
+    let body = body.and_then(|code| match JqFilter::compile_with_prelude(&pack.prelude, code) {
         Ok(f) => Some(f),
         Err(e) => {
             errs.push(format!("body: {e}"));

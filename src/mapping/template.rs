@@ -134,7 +134,13 @@ impl Template {
     /// Renders with each substituted value percent-encoded as a path segment.
     /// `None` when a placeholder resolves to nothing (missing or null).
     pub fn render_path(&self, ctx: &Value) -> Option<String> {
-        self.render(ctx, |s, out| out.extend(utf8_percent_encode(s, SEGMENT)))
+        self.render(ctx, |s, out| match s {
+            // Dots are unreserved, so encoding leaves them; as a whole segment they would
+            // climb the upstream path, so they are written encoded.
+            "." => out.push_str("%2E"),
+            ".." => out.push_str("%2E%2E"),
+            s => out.extend(utf8_percent_encode(s, SEGMENT)),
+        })
     }
 
     /// Renders without encoding (query values are form-encoded later, as a whole).
@@ -164,6 +170,10 @@ fn resolve_name(name: &str, path_vars: &[String]) -> Result<Vec<String>, Templat
     if segments.len() == 1 {
         if path_vars.iter().any(|v| v == name) {
             return Ok(vec!["path".to_owned(), name.to_owned()]);
+        }
+        // `{item}` and `{node}` name a whole fan-out element or walked id.
+        if name == "item" || name == "node" {
+            return Ok(segments);
         }
     } else if ROOTS.contains(&segments[0].as_str()) && segments.iter().all(|s| !s.is_empty()) {
         return Ok(segments);
@@ -370,6 +380,7 @@ mod tests {
             prop_assert_eq!(segs[1], "api");
             prop_assert_eq!(segs[4], "b");
             prop_assert!(!out.contains('?') && !out.contains('#'));
+            prop_assert!(segs[3] != "." && segs[3] != "..");
             let decoded = percent_encoding::percent_decode_str(segs[3]).decode_utf8().unwrap();
             prop_assert_eq!(decoded, value.as_str());
         }

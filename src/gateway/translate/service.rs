@@ -64,12 +64,20 @@ where
                 .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                 .unwrap_or_default();
             check_params(&route.params, &query_pairs)?;
-            let page = if route.paged {
+            let page = if route.paged || route.check_paging {
                 Some(paging::parse_request(dialect.paging(), &query_pairs, &route.pack.page_defaults).map_err(|e| BadRequest::param(e.param.clone(), e.to_string()))?)
             } else {
                 None
             };
             let ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+            if let Some(v) = &route.validate {
+                match v.run(&ctx) {
+                    Ok(serde_json::Value::Null) => {}
+                    Ok(serde_json::Value::String(msg)) => return Err(BadRequest::new(msg).into()),
+                    Ok(other) => return Err(BadRequest::new(other.to_string()).into()),
+                    Err(e) => return Err(GatewayError::Internal(format!("route {} validate: {e}", route.id))),
+                }
+            }
             let outcome = inner.call(ExecRequest { route: route.clone(), ctx, query_pairs: query_pairs.clone(), meta }).await?;
             Ok(render(&route, outcome, page.as_ref(), &query_pairs))
         })
@@ -119,6 +127,12 @@ pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(
                     || time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
             }
         };
+        if ok && !spec.values.is_empty() && !spec.values.iter().any(|v| v.eq_ignore_ascii_case(value)) {
+            return Err(BadRequest::param(
+                &spec.name,
+                format!("query parameter `{}` must be one of {}", spec.name, spec.values.join(", ")),
+            ));
+        }
         if !ok {
             let expected = match spec.kind {
                 ParamType::String => "a string",
@@ -184,7 +198,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, required: bool, kind: ParamType) -> ParamSpec {
-        ParamSpec { name: name.into(), required, kind }
+        ParamSpec { name: name.into(), required, kind, values: Vec::new() }
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {

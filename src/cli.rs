@@ -1,0 +1,192 @@
+//! What the `rosetta` subcommands do, kept in the library so tests can drive them.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, StaticKeyConfig, UpstreamAuthConfig};
+use crate::gateway::stack::Gateway;
+use crate::mapping::pack::load_catalog;
+use crate::server::{ServerOptions, serve as serve_http, shutdown_signal};
+
+/// `rosetta check`: loads the configuration and every enabled pack, prints every problem.
+pub fn check(path: &Path) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    match load_catalog(&cfg) {
+        Ok(catalog) => {
+            for pack in &catalog.packs {
+                let n = catalog.routes.iter().filter(|r| r.pack.name == pack.name).count();
+                println!("ok: pack {} ({} routes, client dialect {}, mounted at {})", pack.name, n, pack.client_dialect.name(), pack.mount);
+            }
+            println!("ok: {} routes in {} packs", catalog.routes.len(), catalog.packs.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rosetta serve`: runs the gateway until SIGTERM/SIGINT, then drains.
+pub async fn serve(path: &Path) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::telemetry::init_logging(&cfg.log);
+    match run(cfg, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
+    let gateway = Gateway::from_config(&cfg).map_err(|e| error_chain(&e))?;
+    let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, routes = gateway.catalog.routes.len(), "rosetta is serving");
+    serve_http(listener, gateway.service(), ServerOptions::from(&cfg.server), shutdown)
+        .await
+        .map_err(|e| format!("server failed: {e}"))
+}
+
+/// `rosetta demo`: sample backends, the gateway in front of them, a key, curl lines.
+pub async fn demo(path: &Path) -> ExitCode {
+    let mut cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::telemetry::init_logging(&cfg.log);
+    let (appdirect, redapi) = match (
+        crate::demo::start_appdirect().await,
+        crate::demo::start_redapi(crate::demo::REDAPI_CLIENT_ID, crate::demo::REDAPI_CLIENT_SECRET).await,
+    ) {
+        (Ok(a), Ok(r)) => (a, r),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cannot start the sample backends: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    point_at_demo(&mut cfg, &appdirect.url(), &redapi.url());
+    let key = crate::demo::random_key();
+    cfg.identity.static_keys.push(StaticKeyConfig {
+        sha256: crate::identity::sha256_hex(&key),
+        user: "demo".into(),
+        company: crate::demo::DEMO_COMPANY_KEY.into(),
+        roles: vec!["PARTNER".into()],
+    });
+    let gateway = match Gateway::from_config(&cfg) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    // The configured port when it is free, so the printed lines are the usual ones; any
+    // free port otherwise, so a second demo still starts.
+    let listener = match TcpListener::bind(&cfg.listen).await {
+        Ok(l) => l,
+        Err(_) => match TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cannot listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", demo_banner(&format!("http://{addr}"), &key, &appdirect.url(), &redapi.url()));
+    let result = serve_http(listener, gateway.service(), ServerOptions::from(&cfg.server), shutdown_signal()).await;
+    appdirect.shutdown().await;
+    redapi.shutdown().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Points the configuration's upstreams at the sample backends.
+pub fn point_at_demo(cfg: &mut Config, appdirect: &str, redapi: &str) {
+    if let Some(u) = cfg.upstreams.get_mut("appdirect") {
+        u.url = appdirect.to_owned();
+        u.auth = UpstreamAuthConfig::None;
+    }
+    if let Some(u) = cfg.upstreams.get_mut("redapi") {
+        u.url = redapi.to_owned();
+        u.auth = UpstreamAuthConfig::Oauth2 {
+            token_url: format!("{redapi}/oauth2/token"),
+            client_id: crate::demo::REDAPI_CLIENT_ID.into(),
+            client_secret: crate::demo::REDAPI_CLIENT_SECRET.into(),
+            scope: None,
+            refresh_skew: std::time::Duration::from_secs(30),
+        };
+    }
+}
+
+/// The text `rosetta demo` prints: where things are and lines to paste.
+pub fn demo_banner(gateway: &str, key: &str, appdirect: &str, redapi: &str) -> String {
+    let c = crate::demo::DISTRIBUTOR_ID;
+    let p = crate::demo::PARTNER_ID;
+    let h = format!("-H 'Authorization: Bearer {key}'");
+    let lines = [
+        ("Your company (the key's company, northwind)", format!("curl -s {h} {gateway}/companies")),
+        ("One company", format!("curl -s {h} {gateway}/companies/{c}")),
+        ("Its customers, 2 a page, with the total", format!("curl -s {h} '{gateway}/companies/{c}/customers?maxResults=2&shouldReturnCount=true'")),
+        ("Every customer below it", format!("curl -s {h} '{gateway}/companies/{c}/customers/transitive?shouldReturnCount=true'")),
+        ("Search by name", format!("curl -s {h} '{gateway}/companies/search?search=a&maxResults=5'")),
+        ("Users of a company", format!("curl -s {h} '{gateway}/users/list?companyId={p}'")),
+        ("Create a customer", format!("curl -s {h} -H 'Content-Type: application/json' -d '{{\"companyName\":\"Demo Customer\",\"type\":\"Customer\"}}' {gateway}/companies/{p}/customers")),
+        ("Products (new RedAPI, OAuth2 behind the scenes)", format!("curl -s {h} {gateway}/products")),
+        ("Subscriptions", format!("curl -s {h} {gateway}/companies/{p}/subscriptions")),
+        ("Consumption summary", format!("curl -s {h} {gateway}/companies/{c}/consumption/summary")),
+        ("Backup status summary", format!("curl -s {h} {gateway}/companies/{c}/backups/status/summary")),
+        ("An error, as V1 problem details", format!("curl -s {h} {gateway}/companies/search")),
+    ];
+    let mut out = format!(
+        "Rosetta demo\n  gateway    {gateway}\n  appdirect  {appdirect} (sample)\n  redapi     {redapi} (sample, OAuth2)\n  API key    {key}   (user demo, company {})\n\nTry:\n",
+        crate::demo::DEMO_COMPANY_KEY
+    );
+    for (what, line) in lines {
+        out.push_str(&format!("  # {what}\n  {line}\n"));
+    }
+    out.push_str("\nCtrl-C stops it (in-flight requests are drained).\n");
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
