@@ -1,0 +1,180 @@
+//! `rosetta check`: the shipped configuration loads, and each kind of broken pack is refused
+//! with a message naming the file, the route and the line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rosetta::config::Config;
+use rosetta::mapping::pack::{LoadError, load_catalog};
+
+const BASE_CONFIG: &str = r#"
+mappings_dir = "mappings"
+packs = ["p"]
+[upstreams.appdirect]
+url = "http://127.0.0.1:1"
+[upstreams.other]
+url = "http://127.0.0.1:2"
+[rate_limits.default]
+burst = 20
+rate = "5/s"
+"#;
+
+const PACK: &str = r#"
+[pack]
+client_dialect = "redapi-v1"
+service = "TEST"
+upstreams = ["appdirect"]
+"#;
+
+const GOOD_ROUTE: &str = r#"
+[[route]]
+id = "companies.get"
+match = "GET /companies/{companyId}"
+[[route.step]]
+call = "GET appdirect /api/account/v2/companies/{companyId}"
+[route.response]
+jq = "{companyId: .steps.step0.id}"
+"#;
+
+/// Writes a config and a pack `p` with `routes.toml`, returns the config path.
+fn setup(dir: &Path, pack: &str, routes: &str) -> PathBuf {
+    let p = dir.join("mappings/p");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("pack.toml"), pack).unwrap();
+    std::fs::write(p.join("routes.toml"), routes).unwrap();
+    let cfg = dir.join("rosetta.toml");
+    std::fs::write(&cfg, BASE_CONFIG).unwrap();
+    cfg
+}
+
+fn errors(pack: &str, routes: &str) -> Vec<LoadError> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load_with_env(&setup(dir.path(), pack, routes), Vec::new()).unwrap();
+    load_catalog(&cfg).expect_err("the pack must be refused").0
+}
+
+fn assert_one(errs: &[LoadError], route: &str, line: usize, needle: &str) {
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let e = &errs[0];
+    assert!(e.file.ends_with("routes.toml"), "{e}");
+    assert_eq!(e.route.as_deref(), Some(route), "{e}");
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(e.to_string().contains(needle), "`{e}` should mention `{needle}`");
+    assert!(e.to_string().contains("routes.toml:"), "{e}");
+}
+
+#[test]
+fn a_good_pack_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load_with_env(&setup(dir.path(), PACK, GOOD_ROUTE), Vec::new()).unwrap();
+    let catalog = load_catalog(&cfg).unwrap();
+    assert_eq!(catalog.routes.len(), 1);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_line() {
+    let routes = GOOD_ROUTE.replace("[route.response]", "colour = \"blue\"\n[route.response]");
+    let errs = errors(PACK, &routes);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("colour"), "{}", errs[0]);
+    assert_eq!(errs[0].line, Some(7));
+}
+
+#[test]
+fn undefined_upstreams_are_refused() {
+    let routes = GOOD_ROUTE.replace("GET appdirect", "GET nowhere");
+    assert_one(&errors(PACK, &routes), "companies.get", 2, "upstream `nowhere`");
+    // Defined in the config but not listed by the pack.
+    let routes = GOOD_ROUTE.replace("GET appdirect", "GET other");
+    assert_one(&errors(PACK, &routes), "companies.get", 2, "not listed in the pack");
+}
+
+#[test]
+fn undefined_policies_are_refused() {
+    let routes = GOOD_ROUTE.replace("match = ", "rate_limit = \"gold\"\nmatch = ");
+    assert_one(&errors(PACK, &routes), "companies.get", 2, "policy `gold`");
+}
+
+#[test]
+fn path_variables_used_but_not_matched_are_refused() {
+    let routes = GOOD_ROUTE.replace("companies/{companyId}\"\n[route.response]", "companies/{customerId}\"\n[route.response]");
+    assert_one(&errors(PACK, &routes), "companies.get", 2, "{customerId}");
+}
+
+#[test]
+fn jq_that_does_not_compile_is_refused() {
+    let routes = GOOD_ROUTE.replace("{companyId: .steps.step0.id}", "{companyId: .steps.step0.id");
+    assert_one(&errors(PACK, &routes), "companies.get", 2, "jq filter does not compile");
+}
+
+#[test]
+fn colliding_routes_are_refused() {
+    let routes = format!("{GOOD_ROUTE}\n{}", GOOD_ROUTE.replace("companies.get", "companies.again").replace("{companyId}", "{id}"));
+    let errs = errors(PACK, &routes);
+    assert_one(&errs, "companies.again", 11, "collides with route `companies.get`");
+}
+
+#[test]
+fn references_to_later_steps_are_refused() {
+    let routes = r#"
+[[route]]
+id = "r"
+match = "GET /x/{id}"
+[[route.step]]
+name = "a"
+call = "GET appdirect /a/{steps.b.id}"
+[[route.step]]
+name = "b"
+call = "GET appdirect /b/{id}"
+"#;
+    assert_one(&errors(PACK, routes), "r", 2, "does not run before this one");
+}
+
+#[test]
+fn unknown_dialects_are_refused() {
+    let errs = errors(&PACK.replace("redapi-v1", "soap"), GOOD_ROUTE);
+    assert!(errs.iter().any(|e| e.file.ends_with("pack.toml") && e.message.contains("unknown client_dialect `soap`")), "{errs:#?}");
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let routes = format!(
+        "{}\n{}",
+        GOOD_ROUTE.replace("GET appdirect", "GET nowhere"),
+        GOOD_ROUTE.replace("companies.get", "two").replace("GET /companies", "GET /other").replace(".id}\"", ".id\"")
+    );
+    assert_eq!(errors(PACK, &routes).len(), 2);
+}
+
+#[test]
+fn the_shipped_configuration_loads_all_thirty_v1_routes() {
+    let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
+    let catalog = load_catalog(&cfg).unwrap();
+    let v1 = catalog.routes.iter().filter(|r| r.pack.name == "redapi-v1-appdirect").count();
+    assert_eq!(v1, 30);
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let env = vec![
+        ("ROSETTA__LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
+        ("ROSETTA__UPSTREAMS__APPDIRECT__URL".to_owned(), "http://127.0.0.1:7777".to_owned()),
+    ];
+    let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), env).unwrap();
+    assert_eq!(cfg.listen, "127.0.0.1:9999");
+    assert_eq!(cfg.upstreams["appdirect"].url, "http://127.0.0.1:7777");
+}
+
+#[test]
+fn the_check_command_exits_non_zero_on_a_broken_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), PACK, &GOOD_ROUTE.replace("GET appdirect", "GET nowhere"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("routes.toml:2: route `companies.get`"), "{stderr}");
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_rosetta")).args(["check", "--config", "config/rosetta.toml"]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("30 routes"));
+}
