@@ -562,3 +562,230 @@ async fn compensate(route: &Route, done: &[&Step], ctx: &Value, env: &ExecEnv<'_
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The executor against a scripted fake upstream: ordering, fan-out, walk, compensation.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::mapping::pack::{Catalog, load_catalog};
+    use serde_json::json;
+
+    /// Answers by `METHOD path` prefix; records every call.
+    struct Fake {
+        answers: Vec<(String, u16, Value)>,
+        calls: Mutex<Vec<(String, Value)>>,
+    }
+
+    impl Fake {
+        fn new(answers: &[(&str, u16, Value)]) -> Self {
+            Self {
+                answers: answers.iter().map(|(k, s, v)| ((*k).to_owned(), *s, v.clone())).collect(),
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().iter().map(|(c, _)| c.clone()).collect()
+        }
+    }
+
+    impl CallUpstream for Fake {
+        fn call<'a>(&'a self, _upstream: &'a str, req: UpstreamRequest) -> CallFuture<'a> {
+            let line = format!("{} {}", req.method, req.path_and_query);
+            let body: Value = if req.body.is_empty() { Value::Null } else { serde_json::from_slice(&req.body).unwrap() };
+            self.calls.lock().unwrap().push((line.clone(), body));
+            let (status, value) = self
+                .answers
+                .iter()
+                .find(|(k, _, _)| line.starts_with(k.as_str()))
+                .map(|(_, s, v)| (*s, v.clone()))
+                .unwrap_or((404, json!({"message": "no such thing"})));
+            Box::pin(async move {
+                Ok(UpstreamResponse {
+                    status: StatusCode::from_u16(status).unwrap(),
+                    headers: HeaderMap::new(),
+                    body: Bytes::from(serde_json::to_vec(&value).unwrap()),
+                })
+            })
+        }
+    }
+
+    fn catalog(routes: &str) -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mappings/p");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("pack.toml"), "[pack]\nclient_dialect = \"redapi-v1\"\nservice = \"T\"\nupstreams = [\"up\"]\n").unwrap();
+        std::fs::write(p.join("r.toml"), routes).unwrap();
+        let cfg = Config::from_toml("mappings_dir = \"mappings\"\npacks = [\"p\"]\n[upstreams.up]\nurl = \"http://127.0.0.1:1\"\n", dir.path()).unwrap();
+        let cat = load_catalog(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        (dir, cat)
+    }
+
+    async fn run(cat: &Catalog, fake: &Fake, ctx: Value) -> Result<Outcome, GatewayError> {
+        let meta = RequestMeta::new(None);
+        let env = ExecEnv { upstreams: fake, meta: &meta, query_pairs: &[] };
+        execute(&cat.routes[0], ctx, &env).await
+    }
+
+    #[tokio::test]
+    async fn sequential_steps_see_earlier_results() {
+        let (_d, cat) = catalog(
+            r#"
+[[route]]
+id = "r"
+match = "GET /x/{id}"
+[[route.step]]
+name = "a"
+call = "GET up /a/{id}"
+[[route.step]]
+name = "b"
+call = "GET up /b/{steps.a.next}"
+query = { q = "{query.q}", missing = "{query.nope}" }
+[route.response]
+jq = "{a: .steps.a.next, b: .steps.b.v}"
+"#,
+        );
+        let fake = Fake::new(&[("GET /a/1", 200, json!({"next": "n 2"})), ("GET /b/n%202", 200, json!({"v": 7}))]);
+        let out = run(&cat, &fake, json!({"path": {"id": "1"}, "query": {"q": "a&b"}})).await.unwrap();
+        assert_eq!(out.body, OutBody::Json(json!({"a": "n 2", "b": 7})));
+        assert_eq!(fake.calls(), vec!["GET /a/1", "GET /b/n%202?q=a%26b"]);
+    }
+
+    #[tokio::test]
+    async fn fan_out_keeps_item_order() {
+        let (_d, cat) = catalog(
+            r#"
+[[route]]
+id = "r"
+match = "GET /x"
+[[route.step]]
+name = "each"
+call = "GET up /item/{item}"
+for_each = "[3, 1, 2]"
+concurrency = 2
+[route.response]
+jq = "[.steps.each[].n]"
+"#,
+        );
+        let fake = Fake::new(&[("GET /item/1", 200, json!({"n": 1})), ("GET /item/2", 200, json!({"n": 2})), ("GET /item/3", 200, json!({"n": 3}))]);
+        let out = run(&cat, &fake, json!({})).await.unwrap();
+        assert_eq!(out.body, OutBody::Json(json!([3, 1, 2])));
+    }
+
+    #[tokio::test]
+    async fn walk_is_breadth_first_and_cycle_safe() {
+        let (_d, cat) = catalog(
+            r#"
+[[route]]
+id = "r"
+match = "GET /x"
+[[route.step]]
+name = "tree"
+call = "GET up /children/{node}"
+walk = { start = '["a"]', children = ".kids", max_depth = 10, max_nodes = 100 }
+[route.response]
+jq = "[.steps.tree[] | {node, parent, depth}]"
+"#,
+        );
+        // a → b, c; b → a (cycle), d; c → d (diamond)
+        let fake = Fake::new(&[
+            ("GET /children/a", 200, json!({"kids": ["b", "c"]})),
+            ("GET /children/b", 200, json!({"kids": ["a", "d"]})),
+            ("GET /children/c", 200, json!({"kids": ["d"]})),
+            ("GET /children/d", 200, json!({"kids": []})),
+        ]);
+        let out = run(&cat, &fake, json!({})).await.unwrap();
+        assert_eq!(
+            out.body,
+            OutBody::Json(json!([
+                {"node": "a", "parent": null, "depth": 0},
+                {"node": "b", "parent": "a", "depth": 1},
+                {"node": "c", "parent": "a", "depth": 1},
+                {"node": "d", "parent": "b", "depth": 2},
+            ]))
+        );
+        assert_eq!(fake.calls().len(), 4, "each node visited once");
+    }
+
+    #[tokio::test]
+    async fn walk_respects_its_bounds() {
+        let (_d, cat) = catalog(
+            r#"
+[[route]]
+id = "r"
+match = "GET /x"
+[[route.step]]
+name = "tree"
+call = "GET up /children/{node}"
+walk = { start = '["n0"]', children = '[.next]', max_depth = 3, max_nodes = 100 }
+[route.response]
+jq = "[.steps.tree[].node]"
+"#,
+        );
+        let answers: Vec<(String, u16, Value)> =
+            (0..10).map(|i| (format!("GET /children/n{i}"), 200, json!({"next": format!("n{}", i + 1)}))).collect();
+        let refs: Vec<(&str, u16, Value)> = answers.iter().map(|(a, s, v)| (a.as_str(), *s, v.clone())).collect();
+        let fake = Fake::new(&refs);
+        let out = run(&cat, &fake, json!({})).await.unwrap();
+        assert_eq!(out.body, OutBody::Json(json!(["n0", "n1", "n2", "n3"])));
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_compensates_the_done_ones_in_reverse() {
+        let (_d, cat) = catalog(
+            r#"
+[[route]]
+id = "r"
+match = "PATCH /move/{id}"
+[[route.step]]
+name = "find"
+call = "GET up /assoc/{id}"
+[[route.step]]
+name = "skipped"
+when = "false"
+call = "DELETE up /never"
+[route.step.compensate]
+call = "POST up /never-undo"
+[[route.step]]
+name = "remove"
+call = "DELETE up /assoc/{steps.find.id}"
+[route.step.compensate]
+call = "POST up /assoc"
+body = "{restore: .steps.find.id}"
+[[route.step]]
+name = "create"
+call = "POST up /assoc-new"
+"#,
+        );
+        let fake = Fake::new(&[
+            ("GET /assoc/c1", 200, json!({"id": "a1"})),
+            ("DELETE /assoc/a1", 204, Value::Null),
+            ("POST /assoc-new", 409, json!({"message": "conflict"})),
+            ("POST /assoc", 201, json!({})),
+        ]);
+        let err = run(&cat, &fake, json!({"path": {"id": "c1"}})).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::CONFLICT);
+        assert_eq!(fake.calls(), vec!["GET /assoc/c1", "DELETE /assoc/a1", "POST /assoc-new", "POST /assoc"]);
+        let restore = fake.calls.lock().unwrap()[3].1.clone();
+        assert_eq!(restore, json!({"restore": "a1"}));
+    }
+
+    #[tokio::test]
+    async fn upstream_errors_keep_their_meaning() {
+        let (_d, cat) = catalog("[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n[[route.step]]\ncall = \"GET up /missing\"\n");
+        let fake = Fake::new(&[]);
+        let err = run(&cat, &fake, json!({})).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert!(err.to_string().contains("no such thing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn paged_routes_yield_items_and_total() {
+        let (_d, cat) = catalog("[[route]]\nid = \"r\"\nmatch = \"GET /x\"\npaged = true\n[route.response]\njq = '{items: [1,2], total: 9}'\n");
+        let out = run(&cat, &Fake::new(&[]), json!({})).await.unwrap();
+        assert_eq!(out.body, OutBody::Page { items: vec![json!(1), json!(2)], total: Some(9) });
+    }
+}
