@@ -15,7 +15,14 @@ fn matching(c: &mut Criterion) {
     let catalog = load_catalog(&cfg).unwrap();
     let router = &catalog.router;
     c.bench_function("route match: GET /companies/{id} (30 routes)", |b| {
-        b.iter(|| router.at(&Method::GET, black_box("/companies/6f1f0a52-1c1e-4a4b-9a34-6a0d6f1d2a01")).unwrap())
+        b.iter(|| {
+            router
+                .at(
+                    &Method::GET,
+                    black_box("/companies/6f1f0a52-1c1e-4a4b-9a34-6a0d6f1d2a01"),
+                )
+                .unwrap()
+        })
     });
     c.bench_function("route match: deep path with 2 variables", |b| {
         b.iter(|| {
@@ -25,14 +32,24 @@ fn matching(c: &mut Criterion) {
         })
     });
     c.bench_function("route match: unknown path (404)", |b| {
-        b.iter(|| router.at(&Method::GET, black_box("/nothing/here")).unwrap_err())
+        b.iter(|| {
+            router
+                .at(&Method::GET, black_box("/nothing/here"))
+                .unwrap_err()
+        })
     });
 }
 
 fn templates(c: &mut Criterion) {
-    let t = Template::parse("/api/account/v2/companies/{companyId}/memberships/{steps.m.content.0.id}", &["companyId".to_owned()]).unwrap();
+    let t = Template::parse(
+        "/api/account/v2/companies/{companyId}/memberships/{steps.m.content.0.id}",
+        &["companyId".to_owned()],
+    )
+    .unwrap();
     let ctx = json!({"path": {"companyId": "6f1f0a52-1c1e-4a4b-9a34-6a0d6f1d2a01"}, "steps": {"m": {"content": [{"id": "u 1"}]}}});
-    c.bench_function("template expand: path with 2 values", |b| b.iter(|| t.render_path(black_box(&ctx)).unwrap()));
+    c.bench_function("template expand: path with 2 values", |b| {
+        b.iter(|| t.render_path(black_box(&ctx)).unwrap())
+    });
 }
 
 fn transform(c: &mut Criterion) {
@@ -45,7 +62,9 @@ fn transform(c: &mut Criterion) {
         "emailAddress": "ops@acme.test", "website": "https://acme.test",
         "address": {"street1": "1 Main St", "street2": null, "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
         "createdOn": 1700000000000i64});
-    c.bench_function("jq transform: AppDirect company → V1 Company", |b| b.iter(|| f.run(black_box(&company)).unwrap()));
+    c.bench_function("jq transform: AppDirect company → V1 Company", |b| {
+        b.iter(|| f.run(black_box(&company)).unwrap())
+    });
 }
 
 criterion_group!(benches, matching, templates, transform);

@@ -22,10 +22,24 @@ pub fn check(path: &Path) -> ExitCode {
     match load_catalog(&cfg) {
         Ok(catalog) => {
             for pack in &catalog.packs {
-                let n = catalog.routes.iter().filter(|r| r.pack.name == pack.name).count();
-                println!("ok: pack {} ({} routes, client dialect {}, mounted at {})", pack.name, n, pack.client_dialect.name(), pack.mount);
+                let n = catalog
+                    .routes
+                    .iter()
+                    .filter(|r| r.pack.name == pack.name)
+                    .count();
+                println!(
+                    "ok: pack {} ({} routes, client dialect {}, mounted at {})",
+                    pack.name,
+                    n,
+                    pack.client_dialect.name(),
+                    pack.mount
+                );
             }
-            println!("ok: {} routes in {} packs", catalog.routes.len(), catalog.packs.len());
+            println!(
+                "ok: {} routes in {} packs",
+                catalog.routes.len(),
+                catalog.packs.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -59,11 +73,18 @@ pub async fn serve(path: &Path) -> ExitCode {
 
 async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
     let gateway = Gateway::from_config(&cfg).map_err(|e| error_chain(&e))?;
-    let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, routes = gateway.catalog.routes.len(), "rosetta is serving");
-    serve_http(listener, gateway.service(), ServerOptions::from(&cfg.server), shutdown)
+    let listener = TcpListener::bind(&cfg.listen)
         .await
-        .map_err(|e| format!("server failed: {e}"))
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, routes = gateway.catalog.routes.len(), "rosetta is serving");
+    serve_http(
+        listener,
+        gateway.service(),
+        ServerOptions::from(&cfg.server),
+        shutdown,
+    )
+    .await
+    .map_err(|e| format!("server failed: {e}"))
 }
 
 /// `rosetta demo`: sample backends, the gateway in front of them, a key, curl lines.
@@ -78,7 +99,11 @@ pub async fn demo(path: &Path) -> ExitCode {
     crate::telemetry::init_logging(&cfg.log);
     let (appdirect, redapi) = match (
         crate::demo::start_appdirect().await,
-        crate::demo::start_redapi(crate::demo::REDAPI_CLIENT_ID, crate::demo::REDAPI_CLIENT_SECRET).await,
+        crate::demo::start_redapi(
+            crate::demo::REDAPI_CLIENT_ID,
+            crate::demo::REDAPI_CLIENT_SECRET,
+        )
+        .await,
     ) {
         (Ok(a), Ok(r)) => (a, r),
         (Err(e), _) | (_, Err(e)) => {
@@ -120,8 +145,22 @@ pub async fn demo(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("{}", demo_banner(&format!("http://{addr}"), &key, &appdirect.url(), &redapi.url()));
-    let result = serve_http(listener, gateway.service(), ServerOptions::from(&cfg.server), shutdown_signal()).await;
+    println!(
+        "{}",
+        demo_banner(
+            &format!("http://{addr}"),
+            &key,
+            &appdirect.url(),
+            &redapi.url()
+        )
+    );
+    let result = serve_http(
+        listener,
+        gateway.service(),
+        ServerOptions::from(&cfg.server),
+        shutdown_signal(),
+    )
+    .await;
     appdirect.shutdown().await;
     redapi.shutdown().await;
     match result {
@@ -157,18 +196,60 @@ pub fn demo_banner(gateway: &str, key: &str, appdirect: &str, redapi: &str) -> S
     let p = crate::demo::PARTNER_ID;
     let h = format!("-H 'Authorization: Bearer {key}'");
     let lines = [
-        ("Your company (the key's company, northwind)", format!("curl -s {h} {gateway}/companies")),
-        ("One company", format!("curl -s {h} {gateway}/companies/{c}")),
-        ("Its customers, 2 a page, with the total", format!("curl -s {h} '{gateway}/companies/{c}/customers?maxResults=2&shouldReturnCount=true'")),
-        ("Every customer below it", format!("curl -s {h} '{gateway}/companies/{c}/customers/transitive?shouldReturnCount=true'")),
-        ("Search by name", format!("curl -s {h} '{gateway}/companies/search?search=a&maxResults=5'")),
-        ("Users of a company", format!("curl -s {h} '{gateway}/users/list?companyId={p}'")),
-        ("Create a customer", format!("curl -s {h} -H 'Content-Type: application/json' -d '{{\"companyName\":\"Demo Customer\",\"type\":\"Customer\"}}' {gateway}/companies/{p}/customers")),
-        ("Products (new RedAPI, OAuth2 behind the scenes)", format!("curl -s {h} {gateway}/products")),
-        ("Subscriptions", format!("curl -s {h} {gateway}/companies/{p}/subscriptions")),
-        ("Consumption summary", format!("curl -s {h} {gateway}/companies/{c}/consumption/summary")),
-        ("Backup status summary", format!("curl -s {h} {gateway}/companies/{c}/backups/status/summary")),
-        ("An error, as V1 problem details", format!("curl -s {h} {gateway}/companies/search")),
+        (
+            "Your company (the key's company, northwind)",
+            format!("curl -s {h} {gateway}/companies"),
+        ),
+        (
+            "One company",
+            format!("curl -s {h} {gateway}/companies/{c}"),
+        ),
+        (
+            "Its customers, 2 a page, with the total",
+            format!(
+                "curl -s {h} '{gateway}/companies/{c}/customers?maxResults=2&shouldReturnCount=true'"
+            ),
+        ),
+        (
+            "Every customer below it",
+            format!(
+                "curl -s {h} '{gateway}/companies/{c}/customers/transitive?shouldReturnCount=true'"
+            ),
+        ),
+        (
+            "Search by name",
+            format!("curl -s {h} '{gateway}/companies/search?search=a&maxResults=5'"),
+        ),
+        (
+            "Users of a company",
+            format!("curl -s {h} '{gateway}/users/list?companyId={p}'"),
+        ),
+        (
+            "Create a customer",
+            format!(
+                "curl -s {h} -H 'Content-Type: application/json' -d '{{\"companyName\":\"Demo Customer\",\"type\":\"Customer\"}}' {gateway}/companies/{p}/customers"
+            ),
+        ),
+        (
+            "Products (new RedAPI, OAuth2 behind the scenes)",
+            format!("curl -s {h} {gateway}/products"),
+        ),
+        (
+            "Subscriptions",
+            format!("curl -s {h} {gateway}/companies/{p}/subscriptions"),
+        ),
+        (
+            "Consumption summary",
+            format!("curl -s {h} {gateway}/companies/{c}/consumption/summary"),
+        ),
+        (
+            "Backup status summary",
+            format!("curl -s {h} {gateway}/companies/{c}/backups/status/summary"),
+        ),
+        (
+            "An error, as V1 problem details",
+            format!("curl -s {h} {gateway}/companies/search"),
+        ),
     ];
     let mut out = format!(
         "Rosetta demo\n  gateway    {gateway}\n  appdirect  {appdirect} (sample)\n  redapi     {redapi} (sample, OAuth2)\n  API key    {key}   (user demo, company {})\n\nTry:\n",

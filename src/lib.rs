@@ -16,4 +16,5 @@ pub mod gateway;
 pub mod identity;
 pub mod mapping;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rosetta", version, about = "API gateway and compatibility translation proxy")]
+#[command(
+    name = "rosetta",
+    version,
+    about = "API gateway and compatibility translation proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,5 +46,8 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }

@@ -1,3 +1,166 @@
-//! The listener: hyper 1 through hyper-util, HTTP/1.1 and h2c, graceful drain.
+//! The listener: hyper 1 through hyper-util, HTTP/1.1 and h2c on one port, graceful drain.
 //!
-//! STUB: to be filled in.
+//! `auto::Builder` sniffs the HTTP/2 preface, so prior-knowledge h2c clients and HTTP/1.1
+//! clients share the port. On shutdown the accept loop stops, every connection is told to
+//! finish (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and the drain
+//! waits up to the grace period before the rest are cut.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::body::Body;
+
+/// Listener behaviour, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    pub header_read_timeout: Duration,
+    pub keep_alive: bool,
+    pub shutdown_grace: Duration,
+}
+
+impl From<&crate::config::ServerConfig> for ServerOptions {
+    fn from(c: &crate::config::ServerConfig) -> Self {
+        Self {
+            header_read_timeout: c.header_read_timeout,
+            keep_alive: c.keep_alive,
+            shutdown_grace: c.shutdown_grace,
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .keep_alive(opts.keep_alive);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning or dying.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    match tokio::time::timeout(opts.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => {
+            tracing::warn!(grace = ?opts.shutdown_grace, "grace period over; remaining connections were cut")
+        }
+    }
+    Ok(())
+}
+
+/// A server running on a task (tests, the demo).
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Triggers the graceful stop and waits for the drain to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Spawns [`serve`] on a task; the listener is already bound, so the server is reachable
+/// as soon as this returns.
+pub async fn spawn<S>(listener: TcpListener, service: S, opts: ServerOptions) -> RunningServer
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, service, opts, async move {
+        let _ = stopped.await;
+    }));
+    RunningServer {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

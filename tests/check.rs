@@ -59,7 +59,10 @@ fn assert_one(errs: &[LoadError], route: &str, line: usize, needle: &str) {
     assert!(e.file.ends_with("routes.toml"), "{e}");
     assert_eq!(e.route.as_deref(), Some(route), "{e}");
     assert_eq!(e.line, Some(line), "{e}");
-    assert!(e.to_string().contains(needle), "`{e}` should mention `{needle}`");
+    assert!(
+        e.to_string().contains(needle),
+        "`{e}` should mention `{needle}`"
+    );
     assert!(e.to_string().contains("routes.toml:"), "{e}");
 }
 
@@ -83,10 +86,20 @@ fn unknown_keys_are_refused_with_their_line() {
 #[test]
 fn undefined_upstreams_are_refused() {
     let routes = GOOD_ROUTE.replace("GET appdirect", "GET nowhere");
-    assert_one(&errors(PACK, &routes), "companies.get", 2, "upstream `nowhere`");
+    assert_one(
+        &errors(PACK, &routes),
+        "companies.get",
+        2,
+        "upstream `nowhere`",
+    );
     // Defined in the config but not listed by the pack.
     let routes = GOOD_ROUTE.replace("GET appdirect", "GET other");
-    assert_one(&errors(PACK, &routes), "companies.get", 2, "not listed in the pack");
+    assert_one(
+        &errors(PACK, &routes),
+        "companies.get",
+        2,
+        "not listed in the pack",
+    );
 }
 
 #[test]
@@ -97,21 +110,42 @@ fn undefined_policies_are_refused() {
 
 #[test]
 fn path_variables_used_but_not_matched_are_refused() {
-    let routes = GOOD_ROUTE.replace("companies/{companyId}\"\n[route.response]", "companies/{customerId}\"\n[route.response]");
+    let routes = GOOD_ROUTE.replace(
+        "companies/{companyId}\"\n[route.response]",
+        "companies/{customerId}\"\n[route.response]",
+    );
     assert_one(&errors(PACK, &routes), "companies.get", 2, "{customerId}");
 }
 
 #[test]
 fn jq_that_does_not_compile_is_refused() {
-    let routes = GOOD_ROUTE.replace("{companyId: .steps.step0.id}", "{companyId: .steps.step0.id");
-    assert_one(&errors(PACK, &routes), "companies.get", 2, "jq filter does not compile");
+    let routes = GOOD_ROUTE.replace(
+        "{companyId: .steps.step0.id}",
+        "{companyId: .steps.step0.id",
+    );
+    assert_one(
+        &errors(PACK, &routes),
+        "companies.get",
+        2,
+        "jq filter does not compile",
+    );
 }
 
 #[test]
 fn colliding_routes_are_refused() {
-    let routes = format!("{GOOD_ROUTE}\n{}", GOOD_ROUTE.replace("companies.get", "companies.again").replace("{companyId}", "{id}"));
+    let routes = format!(
+        "{GOOD_ROUTE}\n{}",
+        GOOD_ROUTE
+            .replace("companies.get", "companies.again")
+            .replace("{companyId}", "{id}")
+    );
     let errs = errors(PACK, &routes);
-    assert_one(&errs, "companies.again", 11, "collides with route `companies.get`");
+    assert_one(
+        &errs,
+        "companies.again",
+        11,
+        "collides with route `companies.get`",
+    );
 }
 
 #[test]
@@ -127,13 +161,22 @@ call = "GET appdirect /a/{steps.b.id}"
 name = "b"
 call = "GET appdirect /b/{id}"
 "#;
-    assert_one(&errors(PACK, routes), "r", 2, "does not run before this one");
+    assert_one(
+        &errors(PACK, routes),
+        "r",
+        2,
+        "does not run before this one",
+    );
 }
 
 #[test]
 fn unknown_dialects_are_refused() {
     let errs = errors(&PACK.replace("redapi-v1", "soap"), GOOD_ROUTE);
-    assert!(errs.iter().any(|e| e.file.ends_with("pack.toml") && e.message.contains("unknown client_dialect `soap`")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.file.ends_with("pack.toml")
+            && e.message.contains("unknown client_dialect `soap`")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -141,7 +184,10 @@ fn every_error_is_reported_not_just_the_first() {
     let routes = format!(
         "{}\n{}",
         GOOD_ROUTE.replace("GET appdirect", "GET nowhere"),
-        GOOD_ROUTE.replace("companies.get", "two").replace("GET /companies", "GET /other").replace(".id}\"", ".id\"")
+        GOOD_ROUTE
+            .replace("companies.get", "two")
+            .replace("GET /companies", "GET /other")
+            .replace(".id}\"", ".id\"")
     );
     assert_eq!(errors(PACK, &routes).len(), 2);
 }
@@ -150,7 +196,11 @@ fn every_error_is_reported_not_just_the_first() {
 fn the_shipped_configuration_loads_all_thirty_v1_routes() {
     let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
     let catalog = load_catalog(&cfg).unwrap();
-    let v1 = catalog.routes.iter().filter(|r| r.pack.name == "redapi-v1-appdirect").count();
+    let v1 = catalog
+        .routes
+        .iter()
+        .filter(|r| r.pack.name == "redapi-v1-appdirect")
+        .count();
     assert_eq!(v1, 30);
 }
 
@@ -158,7 +208,10 @@ fn the_shipped_configuration_loads_all_thirty_v1_routes() {
 fn environment_variables_override_the_file() {
     let env = vec![
         ("ROSETTA__LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
-        ("ROSETTA__UPSTREAMS__APPDIRECT__URL".to_owned(), "http://127.0.0.1:7777".to_owned()),
+        (
+            "ROSETTA__UPSTREAMS__APPDIRECT__URL".to_owned(),
+            "http://127.0.0.1:7777".to_owned(),
+        ),
     ];
     let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), env).unwrap();
     assert_eq!(cfg.listen, "127.0.0.1:9999");
@@ -168,13 +221,31 @@ fn environment_variables_override_the_file() {
 #[test]
 fn the_check_command_exits_non_zero_on_a_broken_pack() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = setup(dir.path(), PACK, &GOOD_ROUTE.replace("GET appdirect", "GET nowhere"));
-    let out = Command::new(env!("CARGO_BIN_EXE_rosetta")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let cfg = setup(
+        dir.path(),
+        PACK,
+        &GOOD_ROUTE.replace("GET appdirect", "GET nowhere"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("routes.toml:2: route `companies.get`"), "{stderr}");
+    assert!(
+        stderr.contains("routes.toml:2: route `companies.get`"),
+        "{stderr}"
+    );
 
-    let ok = Command::new(env!("CARGO_BIN_EXE_rosetta")).args(["check", "--config", "config/rosetta.toml"]).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--config", "config/rosetta.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("30 routes"));
 }

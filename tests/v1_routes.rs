@@ -31,7 +31,13 @@ fn usage() -> Value {
 }
 fn consumption() -> Value {
     let mut c = usage();
-    for (k, v) in [("productId", json!(1)), ("productName", json!("s")), ("subscriptionId", json!("s")), ("sku", json!("s")), ("isTrial", json!(true))] {
+    for (k, v) in [
+        ("productId", json!(1)),
+        ("productName", json!("s")),
+        ("subscriptionId", json!("s")),
+        ("sku", json!("s")),
+        ("isTrial", json!(true)),
+    ] {
         c[k] = v;
     }
     c
@@ -56,9 +62,15 @@ async fn all_pages(env: &common::Env, path: &str) -> Vec<Value> {
         let doc = r.json();
         out.extend(doc["results"].as_array().unwrap().iter().cloned());
         match doc["nextPageToken"].as_str() {
-            Some(t) => url = format!("{path}{sep}maxResults=2&shouldReturnCount=true&pageToken={t}"),
+            Some(t) => {
+                url = format!("{path}{sep}maxResults=2&shouldReturnCount=true&pageToken={t}")
+            }
             None => {
-                assert_eq!(doc["totalCount"].as_u64().unwrap() as usize, out.len(), "totalCount matches the records");
+                assert_eq!(
+                    doc["totalCount"].as_u64().unwrap() as usize,
+                    out.len(),
+                    "totalCount matches the records"
+                );
                 return out;
             }
         }
@@ -85,10 +97,19 @@ async fn get_specific_company() {
     let doc = r.json();
     assert_shape(&doc, &company(), NULLABLE);
     assert_eq!(doc["companyId"], PARTNER_ID);
-    assert_eq!(doc["parentCompanyId"], DISTRIBUTOR_ID, "parent comes from the association");
+    assert_eq!(
+        doc["parentCompanyId"], DISTRIBUTOR_ID,
+        "parent comes from the association"
+    );
     // A W3C traceparent reached the upstream.
-    assert!(env.appdirect.log().requests().iter().all(|r| r.headers.iter().any(|(k, v)| k == "traceparent" && v.starts_with("00-"))));
-    let missing = env.get("/companies/00000000-0000-0000-0000-000000000000").await;
+    assert!(env.appdirect.log().requests().iter().all(|r| {
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "traceparent" && v.starts_with("00-"))
+    }));
+    let missing = env
+        .get("/companies/00000000-0000-0000-0000-000000000000")
+        .await;
     missing.assert_problem(404);
 }
 
@@ -101,22 +122,50 @@ async fn list_customers_paged_searched_and_ordered() {
         assert_shape(c, &company(), NULLABLE);
         assert_eq!(c["parentCompanyId"], DISTRIBUTOR_ID);
     }
-    let mut ids: Vec<&str> = all.iter().map(|c| c["companyId"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = all
+        .iter()
+        .map(|c| c["companyId"].as_str().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), all.len(), "no record repeated across pages");
 
-    let desc = env.get(&format!("/companies/{DISTRIBUTOR_ID}/customers?orderBy=desc&maxResults=100")).await.json();
-    let names: Vec<String> = desc["results"].as_array().unwrap().iter().map(|c| c["companyName"].as_str().unwrap().to_lowercase()).collect();
+    let desc = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/customers?orderBy=desc&maxResults=100"
+        ))
+        .await
+        .json();
+    let names: Vec<String> = desc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["companyName"].as_str().unwrap().to_lowercase())
+        .collect();
     let mut sorted = names.clone();
     sorted.sort();
     sorted.reverse();
     assert_eq!(names, sorted);
-    assert!(desc.get("totalCount").is_none(), "totalCount only when asked");
+    assert!(
+        desc.get("totalCount").is_none(),
+        "totalCount only when asked"
+    );
 
     let needle = all[0]["companyName"].as_str().unwrap().to_lowercase();
-    let found = env.get(&format!("/companies/{DISTRIBUTOR_ID}/customers?search={}", urlencode(&needle))).await.json();
-    assert!(found["results"].as_array().unwrap().iter().all(|c| c["companyName"].as_str().unwrap().to_lowercase().contains(&needle)));
+    let found = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/customers?search={}",
+            urlencode(&needle)
+        ))
+        .await
+        .json();
+    assert!(found["results"].as_array().unwrap().iter().all(|c| {
+        c["companyName"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains(&needle)
+    }));
     assert!(!found["results"].as_array().unwrap().is_empty());
 }
 
@@ -124,40 +173,79 @@ async fn list_customers_paged_searched_and_ordered() {
 async fn list_customers_transitive() {
     let env = start().await;
     let direct = all_pages(&env, &format!("/companies/{DISTRIBUTOR_ID}/customers")).await;
-    let all = all_pages(&env, &format!("/companies/{DISTRIBUTOR_ID}/customers/transitive")).await;
-    assert!(all.len() > direct.len(), "the walk goes below the direct customers");
+    let all = all_pages(
+        &env,
+        &format!("/companies/{DISTRIBUTOR_ID}/customers/transitive"),
+    )
+    .await;
+    assert!(
+        all.len() > direct.len(),
+        "the walk goes below the direct customers"
+    );
     for c in &all {
         assert_shape(c, &company(), NULLABLE);
     }
-    assert!(all.iter().any(|c| c["companyId"] == CUSTOMER_ID && c["parentCompanyId"] == PARTNER_ID));
+    assert!(
+        all.iter()
+            .any(|c| c["companyId"] == CUSTOMER_ID && c["parentCompanyId"] == PARTNER_ID)
+    );
 }
 
 #[tokio::test]
 async fn search_companies() {
     let env = start().await;
-    let r = env.get("/companies/search?search=north&shouldReturnCount=true").await;
+    let r = env
+        .get("/companies/search?search=north&shouldReturnCount=true")
+        .await;
     assert_eq!(r.status, 200);
     let doc = r.json();
     assert_shape(&doc, &paged(company()), NULLABLE);
     assert!(doc["totalCount"].as_u64().unwrap() >= 1);
-    assert!(doc["results"].as_array().unwrap().iter().any(|c| c["companyId"] == DISTRIBUTOR_ID));
+    assert!(
+        doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["companyId"] == DISTRIBUTOR_ID)
+    );
 }
 
 #[tokio::test]
 async fn create_customer() {
     let env = start().await;
-    let r = env.call(Method::POST, &format!("/companies/{PARTNER_ID}/customers"), Some(json!({"companyName": "Brand New Ltd", "type": "Customer"}))).await;
+    let r = env
+        .call(
+            Method::POST,
+            &format!("/companies/{PARTNER_ID}/customers"),
+            Some(json!({"companyName": "Brand New Ltd", "type": "Customer"})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let doc = r.json();
     assert_shape(&doc, &company(), NULLABLE);
     assert_eq!(doc["parentCompanyId"], PARTNER_ID);
     let id = doc["companyId"].as_str().unwrap().to_owned();
     // It is now one of the partner's customers.
-    let customers = env.get(&format!("/companies/{PARTNER_ID}/customers?maxResults=100")).await.json();
-    assert!(customers["results"].as_array().unwrap().iter().any(|c| c["companyId"] == id.as_str()));
+    let customers = env
+        .get(&format!("/companies/{PARTNER_ID}/customers?maxResults=100"))
+        .await
+        .json();
+    assert!(
+        customers["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["companyId"] == id.as_str())
+    );
     // A body without a name is refused before anything reaches AppDirect.
     let before = env.appdirect_calls();
-    let bad = env.call(Method::POST, &format!("/companies/{PARTNER_ID}/customers"), Some(json!({"type": "Customer"}))).await;
+    let bad = env
+        .call(
+            Method::POST,
+            &format!("/companies/{PARTNER_ID}/customers"),
+            Some(json!({"type": "Customer"})),
+        )
+        .await;
     bad.assert_problem(400);
     assert_eq!(env.appdirect_calls(), before);
 }
@@ -165,42 +253,85 @@ async fn create_customer() {
 #[tokio::test]
 async fn disable_and_enable_customer() {
     let env = start().await;
-    let r = env.call(Method::PATCH, &format!("/companies/{CUSTOMER_ID}/disable"), None).await;
+    let r = env
+        .call(
+            Method::PATCH,
+            &format!("/companies/{CUSTOMER_ID}/disable"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(env.get(&format!("/companies/{CUSTOMER_ID}")).await.json()["isEnabled"], false);
-    let r = env.call(Method::PATCH, &format!("/companies/{CUSTOMER_ID}/enable"), None).await;
+    assert_eq!(
+        env.get(&format!("/companies/{CUSTOMER_ID}")).await.json()["isEnabled"],
+        false
+    );
+    let r = env
+        .call(
+            Method::PATCH,
+            &format!("/companies/{CUSTOMER_ID}/enable"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
-    assert_eq!(env.get(&format!("/companies/{CUSTOMER_ID}")).await.json()["isEnabled"], true);
+    assert_eq!(
+        env.get(&format!("/companies/{CUSTOMER_ID}")).await.json()["isEnabled"],
+        true
+    );
 }
 
 #[tokio::test]
 async fn enable_unknown_company_is_404() {
     let env = start().await;
-    env.call(Method::PATCH, "/companies/00000000-0000-0000-0000-000000000000/enable", None).await.assert_problem(404);
+    env.call(
+        Method::PATCH,
+        "/companies/00000000-0000-0000-0000-000000000000/enable",
+        None,
+    )
+    .await
+    .assert_problem(404);
 }
 
 #[tokio::test]
 async fn delete_company_is_a_soft_delete() {
     let env = start().await;
-    let r = env.call(Method::DELETE, &format!("/companies/{CUSTOMER_ID}"), None).await;
+    let r = env
+        .call(Method::DELETE, &format!("/companies/{CUSTOMER_ID}"), None)
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let doc = env.get(&format!("/companies/{CUSTOMER_ID}")).await.json();
     assert_eq!(doc["isEnabled"], false);
-    assert_eq!(doc["parentCompanyId"], Value::Null, "detached from its reseller");
+    assert_eq!(
+        doc["parentCompanyId"],
+        Value::Null,
+        "detached from its reseller"
+    );
 }
 
 #[tokio::test]
 async fn reassign_customer() {
     let env = start().await;
-    let r = env.call(Method::PATCH, &format!("/companies/{DISTRIBUTOR_ID}/customers/{CUSTOMER_ID}/reassign"), None).await;
+    let r = env
+        .call(
+            Method::PATCH,
+            &format!("/companies/{DISTRIBUTOR_ID}/customers/{CUSTOMER_ID}/reassign"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(env.get(&format!("/companies/{CUSTOMER_ID}")).await.json()["parentCompanyId"], DISTRIBUTOR_ID);
+    assert_eq!(
+        env.get(&format!("/companies/{CUSTOMER_ID}")).await.json()["parentCompanyId"],
+        DISTRIBUTOR_ID
+    );
 }
 
 #[tokio::test]
 async fn list_users() {
     let env = start().await;
-    let r = env.get(&format!("/users/list?companyId={PARTNER_ID}&shouldReturnCount=true")).await;
+    let r = env
+        .get(&format!(
+            "/users/list?companyId={PARTNER_ID}&shouldReturnCount=true"
+        ))
+        .await;
     assert_eq!(r.status, 200);
     let doc = r.json();
     assert_shape(&doc, &paged(user()), NULLABLE);
@@ -208,7 +339,13 @@ async fn list_users() {
     assert!(!users.is_empty());
     for u in users {
         assert_eq!(u["companyId"], PARTNER_ID);
-        assert!(time::OffsetDateTime::parse(u["dateCreated"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(
+            time::OffsetDateTime::parse(
+                u["dateCreated"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339
+            )
+            .is_ok()
+        );
         assert_eq!(u["sso"], Value::Null);
     }
     let all = all_pages(&env, &format!("/users/list?companyId={PARTNER_ID}")).await;
@@ -238,7 +375,9 @@ async fn get_product() {
 #[tokio::test]
 async fn list_subscriptions() {
     let env = start().await;
-    let r = env.get(&format!("/companies/{CUSTOMER_ID}/subscriptions")).await;
+    let r = env
+        .get(&format!("/companies/{CUSTOMER_ID}/subscriptions"))
+        .await;
     assert_eq!(r.status, 200);
     assert_shape(&r.json(), &json!([subscription()]), NULLABLE);
 }
@@ -248,20 +387,49 @@ async fn create_subscription() {
     let env = start().await;
     let product = env.get("/products").await.json()[0].clone();
     let body = json!({"productId": product["id"], "editionId": product["editions"][0]["id"]});
-    let r = env.call(Method::POST, &format!("/companies/{CUSTOMER_ID}/subscriptions"), Some(body)).await;
-    assert!(r.status.is_success(), "{} {}", r.status, String::from_utf8_lossy(&r.body));
+    let r = env
+        .call(
+            Method::POST,
+            &format!("/companies/{CUSTOMER_ID}/subscriptions"),
+            Some(body),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
     assert_shape(&r.json(), &subscription(), NULLABLE);
 }
 
 #[tokio::test]
 async fn delete_subscription() {
     let env = start().await;
-    let subs = env.get(&format!("/companies/{CUSTOMER_ID}/subscriptions")).await.json();
+    let subs = env
+        .get(&format!("/companies/{CUSTOMER_ID}/subscriptions"))
+        .await
+        .json();
     let sid = subs[0]["subscriptionId"].as_str().unwrap().to_owned();
-    let r = env.call(Method::DELETE, &format!("/companies/{CUSTOMER_ID}/subscriptions/{sid}"), None).await;
+    let r = env
+        .call(
+            Method::DELETE,
+            &format!("/companies/{CUSTOMER_ID}/subscriptions/{sid}"),
+            None,
+        )
+        .await;
     assert!(r.status == 200 || r.status == 202, "{}", r.status);
-    let after = env.get(&format!("/companies/{CUSTOMER_ID}/subscriptions")).await.json();
-    assert!(!after.as_array().unwrap().iter().any(|s| s["subscriptionId"] == sid.as_str()));
+    let after = env
+        .get(&format!("/companies/{CUSTOMER_ID}/subscriptions"))
+        .await
+        .json();
+    assert!(
+        !after
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subscriptionId"] == sid.as_str())
+    );
 }
 
 #[tokio::test]
@@ -269,8 +437,19 @@ async fn create_trial_subscription() {
     let env = start().await;
     let product = env.get("/products").await.json()[0].clone();
     let body = json!({"productId": product["id"], "editionId": product["editions"][0]["id"]});
-    let r = env.call(Method::POST, &format!("/companies/{CUSTOMER_ID}/subscriptions/trial"), Some(body)).await;
-    assert!(r.status.is_success(), "{} {}", r.status, String::from_utf8_lossy(&r.body));
+    let r = env
+        .call(
+            Method::POST,
+            &format!("/companies/{CUSTOMER_ID}/subscriptions/trial"),
+            Some(body),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
     assert_shape(&r.json(), &subscription(), NULLABLE);
 }
 
@@ -279,24 +458,49 @@ async fn convert_trial_subscription() {
     let env = start().await;
     let product = env.get("/products").await.json()[0].clone();
     let body = json!({"productId": product["id"], "editionId": product["editions"][0]["id"]});
-    let trial = env.call(Method::POST, &format!("/companies/{CUSTOMER_ID}/subscriptions/trial"), Some(body)).await.json();
+    let trial = env
+        .call(
+            Method::POST,
+            &format!("/companies/{CUSTOMER_ID}/subscriptions/trial"),
+            Some(body),
+        )
+        .await
+        .json();
     let sid = trial["subscriptionId"].as_str().unwrap();
-    let r = env.call(Method::PATCH, &format!("/companies/{CUSTOMER_ID}/subscriptions/{sid}/trial/convert"), None).await;
+    let r = env
+        .call(
+            Method::PATCH,
+            &format!("/companies/{CUSTOMER_ID}/subscriptions/{sid}/trial/convert"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
 #[tokio::test]
 async fn consumption_summary() {
     let env = start().await;
-    let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/consumption/summary?shouldExcludeTrials=true")).await;
+    let r = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/consumption/summary?shouldExcludeTrials=true"
+        ))
+        .await;
     assert_eq!(r.status, 200);
-    assert_shape(&r.json(), &json!({"companySummary": usage(), "customerSummary": usage()}), NULLABLE);
+    assert_shape(
+        &r.json(),
+        &json!({"companySummary": usage(), "customerSummary": usage()}),
+        NULLABLE,
+    );
 }
 
 #[tokio::test]
 async fn consumption_company() {
     let env = start().await;
-    let r = env.get(&format!("/companies/{CUSTOMER_ID}/consumption/company?date=2024-01-01T00:00:00Z")).await;
+    let r = env
+        .get(&format!(
+            "/companies/{CUSTOMER_ID}/consumption/company?date=2024-01-01T00:00:00Z"
+        ))
+        .await;
     assert_eq!(r.status, 200);
     assert_shape(&r.json(), &json!([consumption()]), NULLABLE);
 }
@@ -304,7 +508,11 @@ async fn consumption_company() {
 #[tokio::test]
 async fn consumption_customers_direct() {
     let env = start().await;
-    let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/consumption/customers/direct?shouldReturnCount=true")).await;
+    let r = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/consumption/customers/direct?shouldReturnCount=true"
+        ))
+        .await;
     assert_eq!(r.status, 200);
     let item = json!({"companyId": "s", "companyName": "s", "productConsumption": [consumption()]});
     assert_shape(&r.json(), &paged(item), NULLABLE);
@@ -313,7 +521,11 @@ async fn consumption_customers_direct() {
 #[tokio::test]
 async fn consumption_customers_transitive() {
     let env = start().await;
-    let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/consumption/customers/transitive?maxResults=3")).await;
+    let r = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/consumption/customers/transitive?maxResults=3"
+        ))
+        .await;
     assert_eq!(r.status, 200);
     let mut item = consumption();
     item["companyId"] = json!("s");
@@ -324,7 +536,9 @@ async fn consumption_customers_transitive() {
 
 async fn status_routes(kind: &str) {
     let env = start().await;
-    let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/{kind}/status")).await;
+    let r = env
+        .get(&format!("/companies/{DISTRIBUTOR_ID}/{kind}/status"))
+        .await;
     assert_eq!(r.status, 200, "{kind}/status");
     assert_shape(&r.json(), &op_status(), NULLABLE);
 }
@@ -341,7 +555,11 @@ async fn restores_status() {
 
 async fn customers_status(kind: &str) {
     let env = start().await;
-    let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/{kind}/status/customers?maxResults=2&aggregate=true")).await;
+    let r = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/{kind}/status/customers?maxResults=2&aggregate=true"
+        ))
+        .await;
     assert_eq!(r.status, 200);
     assert_shape(&r.json(), &paged(op_status()), NULLABLE);
 }
@@ -358,7 +576,9 @@ async fn restores_status_customers() {
 
 async fn accounts_status(kind: &str) {
     let env = start().await;
-    let r = env.get(&format!("/companies/{CUSTOMER_ID}/{kind}/status/accounts")).await;
+    let r = env
+        .get(&format!("/companies/{CUSTOMER_ID}/{kind}/status/accounts"))
+        .await;
     assert_eq!(r.status, 200);
     assert_shape(&r.json(), &paged(account_status()), NULLABLE);
 }
@@ -375,10 +595,18 @@ async fn restores_status_accounts() {
 
 async fn summary_status(kind: &str) {
     let env = start().await;
-    let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/{kind}/status/summary?productId=4")).await;
+    let r = env
+        .get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/{kind}/status/summary?productId=4"
+        ))
+        .await;
     assert_eq!(r.status, 200);
     let statuses = op_status()["statuses"].clone();
-    assert_shape(&r.json(), &json!({"companySummary": op_status(), "customerSummary": statuses}), NULLABLE);
+    assert_shape(
+        &r.json(),
+        &json!({"companySummary": op_status(), "customerSummary": statuses}),
+        NULLABLE,
+    );
 }
 
 #[tokio::test]

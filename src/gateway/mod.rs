@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod rescue;
 pub mod route;
 pub mod stack;
+pub mod trace;
 pub mod translate;
 pub mod upstream;
 

@@ -62,8 +62,12 @@ impl Gateway {
     /// The proxy service: one per listener, cloned per connection.
     pub fn service<B>(
         &self,
-    ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
-    + Clone
+    ) -> impl Service<
+        Request<B>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
     + Send
     + 'static
     where
@@ -72,7 +76,7 @@ impl Gateway {
     {
         ServiceBuilder::new()
             // Request id, tracecode, span and access log; X-Request-Id / X-Trace-Code out.
-            //TRACE .layer(super::trace::TraceLayer::new())
+            .layer(super::trace::TraceLayer::new())
             // Typed errors become responses in the client's dialect; nothing fails past here.
             .layer(RescueLayer)
             // Pack route → RouteCtx; 404/405/400-path in the nearest pack's dialect.
@@ -86,7 +90,10 @@ impl Gateway {
             // Cached translated GET responses: seam until the cache issue.
             .layer(cache::layer())
             // Client dialect ⇄ execution context: body limit, parsing, params, paging.
-            .layer(TranslateLayer { body_limit: self.body_limit, max_depth: self.max_depth })
+            .layer(TranslateLayer {
+                body_limit: self.body_limit,
+                max_depth: self.max_depth,
+            })
             // The route's steps against pooled upstream clients.
             .service(Executor::new(self.upstreams.clone()))
     }

@@ -202,17 +202,29 @@ async fn run_step(
             ctx_val.clone(),
         )?)
     {
-        return Ok(StepOut { value: Value::Null, status: None, skipped: true });
+        return Ok(StepOut {
+            value: Value::Null,
+            status: None,
+            skipped: true,
+        });
     }
     match &step.kind {
         StepKind::Compute(f) => {
             let value = run_jq(route, &format!("step {}", step.name), f, ctx_val.clone())?;
-            Ok(StepOut { value, status: None, skipped: false })
+            Ok(StepOut {
+                value,
+                status: None,
+                skipped: false,
+            })
         }
         StepKind::Call { call, fan } => match fan {
             Fan::One => {
                 let (status, value) = perform(route, step, call, ctx, ctx_val, None, env).await?;
-                Ok(StepOut { value, status: Some(status), skipped: false })
+                Ok(StepOut {
+                    value,
+                    status: Some(status),
+                    skipped: false,
+                })
             }
             Fan::ForEach {
                 items,
@@ -246,17 +258,31 @@ async fn run_step(
                 let futs: Vec<Fanned<'_>> = items
                     .iter()
                     .map(|item| {
-                        Box::pin(perform(route, step, call, ctx, ctx_val, Some(("item", item)), env))
-                            as Fanned<'_>
+                        Box::pin(perform(
+                            route,
+                            step,
+                            call,
+                            ctx,
+                            ctx_val,
+                            Some(("item", item)),
+                            env,
+                        )) as Fanned<'_>
                     })
                     .collect();
                 let results: Vec<Result<(u16, Value), GatewayError>> =
-                    futures_util::stream::iter(futs).buffered(*concurrency).collect().await;
+                    futures_util::stream::iter(futs)
+                        .buffered(*concurrency)
+                        .collect()
+                        .await;
                 let values = results
                     .into_iter()
                     .map(|r| r.map(|(_, v)| v))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(StepOut { value: Value::Array(values), status: None, skipped: false })
+                Ok(StepOut {
+                    value: Value::Array(values),
+                    status: None,
+                    skipped: false,
+                })
             }
             Fan::Walk {
                 start,
@@ -285,7 +311,11 @@ async fn run_step(
                     *concurrency,
                 )
                 .await?;
-                Ok(StepOut { value, status: None, skipped: false })
+                Ok(StepOut {
+                    value,
+                    status: None,
+                    skipped: false,
+                })
             }
         },
     }
@@ -319,12 +349,21 @@ async fn walk(
         let futs: Vec<Fanned<'_>> = level
             .iter()
             .map(|(node, _)| {
-                Box::pin(perform(route, step, call, ctx, ctx_val, Some(("node", node)), env))
-                    as Fanned<'_>
+                Box::pin(perform(
+                    route,
+                    step,
+                    call,
+                    ctx,
+                    ctx_val,
+                    Some(("node", node)),
+                    env,
+                )) as Fanned<'_>
             })
             .collect();
-        let answers: Vec<Result<(u16, Value), GatewayError>> =
-            futures_util::stream::iter(futs).buffered(concurrency).collect().await;
+        let answers: Vec<Result<(u16, Value), GatewayError>> = futures_util::stream::iter(futs)
+            .buffered(concurrency)
+            .collect()
+            .await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {
             let (_, response) = answer?;
             let kids = run_jq(
@@ -583,19 +622,31 @@ mod tests {
     impl Fake {
         fn new(answers: &[(&str, u16, Value)]) -> Self {
             Self {
-                answers: answers.iter().map(|(k, s, v)| ((*k).to_owned(), *s, v.clone())).collect(),
+                answers: answers
+                    .iter()
+                    .map(|(k, s, v)| ((*k).to_owned(), *s, v.clone()))
+                    .collect(),
                 calls: Mutex::new(Vec::new()),
             }
         }
         fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap().iter().map(|(c, _)| c.clone()).collect()
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect()
         }
     }
 
     impl CallUpstream for Fake {
         fn call<'a>(&'a self, _upstream: &'a str, req: UpstreamRequest) -> CallFuture<'a> {
             let line = format!("{} {}", req.method, req.path_and_query);
-            let body: Value = if req.body.is_empty() { Value::Null } else { serde_json::from_slice(&req.body).unwrap() };
+            let body: Value = if req.body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&req.body).unwrap()
+            };
             self.calls.lock().unwrap().push((line.clone(), body));
             let (status, value) = self
                 .answers
@@ -617,7 +668,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("mappings/p");
         std::fs::create_dir_all(&p).unwrap();
-        std::fs::write(p.join("pack.toml"), "[pack]\nclient_dialect = \"redapi-v1\"\nservice = \"T\"\nupstreams = [\"up\"]\n").unwrap();
+        std::fs::write(
+            p.join("pack.toml"),
+            "[pack]\nclient_dialect = \"redapi-v1\"\nservice = \"T\"\nupstreams = [\"up\"]\n",
+        )
+        .unwrap();
         std::fs::write(p.join("r.toml"), routes).unwrap();
         let cfg = Config::from_toml("mappings_dir = \"mappings\"\npacks = [\"p\"]\n[upstreams.up]\nurl = \"http://127.0.0.1:1\"\n", dir.path()).unwrap();
         let cat = load_catalog(&cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -626,7 +681,11 @@ mod tests {
 
     async fn run(cat: &Catalog, fake: &Fake, ctx: Value) -> Result<Outcome, GatewayError> {
         let meta = RequestMeta::new(None);
-        let env = ExecEnv { upstreams: fake, meta: &meta, query_pairs: &[] };
+        let env = ExecEnv {
+            upstreams: fake,
+            meta: &meta,
+            query_pairs: &[],
+        };
         execute(&cat.routes[0], ctx, &env).await
     }
 
@@ -648,8 +707,17 @@ query = { q = "{query.q}", missing = "{query.nope}" }
 jq = "{a: .steps.a.next, b: .steps.b.v}"
 "#,
         );
-        let fake = Fake::new(&[("GET /a/1", 200, json!({"next": "n 2"})), ("GET /b/n%202", 200, json!({"v": 7}))]);
-        let out = run(&cat, &fake, json!({"path": {"id": "1"}, "query": {"q": "a&b"}})).await.unwrap();
+        let fake = Fake::new(&[
+            ("GET /a/1", 200, json!({"next": "n 2"})),
+            ("GET /b/n%202", 200, json!({"v": 7})),
+        ]);
+        let out = run(
+            &cat,
+            &fake,
+            json!({"path": {"id": "1"}, "query": {"q": "a&b"}}),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.body, OutBody::Json(json!({"a": "n 2", "b": 7})));
         assert_eq!(fake.calls(), vec!["GET /a/1", "GET /b/n%202?q=a%26b"]);
     }
@@ -670,7 +738,11 @@ concurrency = 2
 jq = "[.steps.each[].n]"
 "#,
         );
-        let fake = Fake::new(&[("GET /item/1", 200, json!({"n": 1})), ("GET /item/2", 200, json!({"n": 2})), ("GET /item/3", 200, json!({"n": 3}))]);
+        let fake = Fake::new(&[
+            ("GET /item/1", 200, json!({"n": 1})),
+            ("GET /item/2", 200, json!({"n": 2})),
+            ("GET /item/3", 200, json!({"n": 3})),
+        ]);
         let out = run(&cat, &fake, json!({})).await.unwrap();
         assert_eq!(out.body, OutBody::Json(json!([3, 1, 2])));
     }
@@ -725,9 +797,19 @@ walk = { start = '["n0"]', children = '[.next]', max_depth = 3, max_nodes = 100 
 jq = "[.steps.tree[].node]"
 "#,
         );
-        let answers: Vec<(String, u16, Value)> =
-            (0..10).map(|i| (format!("GET /children/n{i}"), 200, json!({"next": format!("n{}", i + 1)}))).collect();
-        let refs: Vec<(&str, u16, Value)> = answers.iter().map(|(a, s, v)| (a.as_str(), *s, v.clone())).collect();
+        let answers: Vec<(String, u16, Value)> = (0..10)
+            .map(|i| {
+                (
+                    format!("GET /children/n{i}"),
+                    200,
+                    json!({"next": format!("n{}", i + 1)}),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, u16, Value)> = answers
+            .iter()
+            .map(|(a, s, v)| (a.as_str(), *s, v.clone()))
+            .collect();
         let fake = Fake::new(&refs);
         let out = run(&cat, &fake, json!({})).await.unwrap();
         assert_eq!(out.body, OutBody::Json(json!(["n0", "n1", "n2", "n3"])));
@@ -766,16 +848,28 @@ call = "POST up /assoc-new"
             ("POST /assoc-new", 409, json!({"message": "conflict"})),
             ("POST /assoc", 201, json!({})),
         ]);
-        let err = run(&cat, &fake, json!({"path": {"id": "c1"}})).await.unwrap_err();
+        let err = run(&cat, &fake, json!({"path": {"id": "c1"}}))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), StatusCode::CONFLICT);
-        assert_eq!(fake.calls(), vec!["GET /assoc/c1", "DELETE /assoc/a1", "POST /assoc-new", "POST /assoc"]);
+        assert_eq!(
+            fake.calls(),
+            vec![
+                "GET /assoc/c1",
+                "DELETE /assoc/a1",
+                "POST /assoc-new",
+                "POST /assoc"
+            ]
+        );
         let restore = fake.calls.lock().unwrap()[3].1.clone();
         assert_eq!(restore, json!({"restore": "a1"}));
     }
 
     #[tokio::test]
     async fn upstream_errors_keep_their_meaning() {
-        let (_d, cat) = catalog("[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n[[route.step]]\ncall = \"GET up /missing\"\n");
+        let (_d, cat) = catalog(
+            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n[[route.step]]\ncall = \"GET up /missing\"\n",
+        );
         let fake = Fake::new(&[]);
         let err = run(&cat, &fake, json!({})).await.unwrap_err();
         assert_eq!(err.status(), StatusCode::NOT_FOUND);
@@ -784,8 +878,16 @@ call = "POST up /assoc-new"
 
     #[tokio::test]
     async fn paged_routes_yield_items_and_total() {
-        let (_d, cat) = catalog("[[route]]\nid = \"r\"\nmatch = \"GET /x\"\npaged = true\n[route.response]\njq = '{items: [1,2], total: 9}'\n");
+        let (_d, cat) = catalog(
+            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\npaged = true\n[route.response]\njq = '{items: [1,2], total: 9}'\n",
+        );
         let out = run(&cat, &Fake::new(&[]), json!({})).await.unwrap();
-        assert_eq!(out.body, OutBody::Page { items: vec![json!(1), json!(2)], total: Some(9) });
+        assert_eq!(
+            out.body,
+            OutBody::Page {
+                items: vec![json!(1), json!(2)],
+                total: Some(9)
+            }
+        );
     }
 }

@@ -768,13 +768,16 @@ fn compile_route(
             status_from: None,
         },
         Some(r) => {
-            let jq = r.jq.and_then(|code| match JqFilter::compile_with_prelude(&pack.prelude, &code) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    errs.push(format!("response.jq: {e}"));
-                    None
-                }
-            });
+            let jq =
+                r.jq.and_then(
+                    |code| match JqFilter::compile_with_prelude(&pack.prelude, &code) {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            errs.push(format!("response.jq: {e}"));
+                            None
+                        }
+                    },
+                );
             if let Some(sf) = &r.status_from
                 && !done_steps.contains(sf)
             {
@@ -831,7 +834,8 @@ fn compile_step(
     scope: &Scope<'_>,
 ) -> Result<Step, Vec<String>> {
     let mut errs = Vec::new();
-    let mut jq = |what: &str, code: &str| match JqFilter::compile_with_prelude(&pack.prelude, code) {
+    let mut jq = |what: &str, code: &str| match JqFilter::compile_with_prelude(&pack.prelude, code)
+    {
         Ok(f) => Some(f),
         Err(e) => {
             errs.push(format!("step `{name}` {what}: {e}"));
@@ -989,13 +993,15 @@ fn compile_call(
             Err(e) => errs.push(format!("query `{k}`: {e}")),
         }
     }
-    let body = body.and_then(|code| match JqFilter::compile_with_prelude(&pack.prelude, code) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            errs.push(format!("body: {e}"));
-            None
-        }
-    });
+    let body = body.and_then(
+        |code| match JqFilter::compile_with_prelude(&pack.prelude, code) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errs.push(format!("body: {e}"));
+                None
+            }
+        },
+    );
     match path {
         Some(path) if errs.is_empty() => Ok(Call {
             method,

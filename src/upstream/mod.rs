@@ -1,15 +1,32 @@
 //! Upstream calls: pooled clients, timeouts, retries and upstream authentication.
 //!
-//! STUB: interface fixed by the skeleton; implementation to be filled in.
+//! One hyper-util pooled client per upstream. A call has one deadline covering connect,
+//! headers and body. Idempotent calls are retried only when no connection could be made, so
+//! nothing is ever sent twice. Upstream credentials are added here, so packs never see them.
+
+mod auth;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::error::UpstreamError;
+
+pub use auth::UpstreamAuth;
+
+/// The pooled HTTP client type shared by upstream calls and token requests.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Extra attempts for idempotent calls whose connection could not be established.
+const CONNECT_RETRIES: usize = 2;
 
 /// One call to an upstream, path relative to the upstream's base URL.
 #[derive(Debug, Clone)]
@@ -33,12 +50,140 @@ pub struct UpstreamResponse {
 /// One configured upstream.
 pub struct Upstream {
     pub name: Arc<str>,
+    base: String,
+    client: HttpClient,
+    timeout: Duration,
+    body_limit: usize,
+    auth: UpstreamAuth,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pooled client with the upstream's pool and connect settings.
+pub fn http_client(cfg: &UpstreamConfig) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(cfg.connect_timeout));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(cfg.pool_idle_timeout)
+        .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
 }
 
 impl Upstream {
-    /// Performs one call.
-    pub async fn call(&self, _req: UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
-        todo!()
+    /// Builds the client of upstream `name`.
+    pub fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, ConfigError> {
+        let base = cfg.url.trim_end_matches('/').to_owned();
+        base.parse::<Uri>()
+            .map_err(|e| ConfigError::Invalid(format!("upstreams.{name}.url: {e}")))?;
+        let client = http_client(cfg);
+        let auth = UpstreamAuth::new(name, &cfg.auth, client.clone(), cfg.timeout)?;
+        Ok(Self {
+            name: Arc::from(name),
+            base,
+            client,
+            timeout: cfg.timeout,
+            body_limit: cfg.body_limit,
+            auth,
+        })
+    }
+
+    /// Performs one call; with OAuth2, a 401 refreshes the token and retries once.
+    pub async fn call(&self, req: UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let work = async {
+            let credential = self.auth.credential().await?;
+            let resp = self.attempt(&req, credential.as_ref()).await?;
+            if resp.status == StatusCode::UNAUTHORIZED && self.auth.refreshes() {
+                let fresh = self
+                    .auth
+                    .refresh_after_rejection(credential.as_ref())
+                    .await?;
+                return self.attempt(&req, fresh.as_ref()).await;
+            }
+            Ok(resp)
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout {
+                upstream: self.name.to_string(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        req: &UpstreamRequest,
+        credential: Option<&http::HeaderValue>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let uri: Uri = format!("{}{}", self.base, req.path_and_query)
+            .parse()
+            .map_err(|e| UpstreamError::InvalidResponse {
+                upstream: self.name.to_string(),
+                detail: format!("cannot build the upstream URI: {e}"),
+            })?;
+        let idempotent = matches!(
+            req.method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        let mut tries = 0;
+        let resp = loop {
+            let mut builder = Request::builder()
+                .method(req.method.clone())
+                .uri(uri.clone());
+            if let Some(h) = builder.headers_mut() {
+                h.extend(req.headers.clone());
+                if let Some(c) = credential {
+                    h.insert(http::header::AUTHORIZATION, c.clone());
+                }
+                if let Some((n, v)) = self.auth.extra_header() {
+                    h.insert(n.clone(), v.clone());
+                }
+            }
+            let request = builder.body(Full::new(req.body.clone())).map_err(|e| {
+                UpstreamError::InvalidResponse {
+                    upstream: self.name.to_string(),
+                    detail: format!("cannot build the upstream request: {e}"),
+                }
+            })?;
+            match self.client.request(request).await {
+                Ok(resp) => break resp,
+                // Only a connection that never opened is safe to retry: nothing was sent.
+                Err(e) if e.is_connect() && idempotent && tries < CONNECT_RETRIES => {
+                    tries += 1;
+                    tracing::debug!(upstream = %self.name, attempt = tries, "connect failed; retrying");
+                }
+                Err(e) => {
+                    return Err(UpstreamError::Connect {
+                        upstream: self.name.to_string(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, self.body_limit)
+            .collect()
+            .await
+            .map_err(|e| UpstreamError::InvalidResponse {
+                upstream: self.name.to_string(),
+                detail: format!("reading the body failed: {e}"),
+            })?;
+        Ok(UpstreamResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.to_bytes(),
+        })
     }
 }
 
@@ -50,8 +195,12 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Builds a client per upstream.
-    pub fn from_config(_cfg: &BTreeMap<String, UpstreamConfig>) -> Result<Self, ConfigError> {
-        todo!()
+    pub fn from_config(cfg: &BTreeMap<String, UpstreamConfig>) -> Result<Self, ConfigError> {
+        let map = cfg
+            .iter()
+            .map(|(name, c)| Ok((name.clone(), Arc::new(Upstream::new(name, c)?))))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self { map })
     }
 
     /// The upstream called `name`.

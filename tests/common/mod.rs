@@ -38,8 +38,12 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -48,12 +52,27 @@ impl Resp {
 
     /// Asserts a V1 problem-details error with `status`.
     pub fn assert_problem(&self, status: u16) -> Value {
-        assert_eq!(self.status.as_u16(), status, "body: {}", String::from_utf8_lossy(&self.body));
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let doc = self.json();
         assert_eq!(doc["status"], status);
-        assert!(doc["title"].is_string() && doc["type"].is_string() && doc["detail"].is_string(), "{doc}");
-        assert_eq!(doc["traceId"].as_str(), self.header("x-trace-code"), "problem carries the tracecode");
+        assert!(
+            doc["title"].is_string() && doc["type"].is_string() && doc["detail"].is_string(),
+            "{doc}"
+        );
+        assert_eq!(
+            doc["traceId"].as_str(),
+            self.header("x-trace-code"),
+            "problem carries the tracecode"
+        );
         doc
     }
 }
@@ -66,12 +85,19 @@ pub async fn start() -> Env {
 /// As [`start`], letting the test adjust the configuration first.
 pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
     let appdirect = rosetta::demo::start_appdirect().await.expect("appdirect");
-    let redapi = rosetta::demo::start_redapi(rosetta::demo::REDAPI_CLIENT_ID, rosetta::demo::REDAPI_CLIENT_SECRET)
-        .await
-        .expect("redapi");
-    let mut cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).expect("config");
+    let redapi = rosetta::demo::start_redapi(
+        rosetta::demo::REDAPI_CLIENT_ID,
+        rosetta::demo::REDAPI_CLIENT_SECRET,
+    )
+    .await
+    .expect("redapi");
+    let mut cfg =
+        Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).expect("config");
     rosetta::cli::point_at_demo(&mut cfg, &appdirect.url(), &redapi.url());
-    for (key, company) in [(KEY, rosetta::demo::DEMO_COMPANY_KEY), (OTHER_KEY, "nobody")] {
+    for (key, company) in [
+        (KEY, rosetta::demo::DEMO_COMPANY_KEY),
+        (OTHER_KEY, "nobody"),
+    ] {
         cfg.identity.static_keys.push(StaticKeyConfig {
             sha256: rosetta::identity::sha256_hex(key),
             user: format!("user-{company}"),
@@ -82,36 +108,80 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
     adjust(&mut cfg);
     let gateway = Gateway::from_config(&cfg).expect("gateway builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = spawn(listener, gateway.service(), ServerOptions::from(&cfg.server)).await;
+    let server = spawn(
+        listener,
+        gateway.service(),
+        ServerOptions::from(&cfg.server),
+    )
+    .await;
     let base = format!("http://{}", server.addr());
     let client = Client::builder(TokioExecutor::new()).build_http();
-    Env { gateway: server, appdirect, redapi, client, base }
+    Env {
+        gateway: server,
+        appdirect,
+        redapi,
+        client,
+        base,
+    }
 }
 
 impl Env {
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
-        let mut req = Request::builder().method(method).uri(format!("{}{path}", self.base));
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.client.request(req.body(Full::new(body.into())).unwrap()).await.expect("gateway answers");
+        let resp = self
+            .client
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .expect("gateway answers");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        Resp { status: parts.status, headers: parts.headers, body }
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        self.send(Method::GET, path, &[("authorization", &format!("Bearer {KEY}"))], Bytes::new()).await
+        self.send(
+            Method::GET,
+            path,
+            &[("authorization", &format!("Bearer {KEY}"))],
+            Bytes::new(),
+        )
+        .await
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
         let auth = format!("Bearer {KEY}");
         match body {
             Some(b) => {
-                self.send(method, path, &[("authorization", &auth), ("content-type", "application/json")], serde_json::to_vec(&b).unwrap())
+                self.send(
+                    method,
+                    path,
+                    &[
+                        ("authorization", &auth),
+                        ("content-type", "application/json"),
+                    ],
+                    serde_json::to_vec(&b).unwrap(),
+                )
+                .await
+            }
+            None => {
+                self.send(method, path, &[("authorization", &auth)], Bytes::new())
                     .await
             }
-            None => self.send(method, path, &[("authorization", &auth)], Bytes::new()).await,
         }
     }
 
@@ -134,10 +204,14 @@ pub fn assert_shape(value: &Value, example: &Value, nullable: &[&str]) {
 fn check_shape(value: &Value, example: &Value, nullable: &[&str], at: &str) {
     match example {
         Value::Object(fields) => {
-            let obj = value.as_object().unwrap_or_else(|| panic!("{at}: expected an object, got {value}"));
+            let obj = value
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: expected an object, got {value}"));
             for (k, ex) in fields {
                 let path = format!("{at}.{k}");
-                let v = obj.get(k).unwrap_or_else(|| panic!("{path}: missing in {value}"));
+                let v = obj
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}: missing in {value}"));
                 if v.is_null() && nullable.contains(&k.as_str()) {
                     continue;
                 }
@@ -145,7 +219,9 @@ fn check_shape(value: &Value, example: &Value, nullable: &[&str], at: &str) {
             }
         }
         Value::Array(items) => {
-            let arr = value.as_array().unwrap_or_else(|| panic!("{at}: expected an array, got {value}"));
+            let arr = value
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: expected an array, got {value}"));
             if let Some(ex) = items.first() {
                 for (i, v) in arr.iter().enumerate() {
                     check_shape(v, ex, nullable, &format!("{at}[{i}]"));

@@ -23,6 +23,9 @@ impl<S> Layer<S> for AuthnLayer {
     type Service = Authn<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authn { inner, chain: self.chain.clone() }
+        Authn {
+            inner,
+            chain: self.chain.clone(),
+        }
     }
 }

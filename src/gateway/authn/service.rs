@@ -20,7 +20,10 @@ pub struct Authn<S> {
 
 impl<S, B> Service<Request<B>> for Authn<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -39,16 +42,24 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let chain = self.chain.clone();
         Box::pin(async move {
-            let anonymous = req.extensions().get::<RouteCtx>().is_some_and(|r| r.route.anonymous);
+            let anonymous = req
+                .extensions()
+                .get::<RouteCtx>()
+                .is_some_and(|r| r.route.anonymous);
             let principal = if anonymous {
                 Principal::anonymous()
             } else {
-                let creds = credentials_from_headers(req.headers())
-                    .map_err(|e| GatewayError::Unauthenticated { reason: e.to_string() })?;
+                let creds = credentials_from_headers(req.headers()).map_err(|e| {
+                    GatewayError::Unauthenticated {
+                        reason: e.to_string(),
+                    }
+                })?;
                 chain
                     .authenticate(&creds)
                     .await
-                    .map_err(|e| GatewayError::Unauthenticated { reason: e.to_string() })?
+                    .map_err(|e| GatewayError::Unauthenticated {
+                        reason: e.to_string(),
+                    })?
             };
             req.extensions_mut().insert(principal);
             inner.call(req).await

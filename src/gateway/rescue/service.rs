@@ -36,7 +36,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let meta = req.extensions().get::<RequestMeta>().cloned().unwrap_or_else(|| RequestMeta::new(None));
+        let meta = req
+            .extensions()
+            .get::<RequestMeta>()
+            .cloned()
+            .unwrap_or_else(|| RequestMeta::new(None));
         let path = req.uri().path().to_owned();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -44,7 +48,9 @@ where
                 Ok(resp) => Ok(resp),
                 Err(rejection) => {
                     tracing::debug!(error = %rejection.error, "request rejected");
-                    Ok(rejection.dialect.render_error(&rejection.error, &meta, &path))
+                    Ok(rejection
+                        .dialect
+                        .render_error(&rejection.error, &meta, &path))
                 }
             }
         })

@@ -26,6 +26,10 @@ impl<S> Layer<S> for RouteLayer {
     type Service = RouteService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RouteService { inner, catalog: self.catalog.clone(), fallback: self.fallback }
+        RouteService {
+            inner,
+            catalog: self.catalog.clone(),
+            fallback: self.fallback,
+        }
     }
 }

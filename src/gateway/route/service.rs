@@ -34,9 +34,10 @@ where
     type Future = Either<Ready<Result<Response<Body>, Rejection>>, TaggedFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|error| Rejection { error, dialect: self.fallback })
+        self.inner.poll_ready(cx).map_err(|error| Rejection {
+            error,
+            dialect: self.fallback,
+        })
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
@@ -46,24 +47,45 @@ where
             Err(e) => {
                 let (error, nearest) = match e {
                     MatchError::NotFound { nearest } => (
-                        GatewayError::NoRoute { method: req.method().clone(), path: req.uri().path().to_owned() },
+                        GatewayError::NoRoute {
+                            method: req.method().clone(),
+                            path: req.uri().path().to_owned(),
+                        },
                         nearest,
                     ),
-                    MatchError::MethodNotAllowed { allow, nearest } => {
-                        (GatewayError::MethodNotAllowed { method: req.method().clone(), allow }, Some(nearest))
-                    }
-                    MatchError::BadParam { name, detail, nearest } => (
-                        GatewayError::BadRequest(BadRequest::param(name.clone(), format!("path parameter `{name}` {detail}"))),
+                    MatchError::MethodNotAllowed { allow, nearest } => (
+                        GatewayError::MethodNotAllowed {
+                            method: req.method().clone(),
+                            allow,
+                        },
+                        Some(nearest),
+                    ),
+                    MatchError::BadParam {
+                        name,
+                        detail,
+                        nearest,
+                    } => (
+                        GatewayError::BadRequest(BadRequest::param(
+                            name.clone(),
+                            format!("path parameter `{name}` {detail}"),
+                        )),
                         Some(nearest),
                     ),
                 };
-                let dialect = nearest.map(|r| r.pack.client_dialect).unwrap_or(self.fallback);
+                let dialect = nearest
+                    .map(|r| r.pack.client_dialect)
+                    .unwrap_or(self.fallback);
                 return Either::Left(ready(Err(Rejection { error, dialect })));
             }
         };
         let dialect = m.value.pack.client_dialect;
-        req.extensions_mut().insert(RouteCtx { route: m.value.clone(), params: m.params });
-        Either::Right(TaggedFuture { inner: self.inner.call(req).map_err(tagger(dialect)) })
+        req.extensions_mut().insert(RouteCtx {
+            route: m.value.clone(),
+            params: m.params,
+        });
+        Either::Right(TaggedFuture {
+            inner: self.inner.call(req).map_err(tagger(dialect)),
+        })
     }
 }
 
@@ -71,11 +93,26 @@ where
 // dialect keeps `TaggedFuture` a plain, unboxed type.
 fn tagger(d: Dialect) -> Tag {
     match d {
-        Dialect::RedapiV1 => |error| Rejection { error, dialect: Dialect::RedapiV1 },
-        Dialect::AppDirect => |error| Rejection { error, dialect: Dialect::AppDirect },
-        Dialect::Fusion => |error| Rejection { error, dialect: Dialect::Fusion },
-        Dialect::LongJump => |error| Rejection { error, dialect: Dialect::LongJump },
-        Dialect::Admin => |error| Rejection { error, dialect: Dialect::Admin },
+        Dialect::RedapiV1 => |error| Rejection {
+            error,
+            dialect: Dialect::RedapiV1,
+        },
+        Dialect::AppDirect => |error| Rejection {
+            error,
+            dialect: Dialect::AppDirect,
+        },
+        Dialect::Fusion => |error| Rejection {
+            error,
+            dialect: Dialect::Fusion,
+        },
+        Dialect::LongJump => |error| Rejection {
+            error,
+            dialect: Dialect::LongJump,
+        },
+        Dialect::Admin => |error| Rejection {
+            error,
+            dialect: Dialect::Admin,
+        },
     }
 }
 

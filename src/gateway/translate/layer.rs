@@ -15,6 +15,10 @@ impl<S> Layer<S> for TranslateLayer {
     type Service = Translate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Translate { inner, body_limit: self.body_limit, max_depth: self.max_depth }
+        Translate {
+            inner,
+            body_limit: self.body_limit,
+            max_depth: self.max_depth,
+        }
     }
 }

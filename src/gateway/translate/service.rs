@@ -49,15 +49,29 @@ where
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let Some(rc) = parts.extensions.get::<RouteCtx>().cloned() else {
-                return Err(GatewayError::Internal("translate reached without a route".into()));
+                return Err(GatewayError::Internal(
+                    "translate reached without a route".into(),
+                ));
             };
-            let meta = parts.extensions.get::<RequestMeta>().cloned().unwrap_or_else(|| RequestMeta::new(None));
-            let principal = parts.extensions.get::<Principal>().cloned().unwrap_or_else(Principal::anonymous);
+            let meta = parts
+                .extensions
+                .get::<RequestMeta>()
+                .cloned()
+                .unwrap_or_else(|| RequestMeta::new(None));
+            let principal = parts
+                .extensions
+                .get::<Principal>()
+                .cloned()
+                .unwrap_or_else(Principal::anonymous);
             let route = rc.route.clone();
             let dialect = route.pack.client_dialect;
 
             let bytes = read_body(&parts.headers, body, limit).await?;
-            let body_value = if bytes.is_empty() { Value::Null } else { dialect.decode_body(&bytes, max_depth)? };
+            let body_value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                dialect.decode_body(&bytes, max_depth)?
+            };
             let query_pairs: Vec<(String, String)> = parts
                 .uri
                 .query()
@@ -65,7 +79,14 @@ where
                 .unwrap_or_default();
             check_params(&route.params, &query_pairs)?;
             let page = if route.paged || route.check_paging {
-                Some(paging::parse_request(dialect.paging(), &query_pairs, &route.pack.page_defaults).map_err(|e| BadRequest::param(e.param.clone(), e.to_string()))?)
+                Some(
+                    paging::parse_request(
+                        dialect.paging(),
+                        &query_pairs,
+                        &route.pack.page_defaults,
+                    )
+                    .map_err(BadRequest::from)?,
+                )
             } else {
                 None
             };
@@ -75,22 +96,40 @@ where
                     Ok(serde_json::Value::Null) => {}
                     Ok(serde_json::Value::String(msg)) => return Err(BadRequest::new(msg).into()),
                     Ok(other) => return Err(BadRequest::new(other.to_string()).into()),
-                    Err(e) => return Err(GatewayError::Internal(format!("route {} validate: {e}", route.id))),
+                    Err(e) => {
+                        return Err(GatewayError::Internal(format!(
+                            "route {} validate: {e}",
+                            route.id
+                        )));
+                    }
                 }
             }
-            let outcome = inner.call(ExecRequest { route: route.clone(), ctx, query_pairs: query_pairs.clone(), meta }).await?;
+            let outcome = inner
+                .call(ExecRequest {
+                    route: route.clone(),
+                    ctx,
+                    query_pairs: query_pairs.clone(),
+                    meta,
+                })
+                .await?;
             Ok(render(&route, outcome, page.as_ref(), &query_pairs))
         })
     }
 }
 
-async fn read_body<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Result<Bytes, GatewayError>
+async fn read_body<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Bytes, GatewayError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     // Refuse what is announced too large before reading a byte of it.
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && len > limit as u64
     {
         return Err(GatewayError::PayloadTooLarge { limit });
@@ -98,10 +137,14 @@ where
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(GatewayError::PayloadTooLarge { limit })
             } else {
-                Err(GatewayError::BadRequest(BadRequest::new(format!("could not read the request body: {e}"))))
+                Err(GatewayError::BadRequest(BadRequest::new(format!(
+                    "could not read the request body: {e}"
+                ))))
             }
         }
     }
@@ -110,10 +153,16 @@ where
 /// Checks the route's declared query parameters.
 pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(), BadRequest> {
     for spec in specs {
-        let value = pairs.iter().find(|(k, _)| *k == spec.name).map(|(_, v)| v.as_str());
+        let value = pairs
+            .iter()
+            .find(|(k, _)| *k == spec.name)
+            .map(|(_, v)| v.as_str());
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             if spec.required {
-                return Err(BadRequest::param(&spec.name, format!("query parameter `{}` is required", spec.name)));
+                return Err(BadRequest::param(
+                    &spec.name,
+                    format!("query parameter `{}` is required", spec.name),
+                ));
             }
             continue;
         };
@@ -121,16 +170,30 @@ pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(
             ParamType::String => true,
             ParamType::Int32 => value.parse::<i32>().is_ok(),
             ParamType::Int64 => value.parse::<i64>().is_ok(),
-            ParamType::Bool => value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
+            ParamType::Bool => {
+                value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+            }
             ParamType::DateTime => {
-                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).is_ok()
-                    || time::Date::parse(value, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+                    .is_ok()
+                    || time::Date::parse(
+                        value,
+                        time::macros::format_description!("[year]-[month]-[day]"),
+                    )
+                    .is_ok()
             }
         };
-        if ok && !spec.values.is_empty() && !spec.values.iter().any(|v| v.eq_ignore_ascii_case(value)) {
+        if ok
+            && !spec.values.is_empty()
+            && !spec.values.iter().any(|v| v.eq_ignore_ascii_case(value))
+        {
             return Err(BadRequest::param(
                 &spec.name,
-                format!("query parameter `{}` must be one of {}", spec.name, spec.values.join(", ")),
+                format!(
+                    "query parameter `{}` must be one of {}",
+                    spec.name,
+                    spec.values.join(", ")
+                ),
             ));
         }
         if !ok {
@@ -141,17 +204,32 @@ pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(
                 ParamType::Bool => "true or false",
                 ParamType::DateTime => "an RFC 3339 date-time or a date",
             };
-            return Err(BadRequest::param(&spec.name, format!("query parameter `{}` must be {expected}", spec.name)));
+            return Err(BadRequest::param(
+                &spec.name,
+                format!("query parameter `{}` must be {expected}", spec.name),
+            ));
         }
     }
     Ok(())
 }
 
-fn context(rc: &RouteCtx, pairs: &[(String, String)], body: Value, p: &Principal, page: Option<&PageRequest>) -> Value {
-    let path: Map<String, Value> = rc.params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+fn context(
+    rc: &RouteCtx,
+    pairs: &[(String, String)],
+    body: Value,
+    p: &Principal,
+    page: Option<&PageRequest>,
+) -> Value {
+    let path: Map<String, Value> = rc
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     let mut query = Map::new();
     for (k, v) in pairs {
-        query.entry(k.clone()).or_insert_with(|| Value::String(v.clone()));
+        query
+            .entry(k.clone())
+            .or_insert_with(|| Value::String(v.clone()));
     }
     let mut ctx = json!({
         "path": path,
@@ -171,20 +249,38 @@ fn context(rc: &RouteCtx, pairs: &[(String, String)], body: Value, p: &Principal
     ctx
 }
 
-fn render(route: &Route, outcome: Outcome, page: Option<&PageRequest>, pairs: &[(String, String)]) -> Response<Body> {
+fn render(
+    route: &Route,
+    outcome: Outcome,
+    page: Option<&PageRequest>,
+    pairs: &[(String, String)],
+) -> Response<Body> {
     let dialect = route.pack.client_dialect;
     let body = match outcome.body {
         OutBody::Empty => None,
         OutBody::Json(v) => Some(dialect.encode_body(&v)),
         OutBody::Page { items, total } => {
-            let page = page.copied().unwrap_or(PageRequest { index: 0, size: items.len().max(1) as u64, want_total: false });
-            Some(dialect.encode_body(&paging::render_page(dialect.paging(), items, total, &page, pairs)))
+            let page = page.copied().unwrap_or(PageRequest {
+                index: 0,
+                size: items.len().max(1) as u64,
+                want_total: false,
+            });
+            Some(dialect.encode_body(&paging::render_page(
+                dialect.paging(),
+                items,
+                total,
+                &page,
+                pairs,
+            )))
         }
     };
     let mut resp = match body {
         Some(b) => {
             let mut r = Response::new(full(b));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(dialect.content_type()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(dialect.content_type()),
+            );
             r
         }
         None => Response::new(empty()),
@@ -198,23 +294,58 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, required: bool, kind: ParamType) -> ParamSpec {
-        ParamSpec { name: name.into(), required, kind, values: Vec::new() }
+        ParamSpec {
+            name: name.into(),
+            required,
+            kind,
+            values: Vec::new(),
+        }
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn required_and_typed_params() {
-        let specs = [spec("search", true, ParamType::String), spec("productId", false, ParamType::Int32)];
-        assert_eq!(check_params(&specs, &pairs(&[])).unwrap_err().parameter.as_deref(), Some("search"));
-        assert_eq!(check_params(&specs, &pairs(&[("search", "")])).unwrap_err().parameter.as_deref(), Some("search"));
+        let specs = [
+            spec("search", true, ParamType::String),
+            spec("productId", false, ParamType::Int32),
+        ];
+        assert_eq!(
+            check_params(&specs, &pairs(&[]))
+                .unwrap_err()
+                .parameter
+                .as_deref(),
+            Some("search")
+        );
+        assert_eq!(
+            check_params(&specs, &pairs(&[("search", "")]))
+                .unwrap_err()
+                .parameter
+                .as_deref(),
+            Some("search")
+        );
         assert!(check_params(&specs, &pairs(&[("search", "a")])).is_ok());
-        let e = check_params(&specs, &pairs(&[("search", "a"), ("productId", "99999999999")])).unwrap_err();
+        let e = check_params(
+            &specs,
+            &pairs(&[("search", "a"), ("productId", "99999999999")]),
+        )
+        .unwrap_err();
         assert_eq!(e.parameter.as_deref(), Some("productId"));
-        let dt = [spec("date", false, ParamType::DateTime), spec("flag", false, ParamType::Bool)];
-        assert!(check_params(&dt, &pairs(&[("date", "2024-01-02T03:04:05Z"), ("flag", "TRUE")])).is_ok());
+        let dt = [
+            spec("date", false, ParamType::DateTime),
+            spec("flag", false, ParamType::Bool),
+        ];
+        assert!(
+            check_params(
+                &dt,
+                &pairs(&[("date", "2024-01-02T03:04:05Z"), ("flag", "TRUE")])
+            )
+            .is_ok()
+        );
         assert!(check_params(&dt, &pairs(&[("date", "2024-01-02")])).is_ok());
         assert!(check_params(&dt, &pairs(&[("date", "yesterday")])).is_err());
         assert!(check_params(&dt, &pairs(&[("flag", "yes")])).is_err());

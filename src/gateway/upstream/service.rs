@@ -46,7 +46,11 @@ impl Service<ExecRequest> for Executor {
     fn call(&mut self, req: ExecRequest) -> Self::Future {
         let upstreams = self.upstreams.clone();
         Box::pin(async move {
-            let env = ExecEnv { upstreams: &*upstreams, meta: &req.meta, query_pairs: &req.query_pairs };
+            let env = ExecEnv {
+                upstreams: &*upstreams,
+                meta: &req.meta,
+                query_pairs: &req.query_pairs,
+            };
             execute(&req.route, req.ctx, &env).await
         })
     }

@@ -1,0 +1,52 @@
+//! [`Trace`].
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::TraceFuture;
+use crate::body::Body;
+use crate::context::RequestMeta;
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    pub(super) inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Trace<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = TraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let client_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
+        let meta = RequestMeta::new(client_id);
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %meta.request_id,
+            tracecode = %meta.tracecode,
+        );
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        req.extensions_mut().insert(meta.clone());
+        let inner = {
+            let _enter = span.enter();
+            self.inner.call(req)
+        };
+        TraceFuture::new(inner, span, meta, method, path)
+    }
+}
