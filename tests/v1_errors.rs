@@ -26,7 +26,9 @@ async fn unknown_path_is_404() {
 #[tokio::test]
 async fn known_path_with_another_method_is_405_with_allow() {
     let env = start().await;
-    let r = env.call(Method::PUT, &format!("/companies/{PARTNER_ID}"), None).await;
+    let r = env
+        .call(Method::PUT, &format!("/companies/{PARTNER_ID}"), None)
+        .await;
     r.assert_problem(405);
     let allow = r.header("allow").unwrap();
     assert!(allow.contains("GET") && allow.contains("DELETE"), "{allow}");
@@ -37,10 +39,21 @@ async fn known_path_with_another_method_is_405_with_allow() {
 async fn malformed_json_is_400_naming_the_position() {
     let env = start().await;
     let r = env
-        .send(Method::POST, &format!("/companies/{PARTNER_ID}/customers"), &[("authorization", &auth()), ("content-type", "application/json")], "{\n \"companyName\": oops}")
+        .send(
+            Method::POST,
+            &format!("/companies/{PARTNER_ID}/customers"),
+            &[
+                ("authorization", &auth()),
+                ("content-type", "application/json"),
+            ],
+            "{\n \"companyName\": oops}",
+        )
         .await;
     let doc = r.assert_problem(400);
-    assert!(doc["detail"].as_str().unwrap().contains("line 2 column"), "{doc}");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("line 2 column"),
+        "{doc}"
+    );
     assert_eq!(env.appdirect_calls(), 0);
 }
 
@@ -49,8 +62,17 @@ async fn too_deep_and_invalid_utf8_bodies_are_400() {
     let env = start().await;
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     let path = format!("/companies/{PARTNER_ID}/customers");
-    env.send(Method::POST, &path, &[("authorization", &auth())], deep).await.assert_problem(400);
-    env.send(Method::POST, &path, &[("authorization", &auth())], Bytes::from_static(b"{\"companyName\":\"\xff\"}")).await.assert_problem(400);
+    env.send(Method::POST, &path, &[("authorization", &auth())], deep)
+        .await
+        .assert_problem(400);
+    env.send(
+        Method::POST,
+        &path,
+        &[("authorization", &auth())],
+        Bytes::from_static(b"{\"companyName\":\"\xff\"}"),
+    )
+    .await
+    .assert_problem(400);
     assert_eq!(env.appdirect_calls(), 0);
 }
 
@@ -58,7 +80,14 @@ async fn too_deep_and_invalid_utf8_bodies_are_400() {
 async fn a_body_over_the_limit_is_413() {
     let env = start_with(|c| c.server.body_limit = 1024).await;
     let big = format!("{{\"companyName\":\"{}\"}}", "x".repeat(4096));
-    let r = env.send(Method::POST, &format!("/companies/{PARTNER_ID}/customers"), &[("authorization", &auth())], big).await;
+    let r = env
+        .send(
+            Method::POST,
+            &format!("/companies/{PARTNER_ID}/customers"),
+            &[("authorization", &auth())],
+            big,
+        )
+        .await;
     r.assert_problem(413);
     assert_eq!(env.appdirect_calls(), 0);
 }
@@ -66,13 +95,26 @@ async fn a_body_over_the_limit_is_413() {
 #[tokio::test]
 async fn paging_parameters_are_checked_before_any_upstream_call() {
     let env = start().await;
-    for q in ["pageToken=not-a-token", "pageToken=e30", "maxResults=-1", "maxResults=abc", "maxResults=99999999999", "shouldReturnCount=maybe"] {
-        let r = env.get(&format!("/companies/{DISTRIBUTOR_ID}/customers?{q}")).await;
+    for q in [
+        "pageToken=not-a-token",
+        "pageToken=e30",
+        "maxResults=-1",
+        "maxResults=abc",
+        "maxResults=99999999999",
+        "shouldReturnCount=maybe",
+    ] {
+        let r = env
+            .get(&format!("/companies/{DISTRIBUTOR_ID}/customers?{q}"))
+            .await;
         let doc = r.assert_problem(400);
         let param = q.split('=').next().unwrap();
         assert!(doc["errors"][param].is_array(), "{q}: {doc}");
         // Pass-through routes check too: the RedAPI never sees the bad token.
-        env.get(&format!("/companies/{DISTRIBUTOR_ID}/backups/status/accounts?{q}")).await.assert_problem(400);
+        env.get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/backups/status/accounts?{q}"
+        ))
+        .await
+        .assert_problem(400);
     }
     assert_eq!(env.appdirect_calls(), 0);
     assert_eq!(env.redapi_calls(), 0);
@@ -83,7 +125,9 @@ async fn search_is_required() {
     let env = start().await;
     let doc = env.get("/companies/search").await.assert_problem(400);
     assert!(doc["errors"]["search"].is_array());
-    env.get("/companies/search?search=").await.assert_problem(400);
+    env.get("/companies/search?search=")
+        .await
+        .assert_problem(400);
     env.get("/users/list").await.assert_problem(400);
     assert_eq!(env.appdirect_calls(), 0);
 }
@@ -91,9 +135,21 @@ async fn search_is_required() {
 #[tokio::test]
 async fn typed_query_parameters_are_checked() {
     let env = start().await;
-    env.get(&format!("/companies/{DISTRIBUTOR_ID}/backups/status?productId=four")).await.assert_problem(400);
-    env.get(&format!("/companies/{DISTRIBUTOR_ID}/consumption/summary?date=yesterday")).await.assert_problem(400);
-    env.get(&format!("/companies/{DISTRIBUTOR_ID}/customers?orderBy=sideways")).await.assert_problem(400);
+    env.get(&format!(
+        "/companies/{DISTRIBUTOR_ID}/backups/status?productId=four"
+    ))
+    .await
+    .assert_problem(400);
+    env.get(&format!(
+        "/companies/{DISTRIBUTOR_ID}/consumption/summary?date=yesterday"
+    ))
+    .await
+    .assert_problem(400);
+    env.get(&format!(
+        "/companies/{DISTRIBUTOR_ID}/customers?orderBy=sideways"
+    ))
+    .await
+    .assert_problem(400);
     assert_eq!(env.redapi_calls(), 0);
     assert_eq!(env.appdirect_calls(), 0);
 }
@@ -101,26 +157,59 @@ async fn typed_query_parameters_are_checked() {
 #[tokio::test]
 async fn path_values_that_could_steer_the_upstream_are_400() {
     let env = start().await;
-    for path in ["/companies/..", "/companies/%2e%2e", "/companies/a%2Fb", "/companies/a%5Cb", "/companies/..%2F..%2Fadmin/customers"] {
+    for path in [
+        "/companies/..",
+        "/companies/%2e%2e",
+        "/companies/a%2Fb",
+        "/companies/a%5Cb",
+        "/companies/..%2F..%2Fadmin/customers",
+    ] {
         env.get(path).await.assert_problem(400);
     }
     // A query value used in an upstream path is encoded, never a path segment of its own.
-    env.get("/users/list?companyId=..").await.assert_problem(404);
+    env.get("/users/list?companyId=..")
+        .await
+        .assert_problem(404);
     let sent = env.appdirect.log().requests();
-    assert!(sent.iter().all(|r| !r.path.contains("/../") && !r.path.ends_with("/..")), "{:?}", sent.iter().map(|r| &r.path).collect::<Vec<_>>());
+    assert!(
+        sent.iter()
+            .all(|r| !r.path.contains("/../") && !r.path.ends_with("/..")),
+        "{:?}",
+        sent.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
 async fn missing_or_unknown_api_keys_are_401() {
     let env = start().await;
     let path = format!("/companies/{PARTNER_ID}");
-    env.send(Method::GET, &path, &[], Bytes::new()).await.assert_problem(401);
-    env.send(Method::GET, &path, &[("authorization", "Bearer wrong")], Bytes::new()).await.assert_problem(401);
-    env.send(Method::GET, &path, &[("x-api-key", "wrong")], Bytes::new()).await.assert_problem(401);
-    env.send(Method::GET, &path, &[("authorization", "Negotiate abc")], Bytes::new()).await.assert_problem(401);
+    env.send(Method::GET, &path, &[], Bytes::new())
+        .await
+        .assert_problem(401);
+    env.send(
+        Method::GET,
+        &path,
+        &[("authorization", "Bearer wrong")],
+        Bytes::new(),
+    )
+    .await
+    .assert_problem(401);
+    env.send(Method::GET, &path, &[("x-api-key", "wrong")], Bytes::new())
+        .await
+        .assert_problem(401);
+    env.send(
+        Method::GET,
+        &path,
+        &[("authorization", "Negotiate abc")],
+        Bytes::new(),
+    )
+    .await
+    .assert_problem(401);
     assert_eq!(env.appdirect_calls(), 0);
     // X-API-Key works as well as Bearer.
-    let ok = env.send(Method::GET, &path, &[("x-api-key", KEY)], Bytes::new()).await;
+    let ok = env
+        .send(Method::GET, &path, &[("x-api-key", KEY)], Bytes::new())
+        .await;
     assert_eq!(ok.status, 200);
 }
 
@@ -129,23 +218,49 @@ async fn upstream_down_is_502() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let env = start_with(|c| c.upstreams.get_mut("appdirect").unwrap().url = format!("http://127.0.0.1:{port}")).await;
-    env.get(&format!("/companies/{PARTNER_ID}")).await.assert_problem(502);
+    let env = start_with(|c| {
+        c.upstreams.get_mut("appdirect").unwrap().url = format!("http://127.0.0.1:{port}")
+    })
+    .await;
+    env.get(&format!("/companies/{PARTNER_ID}"))
+        .await
+        .assert_problem(502);
 }
 
 #[tokio::test]
 async fn upstream_slower_than_its_timeout_is_504() {
-    let env = start_with(|c| c.upstreams.get_mut("appdirect").unwrap().timeout = Duration::from_millis(300)).await;
-    env.appdirect.faults().push(Fault { method: None, path_prefix: "/api".into(), kind: FaultKind::Delay(Duration::from_secs(5)), times: None });
-    env.get(&format!("/companies/{PARTNER_ID}")).await.assert_problem(504);
+    let env = start_with(|c| {
+        c.upstreams.get_mut("appdirect").unwrap().timeout = Duration::from_millis(300)
+    })
+    .await;
+    env.appdirect.faults().push(Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: FaultKind::Delay(Duration::from_secs(5)),
+        times: None,
+    });
+    env.get(&format!("/companies/{PARTNER_ID}"))
+        .await
+        .assert_problem(504);
 }
 
 #[tokio::test]
 async fn upstream_answering_non_json_is_502() {
     let env = start().await;
-    env.appdirect.faults().push(Fault { method: None, path_prefix: "/api/account".into(), kind: FaultKind::NotJson, times: None });
-    let doc = env.get(&format!("/companies/{PARTNER_ID}")).await.assert_problem(502);
-    assert!(doc["detail"].as_str().unwrap().contains("unreadable"), "{doc}");
+    env.appdirect.faults().push(Fault {
+        method: None,
+        path_prefix: "/api/account".into(),
+        kind: FaultKind::NotJson,
+        times: None,
+    });
+    let doc = env
+        .get(&format!("/companies/{PARTNER_ID}"))
+        .await
+        .assert_problem(502);
+    assert!(
+        doc["detail"].as_str().unwrap().contains("unreadable"),
+        "{doc}"
+    );
 }
 
 #[tokio::test]
@@ -155,15 +270,34 @@ async fn upstream_client_errors_keep_their_status() {
         env.appdirect.faults().push(Fault {
             method: Some(Method::GET),
             path_prefix: "/api/account".into(),
-            kind: FaultKind::Status(status, json!({"code": "X", "message": format!("upstream says {status}")})),
+            kind: FaultKind::Status(
+                status,
+                json!({"code": "X", "message": format!("upstream says {status}")}),
+            ),
             times: Some(1),
         });
-        let doc = env.get(&format!("/companies/{PARTNER_ID}")).await.assert_problem(status);
-        assert!(doc["detail"].as_str().unwrap().contains(&format!("upstream says {status}")), "{doc}");
+        let doc = env
+            .get(&format!("/companies/{PARTNER_ID}"))
+            .await
+            .assert_problem(status);
+        assert!(
+            doc["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("upstream says {status}")),
+            "{doc}"
+        );
     }
     // A 5xx from the upstream is the gateway's 502, not the client's fault.
-    env.appdirect.faults().push(Fault { method: None, path_prefix: "/api".into(), kind: FaultKind::Status(500, json!({"message": "boom"})), times: Some(1) });
-    env.get(&format!("/companies/{PARTNER_ID}")).await.assert_problem(502);
+    env.appdirect.faults().push(Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: FaultKind::Status(500, json!({"message": "boom"})),
+        times: Some(1),
+    });
+    env.get(&format!("/companies/{PARTNER_ID}"))
+        .await
+        .assert_problem(502);
 }
 
 #[tokio::test]
@@ -175,13 +309,32 @@ async fn a_reassign_whose_create_fails_leaves_the_customer_under_its_old_parent(
         kind: FaultKind::Status(500, json!({"message": "create failed"})),
         times: Some(1),
     });
-    let r = env.call(Method::PATCH, &format!("/companies/{DISTRIBUTOR_ID}/customers/{CUSTOMER_ID}/reassign"), None).await;
+    let r = env
+        .call(
+            Method::PATCH,
+            &format!("/companies/{DISTRIBUTOR_ID}/customers/{CUSTOMER_ID}/reassign"),
+            None,
+        )
+        .await;
     r.assert_problem(502);
     // The old association was deleted, then restored by the compensation.
-    assert_eq!(env.appdirect.log().count(&Method::DELETE, "/api/appReseller/v1/companyAssociations/"), 1);
-    assert_eq!(env.appdirect.log().count(&Method::POST, "/api/appReseller/v1/companyAssociations"), 2);
+    assert_eq!(
+        env.appdirect
+            .log()
+            .count(&Method::DELETE, "/api/appReseller/v1/companyAssociations/"),
+        1
+    );
+    assert_eq!(
+        env.appdirect
+            .log()
+            .count(&Method::POST, "/api/appReseller/v1/companyAssociations"),
+        2
+    );
     let doc = env.get(&format!("/companies/{CUSTOMER_ID}")).await.json();
-    assert_eq!(doc["parentCompanyId"], PARTNER_ID, "still under its old parent");
+    assert_eq!(
+        doc["parentCompanyId"], PARTNER_ID,
+        "still under its old parent"
+    );
 }
 
 #[tokio::test]
@@ -192,13 +345,24 @@ async fn redapi_token_is_fetched_once_and_refreshed_after_revocation() {
     }
     assert_eq!(env.redapi.token_requests(), 1, "one token for many calls");
     env.redapi.revoke_tokens();
-    assert_eq!(env.get("/products").await.status, 200, "a 401 refreshes the token and retries once");
+    assert_eq!(
+        env.get("/products").await.status,
+        200,
+        "a 401 refreshes the token and retries once"
+    );
     assert_eq!(env.redapi.token_requests(), 2);
     // The RedAPI only ever saw bearer tokens, never the client's key.
-    assert!(env.redapi.log().requests().iter().filter(|r| r.path.starts_with("/v2")).all(|r| r
-        .headers
-        .iter()
-        .any(|(k, v)| k == "authorization" && v.starts_with("Bearer tok-"))));
+    assert!(
+        env.redapi
+            .log()
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/v2"))
+            .all(|r| r
+                .headers
+                .iter()
+                .any(|(k, v)| k == "authorization" && v.starts_with("Bearer tok-")))
+    );
 }
 
 #[tokio::test]
@@ -213,7 +377,14 @@ async fn concurrent_first_calls_share_one_token_request() {
 #[tokio::test]
 async fn every_response_carries_request_id_and_tracecode() {
     let env = start().await;
-    let ok = env.send(Method::GET, "/companies", &[("authorization", &auth()), ("x-request-id", "client-id-1")], Bytes::new()).await;
+    let ok = env
+        .send(
+            Method::GET,
+            "/companies",
+            &[("authorization", &auth()), ("x-request-id", "client-id-1")],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(ok.header("x-request-id"), Some("client-id-1"));
     assert!(ok.header("x-trace-code").is_some());
     let err = env.get("/nope").await;
