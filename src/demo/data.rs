@@ -28,7 +28,9 @@ pub const PARTNER2_ID: &str = "6e0f3b4a-0000-4000-8000-000000000003";
 pub const CUSTOMER_ID: &str = "6e0f3b4a-0000-4000-8000-000000000010";
 
 /// (id suffix, name, external id, reseller, enabled, parent suffix)
-const COMPANIES: &[(u32, &str, &str, bool, bool, Option<u32>)] = &[
+type SeedCompany = (u32, &'static str, &'static str, bool, bool, Option<u32>);
+
+const COMPANIES: &[SeedCompany] = &[
     (1, "Northwind Distribution", "northwind", true, true, None),
     (2, "Contoso Partners", "contoso", true, true, Some(1)),
     (3, "Fabrikam Solutions", "fabrikam", true, true, Some(1)),

@@ -160,7 +160,7 @@ pub(super) fn handle(state: &Mutex<State>, tokens: &Tokens, req: &Inbound) -> An
         (&Method::GET, ["v2", "products"]) => (200, Value::Array(products())),
         (&Method::GET, ["v2", "products", id]) => products()
             .into_iter()
-            .find(|p| p["id"].to_string() == *id)
+            .find(|p| id.parse::<i64>().is_ok_and(|n| p["id"] == n))
             .map(|p| (200, p))
             .unwrap_or_else(|| problem(404, "no such product")),
         (_, ["v2", "companies", cid, ..]) if !known(cid) => {

@@ -28,7 +28,7 @@ use crate::upstream::Upstreams;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] Box<ConfigError>),
     #[error("the packs do not load:\n{0}")]
     Packs(#[from] LoadErrors),
 }
@@ -47,7 +47,7 @@ impl Gateway {
     /// Loads the packs, builds the upstream clients and the identity providers.
     pub fn from_config(cfg: &Config) -> Result<Self, BuildError> {
         let catalog = load_catalog(cfg)?;
-        let upstreams = Upstreams::from_config(&cfg.upstreams)?;
+        let upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
         let mut auth = AuthChain::default();
         auth.push(Arc::new(StaticKeys::new(&cfg.identity.static_keys)));
         Ok(Self {

@@ -324,7 +324,7 @@ pub enum Fan {
 #[derive(Debug)]
 pub enum StepKind {
     Call {
-        call: Call,
+        call: Box<Call>,
         fan: Fan,
     },
     /// Computes a value from the context without calling anyone.
@@ -443,11 +443,7 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
     }
 }
 
-fn load_pack(
-    cfg: &Config,
-    dir: &Path,
-    name: &str,
-) -> Result<(Arc<PackMeta>, Vec<Arc<Route>>), Vec<LoadError>> {
+fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<LoadError>> {
     let pack_path = dir.join("pack.toml");
     let err = |file: &Path, line: Option<usize>, message: String| LoadError {
         file: file.to_owned(),
@@ -588,6 +584,9 @@ fn load_pack(
         Err(errors)
     }
 }
+
+/// A loaded pack and its routes.
+type LoadedPack = (Arc<PackMeta>, Vec<Arc<Route>>);
 
 fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> LoadError {
     LoadError {
@@ -750,7 +749,9 @@ fn compile_route(
         match compile_step(cfg, pack, s, name.clone(), &scope) {
             Ok(step) => {
                 if parallel {
-                    stages.last_mut().map(|st| st.push(step));
+                    if let Some(st) = stages.last_mut() {
+                        st.push(step);
+                    }
                 } else {
                     stages.push(vec![step]);
                 }
@@ -889,7 +890,10 @@ fn compile_step(
                 Some(ForwardDef::Only(list)) => ForwardQuery::Only(list),
             };
             match compile_call(cfg, pack, call, &s.query, s.body.as_deref(), forward, scope) {
-                Ok(call) => Some(StepKind::Call { call, fan }),
+                Ok(call) => Some(StepKind::Call {
+                    call: Box::new(call),
+                    fan,
+                }),
                 Err(e) => {
                     errs.extend(e.into_iter().map(|m| format!("step `{name}`: {m}")));
                     None
