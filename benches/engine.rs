@@ -1,4 +1,5 @@
-//! Mapping-engine hot paths: route matching, template expansion, the Company jq transform.
+//! Mapping-engine hot paths: route matching, template expansion, the Company jq transform,
+//! and V1 paging tokens.
 
 use std::path::Path;
 
@@ -67,5 +68,30 @@ fn transform(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, matching, templates, transform);
+fn paging(c: &mut Criterion) {
+    use rosetta::dialect::paging::{PageDefaults, Scheme, V1Token, parse_request};
+    let token = V1Token {
+        page: 2,
+        page_size: 30,
+        total_count: 35,
+    };
+    let encoded = token.encode();
+    c.bench_function("paging: V1 token encode", |b| {
+        b.iter(|| black_box(&token).encode())
+    });
+    c.bench_function("paging: V1 token decode", |b| {
+        b.iter(|| V1Token::decode(black_box(&encoded)).unwrap())
+    });
+    let query = vec![
+        ("maxResults".to_owned(), "30".to_owned()),
+        ("pageToken".to_owned(), encoded.clone()),
+        ("shouldReturnCount".to_owned(), "true".to_owned()),
+    ];
+    let defaults = PageDefaults::default();
+    c.bench_function("paging: V1 parse_request with token", |b| {
+        b.iter(|| parse_request(Scheme::RedapiV1, black_box(&query), &defaults).unwrap())
+    });
+}
+
+criterion_group!(benches, matching, templates, transform, paging);
 criterion_main!(benches);
