@@ -382,15 +382,14 @@ async fn list_subscriptions() {
     assert_shape(&r.json(), &json!([subscription()]), NULLABLE);
 }
 
-#[tokio::test]
-async fn create_subscription() {
-    let env = start().await;
+/// Creates a subscription (`/subscriptions` or `/subscriptions/trial`) to the first product.
+async fn new_subscription(env: &common::Env, path: &str) -> Value {
     let product = env.get("/products").await.json()[0].clone();
     let body = json!({"productId": product["id"], "editionId": product["editions"][0]["id"]});
     let r = env
         .call(
             Method::POST,
-            &format!("/companies/{CUSTOMER_ID}/subscriptions"),
+            &format!("/companies/{CUSTOMER_ID}{path}"),
             Some(body),
         )
         .await;
@@ -400,7 +399,16 @@ async fn create_subscription() {
         r.status,
         String::from_utf8_lossy(&r.body)
     );
-    assert_shape(&r.json(), &subscription(), NULLABLE);
+    let doc = r.json();
+    assert_shape(&doc, &subscription(), NULLABLE);
+    doc
+}
+
+#[tokio::test]
+async fn create_subscription() {
+    let env = start().await;
+    let doc = new_subscription(&env, "/subscriptions").await;
+    assert_eq!(doc["trialStatus"], "NotUsed");
 }
 
 #[tokio::test]
@@ -435,46 +443,22 @@ async fn delete_subscription() {
 #[tokio::test]
 async fn create_trial_subscription() {
     let env = start().await;
-    let product = env.get("/products").await.json()[0].clone();
-    let body = json!({"productId": product["id"], "editionId": product["editions"][0]["id"]});
-    let r = env
-        .call(
-            Method::POST,
-            &format!("/companies/{CUSTOMER_ID}/subscriptions/trial"),
-            Some(body),
-        )
-        .await;
-    assert!(
-        r.status.is_success(),
-        "{} {}",
-        r.status,
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_shape(&r.json(), &subscription(), NULLABLE);
+    let doc = new_subscription(&env, "/subscriptions/trial").await;
+    assert_eq!(doc["trialStatus"], "InTrial");
 }
 
 #[tokio::test]
 async fn convert_trial_subscription() {
     let env = start().await;
-    let product = env.get("/products").await.json()[0].clone();
-    let body = json!({"productId": product["id"], "editionId": product["editions"][0]["id"]});
-    let trial = env
-        .call(
-            Method::POST,
-            &format!("/companies/{CUSTOMER_ID}/subscriptions/trial"),
-            Some(body),
-        )
-        .await
-        .json();
+    let trial = new_subscription(&env, "/subscriptions/trial").await;
     let sid = trial["subscriptionId"].as_str().unwrap();
-    let r = env
-        .call(
-            Method::PATCH,
-            &format!("/companies/{CUSTOMER_ID}/subscriptions/{sid}/trial/convert"),
-            None,
-        )
-        .await;
+    let path = format!("/companies/{CUSTOMER_ID}/subscriptions/{sid}/trial/convert");
+    let r = env.call(Method::PATCH, &path, None).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Converting twice is the upstream's 422, passed on.
+    env.call(Method::PATCH, &path, None)
+        .await
+        .assert_problem(422);
 }
 
 #[tokio::test]
