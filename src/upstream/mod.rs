@@ -132,10 +132,6 @@ impl Upstream {
                 upstream: self.name.to_string(),
                 detail: format!("cannot build the upstream URI: {e}"),
             })?;
-        let idempotent = matches!(
-            req.method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        );
         let mut tries = 0;
         let resp = loop {
             let mut builder = Request::builder()
@@ -159,7 +155,7 @@ impl Upstream {
             match self.client.request(request).await {
                 Ok(resp) => break resp,
                 // Only a connection that never opened is safe to retry: nothing was sent.
-                Err(e) if e.is_connect() && idempotent && tries < CONNECT_RETRIES => {
+                Err(e) if retryable(&req.method, e.is_connect(), tries) => {
                     tries += 1;
                     tracing::debug!(upstream = %self.name, attempt = tries, "connect failed; retrying");
                 }
@@ -185,6 +181,16 @@ impl Upstream {
             body: body.to_bytes(),
         })
     }
+}
+
+/// Whether a failed attempt may be made again: only idempotent methods, only when the
+/// connection never opened (so nothing was sent), and at most [`CONNECT_RETRIES`] times.
+pub fn retryable(method: &Method, connect_failed: bool, tries: usize) -> bool {
+    let idempotent = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    );
+    idempotent && connect_failed && tries < CONNECT_RETRIES
 }
 
 /// All configured upstreams by name.
@@ -220,5 +226,23 @@ impl Upstreams {
                 upstream: name.to_owned(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_idempotent_calls_that_never_connected_are_retried() {
+        assert!(retryable(&Method::GET, true, 0));
+        assert!(retryable(&Method::DELETE, true, 1));
+        assert!(!retryable(&Method::GET, true, CONNECT_RETRIES), "bounded");
+        assert!(
+            !retryable(&Method::GET, false, 0),
+            "a failure after connecting may have been processed"
+        );
+        assert!(!retryable(&Method::POST, true, 0));
+        assert!(!retryable(&Method::PATCH, true, 0));
     }
 }
