@@ -319,3 +319,5 @@ mod tests {
         assert!(s.contains("<code>-4601</code>"));
     }
 }
+
+pub mod xml;

@@ -1,0 +1,84 @@
+//! XML ⇄ JSON throughput on LongJump-like tenant documents of 1, 100 and 10,000 records,
+//! beside a row that only tokenizes the same document with quick-xml (every event read),
+//! so the conversion's cost is read as a ratio to the parser's own speed in the same run.
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use quick_xml::Reader;
+use quick_xml::events::Event;
+use rosetta::dialect::xml::{Typing, XmlRules, json_to_xml, xml_to_json, xml_to_value};
+
+fn tenants(n: usize) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><platform>");
+    for i in 0..n {
+        s.push_str(&format!(
+            "<record><id>{i:09}</id><company>Tenant {i} &amp; Partners</company><name>tenant-{i}</name><active>1</active><msp>{msp}</msp>\
+             <partner type=\"Tenant\" uri=\"/networking/rest/tenant/{p}\" displayValue=\"Partner {p}\">{p}</partner>\
+             <country>US</country><city>Springfield</city><street>{i} Main Street</street><state>IL</state><zip>62701</zip>\
+             <phone>+1-555-{i:04}</phone><start_date>2024-01-01</start_date><date_modified>2024-06-01T10:00:00Z</date_modified></record>",
+            msp = i % 2,
+            p = i / 10
+        ));
+    }
+    s.push_str(&format!(
+        "<totalRecordCount>{n}</totalRecordCount></platform>"
+    ));
+    s
+}
+
+fn rules() -> XmlRules {
+    XmlRules::default()
+        .unwrap("/platform")
+        .array("/platform/record")
+        .typed("record/active", Typing::Boolean)
+        .typed("record/msp", Typing::Boolean)
+        .typed("totalRecordCount", Typing::Number)
+        .root("platform")
+        .item_name("platform/record", "record")
+}
+
+fn tokenize(doc: &[u8]) -> usize {
+    let mut r = Reader::from_reader(doc);
+    let mut n = 0;
+    loop {
+        match r.read_event() {
+            Ok(Event::Eof) => return n,
+            Ok(_) => n += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rules = rules();
+    let mut g = c.benchmark_group("xml");
+    for n in [1usize, 100, 10_000] {
+        let doc = tenants(n);
+        let json = xml_to_value(doc.as_bytes(), &rules).unwrap();
+        let json_text = serde_json::to_vec(&json).unwrap();
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        g.bench_with_input(
+            BenchmarkId::new("tokenize only (quick-xml)", n),
+            doc.as_bytes(),
+            |b, d| b.iter(|| tokenize(black_box(d))),
+        );
+        g.bench_with_input(BenchmarkId::new("xml→json", n), doc.as_bytes(), |b, d| {
+            let mut out = Vec::with_capacity(d.len());
+            b.iter(|| {
+                out.clear();
+                xml_to_json(black_box(d), &rules, &mut out).unwrap();
+            })
+        });
+        g.throughput(Throughput::Bytes(json_text.len() as u64));
+        g.bench_with_input(BenchmarkId::new("json→xml", n), &json, |b, v| {
+            let mut out = Vec::with_capacity(doc.len());
+            b.iter(|| {
+                out.clear();
+                json_to_xml(black_box(v), &rules, &mut out).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
