@@ -15,7 +15,40 @@ use super::rules::{Typing, XmlRules};
 
 /// Converts an XML document (held in memory: errors give line and column) to JSON text.
 pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(), XmlError> {
-    convert(input, Some(input), rules, out)
+    // Events borrow from the input: no copy of names or text into a read buffer.
+    let mut reader = Reader::from_reader(input);
+    reader.config_mut().check_end_names = true;
+    let mut conv = Conv {
+        rules,
+        out,
+        frames: Vec::new(),
+        spare: Vec::new(),
+        path: String::new(),
+        roots: 0,
+        memo: Default::default(),
+    };
+    let fail = |reader: &Reader<&[u8]>, msg: String| {
+        XmlError::at(input, reader.buffer_position() as usize, msg)
+    };
+    conv.begin().map_err(|m| fail(&reader, m))?;
+    loop {
+        let event = match reader.read_event() {
+            Ok(e) => e,
+            Err(e) => {
+                return Err(XmlError::at(
+                    input,
+                    reader.error_position() as usize,
+                    format!("malformed XML: {e}"),
+                ));
+            }
+        };
+        match conv.event(event) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(m) => return Err(fail(&reader, m)),
+        }
+    }
+    conv.finish().map_err(|m| fail(&reader, m))
 }
 
 /// Converts an XML document to a JSON value.
@@ -50,7 +83,9 @@ struct Frame {
     transparent: bool,
     fields: usize,
     open_array: Option<String>,
-    seen: Vec<String>,
+    /// FNV-1a hashes of the child names seen so far: repeat detection without string
+    /// compares (a 64-bit collision among one element's children is not a practical risk).
+    seen: Vec<u64>,
 }
 
 impl Frame {
@@ -66,15 +101,44 @@ impl Frame {
             seen: Vec::new(),
         }
     }
+
+    /// Makes a spent frame new again, keeping its buffers' capacity.
+    fn reset(&mut self, path_len: usize, transparent: bool) {
+        self.path_len = path_len;
+        self.attrs.clear();
+        self.text.clear();
+        self.opened = false;
+        self.transparent = transparent;
+        self.fields = 0;
+        self.open_array = None;
+        self.seen.clear();
+    }
+
+    fn has_seen(&self, hash: u64) -> bool {
+        self.seen.contains(&hash)
+    }
+}
+
+/// What the rules say about one path, memoized: documents repeat the same paths.
+#[derive(Clone, Copy)]
+struct PathInfo {
+    array: bool,
+    unwrap: bool,
+    typing: Typing,
 }
 
 struct Conv<'r, W> {
     rules: &'r XmlRules,
     out: W,
     frames: Vec<Frame>,
+    spare: Vec<Frame>,
     path: String,
     roots: usize,
+    memo: std::collections::HashMap<String, PathInfo, foldhash::fast::FixedState>,
 }
+
+/// Distinct paths remembered at most (a hostile document cannot grow the memo unboundedly).
+const MEMO_LIMIT: usize = 4096;
 
 type Fail = String;
 
@@ -90,13 +154,11 @@ fn convert<R: BufRead, W: Write>(
         rules,
         out,
         frames: Vec::new(),
+        spare: Vec::new(),
         path: String::new(),
         roots: 0,
+        memo: Default::default(),
     };
-    // The virtual top frame: the output is always an object.
-    let mut top = Frame::new(0, false);
-    top.opened = true;
-    conv.frames.push(top);
     let fail = |reader: &Reader<R>, msg: String| match whole {
         Some(bytes) => XmlError::at(bytes, reader.buffer_position() as usize, msg),
         None => XmlError {
@@ -105,7 +167,7 @@ fn convert<R: BufRead, W: Write>(
             message: msg,
         },
     };
-    conv.raw(b"{").map_err(|m| fail(&reader, m))?;
+    conv.begin().map_err(|m| fail(&reader, m))?;
     let mut buf = Vec::new();
     loop {
         let event = match reader.read_event_into(&mut buf) {
@@ -123,32 +185,20 @@ fn convert<R: BufRead, W: Write>(
                 });
             }
         };
-        let step = match event {
-            Event::Start(e) => conv.start(&e),
-            Event::Empty(e) => conv.start(&e).and_then(|()| conv.end()),
-            Event::End(_) => conv.end(),
-            Event::Text(t) => match t.decode() {
-                Ok(s) => conv.text(&s),
-                Err(e) => Err(format!("text is not valid UTF-8: {e}")),
-            },
-            Event::CData(c) => match std::str::from_utf8(&c) {
-                Ok(s) => conv.text(s),
-                Err(e) => Err(format!("CDATA is not valid UTF-8: {e}")),
-            },
-            Event::GeneralRef(r) => match resolve_ref(&r) {
-                Ok(c) => conv.text(c.encode_utf8(&mut [0; 4])),
-                Err(m) => Err(m),
-            },
-            Event::DocType(_) => {
-                Err("DOCTYPE is not allowed (entity declarations are never expanded)".to_owned())
-            }
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => Ok(()),
-            Event::Eof => break,
-        };
-        step.map_err(|m| fail(&reader, m))?;
+        match conv.event(event) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(m) => return Err(fail(&reader, m)),
+        }
         buf.clear();
     }
     conv.finish().map_err(|m| fail(&reader, m))
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, Fail> {
@@ -173,6 +223,72 @@ fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, Fail> {
 }
 
 impl<W: Write> Conv<'_, W> {
+    /// Opens the virtual top frame: the output is always an object.
+    fn begin(&mut self) -> Result<(), Fail> {
+        let mut top = Frame::new(0, false);
+        top.opened = true;
+        self.frames.push(top);
+        self.raw(b"{")
+    }
+
+    /// Handles one event; `true` at the end of the document.
+    fn event(&mut self, event: Event<'_>) -> Result<bool, Fail> {
+        match event {
+            Event::Start(e) => self.start(&e)?,
+            Event::Empty(e) => {
+                self.start(&e)?;
+                self.end()?;
+            }
+            Event::End(_) => self.end()?,
+            Event::Text(t) => match t.decode() {
+                Ok(s) => self.text(&s)?,
+                Err(e) => return Err(format!("text is not valid UTF-8: {e}")),
+            },
+            Event::CData(c) => match std::str::from_utf8(&c) {
+                Ok(s) => self.text(s)?,
+                Err(e) => return Err(format!("CDATA is not valid UTF-8: {e}")),
+            },
+            Event::GeneralRef(r) => {
+                let c = resolve_ref(&r)?;
+                self.text(c.encode_utf8(&mut [0; 4]))?;
+            }
+            Event::DocType(_) => {
+                return Err(
+                    "DOCTYPE is not allowed (entity declarations are never expanded)".to_owned(),
+                );
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    /// The rules for the current path, memoized.
+    fn info(&mut self) -> PathInfo {
+        if let Some(i) = self.memo.get(self.path.as_str()) {
+            return *i;
+        }
+        let i = PathInfo {
+            array: self.rules.is_array(&self.path),
+            unwrap: self.rules.is_unwrapped(&self.path),
+            typing: self.rules.typing(&self.path),
+        };
+        if self.memo.len() < MEMO_LIMIT {
+            self.memo.insert(self.path.clone(), i);
+        }
+        i
+    }
+
+    fn new_frame(&mut self, path_len: usize, transparent: bool) -> Frame {
+        match self.spare.pop() {
+            Some(mut f) => {
+                f.reset(path_len, transparent);
+                f
+            }
+            None => Frame::new(path_len, transparent),
+        }
+    }
+
     fn raw(&mut self, b: &[u8]) -> Result<(), Fail> {
         self.out
             .write_all(b)
@@ -229,7 +345,8 @@ impl<W: Write> Conv<'_, W> {
             return self.raw(b",");
         }
         let close = f.open_array.take().is_some();
-        if f.seen.iter().any(|s| s == name) {
+        let hash = fnv1a(name);
+        if f.has_seen(hash) {
             return Err(if array {
                 format!(
                     "array element `{name}` is interrupted by other elements at `{}`",
@@ -242,7 +359,7 @@ impl<W: Write> Conv<'_, W> {
                 )
             });
         }
-        f.seen.push(name.to_owned());
+        f.seen.push(hash);
         let comma = f.fields > 0;
         f.fields += 1;
         if array {
@@ -312,11 +429,14 @@ impl<W: Write> Conv<'_, W> {
             self.path.push('/');
         }
         self.path.push_str(&name);
-        let transparent = self.rules.is_unwrapped(&self.path);
-        let array = self.rules.is_array(&self.path);
+        let PathInfo {
+            array,
+            unwrap: transparent,
+            ..
+        } = self.info();
         let owner = self.owner();
         self.open(owner)?;
-        let mut frame = Frame::new(path_len, transparent);
+        let mut frame = self.new_frame(path_len, transparent);
         for a in e.attributes() {
             let a = a.map_err(|err| format!("malformed attribute: {err}"))?;
             let key = std::str::from_utf8(a.key.as_ref())
@@ -364,47 +484,52 @@ impl<W: Write> Conv<'_, W> {
     }
 
     fn end(&mut self) -> Result<(), Fail> {
-        let Some(frame) = self.frames.pop() else {
+        if self.frames.len() <= 1 {
             return Err("unbalanced end tag".to_owned());
+        }
+        let idx = self.frames.len() - 1;
+        let typing = self.info().typing;
+        let rules = self.rules;
+        let text_key = rules.text_key.as_str();
+        let (transparent, opened, has_attrs) = {
+            let f = &self.frames[idx];
+            (f.transparent, f.opened, !f.attrs.is_empty())
         };
-        let path_len = frame.path_len;
-        let typing = self.rules.typing(&self.path);
-        let text_key = self.rules.text_key.clone();
-        if frame.transparent {
-            if !frame.text.trim().is_empty() {
+        let mut text = std::mem::take(&mut self.frames[idx].text);
+        if transparent {
+            // Its owner is an ancestor: `owner()` skips transparent frames.
+            if !text.trim().is_empty() {
                 let owner = self.owner();
-                self.field(owner, &text_key, false)?;
-                self.string(frame.text.trim())?;
+                self.field(owner, text_key, false)?;
+                self.string(text.trim())?;
             }
-        } else if frame.opened {
+        } else if opened {
             // Mixed content keeps its text under the text key, trimmed of layout whitespace.
-            let idx = self.frames.len();
-            self.frames.push(frame);
-            let text = self.frames[idx].text.trim().to_owned();
-            if !text.is_empty() {
-                self.field(idx, &text_key, false)?;
-                self.scalar(&text, typing)?;
+            let t = text.trim();
+            if !t.is_empty() {
+                self.field(idx, text_key, false)?;
+                self.scalar(t, typing)?;
             }
-            let f = self.frames.pop().unwrap_or_else(|| Frame::new(0, false));
-            if f.open_array.is_some() {
+            if self.frames[idx].open_array.is_some() {
                 self.raw(b"]")?;
             }
             self.raw(b"}")?;
-        } else if !frame.attrs.is_empty() {
-            let idx = self.frames.len();
-            self.frames.push(frame);
+        } else if has_attrs {
             self.open(idx)?;
-            let text = std::mem::take(&mut self.frames[idx].text);
             if !text.is_empty() {
-                self.field(idx, &text_key, false)?;
+                self.field(idx, text_key, false)?;
                 self.scalar(&text, typing)?;
             }
-            self.frames.pop();
             self.raw(b"}")?;
         } else {
-            self.scalar(&frame.text, typing)?;
+            self.scalar(&text, typing)?;
         }
-        self.path.truncate(path_len);
+        text.clear();
+        if let Some(mut f) = self.frames.pop() {
+            self.path.truncate(f.path_len);
+            f.text = text;
+            self.spare.push(f);
+        }
         Ok(())
     }
 
