@@ -45,6 +45,8 @@ pub struct XmlRules {
     /// JSON→XML: write `<?xml version="1.0" encoding="UTF-8"?>`.
     pub declaration: bool,
     pub max_depth: usize,
+    /// JSON→XML: booleans written as `1`/`0` everywhere (LongJump's convention).
+    pub bool_digits: bool,
 }
 
 impl Default for XmlRules {
@@ -60,6 +62,7 @@ impl Default for XmlRules {
             root: "root".into(),
             declaration: true,
             max_depth: 64,
+            bool_digits: false,
         }
     }
 }
@@ -101,6 +104,11 @@ impl XmlRules {
 
     pub fn declaration(mut self, yes: bool) -> Self {
         self.declaration = yes;
+        self
+    }
+
+    pub fn bool_digits(mut self, yes: bool) -> Self {
+        self.bool_digits = yes;
         self
     }
 

@@ -95,8 +95,10 @@ impl<W: Write> Writer<'_, W> {
     fn text_of(&self, v: &Value) -> String {
         match v {
             Value::String(s) => s.clone(),
-            // LongJump booleans are 0/1 when the rule types the path as boolean.
-            Value::Bool(b) if self.rules.typing(&self.path) == Typing::Boolean => {
+            // LongJump booleans are 0/1: everywhere with `bool_digits`, or where a rule types them.
+            Value::Bool(b)
+                if self.rules.bool_digits || self.rules.typing(&self.path) == Typing::Boolean =>
+            {
                 if *b { "1" } else { "0" }.to_owned()
             }
             Value::Bool(b) => b.to_string(),
