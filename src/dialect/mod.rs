@@ -3,7 +3,8 @@
 //! A dialect is a closed set (the enum below), so every place that depends on the dialect
 //! is an exhaustive match: adding a dialect is a compile error everywhere it must be handled.
 
-mod longjump;
+pub mod filter;
+pub mod longjump;
 pub mod paging;
 mod problem;
 
