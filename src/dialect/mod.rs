@@ -6,6 +6,7 @@
 pub mod filter;
 pub mod longjump;
 pub mod paging;
+pub mod search;
 mod problem;
 
 use bytes::Bytes;
