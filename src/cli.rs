@@ -97,21 +97,27 @@ pub async fn demo(path: &Path) -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&cfg.log);
-    let (appdirect, redapi) = match (
+    let (appdirect, redapi, longjump) = match (
         crate::demo::start_appdirect().await,
         crate::demo::start_redapi(
             crate::demo::REDAPI_CLIENT_ID,
             crate::demo::REDAPI_CLIENT_SECRET,
         )
         .await,
+        crate::demo::start_longjump().await,
     ) {
-        (Ok(a), Ok(r)) => (a, r),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(a), Ok(r), Ok(l)) => (a, r, l),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("cannot start the sample backends: {e}");
             return ExitCode::FAILURE;
         }
     };
-    point_at_demo(&mut cfg, &appdirect.url(), &redapi.url());
+    let samples = DemoUrls {
+        appdirect: appdirect.url(),
+        redapi: redapi.url(),
+        longjump: longjump.url(),
+    };
+    point_at_demo(&mut cfg, &samples);
     let key = crate::demo::random_key();
     cfg.identity.static_keys.push(StaticKeyConfig {
         sha256: crate::identity::sha256_hex(&key),
@@ -145,15 +151,7 @@ pub async fn demo(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "{}",
-        demo_banner(
-            &format!("http://{addr}"),
-            &key,
-            &appdirect.url(),
-            &redapi.url()
-        )
-    );
+    println!("{}", demo_banner(&format!("http://{addr}"), &key, &samples));
     let result = serve_http(
         listener,
         gateway.service(),
@@ -163,6 +161,7 @@ pub async fn demo(path: &Path) -> ExitCode {
     .await;
     appdirect.shutdown().await;
     redapi.shutdown().await;
+    longjump.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -172,8 +171,21 @@ pub async fn demo(path: &Path) -> ExitCode {
     }
 }
 
+/// Where the sample backends listen.
+#[derive(Debug, Clone)]
+pub struct DemoUrls {
+    pub appdirect: String,
+    pub redapi: String,
+    pub longjump: String,
+}
+
 /// Points the configuration's upstreams at the sample backends.
-pub fn point_at_demo(cfg: &mut Config, appdirect: &str, redapi: &str) {
+pub fn point_at_demo(cfg: &mut Config, urls: &DemoUrls) {
+    let (appdirect, redapi) = (urls.appdirect.as_str(), urls.redapi.as_str());
+    if let Some(u) = cfg.upstreams.get_mut("longjump") {
+        u.url = urls.longjump.clone();
+        u.auth = UpstreamAuthConfig::None;
+    }
     if let Some(u) = cfg.upstreams.get_mut("appdirect") {
         u.url = appdirect.to_owned();
         u.auth = UpstreamAuthConfig::None;
@@ -191,7 +203,9 @@ pub fn point_at_demo(cfg: &mut Config, appdirect: &str, redapi: &str) {
 }
 
 /// The text `rosetta demo` prints: where things are and lines to paste.
-pub fn demo_banner(gateway: &str, key: &str, appdirect: &str, redapi: &str) -> String {
+pub fn demo_banner(gateway: &str, key: &str, urls: &DemoUrls) -> String {
+    let (appdirect, redapi, longjump) = (&urls.appdirect, &urls.redapi, &urls.longjump);
+    let lj = crate::demo::longjump::tenant_id(1);
     let c = crate::demo::DISTRIBUTOR_ID;
     let p = crate::demo::PARTNER_ID;
     let h = format!("-H 'Authorization: Bearer {key}'");
@@ -250,9 +264,41 @@ pub fn demo_banner(gateway: &str, key: &str, appdirect: &str, redapi: &str) -> S
             "An error, as V1 problem details",
             format!("curl -s {h} {gateway}/companies/search"),
         ),
+        (
+            "LongJump XML client on AppDirect: one tenant",
+            format!("curl -s {h} {gateway}/networking/rest/tenant/{c}"),
+        ),
+        (
+            "LongJump search: filter, fields, sort, page, total",
+            format!(
+                "curl -s {h} -G {gateway}/networking/rest/tenant --data-urlencode \"filter=msp equals 1 AND company contains 'i'\" --data-urlencode 'fieldList=id,company,partner' -d sortBy=company -d pageSize=2 -d getTotalRecordCount=true"
+            ),
+        ),
+        (
+            "LongJump create (XML body)",
+            format!(
+                "curl -s {h} -H 'Content-Type: application/xml' -d '<platform><tenant><company>BSmith Inc</company><email>bsmith@email.com</email><partner>{p}</partner></tenant></platform>' {gateway}/networking/rest/tenant"
+            ),
+        ),
+        (
+            "A LongJump error (filter that does not parse)",
+            format!(
+                "curl -s {h} -G {gateway}/networking/rest/tenant --data-urlencode \"filter=company is 'x'\""
+            ),
+        ),
+        (
+            "V1 client on the LongJump backend: the caller's company",
+            format!("curl -s {h} {gateway}/lj/companies"),
+        ),
+        (
+            "V1 customers from LongJump, paged",
+            format!(
+                "curl -s {h} '{gateway}/lj/companies/{lj}/customers?maxResults=2&shouldReturnCount=true'"
+            ),
+        ),
     ];
     let mut out = format!(
-        "Rosetta demo\n  gateway    {gateway}\n  appdirect  {appdirect} (sample)\n  redapi     {redapi} (sample, OAuth2)\n  API key    {key}   (user demo, company {})\n\nTry:\n",
+        "Rosetta demo\n  gateway    {gateway}\n  appdirect  {appdirect} (sample)\n  redapi     {redapi} (sample, OAuth2)\n  longjump   {longjump} (sample, XML)\n  API key    {key}   (user demo, company {})\n\nTry:\n",
         crate::demo::DEMO_COMPANY_KEY
     );
     for (what, line) in lines {

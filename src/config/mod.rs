@@ -81,6 +81,11 @@ pub struct ServerConfig {
     /// Deepest JSON/XML nesting accepted in a request body.
     #[serde(default = "defaults::max_depth")]
     pub max_depth: usize,
+    /// The gateway's public base URL (`https://api.example.com`), used where an answer
+    /// links back to the gateway (LongJump lookup `uri`s). Unset: `http://` + the request's
+    /// Host header.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
             shutdown_grace: defaults::shutdown_grace(),
             keep_alive: true,
             max_depth: defaults::max_depth(),
+            public_url: None,
         }
     }
 }

@@ -28,7 +28,7 @@ pub const PARTNER2_ID: &str = "6e0f3b4a-0000-4000-8000-000000000003";
 pub const CUSTOMER_ID: &str = "6e0f3b4a-0000-4000-8000-000000000010";
 
 /// (id suffix, name, external id, reseller, enabled, parent suffix)
-type SeedCompany = (u32, &'static str, &'static str, bool, bool, Option<u32>);
+pub type SeedCompany = (u32, &'static str, &'static str, bool, bool, Option<u32>);
 
 const COMPANIES: &[SeedCompany] = &[
     (1, "Northwind Distribution", "northwind", true, true, None),
@@ -125,6 +125,11 @@ pub fn seed() -> Store {
         associations,
         next_id: 0,
     }
+}
+
+/// The seed's companies: (number, name, key, reseller, enabled, parent number).
+pub fn company_rows() -> Vec<SeedCompany> {
+    COMPANIES.to_vec()
 }
 
 /// Every company id of the seed with its name, for the RedAPI sample.

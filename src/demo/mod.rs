@@ -9,6 +9,7 @@
 
 mod appdirect;
 pub mod data;
+pub mod longjump;
 mod redapi;
 
 use std::convert::Infallible;
@@ -210,11 +211,26 @@ impl DemoServer {
     }
 }
 
+/// How a sample backend writes its bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    /// A LongJump `<platform>` document (the handler's value in the dialect's JSON shape).
+    LongJumpXml,
+}
+
 /// Starts the sample AppDirect.
 pub async fn start_appdirect() -> std::io::Result<DemoServer> {
     let state = Arc::new(Mutex::new(data::seed()));
     let handler: Handler = Arc::new(move |req| appdirect::handle(&state, req));
-    start(handler, None).await
+    start(handler, None, Format::Json).await
+}
+
+/// Starts the sample LongJump (XML) backend.
+pub async fn start_longjump() -> std::io::Result<DemoServer> {
+    let state = Arc::new(Mutex::new(longjump::seed()));
+    let handler: Handler = Arc::new(move |req| longjump::handle(&state, req));
+    start(handler, None, Format::LongJumpXml).await
 }
 
 /// Starts the sample RedAPI; only `client_id`/`client_secret` get tokens.
@@ -223,10 +239,14 @@ pub async fn start_redapi(client_id: &str, client_secret: &str) -> std::io::Resu
     let state = Arc::new(Mutex::new(redapi::State::seed()));
     let t = tokens.clone();
     let handler: Handler = Arc::new(move |req| redapi::handle(&state, &t, req));
-    start(handler, Some(tokens)).await
+    start(handler, Some(tokens), Format::Json).await
 }
 
-async fn start(handler: Handler, tokens: Option<redapi::Tokens>) -> std::io::Result<DemoServer> {
+async fn start(
+    handler: Handler,
+    tokens: Option<redapi::Tokens>,
+    format: Format,
+) -> std::io::Result<DemoServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (log, faults) = (RequestLog::default(), Faults::default());
@@ -242,7 +262,7 @@ async fn start(handler: Handler, tokens: Option<redapi::Tokens>) -> std::io::Res
             let (h, l, f) = (handler.clone(), l2.clone(), f2.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    serve_one(h.clone(), l.clone(), f.clone(), req)
+                    serve_one(h.clone(), l.clone(), f.clone(), format, req)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -264,6 +284,7 @@ async fn serve_one(
     handler: Handler,
     log: RequestLog,
     faults: Faults,
+    format: Format,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -300,7 +321,7 @@ async fn serve_one(
     }
     let fault = faults.take(&parts.method, &path);
     match &fault {
-        Some(FaultKind::Status(s, v)) => return Ok(json_response(*s, v)),
+        Some(FaultKind::Status(s, v)) => return Ok(respond(format, *s, v)),
         Some(FaultKind::NotJson) => {
             let mut r = Response::new(Full::new(Bytes::from_static(
                 b"<html><body>502 Bad Gateway</body></html>",
@@ -332,7 +353,23 @@ async fn serve_one(
         body,
     };
     let (status, value) = handler(&inbound);
-    Ok(json_response(status, &value))
+    Ok(respond(format, status, &value))
+}
+
+fn respond(format: Format, status: u16, v: &Value) -> Response<Full<Bytes>> {
+    match format {
+        Format::Json => json_response(status, v),
+        Format::LongJumpXml => {
+            let mut r = Response::new(Full::new(crate::dialect::longjump_document(v)));
+            *r.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/xml; charset=utf-8"),
+            );
+            r
+        }
+    }
 }
 
 fn json_response(status: u16, v: &Value) -> Response<Full<Bytes>> {

@@ -226,7 +226,10 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
                     i += 1;
                 }
             }
-            if chars.get(i).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+            if chars
+                .get(i)
+                .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+            {
                 return Err(FilterError {
                     position: i + 1,
                     message: "a number must be followed by a space, `)` or the end".into(),
@@ -238,8 +241,7 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
             });
         } else if c.is_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.'))
-            {
+            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.')) {
                 i += 1;
             }
             out.push(Token {
@@ -327,9 +329,9 @@ impl Parser<'_> {
                     }
                 }
             }
-            Kind::Word(w) if is_keyword(w) => Err(t.error(format!(
-                "expected a field name, found the keyword `{w}`"
-            ))),
+            Kind::Word(w) if is_keyword(w) => {
+                Err(t.error(format!("expected a field name, found the keyword `{w}`")))
+            }
             Kind::Word(field) => {
                 let op = self.op()?;
                 let v = self.next("a value")?;
@@ -360,10 +362,9 @@ impl Parser<'_> {
                     value,
                 })
             }
-            Kind::Close | Kind::Str(_) | Kind::Num(_) => Err(t.error(format!(
-                "expected a field name or `(`, found {}",
-                t.kind
-            ))),
+            Kind::Close | Kind::Str(_) | Kind::Num(_) => {
+                Err(t.error(format!("expected a field name or `(`, found {}", t.kind)))
+            }
         }
     }
 
@@ -662,7 +663,10 @@ mod tests {
             ])
         );
         let e = parse("(a equals 1 OR b equals 2) AND c equals BLANK").unwrap();
-        assert_eq!(e.to_string(), "(a equals 1 OR b equals 2) AND c equals BLANK");
+        assert_eq!(
+            e.to_string(),
+            "(a equals 1 OR b equals 2) AND c equals BLANK"
+        );
         // Nested same-kind groups flatten.
         let e = parse("a equals 'x' AND (b equals 'y' AND c equals 'z')").unwrap();
         assert!(matches!(&e, Expr::And(p) if p.len() == 3));

@@ -21,6 +21,9 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         GatewayError::MethodNotAllowed { .. } => -300,
         GatewayError::Unauthenticated { .. } => -101,
         GatewayError::Forbidden { .. } => -850,
+        // A bad query parameter (filter, fieldList, page) is a bad request; a body that cannot
+        // be read or is refused by the route's validation is an invalid payload.
+        GatewayError::BadRequest(b) if b.parameter.is_some() => -300,
         GatewayError::PayloadTooLarge { .. } | GatewayError::BadRequest(_) => -4601,
         GatewayError::RateLimited { .. } => -9429,
         GatewayError::QuotaExceeded { .. } => -9430,
@@ -227,8 +230,15 @@ mod tests {
                 -850,
             ),
             (
-                "error-4601-bad-request.xml",
+                "error-300-bad-filter.xml",
                 GatewayError::bad_param("filter", "at position 5: unknown operator <is>"),
+                -300,
+            ),
+            (
+                "error-4601-bad-body.xml",
+                GatewayError::BadRequest(BadRequest::new(
+                    "malformed XML body: unexpected end (line 2, column 7)",
+                )),
                 -4601,
             ),
             (

@@ -6,8 +6,8 @@
 pub mod filter;
 pub mod longjump;
 pub mod paging;
-pub mod search;
 mod problem;
+pub mod search;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};

@@ -78,7 +78,10 @@ fn known<'a>(spec: &SearchSpec, param_name: &str, field: &'a str) -> Result<&'a 
 }
 
 /// Parses `filter`, `fieldList`, `sortBy`/`sortOrder`, `sortBy2`/`sortOrder2`.
-pub fn parse_search(spec: &SearchSpec, pairs: &[(String, String)]) -> Result<SearchQuery, BadRequest> {
+pub fn parse_search(
+    spec: &SearchSpec,
+    pairs: &[(String, String)],
+) -> Result<SearchQuery, BadRequest> {
     let filter = match param(pairs, "filter") {
         None => None,
         Some(text) => {
@@ -117,7 +120,10 @@ pub fn parse_search(spec: &SearchSpec, pairs: &[(String, String)]) -> Result<Sea
     })
 }
 
-fn parse_sort(spec: &SearchSpec, pairs: &[(String, String)]) -> Result<Vec<(String, Order)>, BadRequest> {
+fn parse_sort(
+    spec: &SearchSpec,
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, Order)>, BadRequest> {
     let mut sort = Vec::new();
     for (by, order) in [("sortBy", "sortOrder"), ("sortBy2", "sortOrder2")] {
         let dir = match param(pairs, order).map(unquote) {
@@ -164,9 +170,11 @@ pub fn apply(
         .into_iter()
         .filter_map(|r| match r {
             Value::Object(m) => Some(m),
-            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {
-                None
-            }
+            Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Array(_) => None,
         })
         .filter(|m| q.filter.as_ref().is_none_or(|f| f.matches(m)))
         .collect();
@@ -227,7 +235,9 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn records() -> Vec<Value> {
@@ -261,7 +271,10 @@ mod tests {
         let (items, total) = apply(&spec(), &q, records(), 0, 2);
         assert_eq!(total, 3);
         assert_eq!(ids(&items), ["10", "3"]);
-        assert_eq!(items[0], json!({"tenant": {"id": "10", "company": "Cedar"}}));
+        assert_eq!(
+            items[0],
+            json!({"tenant": {"id": "10", "company": "Cedar"}})
+        );
         let (items, _) = apply(&spec(), &q, records(), 2, 2);
         assert_eq!(ids(&items), ["1"]);
     }
@@ -277,12 +290,19 @@ mod tests {
         assert_eq!(total, 4);
         assert_eq!(ids(&items), ["3", "2", "1", "10"]);
         let q = parse_search(&spec(), &pairs(&[("sortBy", "id")])).unwrap();
-        assert_eq!(ids(&apply(&spec(), &q, records(), 0, 10).0), ["1", "2", "3", "10"]);
+        assert_eq!(
+            ids(&apply(&spec(), &q, records(), 0, 10).0),
+            ["1", "2", "3", "10"]
+        );
     }
 
     #[test]
     fn star_and_absent_field_lists_return_everything() {
-        for p in [pairs(&[]), pairs(&[("fieldList", "*")]), pairs(&[("fieldList", "id,*")])] {
+        for p in [
+            pairs(&[]),
+            pairs(&[("fieldList", "*")]),
+            pairs(&[("fieldList", "id,*")]),
+        ] {
             let q = parse_search(&spec(), &p).unwrap();
             assert_eq!(q.fields, None);
             let (items, _) = apply(&spec(), &q, records(), 0, 1);
@@ -293,11 +313,27 @@ mod tests {
     #[test]
     fn rejections_name_the_parameter() {
         let cases = [
-            (vec![("fieldList", "id,secret")], "fieldList", "unknown field `secret`"),
-            (vec![("filter", "secret equals 'x'")], "filter", "unknown field `secret`"),
-            (vec![("filter", "company is 'x'")], "filter", "at position 9"),
+            (
+                vec![("fieldList", "id,secret")],
+                "fieldList",
+                "unknown field `secret`",
+            ),
+            (
+                vec![("filter", "secret equals 'x'")],
+                "filter",
+                "unknown field `secret`",
+            ),
+            (
+                vec![("filter", "company is 'x'")],
+                "filter",
+                "at position 9",
+            ),
             (vec![("sortBy", "nope")], "sortBy", "unknown field"),
-            (vec![("sortBy", "id"), ("sortOrder", "up")], "sortOrder", "asc or desc"),
+            (
+                vec![("sortBy", "id"), ("sortOrder", "up")],
+                "sortOrder",
+                "asc or desc",
+            ),
         ];
         for (p, name, msg) in cases {
             let e = parse_search(&spec(), &pairs(&p)).unwrap_err();

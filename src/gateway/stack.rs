@@ -41,6 +41,7 @@ pub struct Gateway {
     pub upstreams: Arc<dyn CallUpstream>,
     pub body_limit: usize,
     pub max_depth: usize,
+    pub public_url: Option<Arc<str>>,
 }
 
 impl Gateway {
@@ -56,6 +57,11 @@ impl Gateway {
             upstreams: Arc::new(upstreams),
             body_limit: cfg.server.body_limit,
             max_depth: cfg.server.max_depth,
+            public_url: cfg
+                .server
+                .public_url
+                .as_deref()
+                .map(|u| Arc::from(u.trim_end_matches('/'))),
         })
     }
 
@@ -93,6 +99,7 @@ impl Gateway {
             .layer(TranslateLayer {
                 body_limit: self.body_limit,
                 max_depth: self.max_depth,
+                public_url: self.public_url.clone(),
             })
             // The route's steps against pooled upstream clients.
             .service(Executor::new(self.upstreams.clone()))

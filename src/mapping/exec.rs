@@ -19,9 +19,10 @@ use jaq_json::Val;
 use serde_json::{Map, Value};
 
 use super::jq::{JqFilter, to_val, with_key};
-use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind};
+use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind, UpstreamFormat};
 use super::template::{Template, lookup};
 use crate::context::RequestMeta;
+use crate::dialect::xml::{XmlRules, json_to_xml, xml_to_value};
 use crate::error::{GatewayError, UpstreamError};
 use crate::upstream::{UpstreamRequest, UpstreamResponse, Upstreams};
 
@@ -453,7 +454,7 @@ async fn perform(
     let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
     let resp = env.upstreams.call(&call.upstream, req).await?;
     let status = resp.status.as_u16();
-    let body = decode_upstream(&call.upstream, &resp)?;
+    let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
     if resp.status.is_success() {
         return Ok((status, body));
     }
@@ -519,8 +520,17 @@ fn build_request(
     } else {
         format!("{path}?{query}")
     };
+    let xml = match &route.pack.upstream_format {
+        UpstreamFormat::Json => false,
+        UpstreamFormat::LongJumpXml(_) => true,
+    };
+    let media = if xml {
+        HeaderValue::from_static("application/xml")
+    } else {
+        HeaderValue::from_static("application/json")
+    };
     let mut headers = HeaderMap::new();
-    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(header::ACCEPT, media.clone());
     if let Ok(tp) = HeaderValue::from_str(&env.meta.traceparent()) {
         headers.insert("traceparent", tp);
     }
@@ -534,11 +544,20 @@ fn build_request(
             let value = f.run_val(input).map_err(|e| {
                 GatewayError::Internal(format!("route {} step {step} body: {e}", route.id))
             })?;
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+            headers.insert(header::CONTENT_TYPE, media);
+            if xml {
+                let rules = XmlRules::default().root("platform").bool_digits(true);
+                let mut out = Vec::with_capacity(256);
+                json_to_xml(&value, &rules, &mut out).map_err(|e| {
+                    GatewayError::Internal(format!(
+                        "route {} step {step} body as XML: {e}",
+                        route.id
+                    ))
+                })?;
+                Bytes::from(out)
+            } else {
+                Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+            }
         }
     };
     Ok(UpstreamRequest {
@@ -549,28 +568,40 @@ fn build_request(
     })
 }
 
-/// Decodes an upstream body as JSON; an empty body is null.
-fn decode_upstream(upstream: &str, resp: &UpstreamResponse) -> Result<Value, GatewayError> {
+/// Decodes an upstream body in the pack's upstream format; an empty body is null.
+fn decode_upstream(
+    format: &UpstreamFormat,
+    upstream: &str,
+    resp: &UpstreamResponse,
+) -> Result<Value, GatewayError> {
     if resp.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&resp.body).map_err(|e| {
-        let ct = resp
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none");
+    let ct = resp
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    let invalid = |detail: String| {
         GatewayError::Upstream(UpstreamError::InvalidResponse {
             upstream: upstream.to_owned(),
-            detail: format!("expected JSON (content-type {ct}): {e}"),
+            detail,
         })
-    })
+    };
+    match format {
+        UpstreamFormat::LongJumpXml(rules) => xml_to_value(&resp.body, rules)
+            .map_err(|e| invalid(format!("expected LongJump XML (content-type {ct}): {e}"))),
+        UpstreamFormat::Json => serde_json::from_slice(&resp.body)
+            .map_err(|e| invalid(format!("expected JSON (content-type {ct}): {e}"))),
+    }
 }
 
 fn upstream_message(body: &Value) -> Option<String> {
     ["message", "detail", "title", "error_description", "error"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_str))
+        // LongJump: `<message><code>-200</code><description>…</description></message>`.
+        .or_else(|| body.pointer("/message/description").and_then(Value::as_str))
         .map(str::to_owned)
 }
 

@@ -21,6 +21,8 @@ use super::template::{PathPattern, Template};
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::dialect::paging::PageDefaults;
+use crate::dialect::search::SearchSpec;
+use crate::dialect::xml::XmlRules;
 
 /// One load problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,12 @@ struct PackDef {
     max_page_size: Option<u64>,
     #[serde(default)]
     description: Option<String>,
+    /// Dialect of the bodies sent to and read from the upstreams (default: JSON).
+    #[serde(default)]
+    upstream_dialect: Option<String>,
+    /// For an XML upstream: element paths that are always arrays (`/platform/tenant`).
+    #[serde(default)]
+    upstream_xml_arrays: Vec<String>,
 }
 
 fn root_mount() -> String {
@@ -134,6 +142,17 @@ struct RouteDef {
     response: Option<ResponseDef>,
     #[serde(default)]
     invalidates: Vec<String>,
+    #[serde(default)]
+    search: Option<SearchDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchDef {
+    record: String,
+    fields: Vec<String>,
+    #[serde(default)]
+    pushdown: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +269,17 @@ pub struct PackMeta {
     pub description: Option<String>,
     /// The pack's `defs.jq`, prepended to each of its filters.
     pub prelude: String,
+    /// How upstream bodies are written and read.
+    pub upstream_format: UpstreamFormat,
+}
+
+/// The body format of a pack's upstreams.
+#[derive(Debug, Clone)]
+pub enum UpstreamFormat {
+    Json,
+    /// LongJump `<platform>` documents; responses read with these rules (envelope unwrapped,
+    /// the declared arrays forced).
+    LongJumpXml(XmlRules),
 }
 
 /// A route's cost in quota points.
@@ -375,6 +405,8 @@ pub struct Route {
     pub stages: Vec<Vec<Step>>,
     pub response: ResponseSpec,
     pub invalidates: Vec<String>,
+    /// LongJump search parameters applied by Rosetta to the route's records.
+    pub search: Option<SearchSpec>,
     pub description: Option<String>,
     pub file: PathBuf,
     pub line: usize,
@@ -494,6 +526,31 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
             format!("mount `{}` must start with `/`", def.mount),
         ));
     }
+    let upstream_format = match def.upstream_dialect.as_deref().map(Dialect::from_name) {
+        None => UpstreamFormat::Json,
+        Some(Some(Dialect::LongJump)) => {
+            let mut rules = XmlRules::default().unwrap("/platform");
+            for path in &def.upstream_xml_arrays {
+                rules = rules.array(path);
+            }
+            UpstreamFormat::LongJumpXml(rules)
+        }
+        Some(Some(Dialect::RedapiV1 | Dialect::AppDirect | Dialect::Fusion | Dialect::Admin)) => {
+            UpstreamFormat::Json
+        }
+        Some(None) => {
+            errors.push(err(
+                &pack_path,
+                None,
+                format!(
+                    "unknown upstream_dialect `{}` (one of {})",
+                    def.upstream_dialect.as_deref().unwrap_or_default(),
+                    Dialect::ALL.map(Dialect::name).join(", ")
+                ),
+            ));
+            UpstreamFormat::Json
+        }
+    };
     let defaults = PageDefaults::default();
     let meta = Arc::new(PackMeta {
         name: name.to_owned(),
@@ -508,6 +565,7 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
         },
         description: def.description,
         prelude: std::fs::read_to_string(dir.join("defs.jq")).unwrap_or_default(),
+        upstream_format,
     });
 
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -795,6 +853,24 @@ fn compile_route(
             }
         }
     };
+    let search = def.search.map(|sd| {
+        if !def.paged {
+            errs.push("a route with `search` must be `paged`".into());
+        }
+        if sd.fields.is_empty() {
+            errs.push("search.fields must list the record's fields".into());
+        }
+        for field in sd.pushdown.keys() {
+            if !sd.fields.contains(field) {
+                errs.push(format!("search.pushdown names unknown field `{field}`"));
+            }
+        }
+        SearchSpec {
+            record: sd.record,
+            fields: sd.fields,
+            pushdown: sd.pushdown.into_iter().collect(),
+        }
+    });
     if def.paged && response.jq.is_none() {
         errs.push("a paged route needs response.jq yielding {items, total}".into());
     }
@@ -821,6 +897,7 @@ fn compile_route(
         stages,
         response,
         invalidates: def.invalidates,
+        search,
         description: def.description,
         file: file.to_owned(),
         line,
@@ -901,10 +978,14 @@ fn compile_step(
             }
         }
     };
+    // A compensation runs after its own step succeeded, so it may use that step's answer.
+    let mut with_self = scope.earlier_steps.to_vec();
+    with_self.push(name.clone());
     let compensate = s.compensate.and_then(|c| {
         let comp_scope = Scope {
             item: false,
             node: false,
+            earlier_steps: &with_self,
             ..*scope
         };
         match compile_call(

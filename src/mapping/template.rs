@@ -10,6 +10,8 @@
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value;
 
+use crate::dialect::filter::quote;
+
 /// Context roots a dotted placeholder may start with.
 pub const ROOTS: &[&str] = &[
     "path",
@@ -20,6 +22,8 @@ pub const ROOTS: &[&str] = &[
     "steps",
     "item",
     "node",
+    "search",
+    "request",
 ];
 
 /// Characters encoded in a substituted path segment: everything but RFC 3986 unreserved
@@ -62,6 +66,8 @@ pub enum TemplateError {
     Empty(String),
     #[error("stray `}}` in template `{0}`")]
     Stray(String),
+    #[error("unknown template modifier `|{0}` (the one modifier is `|quote`)")]
+    Modifier(String),
     #[error(
         "placeholder `{{{name}}}` is neither a path variable of the match pattern nor rooted at one of {roots}"
     )]
@@ -74,6 +80,9 @@ pub enum Part {
     Lit(String),
     /// A context path, already split: `companyId` is stored as `["path", "companyId"]`.
     Var(Vec<String>),
+    /// `{query.search|quote}`: the value as a LongJump filter string literal, quotes doubled,
+    /// so a client value placed in a filter stays one value (see `dialect::filter::quote`).
+    Quoted(Vec<String>),
 }
 
 /// A parsed template.
@@ -103,7 +112,15 @@ impl Template {
                     if name.is_empty() {
                         return Err(TemplateError::Empty(text.to_owned()));
                     }
-                    parts.push(Part::Var(resolve_name(name, path_vars)?));
+                    match name.split_once('|') {
+                        None => parts.push(Part::Var(resolve_name(name, path_vars)?)),
+                        Some((var, "quote")) => {
+                            parts.push(Part::Quoted(resolve_name(var.trim(), path_vars)?));
+                        }
+                        Some((_, modifier)) => {
+                            return Err(TemplateError::Modifier(modifier.to_owned()));
+                        }
+                    }
                     rest = &after[end + 1..];
                 }
                 Some(_) | None if close.is_some() => {
@@ -121,7 +138,7 @@ impl Template {
     /// The placeholders, as context paths.
     pub fn vars(&self) -> impl Iterator<Item = &[String]> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(v) => Some(v.as_slice()),
+            Part::Var(v) | Part::Quoted(v) => Some(v.as_slice()),
             Part::Lit(_) => None,
         })
     }
@@ -158,6 +175,14 @@ impl Template {
                     Value::Null => return None,
                     v @ (Value::Bool(_) | Value::Number(_)) => push(&v.to_string(), &mut out),
                     v @ (Value::Array(_) | Value::Object(_)) => push(&v.to_string(), &mut out),
+                },
+                Part::Quoted(path) => match lookup(ctx, path)? {
+                    Value::Null => return None,
+                    Value::String(s) => push(&quote(s), &mut out),
+                    v
+                    @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)) => {
+                        push(&quote(&v.to_string()), &mut out)
+                    }
                 },
             }
         }
@@ -327,6 +352,30 @@ mod tests {
             t.render_raw(&json!({"query": {"search": "a&b"}})).unwrap(),
             "a&b"
         );
+    }
+
+    #[test]
+    fn quote_modifier_builds_filter_literals() {
+        let t = Template::parse(
+            "partner equals {companyId|quote} AND company contains {query.search|quote}",
+            &vars(&["companyId"]),
+        )
+        .unwrap();
+        let ctx =
+            json!({"path": {"companyId": "42"}, "query": {"search": "x' OR name contains '"}});
+        let text = t.render_raw(&ctx).unwrap();
+        assert_eq!(
+            text,
+            "partner equals '42' AND company contains 'x'' OR name contains '''"
+        );
+        assert_eq!(
+            crate::dialect::filter::parse(&text).unwrap().fields(),
+            ["partner", "company"]
+        );
+        assert!(matches!(
+            Template::parse("{query.a|upper}", &[]),
+            Err(TemplateError::Modifier(m)) if m == "upper"
+        ));
     }
 
     #[test]

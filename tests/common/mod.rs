@@ -26,6 +26,7 @@ pub struct Env {
     pub gateway: RunningServer,
     pub appdirect: DemoServer,
     pub redapi: DemoServer,
+    pub longjump: DemoServer,
     client: Client<HttpConnector, Full<Bytes>>,
     pub base: String,
 }
@@ -91,9 +92,17 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
     )
     .await
     .expect("redapi");
+    let longjump = rosetta::demo::start_longjump().await.expect("longjump");
     let mut cfg =
         Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).expect("config");
-    rosetta::cli::point_at_demo(&mut cfg, &appdirect.url(), &redapi.url());
+    rosetta::cli::point_at_demo(
+        &mut cfg,
+        &rosetta::cli::DemoUrls {
+            appdirect: appdirect.url(),
+            redapi: redapi.url(),
+            longjump: longjump.url(),
+        },
+    );
     for (key, company) in [
         (KEY, rosetta::demo::DEMO_COMPANY_KEY),
         (OTHER_KEY, "nobody"),
@@ -120,6 +129,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
         gateway: server,
         appdirect,
         redapi,
+        longjump,
         client,
         base,
     }

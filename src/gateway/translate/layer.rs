@@ -1,14 +1,18 @@
 //! [`TranslateLayer`].
 
+use std::sync::Arc;
+
 use tower::Layer;
 
 use super::Translate;
 
 /// Limits applied to client requests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TranslateLayer {
     pub body_limit: usize,
     pub max_depth: usize,
+    /// See `server.public_url`.
+    pub public_url: Option<Arc<str>>,
 }
 
 impl<S> Layer<S> for TranslateLayer {
@@ -19,6 +23,7 @@ impl<S> Layer<S> for TranslateLayer {
             inner,
             body_limit: self.body_limit,
             max_depth: self.max_depth,
+            public_url: self.public_url.clone(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! [`Translate`].
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use super::super::{BoxFuture, RouteCtx};
 use crate::body::{Body, BoxError, empty, full};
 use crate::context::RequestMeta;
 use crate::dialect::paging::{self, PageRequest};
+use crate::dialect::search::{apply, parse_search, pushdown};
 use crate::error::{BadRequest, GatewayError};
 use crate::identity::Principal;
 use crate::mapping::exec::{OutBody, Outcome};
@@ -25,6 +27,7 @@ pub struct Translate<S> {
     pub(super) inner: S,
     pub(super) body_limit: usize,
     pub(super) max_depth: usize,
+    pub(super) public_url: Option<Arc<str>>,
 }
 
 impl<S, B> Service<Request<B>> for Translate<S>
@@ -46,6 +49,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (limit, max_depth) = (self.body_limit, self.max_depth);
+        let public_url = self.public_url.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let Some(rc) = parts.extensions.get::<RouteCtx>().cloned() else {
@@ -90,7 +94,16 @@ where
             } else {
                 None
             };
-            let ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+            let search = route
+                .search
+                .as_ref()
+                .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
+                .transpose()?;
+            let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+            ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
+            if let Some((spec, q)) = &search {
+                ctx["search"] = Value::Object(pushdown(spec, q));
+            }
             if let Some(v) = &route.validate {
                 match v.run(&ctx) {
                     Ok(serde_json::Value::Null) => {}
@@ -112,6 +125,27 @@ where
                     meta,
                 })
                 .await?;
+            let outcome = match (&search, outcome.body) {
+                (Some((spec, q)), OutBody::Page { items, .. }) => {
+                    let pg = page.unwrap_or(PageRequest {
+                        index: 0,
+                        size: u64::MAX,
+                        want_total: false,
+                    });
+                    let (items, total) = apply(spec, q, items, pg.offset(), pg.size);
+                    Outcome {
+                        status: outcome.status,
+                        body: OutBody::Page {
+                            items,
+                            total: Some(total),
+                        },
+                    }
+                }
+                (None | Some(_), body) => Outcome {
+                    status: outcome.status,
+                    body,
+                },
+            };
             Ok(render(&route, outcome, page.as_ref(), &query_pairs))
         })
     }
@@ -148,6 +182,20 @@ where
             }
         }
     }
+}
+
+/// The gateway's own base URL as the client sees it.
+fn base_url(public_url: Option<&str>, parts: &http::request::Parts) -> String {
+    if let Some(u) = public_url {
+        return u.to_owned();
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    format!("http://{host}")
 }
 
 /// Checks the route's declared query parameters.
