@@ -279,7 +279,7 @@ pub enum UpstreamFormat {
     Json,
     /// LongJump `<platform>` documents; responses read with these rules (envelope unwrapped,
     /// the declared arrays forced).
-    LongJumpXml(XmlRules),
+    LongJumpXml(Box<XmlRules>),
 }
 
 /// A route's cost in quota points.
@@ -533,7 +533,7 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
             for path in &def.upstream_xml_arrays {
                 rules = rules.array(path);
             }
-            UpstreamFormat::LongJumpXml(rules)
+            UpstreamFormat::LongJumpXml(Box::new(rules))
         }
         Some(Some(Dialect::RedapiV1 | Dialect::AppDirect | Dialect::Fusion | Dialect::Admin)) => {
             UpstreamFormat::Json
