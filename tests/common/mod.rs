@@ -248,3 +248,70 @@ fn check_shape(value: &Value, example: &Value, nullable: &[&str], at: &str) {
 pub fn shared<T>(t: T) -> Arc<T> {
     Arc::new(t)
 }
+
+impl Resp {
+    /// Asserts a LongJump `<platform>` answer with `status` and result `code`; returns the
+    /// document (envelope removed, every `<tenant>` in a list).
+    pub fn assert_lj(&self, status: u16, code: i32) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/xml")),
+            "content-type {:?}",
+            self.header("content-type")
+        );
+        let doc = lj_doc(&self.body);
+        assert_eq!(doc["message"]["code"], code.to_string(), "{doc}");
+        if code != 0 {
+            assert_eq!(
+                doc["message"]["traceCode"].as_str(),
+                self.header("x-trace-code"),
+                "the error carries the tracecode"
+            );
+        }
+        doc
+    }
+}
+
+/// Reads a LongJump document the way a strict client would: nothing guessed.
+pub fn lj_doc(body: &[u8]) -> Value {
+    let rules = rosetta::dialect::xml::XmlRules::default()
+        .unwrap("/platform")
+        .array("/platform/tenant");
+    rosetta::dialect::xml::xml_to_value(body, &rules).unwrap_or_else(|e| {
+        panic!(
+            "not a LongJump document ({e}): {}",
+            String::from_utf8_lossy(body)
+        )
+    })
+}
+
+/// `path?k=v&…`, form-encoded.
+pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let q = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("{path}?{q}")
+}
+
+impl Env {
+    /// A LongJump XML request with the test key.
+    pub async fn xml(&self, method: Method, path: &str, body: &str) -> Resp {
+        let auth = format!("Bearer {KEY}");
+        self.send(
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/xml"),
+            ],
+            Bytes::from(body.to_owned()),
+        )
+        .await
+    }
+}
