@@ -13,11 +13,13 @@
 
 mod read;
 mod rules;
+mod stream;
 mod write;
 
 pub use read::xml_reader_to_json;
 pub use read::{xml_to_json, xml_to_value};
 pub use rules::{Namespaces, Typing, XmlRules};
+pub use stream::json_reader_to_xml;
 pub use write::{json_to_xml, sanitize_name};
 
 /// A document that cannot be converted, located.

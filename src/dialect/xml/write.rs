@@ -193,7 +193,7 @@ impl<W: Write> Writer<'_, W> {
 }
 
 /// Escapes text and attribute values.
-fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains(['&', '<', '>', '"', '\'']) && !s.chars().any(forbidden_char) {
         return s.into();
     }
