@@ -324,7 +324,7 @@ mod tests {
                        "1bad name": "x", "message": {"code": 0}});
         let (a, b) = both(&v, &rules);
         assert_eq!(a, b);
-        assert!(b.contains("<1bad") == false && b.contains("<_1bad_name>x</_1bad_name>"));
+        assert!(!b.contains("<1bad") && b.contains("<_1bad_name>x</_1bad_name>"));
     }
 
     #[test]
