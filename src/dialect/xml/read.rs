@@ -3,6 +3,11 @@
 //! A value is written as soon as its shape is known: an element's key when it starts, its
 //! `{` when its first child starts, its scalar or attribute object when it ends. Nothing of
 //! a finished element is kept, which is what bounds memory by depth.
+//!
+//! Speed comes from doing per path what is usually done per element: each distinct path
+//! becomes a node of a small trie holding what the rules say about it and its key already
+//! encoded as JSON. Siblings come in the same order record after record, so finding the next
+//! node is one comparison with the sibling after the last one matched.
 
 use std::io::{BufRead, Write};
 
@@ -18,15 +23,7 @@ pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(
     // Events borrow from the input: no copy of names or text into a read buffer.
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv {
-        rules,
-        out,
-        frames: Vec::new(),
-        spare: Vec::new(),
-        path: String::new(),
-        roots: 0,
-        memo: Default::default(),
-    };
+    let mut conv = Conv::new(rules, out);
     let fail = |reader: &Reader<&[u8]>, msg: String| {
         XmlError::at(input, reader.buffer_position() as usize, msg)
     };
@@ -69,103 +66,13 @@ pub fn xml_reader_to_json<R: BufRead, W: Write>(
     rules: &XmlRules,
     out: W,
 ) -> Result<(), XmlError> {
-    convert(input, None, rules, out)
-}
-
-struct Frame {
-    /// Length of the path string before this element was appended.
-    path_len: usize,
-    attrs: Vec<(String, String)>,
-    text: String,
-    /// This element's children are written into this frame's object (`{` emitted).
-    opened: bool,
-    /// Unwrapped: its children belong to the nearest ancestor that is not.
-    transparent: bool,
-    fields: usize,
-    open_array: Option<String>,
-    /// FNV-1a hashes of the child names seen so far: repeat detection without string
-    /// compares (a 64-bit collision among one element's children is not a practical risk).
-    seen: Vec<u64>,
-}
-
-impl Frame {
-    fn new(path_len: usize, transparent: bool) -> Self {
-        Self {
-            path_len,
-            attrs: Vec::new(),
-            text: String::new(),
-            opened: false,
-            transparent,
-            fields: 0,
-            open_array: None,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Makes a spent frame new again, keeping its buffers' capacity.
-    fn reset(&mut self, path_len: usize, transparent: bool) {
-        self.path_len = path_len;
-        self.attrs.clear();
-        self.text.clear();
-        self.opened = false;
-        self.transparent = transparent;
-        self.fields = 0;
-        self.open_array = None;
-        self.seen.clear();
-    }
-
-    fn has_seen(&self, hash: u64) -> bool {
-        self.seen.contains(&hash)
-    }
-}
-
-/// What the rules say about one path, memoized: documents repeat the same paths.
-#[derive(Clone, Copy)]
-struct PathInfo {
-    array: bool,
-    unwrap: bool,
-    typing: Typing,
-}
-
-struct Conv<'r, W> {
-    rules: &'r XmlRules,
-    out: W,
-    frames: Vec<Frame>,
-    spare: Vec<Frame>,
-    path: String,
-    roots: usize,
-    memo: std::collections::HashMap<String, PathInfo, foldhash::fast::FixedState>,
-}
-
-/// Distinct paths remembered at most (a hostile document cannot grow the memo unboundedly).
-const MEMO_LIMIT: usize = 4096;
-
-type Fail = String;
-
-fn convert<R: BufRead, W: Write>(
-    input: R,
-    whole: Option<&[u8]>,
-    rules: &XmlRules,
-    out: W,
-) -> Result<(), XmlError> {
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv {
-        rules,
-        out,
-        frames: Vec::new(),
-        spare: Vec::new(),
-        path: String::new(),
-        roots: 0,
-        memo: Default::default(),
-    };
-    let fail = |reader: &Reader<R>, msg: String| match whole {
-        Some(bytes) => XmlError::at(bytes, reader.buffer_position() as usize, msg),
-        None => XmlError {
-            line: 0,
-            column: reader.buffer_position() as usize,
-            message: msg,
-        },
+    let mut conv = Conv::new(rules, out);
+    let fail = |reader: &Reader<R>, msg: String| XmlError {
+        line: 0,
+        column: reader.buffer_position() as usize,
+        message: msg,
     };
     conv.begin().map_err(|m| fail(&reader, m))?;
     let mut buf = Vec::new();
@@ -173,15 +80,10 @@ fn convert<R: BufRead, W: Write>(
         let event = match reader.read_event_into(&mut buf) {
             Ok(e) => e,
             Err(e) => {
-                let pos = reader.error_position() as usize;
-                let msg = format!("malformed XML: {e}");
-                return Err(match whole {
-                    Some(bytes) => XmlError::at(bytes, pos, msg),
-                    None => XmlError {
-                        line: 0,
-                        column: pos,
-                        message: msg,
-                    },
+                return Err(XmlError {
+                    line: 0,
+                    column: reader.error_position() as usize,
+                    message: format!("malformed XML: {e}"),
                 });
             }
         };
@@ -195,9 +97,120 @@ fn convert<R: BufRead, W: Write>(
     conv.finish().map_err(|m| fail(&reader, m))
 }
 
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+/// Distinct paths remembered at most: a hostile document cannot grow the trie without
+/// bound. Paths beyond it are still converted correctly, only without the shortcuts.
+const NODE_LIMIT: usize = 4096;
+const NO_NODE: u32 = u32::MAX;
+const TOP: u32 = 0;
+
+/// One distinct element (or `@attribute`) path.
+struct Node {
+    array: bool,
+    unwrap: bool,
+    typing: Typing,
+    /// The JSON field name, quoted and escaped, ready to write.
+    key: Box<[u8]>,
+    /// Hash of the field name, for repeat detection among an object's fields.
+    hash: u64,
+    /// Raw XML name (attributes prefixed with `@`) → node.
+    children: Vec<(Box<[u8]>, u32)>,
+    last: usize,
+}
+
+/// What one element needs to know about itself, cached or computed.
+#[derive(Clone, Copy)]
+struct Info {
+    node: u32,
+    array: bool,
+    unwrap: bool,
+    typing: Typing,
+}
+
+struct Attr {
+    node: u32,
+    /// `key` and `value` ranges in the frame's `attr_buf`; the key is the JSON field name.
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+struct Frame {
+    /// Length of the path string before this element was appended.
+    path_len: usize,
+    node: u32,
+    typing: Typing,
+    attrs: Vec<Attr>,
+    attr_buf: String,
+    text: String,
+    /// This element's children are written into this frame's object (`{` emitted).
+    opened: bool,
+    /// Unwrapped: its children belong to the nearest ancestor that is not.
+    transparent: bool,
+    fields: usize,
+    /// Hash of the name of the array field left open (its `]` not yet written).
+    open_array: Option<u64>,
+    /// Hashes of the field names written so far: repeat detection without string compares
+    /// (a 64-bit collision among one element's fields is not a practical risk).
+    seen: Vec<u64>,
+}
+
+impl Frame {
+    fn new() -> Self {
+        Self {
+            path_len: 0,
+            node: TOP,
+            typing: Typing::String,
+            attrs: Vec::new(),
+            attr_buf: String::new(),
+            text: String::new(),
+            opened: false,
+            transparent: false,
+            fields: 0,
+            open_array: None,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Makes a spent frame new again, keeping its buffers' capacity.
+    fn reset(&mut self, path_len: usize, info: Info) {
+        self.path_len = path_len;
+        self.node = info.node;
+        self.typing = info.typing;
+        self.attrs.clear();
+        self.attr_buf.clear();
+        self.text.clear();
+        self.opened = false;
+        self.transparent = info.unwrap;
+        self.fields = 0;
+        self.open_array = None;
+        self.seen.clear();
+    }
+}
+
+struct Conv<'r, W> {
+    rules: &'r XmlRules,
+    out: W,
+    /// `frames[..depth]` are the open elements; the rest are spent frames kept for reuse
+    /// (frames are updated in place: moving one costs more than the work done on it).
+    frames: Vec<Frame>,
+    depth: usize,
+    path: String,
+    roots: usize,
+    nodes: Vec<Node>,
+    /// Scratch for names that need mapping or escaping.
+    scratch: Vec<u8>,
+    /// Output collected here and handed to `out` in large blocks: the converter writes
+    /// many tiny pieces (`,`, `:`, quotes) that a `Write` call each would dominate.
+    buf: Vec<u8>,
+}
+
+/// Output handed to the writer once this much has collected.
+const FLUSH_AT: usize = 64 * 1024;
+
+type Fail = String;
+
+fn fnv1a(s: &[u8]) -> u64 {
+    s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -222,12 +235,94 @@ fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, Fail> {
     }
 }
 
-impl<W: Write> Conv<'_, W> {
+/// Writes `s` as a JSON string. Most text needs no escaping: then it is one copy.
+fn json_str(out: &mut Vec<u8>, s: &str) -> Result<(), Fail> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s).map_err(|e| format!("write failed: {e}"))
+    }
+}
+
+fn json_key(name: &str) -> Box<[u8]> {
+    serde_json::to_vec(name)
+        .unwrap_or_default()
+        .into_boxed_slice()
+}
+
+/// Writes the key of a field of frame `f` (and `[` or `,` for arrays).
+fn field(
+    f: &mut Frame,
+    out: &mut Vec<u8>,
+    path: &str,
+    key: &[u8],
+    hash: u64,
+    array: bool,
+) -> Result<(), Fail> {
+    if array && f.open_array == Some(hash) {
+        out.push(b',');
+        return Ok(());
+    }
+    let close = f.open_array.take().is_some();
+    if f.seen.contains(&hash) {
+        let name = String::from_utf8_lossy(key);
+        let name = name.trim_matches('"');
+        return Err(if array {
+            format!("array element `{name}` is interrupted by other elements at `{path}`")
+        } else {
+            format!("element `{name}` repeats at `{path}`; declare it an array")
+        });
+    }
+    f.seen.push(hash);
+    let comma = f.fields > 0;
+    f.fields += 1;
+    if array {
+        f.open_array = Some(hash);
+    }
+    if close {
+        out.push(b']');
+    }
+    if comma {
+        out.push(b',');
+    }
+    out.extend_from_slice(key);
+    out.extend_from_slice(if array { b":[" } else { b":" });
+    Ok(())
+}
+
+impl<'r, W: Write> Conv<'r, W> {
+    fn new(rules: &'r XmlRules, out: W) -> Self {
+        Self {
+            rules,
+            out,
+            frames: Vec::new(),
+            depth: 0,
+            path: String::new(),
+            roots: 0,
+            nodes: vec![Node {
+                array: false,
+                unwrap: false,
+                typing: Typing::String,
+                key: Box::default(),
+                hash: 0,
+                children: Vec::new(),
+                last: 0,
+            }],
+            scratch: Vec::new(),
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
+        }
+    }
+
     /// Opens the virtual top frame: the output is always an object.
     fn begin(&mut self) -> Result<(), Fail> {
-        let mut top = Frame::new(0, false);
+        let mut top = Frame::new();
         top.opened = true;
         self.frames.push(top);
+        self.depth = 1;
         self.raw(b"{")
     }
 
@@ -240,7 +335,8 @@ impl<W: Write> Conv<'_, W> {
                 self.end()?;
             }
             Event::End(_) => self.end()?,
-            Event::Text(t) => match t.decode() {
+            // XML 1.0 line ends: `\r\n` and `\r` read as `\n` (borrowed when there are none).
+            Event::Text(t) => match t.xml10_content() {
                 Ok(s) => self.text(&s)?,
                 Err(e) => return Err(format!("text is not valid UTF-8: {e}")),
             },
@@ -263,48 +359,104 @@ impl<W: Write> Conv<'_, W> {
         Ok(false)
     }
 
-    /// The rules for the current path, memoized.
-    fn info(&mut self) -> PathInfo {
-        if let Some(i) = self.memo.get(self.path.as_str()) {
-            return *i;
-        }
-        let i = PathInfo {
-            array: self.rules.is_array(&self.path),
-            unwrap: self.rules.is_unwrapped(&self.path),
-            typing: self.rules.typing(&self.path),
+    /// The node for child `raw` (already appended to `self.path`) of node `parent`.
+    /// `json_name` is the field name the child gets.
+    fn child(&mut self, parent: u32, raw: &[u8], json_name: &str) -> Info {
+        let computed = |rules: &XmlRules, path: &str, node| Info {
+            node,
+            array: rules.is_array(path),
+            unwrap: rules.is_unwrapped(path),
+            typing: rules.typing(path),
         };
-        if self.memo.len() < MEMO_LIMIT {
-            self.memo.insert(self.path.clone(), i);
+        if parent == NO_NODE {
+            return computed(self.rules, &self.path, NO_NODE);
         }
-        i
-    }
-
-    fn new_frame(&mut self, path_len: usize, transparent: bool) -> Frame {
-        match self.spare.pop() {
-            Some(mut f) => {
-                f.reset(path_len, transparent);
-                f
+        let p = &mut self.nodes[parent as usize];
+        let n = p.children.len();
+        let found = if n > 0 {
+            let guess = (p.last + 1) % n;
+            if &*p.children[guess].0 == raw {
+                Some(guess)
+            } else {
+                p.children.iter().position(|(name, _)| &**name == raw)
             }
-            None => Frame::new(path_len, transparent),
+        } else {
+            None
+        };
+        if let Some(i) = found {
+            p.last = i;
+            let id = p.children[i].1;
+            let node = &self.nodes[id as usize];
+            return Info {
+                node: id,
+                array: node.array,
+                unwrap: node.unwrap,
+                typing: node.typing,
+            };
         }
+        if self.nodes.len() >= NODE_LIMIT {
+            return computed(self.rules, &self.path, NO_NODE);
+        }
+        let info = computed(self.rules, &self.path, self.nodes.len() as u32);
+        self.nodes.push(Node {
+            array: info.array,
+            unwrap: info.unwrap,
+            typing: info.typing,
+            key: json_key(json_name),
+            hash: fnv1a(json_name.as_bytes()),
+            children: Vec::new(),
+            last: 0,
+        });
+        let p = &mut self.nodes[parent as usize];
+        p.children.push((raw.into(), info.node));
+        p.last = p.children.len() - 1;
+        info
     }
 
     fn raw(&mut self, b: &[u8]) -> Result<(), Fail> {
-        self.out
-            .write_all(b)
-            .map_err(|e| format!("write failed: {e}"))
+        self.buf.extend_from_slice(b);
+        Ok(())
     }
 
-    fn string(&mut self, s: &str) -> Result<(), Fail> {
-        serde_json::to_writer(&mut self.out, s).map_err(|e| format!("write failed: {e}"))
+    fn flush_buf(&mut self) -> Result<(), Fail> {
+        self.out
+            .write_all(&self.buf)
+            .map_err(|e| format!("write failed: {e}"))?;
+        self.buf.clear();
+        Ok(())
     }
 
     /// Index of the frame whose object receives children of the innermost frame.
     fn owner(&self) -> usize {
-        self.frames
+        self.frames[..self.depth]
             .iter()
             .rposition(|f| !f.transparent)
             .unwrap_or(0)
+    }
+
+    /// Writes a field key of frame `i`: the node's pre-encoded key, or `name` encoded now.
+    fn key(&mut self, i: usize, node: u32, name: &str, array: bool) -> Result<(), Fail> {
+        if node != NO_NODE {
+            let n = &self.nodes[node as usize];
+            return field(
+                &mut self.frames[i],
+                &mut self.buf,
+                &self.path,
+                &n.key,
+                n.hash,
+                array,
+            );
+        }
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, name).map_err(|e| e.to_string())?;
+        field(
+            &mut self.frames[i],
+            &mut self.buf,
+            &self.path,
+            &self.scratch,
+            fnv1a(name.as_bytes()),
+            array,
+        )
     }
 
     /// Writes `{` and pending attributes of frame `i` if not yet done.
@@ -315,71 +467,34 @@ impl<W: Write> Conv<'_, W> {
         self.frames[i].opened = true;
         self.raw(b"{")?;
         let attrs = std::mem::take(&mut self.frames[i].attrs);
-        for (k, v) in attrs {
-            let typed_path = format!(
-                "{}/{}{}",
-                self.path_of(i),
-                "@",
-                k.trim_start_matches(self.rules.attr_prefix.as_str())
-            );
-            self.field(i, &k, false)?;
-            self.scalar(&v, self.rules.typing(&typed_path))?;
-        }
-        Ok(())
-    }
-
-    fn path_of(&self, i: usize) -> String {
-        // A frame's path is the path string up to the next frame's start.
-        let end = self
-            .frames
-            .get(i + 1)
-            .map(|f| f.path_len)
-            .unwrap_or(self.path.len());
-        self.path[..end].to_owned()
-    }
-
-    /// Writes the key of a field of owner `i` (and `[` or `,` for arrays).
-    fn field(&mut self, i: usize, name: &str, array: bool) -> Result<(), Fail> {
-        let f = &mut self.frames[i];
-        if array && f.open_array.as_deref() == Some(name) {
-            return self.raw(b",");
-        }
-        let close = f.open_array.take().is_some();
-        let hash = fnv1a(name);
-        if f.has_seen(hash) {
-            return Err(if array {
-                format!(
-                    "array element `{name}` is interrupted by other elements at `{}`",
-                    self.path
-                )
+        let buf = std::mem::take(&mut self.frames[i].attr_buf);
+        let mut result = Ok(());
+        for a in &attrs {
+            let typing = if a.node == NO_NODE {
+                Typing::String
             } else {
-                format!(
-                    "element `{name}` repeats at `{}`; declare it an array",
-                    self.path
-                )
-            });
+                self.nodes[a.node as usize].typing
+            };
+            result = self
+                .key(i, a.node, &buf[a.key.0..a.key.1], false)
+                .and_then(|()| self.scalar(&buf[a.value.0..a.value.1], typing));
+            if result.is_err() {
+                break;
+            }
         }
-        f.seen.push(hash);
-        let comma = f.fields > 0;
-        f.fields += 1;
-        if array {
-            f.open_array = Some(name.to_owned());
-        }
-        if close {
-            self.raw(b"]")?;
-        }
-        if comma {
-            self.raw(b",")?;
-        }
-        self.string(name)?;
-        self.raw(if array { b":[" } else { b":" })
+        let f = &mut self.frames[i];
+        f.attrs = attrs;
+        f.attrs.clear();
+        f.attr_buf = buf;
+        f.attr_buf.clear();
+        result
     }
 
     fn scalar(&mut self, text: &str, typing: Typing) -> Result<(), Fail> {
         match typing {
-            Typing::String => self.string(text),
+            Typing::String => json_str(&mut self.buf, text),
             Typing::NullIfEmpty if text.trim().is_empty() => self.raw(b"null"),
-            Typing::NullIfEmpty => self.string(text),
+            Typing::NullIfEmpty => json_str(&mut self.buf, text),
             Typing::Boolean => match text.trim() {
                 t if t == "1" || t.eq_ignore_ascii_case("true") => self.raw(b"true"),
                 t if t == "0" || t.eq_ignore_ascii_case("false") => self.raw(b"false"),
@@ -408,17 +523,18 @@ impl<W: Write> Conv<'_, W> {
     }
 
     fn start(&mut self, e: &BytesStart<'_>) -> Result<(), Fail> {
-        if self.frames.len() > self.rules.max_depth {
+        if self.depth > self.rules.max_depth {
             return Err(format!(
                 "nesting deeper than the limit of {}",
                 self.rules.max_depth
             ));
         }
-        let raw_name = std::str::from_utf8(e.name().as_ref())
-            .map_err(|_| "element name is not valid UTF-8".to_owned())?
-            .to_owned();
-        let name = self.rules.map_name(&raw_name).into_owned();
-        if self.frames.len() == 1 {
+        let raw = e.name();
+        let raw = raw.as_ref();
+        let raw_name =
+            std::str::from_utf8(raw).map_err(|_| "element name is not valid UTF-8".to_owned())?;
+        let name = self.rules.map_name(raw_name);
+        if self.depth == 1 {
             self.roots += 1;
             if self.roots > 1 {
                 return Err("more than one root element".to_owned());
@@ -429,85 +545,105 @@ impl<W: Write> Conv<'_, W> {
             self.path.push('/');
         }
         self.path.push_str(&name);
-        let PathInfo {
-            array,
-            unwrap: transparent,
-            ..
-        } = self.info();
+        let parent = self.frames[self.depth - 1].node;
+        let info = self.child(parent, raw, &name);
         let owner = self.owner();
         self.open(owner)?;
-        let mut frame = self.new_frame(path_len, transparent);
+        let d = self.depth;
+        if self.frames.len() == d {
+            self.frames.push(Frame::new());
+        }
+        self.frames[d].reset(path_len, info);
+        let mut attrs = std::mem::take(&mut self.frames[d].attrs);
+        let mut attr_buf = std::mem::take(&mut self.frames[d].attr_buf);
+        let strip = matches!(self.rules.namespaces, super::Namespaces::Strip);
         for a in e.attributes() {
             let a = a.map_err(|err| format!("malformed attribute: {err}"))?;
             let key = std::str::from_utf8(a.key.as_ref())
                 .map_err(|_| "attribute name is not valid UTF-8".to_owned())?;
-            if matches!(self.rules.namespaces, super::Namespaces::Strip)
-                && (key == "xmlns" || key.starts_with("xmlns:"))
-            {
+            if strip && (key == "xmlns" || key.starts_with("xmlns:")) {
                 continue;
             }
             let value = a
                 .unescape_value()
                 .map_err(|err| format!("attribute `{key}`: {err}"))?;
-            frame.attrs.push((
-                format!("{}{}", self.rules.attr_prefix, self.rules.map_name(key)),
-                value.into_owned(),
-            ));
+            let mapped = self.rules.map_name(key);
+            let k0 = attr_buf.len();
+            attr_buf.push_str(&self.rules.attr_prefix);
+            attr_buf.push_str(&mapped);
+            let k1 = attr_buf.len();
+            attr_buf.push_str(&value);
+            let v1 = attr_buf.len();
+            // Attribute paths (`…/@name`) get nodes too, so their typing is looked up once.
+            let len = self.path.len();
+            self.path.push_str("/@");
+            self.path.push_str(&mapped);
+            self.scratch.clear();
+            self.scratch.push(b'@');
+            self.scratch.extend_from_slice(a.key.as_ref());
+            let raw_attr = std::mem::take(&mut self.scratch);
+            let node = self.child(info.node, &raw_attr, &attr_buf[k0..k1]).node;
+            self.scratch = raw_attr;
+            self.path.truncate(len);
+            attrs.push(Attr {
+                node,
+                key: (k0, k1),
+                value: (k1, v1),
+            });
         }
-        if transparent {
+        self.depth += 1;
+        if info.unwrap {
             // An unwrapped level's attributes become fields of the object it merges into.
-            let attrs = std::mem::take(&mut frame.attrs);
-            self.frames.push(frame);
-            for (k, v) in attrs {
-                self.field(owner, &k, false)?;
-                self.string(&v)?;
+            for a in &attrs {
+                self.key(owner, a.node, &attr_buf[a.key.0..a.key.1], false)?;
+                json_str(&mut self.buf, &attr_buf[a.value.0..a.value.1])?;
             }
-            return Ok(());
+            attrs.clear();
+            attr_buf.clear();
         }
-        self.field(owner, &name, array)?;
-        self.frames.push(frame);
+        self.frames[d].attrs = attrs;
+        self.frames[d].attr_buf = attr_buf;
+        if !info.unwrap {
+            self.key(owner, info.node, &name, info.array)?;
+        }
         Ok(())
     }
 
     fn text(&mut self, s: &str) -> Result<(), Fail> {
-        if self.frames.len() == 1 {
+        if self.depth == 1 {
             return if s.trim().is_empty() {
                 Ok(())
             } else {
                 Err("text outside the root element".to_owned())
             };
         }
-        if let Some(f) = self.frames.last_mut() {
-            f.text.push_str(s);
-        }
+        self.frames[self.depth - 1].text.push_str(s);
         Ok(())
     }
 
     fn end(&mut self) -> Result<(), Fail> {
-        if self.frames.len() <= 1 {
+        if self.depth <= 1 {
             return Err("unbalanced end tag".to_owned());
         }
-        let idx = self.frames.len() - 1;
-        let typing = self.info().typing;
-        let rules = self.rules;
-        let text_key = rules.text_key.as_str();
-        let (transparent, opened, has_attrs) = {
+        let idx = self.depth - 1;
+        let text_key = self.rules.text_key.as_str();
+        let (transparent, opened, has_attrs, typing) = {
             let f = &self.frames[idx];
-            (f.transparent, f.opened, !f.attrs.is_empty())
+            (f.transparent, f.opened, !f.attrs.is_empty(), f.typing)
         };
         let mut text = std::mem::take(&mut self.frames[idx].text);
         if transparent {
             // Its owner is an ancestor: `owner()` skips transparent frames.
             if !text.trim().is_empty() {
                 let owner = self.owner();
-                self.field(owner, text_key, false)?;
-                self.string(text.trim())?;
+                self.key(owner, NO_NODE, text_key, false)?;
+                json_str(&mut self.buf, text.trim())?;
             }
         } else if opened {
             // Mixed content keeps its text under the text key, trimmed of layout whitespace.
             let t = text.trim();
             if !t.is_empty() {
-                self.field(idx, text_key, false)?;
+                self.key(idx, NO_NODE, text_key, false)?;
                 self.scalar(t, typing)?;
             }
             if self.frames[idx].open_array.is_some() {
@@ -517,7 +653,7 @@ impl<W: Write> Conv<'_, W> {
         } else if has_attrs {
             self.open(idx)?;
             if !text.is_empty() {
-                self.field(idx, text_key, false)?;
+                self.key(idx, NO_NODE, text_key, false)?;
                 self.scalar(&text, typing)?;
             }
             self.raw(b"}")?;
@@ -525,16 +661,17 @@ impl<W: Write> Conv<'_, W> {
             self.scalar(&text, typing)?;
         }
         text.clear();
-        if let Some(mut f) = self.frames.pop() {
-            self.path.truncate(f.path_len);
-            f.text = text;
-            self.spare.push(f);
+        self.frames[idx].text = text;
+        self.path.truncate(self.frames[idx].path_len);
+        self.depth -= 1;
+        if self.buf.len() >= FLUSH_AT {
+            self.flush_buf()?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), Fail> {
-        if self.frames.len() > 1 {
+        if self.depth > 1 {
             return Err(format!(
                 "unclosed element `{}` at end of document",
                 self.path
@@ -547,6 +684,7 @@ impl<W: Write> Conv<'_, W> {
             self.raw(b"]")?;
         }
         self.raw(b"}")?;
+        self.flush_buf()?;
         self.out.flush().map_err(|e| format!("write failed: {e}"))
     }
 }

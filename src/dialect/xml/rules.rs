@@ -142,6 +142,9 @@ impl XmlRules {
 
     /// The JSON name of an XML element or attribute name, per the namespace rule.
     pub(crate) fn map_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.namespaces == Namespaces::Keep {
+            return name.into();
+        }
         let Some((prefix, local)) = name.split_once(':') else {
             return name.into();
         };

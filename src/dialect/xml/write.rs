@@ -194,7 +194,7 @@ impl<W: Write> Writer<'_, W> {
 
 /// Escapes text and attribute values.
 pub(super) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains(['&', '<', '>', '"', '\'']) && !s.chars().any(forbidden_char) {
+    if !s.contains(['&', '<', '>', '"', '\'', '\r']) && !s.chars().any(forbidden_char) {
         return s.into();
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -205,6 +205,8 @@ pub(super) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // A raw CR would be read back as LF (XML line-end normalization).
+            '\r' => out.push_str("&#13;"),
             // XML 1.0 cannot carry these at all, escaped or not.
             c if forbidden_char(c) => out.push('\u{FFFD}'),
             c => out.push(c),
