@@ -23,7 +23,7 @@ pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(
     // Events borrow from the input: no copy of names or text into a read buffer.
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv::new(rules, out);
+    let mut conv = Conv::new(rules, out, input.len());
     let fail = |reader: &Reader<&[u8]>, msg: String| {
         XmlError::at(input, reader.buffer_position() as usize, msg)
     };
@@ -68,7 +68,7 @@ pub fn xml_reader_to_json<R: BufRead, W: Write>(
 ) -> Result<(), XmlError> {
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv::new(rules, out);
+    let mut conv = Conv::new(rules, out, FLUSH_AT);
     let fail = |reader: &Reader<R>, msg: String| XmlError {
         line: 0,
         column: reader.buffer_position() as usize,
@@ -295,7 +295,8 @@ fn field(
 }
 
 impl<'r, W: Write> Conv<'r, W> {
-    fn new(rules: &'r XmlRules, out: W) -> Self {
+    /// `size_hint`: the input's size when known (the output is about as large).
+    fn new(rules: &'r XmlRules, out: W, size_hint: usize) -> Self {
         Self {
             rules,
             out,
@@ -313,7 +314,7 @@ impl<'r, W: Write> Conv<'r, W> {
                 last: 0,
             }],
             scratch: Vec::new(),
-            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            buf: Vec::with_capacity(size_hint.min(FLUSH_AT) + 256),
         }
     }
 
