@@ -16,5 +16,6 @@ pub mod gateway;
 pub mod identity;
 pub mod mapping;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;

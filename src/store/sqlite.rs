@@ -1,0 +1,927 @@
+//! [`SqliteStore`]: the embedded store, one SQLite file in WAL mode (rusqlite, bundled).
+//!
+//! Two connections: one behind a mutex for the admin API's reads and writes (run on the
+//! blocking pool), and one owned by a writer thread that drains the audit queue in batches,
+//! one transaction per batch, so a proxied request never waits on the disk. The schema is
+//! versioned (`PRAGMA user_version`); pending migrations run in one transaction at open.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{
+    ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Store, StoreError,
+    StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
+};
+
+/// Schema migrations, in order; `user_version` is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: companies, users, keys, audit.
+    "CREATE TABLE companies (
+        key TEXT PRIMARY KEY,
+        detail TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1
+     );
+     CREATE TABLE users (
+        username TEXT PRIMARY KEY,
+        name TEXT, email TEXT, phone TEXT,
+        company_key TEXT NOT NULL REFERENCES companies(key) ON UPDATE CASCADE,
+        enabled INTEGER NOT NULL,
+        roles TEXT NOT NULL,
+        timezone INTEGER NOT NULL,
+        password_hash TEXT
+     );
+     CREATE INDEX users_company ON users(company_key);
+     CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE ON UPDATE CASCADE,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER,
+        revoked INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX api_keys_user ON api_keys(username);
+     CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time_ms INTEGER NOT NULL,
+        username TEXT NOT NULL, company_key TEXT NOT NULL,
+        tracecode TEXT NOT NULL, client TEXT NOT NULL, server TEXT NOT NULL,
+        service TEXT NOT NULL, operation TEXT NOT NULL, method_group TEXT NOT NULL,
+        points INTEGER NOT NULL, duration_ms INTEGER NOT NULL, status INTEGER NOT NULL
+     );
+     CREATE INDEX audit_time ON audit(time_ms);",
+];
+
+/// Rows written per transaction at most.
+const BATCH: usize = 1000;
+
+enum Msg {
+    Audit(AuditRow),
+    Flush(mpsc::Sender<Result<(), StoreError>>),
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    writer: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the store's schema version {version} is newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    let tx = conn.transaction().map_err(backend)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = open_conn(path)?;
+        migrate(&mut conn)?;
+        let writer_conn = open_conn(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("rosetta-store-writer".into())
+            .spawn(move || writer(writer_conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            writer: tx,
+        })
+    }
+
+    /// Runs `f` on the shared connection on the blocking pool.
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut guard = conn
+                    .lock()
+                    .map_err(|_| StoreError::Backend("connection poisoned".into()))?;
+                f(&mut guard)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+/// The writer thread: waits for a message, then takes whatever else is queued (up to
+/// [`BATCH`]) and writes it in one transaction. Ends when every sender is gone.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+    while let Ok(first) = rx.recv() {
+        let mut rows = Vec::new();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Audit(r) => rows.push(r),
+                Msg::Flush(w) => waiters.push(w),
+            }
+            if rows.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let result = write_audit(&mut conn, &rows);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, rows = rows.len(), "audit rows could not be written");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(backend)?;
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO audit (time_ms, username, company_key, tracecode, client, server,
+                 service, operation, method_group, points, duration_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .map_err(backend)?;
+        for r in rows {
+            st.execute(params![
+                r.time_ms,
+                r.username,
+                r.company_key,
+                r.tracecode,
+                r.client,
+                r.server,
+                r.service,
+                r.operation,
+                r.method_group,
+                r.points,
+                r.duration_ms as i64,
+                r.status,
+            ])
+            .map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+/// `%text%` for LIKE, with the caller's `%`, `_` and `\` taken literally.
+fn like(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 2);
+    s.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+fn order(field: Option<&str>, allowed: &[(&str, &str)], default: &str, desc: bool) -> String {
+    let col = field
+        .and_then(|f| allowed.iter().find(|(name, _)| *name == f).map(|(_, c)| *c))
+        .unwrap_or(default);
+    format!(
+        " ORDER BY {col} {} , rowid",
+        if desc { "DESC" } else { "ASC" }
+    )
+}
+
+const USER_COLS: &str = "username, name, email, phone, company_key, enabled, roles, timezone";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let roles: String = r.get(6)?;
+    Ok(User {
+        username: r.get(0)?,
+        name: r.get(1)?,
+        email: r.get(2)?,
+        phone: r.get(3)?,
+        company_key: r.get(4)?,
+        enabled: r.get(5)?,
+        roles: roles
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        timezone: r.get(7)?,
+    })
+}
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        prefix: r.get(2)?,
+        created_ms: r.get(3)?,
+        expires_ms: r.get(4)?,
+        revoked: r.get(5)?,
+    })
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn user_stats(conn: &Connection, cond: &str, args: &[String]) -> Result<UserStats, StoreError> {
+    let sql = format!(
+        "SELECT COUNT(*), COALESCE(SUM(enabled), 0), COALESCE(SUM(1 - enabled), 0),
+                COALESCE(SUM(CASE WHEN (',' || roles || ',') LIKE '%,ADMIN,%' THEN 1 ELSE 0 END), 0)
+         FROM users WHERE {cond}"
+    );
+    conn.query_row(&sql, params_from_iter(args.iter()), |r| {
+        Ok(UserStats {
+            total: r.get::<_, i64>(0)? as u64,
+            active: r.get::<_, i64>(1)? as u64,
+            blocked: r.get::<_, i64>(2)? as u64,
+            admins: r.get::<_, i64>(3)? as u64,
+        })
+    })
+    .map_err(backend)
+}
+
+impl Store for SqliteStore {
+    fn create_company(&self, c: Company) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO companies (key, detail, enabled) VALUES (?1, ?2, ?3)",
+                params![c.key, c.detail, c.enabled],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict(format!("company `{}`", c.key))
+                } else {
+                    backend(e)
+                }
+            })
+        })
+    }
+
+    fn get_company(&self, key: String) -> StoreFuture<'_, Company> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT key, detail, enabled FROM companies WHERE key = ?1",
+                [&key],
+                |r| {
+                    Ok(Company {
+                        key: r.get(0)?,
+                        detail: r.get(1)?,
+                        enabled: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("company `{key}`")))
+        })
+    }
+
+    fn update_company(&self, key: String, c: Company) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE companies SET key = ?1, detail = ?2, enabled = ?3 WHERE key = ?4",
+                    params![c.key, c.detail, c.enabled, key],
+                )
+                .map_err(|e| {
+                    if is_constraint(&e) {
+                        StoreError::Conflict(format!("company `{}`", c.key))
+                    } else {
+                        backend(e)
+                    }
+                })?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("company `{key}`")));
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_company(&self, key: String) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let users: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM users WHERE company_key = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if users > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "company `{key}` still has {users} user(s); delete or move them first"
+                )));
+            }
+            let n = conn
+                .execute("DELETE FROM companies WHERE key = ?1", [&key])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("company `{key}`")));
+            }
+            Ok(())
+        })
+    }
+
+    fn list_companies(&self, q: ListQuery) -> StoreFuture<'_, Page<Company, u64>> {
+        self.with(move |conn| {
+            let overall: i64 = conn
+                .query_row("SELECT COUNT(*) FROM companies", [], |r| r.get(0))
+                .map_err(backend)?;
+            let (cond, args): (&str, Vec<String>) = match &q.filter {
+                Some(f) => (
+                    "(key LIKE ?1 ESCAPE '\\' OR COALESCE(detail, '') LIKE ?1 ESCAPE '\\')",
+                    vec![like(f)],
+                ),
+                None => ("1 = 1", Vec::new()),
+            };
+            let filtered: i64 = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM companies WHERE {cond}"),
+                    params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let sql = format!(
+                "SELECT key, detail, enabled FROM companies WHERE {cond}{} LIMIT {} OFFSET {}",
+                order(
+                    q.sort_field.as_deref(),
+                    &[("key", "key"), ("detail", "detail")],
+                    "key",
+                    q.descending
+                ),
+                q.limit,
+                q.offset
+            );
+            let mut st = conn.prepare(&sql).map_err(backend)?;
+            let items = st
+                .query_map(params_from_iter(args.iter()), |r| {
+                    Ok(Company {
+                        key: r.get(0)?,
+                        detail: r.get(1)?,
+                        enabled: r.get(2)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(Page {
+                items,
+                overall: overall as u64,
+                filtered: filtered as u64,
+            })
+        })
+    }
+
+    fn create_user(&self, u: User, password_hash: Option<String>) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let company: Option<String> = conn
+                .query_row(
+                    "SELECT key FROM companies WHERE key = ?1",
+                    [&u.company_key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if company.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "company `{}` does not exist",
+                    u.company_key
+                )));
+            }
+            conn.execute(
+                &format!("INSERT INTO users ({USER_COLS}, password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![u.username, u.name, u.email, u.phone, u.company_key, u.enabled, u.roles.join(","), u.timezone, password_hash],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict(format!("user `{}`", u.username))
+                } else {
+                    backend(e)
+                }
+            })
+        })
+    }
+
+    fn get_user(&self, username: String) -> StoreFuture<'_, User> {
+        self.with(move |conn| {
+            conn.query_row(
+                &format!("SELECT {USER_COLS} FROM users WHERE username = ?1"),
+                [&username],
+                user_row,
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("user `{username}`")))
+        })
+    }
+
+    fn update_user(&self, u: User, password_hash: Option<String>) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let company: Option<String> = conn
+                .query_row(
+                    "SELECT key FROM companies WHERE key = ?1",
+                    [&u.company_key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if company.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "company `{}` does not exist",
+                    u.company_key
+                )));
+            }
+            let n = conn
+                .execute(
+                    "UPDATE users SET name = ?2, email = ?3, phone = ?4, company_key = ?5, enabled = ?6,
+                     roles = ?7, timezone = ?8, password_hash = COALESCE(?9, password_hash)
+                     WHERE username = ?1",
+                    params![u.username, u.name, u.email, u.phone, u.company_key, u.enabled, u.roles.join(","), u.timezone, password_hash],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user `{}`", u.username)));
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_user(&self, username: String) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let n = conn
+                .execute("DELETE FROM users WHERE username = ?1", [&username])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user `{username}`")));
+            }
+            Ok(())
+        })
+    }
+
+    fn list_users(&self, q: UserQuery) -> StoreFuture<'_, Page<User, UserStats>> {
+        self.with(move |conn| {
+            let mut conds = vec!["1 = 1".to_owned()];
+            let mut args: Vec<String> = Vec::new();
+            if let Some(c) = &q.company_key {
+                args.push(c.clone());
+                conds.push(format!("company_key = ?{}", args.len()));
+            }
+            // `overall` is within the caller's scope (a company), before text and group filters.
+            let overall = user_stats(conn, &conds.join(" AND "), &args)?;
+            if let Some(f) = &q.list.filter {
+                args.push(like(f));
+                let n = args.len();
+                conds.push(format!(
+                    "(username LIKE ?{n} ESCAPE '\\' OR COALESCE(name, '') LIKE ?{n} ESCAPE '\\'
+                      OR COALESCE(email, '') LIKE ?{n} ESCAPE '\\' OR company_key LIKE ?{n} ESCAPE '\\')"
+                ));
+            }
+            match q.group {
+                UserGroup::Total => {}
+                UserGroup::Active => conds.push("enabled = 1".into()),
+                UserGroup::Blocked => conds.push("enabled = 0".into()),
+                UserGroup::Admins => conds.push("(',' || roles || ',') LIKE '%,ADMIN,%'".into()),
+            }
+            let cond = conds.join(" AND ");
+            let filtered = user_stats(conn, &cond, &args)?;
+            let sql = format!(
+                "SELECT {USER_COLS} FROM users WHERE {cond}{} LIMIT {} OFFSET {}",
+                order(
+                    q.list.sort_field.as_deref(),
+                    &[
+                        ("username", "username"),
+                        ("name", "name"),
+                        ("email", "email"),
+                        ("company_key", "company_key"),
+                        ("enabled", "enabled"),
+                        ("timezone", "timezone"),
+                    ],
+                    "username",
+                    q.list.descending
+                ),
+                q.list.limit,
+                q.list.offset
+            );
+            let mut st = conn.prepare(&sql).map_err(backend)?;
+            let items = st
+                .query_map(params_from_iter(args.iter()), user_row)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(Page {
+                items,
+                overall,
+                filtered,
+            })
+        })
+    }
+
+    fn user_count(&self) -> StoreFuture<'_, u64> {
+        self.with(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(backend)
+        })
+    }
+
+    fn user_secret(&self, username: String) -> StoreFuture<'_, Option<UserSecret>> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT u.username, u.name, u.email, u.phone, u.company_key, u.enabled, u.roles,
+                        u.timezone, u.password_hash, c.enabled
+                 FROM users u JOIN companies c ON c.key = u.company_key WHERE u.username = ?1",
+                [&username],
+                |r| {
+                    Ok(UserSecret {
+                        user: user_row(r)?,
+                        password_hash: r.get(8)?,
+                        company_enabled: r.get(9)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn create_key(&self, key: ApiKeyInfo, secret_sha256: String) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (id, username, prefix, hash, created_ms, expires_ms, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                params![
+                    key.id,
+                    key.username,
+                    key.prefix,
+                    secret_sha256,
+                    key.created_ms,
+                    key.expires_ms
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Invalid(format!("user `{}` does not exist", key.username))
+                } else {
+                    backend(e)
+                }
+            })
+        })
+    }
+
+    fn list_keys(&self, username: String) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
+        self.with(move |conn| {
+            let mut st = conn
+                .prepare(
+                    "SELECT id, username, prefix, created_ms, expires_ms, revoked FROM api_keys
+                     WHERE username = ?1 ORDER BY created_ms, id",
+                )
+                .map_err(backend)?;
+            st.query_map([&username], key_row)
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)
+        })
+    }
+
+    fn revoke_key(&self, username: String, id: String) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE api_keys SET revoked = 1 WHERE username = ?1 AND id = ?2",
+                    params![username, id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("key `{id}` of `{username}`")));
+            }
+            Ok(())
+        })
+    }
+
+    fn find_key(&self, secret_sha256: String) -> StoreFuture<'_, Option<KeyMatch>> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT k.id, k.username, k.prefix, k.created_ms, k.expires_ms, k.revoked,
+                        u.username, u.name, u.email, u.phone, u.company_key, u.enabled, u.roles, u.timezone,
+                        c.enabled
+                 FROM api_keys k JOIN users u ON u.username = k.username
+                 JOIN companies c ON c.key = u.company_key WHERE k.hash = ?1",
+                [&secret_sha256],
+                |r| {
+                    let roles: String = r.get(12)?;
+                    Ok(KeyMatch {
+                        key: key_row(r)?,
+                        user: User {
+                            username: r.get(6)?,
+                            name: r.get(7)?,
+                            email: r.get(8)?,
+                            phone: r.get(9)?,
+                            company_key: r.get(10)?,
+                            enabled: r.get(11)?,
+                            roles: roles
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect(),
+                            timezone: r.get(13)?,
+                        },
+                        company_enabled: r.get(14)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn record_audit(&self, row: AuditRow) {
+        if self.writer.send(Msg::Audit(row)).is_err() {
+            tracing::error!("the audit writer has stopped; an audit row was dropped");
+        }
+    }
+
+    fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>> {
+        self.with(move |conn| {
+            let overall: i64 = conn
+                .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+                .map_err(backend)?;
+            let mut conds = vec!["time_ms >= ?1".to_owned(), "time_ms < ?2".to_owned()];
+            let mut args: Vec<rusqlite::types::Value> = vec![q.from_ms.into(), q.to_ms.into()];
+            for (col, v) in [
+                ("company_key", &q.company_key),
+                ("username", &q.username),
+                ("service", &q.service),
+                ("operation", &q.operation),
+                ("method_group", &q.method_group),
+            ] {
+                if let Some(v) = v {
+                    args.push(v.clone().into());
+                    conds.push(format!("{col} = ?{}", args.len()));
+                }
+            }
+            let cond = conds.join(" AND ");
+            let filtered: i64 = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM audit WHERE {cond}"),
+                    params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let sql = format!(
+                "SELECT time_ms, username, company_key, tracecode, client, server, service, operation,
+                        method_group, points, duration_ms, status FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
+                order(
+                    q.sort_field.as_deref(),
+                    &[
+                        ("time", "time_ms"),
+                        ("username", "username"),
+                        ("company_key", "company_key"),
+                        ("service_name", "service"),
+                        ("operation_id", "operation"),
+                        ("method_group", "method_group"),
+                        ("points", "points"),
+                        ("duration", "duration_ms"),
+                    ],
+                    "time_ms",
+                    q.descending
+                ),
+                q.limit,
+                q.offset
+            );
+            let mut st = conn.prepare(&sql).map_err(backend)?;
+            let items = st
+                .query_map(params_from_iter(args.iter()), |r| {
+                    Ok(AuditRow {
+                        time_ms: r.get(0)?,
+                        username: r.get(1)?,
+                        company_key: r.get(2)?,
+                        tracecode: r.get(3)?,
+                        client: r.get(4)?,
+                        server: r.get(5)?,
+                        service: r.get(6)?,
+                        operation: r.get(7)?,
+                        method_group: r.get(8)?,
+                        points: r.get(9)?,
+                        duration_ms: r.get::<_, i64>(10)? as u64,
+                        status: r.get(11)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(Page {
+                items,
+                overall: overall as u64,
+                filtered: filtered as u64,
+            })
+        })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        let (tx, rx) = mpsc::channel();
+        let sent = self.writer.send(Msg::Flush(tx));
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(StoreError::Backend("the audit writer has stopped".into()));
+            }
+            tokio::task::spawn_blocking(move || {
+                rx.recv()
+                    .unwrap_or_else(|_| Err(StoreError::Backend("the audit writer has stopped".into())))
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn company(key: &str) -> Company {
+        Company {
+            key: key.into(),
+            detail: None,
+            enabled: true,
+        }
+    }
+
+    fn user(name: &str, company: &str, roles: &[&str], enabled: bool) -> User {
+        User {
+            username: name.into(),
+            name: Some(format!("{name} name")),
+            email: None,
+            phone: None,
+            company_key: company.into(),
+            enabled,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            timezone: 0,
+        }
+    }
+
+    fn row(user: &str, t: i64) -> AuditRow {
+        AuditRow {
+            time_ms: t,
+            username: user.into(),
+            company_key: "acme".into(),
+            tracecode: format!("tc-{t}"),
+            client: format!("acme_|_{user}"),
+            server: "test".into(),
+            service: "REDAPI_V1".into(),
+            operation: "companies.get".into(),
+            method_group: "READ".into(),
+            points: 1,
+            duration_ms: 3,
+            status: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn companies_users_keys_audit_and_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/r.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create_company(company("acme")).await.unwrap();
+            assert!(matches!(
+                s.create_company(company("acme")).await,
+                Err(StoreError::Conflict(_))
+            ));
+            s.create_user(user("ann", "acme", &["ADMIN"], true), Some("h".into()))
+                .await
+                .unwrap();
+            s.create_user(user("bob", "acme", &["USER"], false), None)
+                .await
+                .unwrap();
+            assert!(matches!(
+                s.create_user(user("cy", "nope", &[], true), None).await,
+                Err(StoreError::Invalid(_))
+            ));
+            assert!(matches!(
+                s.delete_company("acme".into()).await,
+                Err(StoreError::Invalid(_))
+            ));
+            let page = s
+                .list_users(UserQuery {
+                    list: ListQuery {
+                        offset: 0,
+                        limit: 10,
+                        filter: Some("b".into()),
+                        sort_field: Some("username".into()),
+                        descending: false,
+                    },
+                    company_key: None,
+                    group: UserGroup::Total,
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                page.overall,
+                UserStats {
+                    total: 2,
+                    active: 1,
+                    blocked: 1,
+                    admins: 1
+                }
+            );
+            assert_eq!(page.filtered.total, 1);
+            assert_eq!(page.items[0].username, "bob");
+            let key = ApiKeyInfo {
+                id: "k1".into(),
+                username: "ann".into(),
+                prefix: "rk_abc".into(),
+                created_ms: 1,
+                expires_ms: None,
+                revoked: false,
+            };
+            s.create_key(key.clone(), "sha".into()).await.unwrap();
+            let found = s.find_key("sha".into()).await.unwrap().unwrap();
+            assert_eq!(found.user.username, "ann");
+            for t in 0..2500 {
+                s.record_audit(row("ann", t));
+            }
+            s.flush().await.unwrap();
+        }
+        // Everything survives a reopen; migrations do not run twice.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.user_count().await.unwrap(), 2);
+        assert_eq!(s.list_keys("ann".into()).await.unwrap().len(), 1);
+        s.revoke_key("ann".into(), "k1".into()).await.unwrap();
+        assert!(s.find_key("sha".into()).await.unwrap().unwrap().key.revoked);
+        let audit = s
+            .list_audit(AuditQuery {
+                offset: 0,
+                limit: 5,
+                from_ms: 100,
+                to_ms: 200,
+                company_key: Some("acme".into()),
+                username: None,
+                service: None,
+                operation: None,
+                method_group: None,
+                sort_field: Some("time".into()),
+                descending: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit.overall, 2500);
+        assert_eq!(audit.filtered, 100);
+        assert_eq!(audit.items[0].time_ms, 199);
+        s.delete_user("bob".into()).await.unwrap();
+        s.delete_user("ann".into()).await.unwrap();
+        assert!(s.list_keys("ann".into()).await.unwrap().is_empty(), "keys go with their user");
+        s.delete_company("acme".into()).await.unwrap();
+    }
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like("a%_\\b"), "%a\\%\\_\\\\b%");
+    }
+}
