@@ -73,18 +73,50 @@ pub async fn serve(path: &Path) -> ExitCode {
 
 async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
     let gateway = Gateway::from_config(&cfg).map_err(|e| error_chain(&e))?;
+    gateway.bootstrap(&cfg.admin).await?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, routes = gateway.catalog.routes.len(), "rosetta is serving");
-    serve_http(
+    let admin = TcpListener::bind(&cfg.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.admin_listen))?;
+    tracing::info!(listen = %cfg.listen, admin = %cfg.admin_listen, routes = gateway.catalog.routes.len(), "rosetta is serving");
+    serve_gateway(
+        &gateway,
         listener,
-        gateway.service(),
+        admin,
         ServerOptions::from(&cfg.server),
         shutdown,
     )
     .await
-    .map_err(|e| format!("server failed: {e}"))
+}
+
+/// Serves the proxy and the admin API until `shutdown`, drains both, then waits until every
+/// queued store write (audit rows) is durable: a graceful stop loses nothing counted.
+pub async fn serve_gateway(
+    gateway: &Gateway,
+    proxy: TcpListener,
+    admin: TcpListener,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let proxy = serve_http(proxy, gateway.service(), opts, wait(stopped.clone()));
+    let admin = serve_http(admin, gateway.admin().service(), opts, wait(stopped));
+    let trigger = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let (p, a, ()) = tokio::join!(proxy, admin, trigger);
+    let flushed = gateway.store.flush().await;
+    p.map_err(|e| format!("server failed: {e}"))?;
+    a.map_err(|e| format!("admin server failed: {e}"))?;
+    flushed.map_err(|e| format!("the store could not be flushed: {e}"))?;
+    tracing::info!("store flushed; stopped");
+    Ok(())
 }
 
 /// `rosetta demo`: sample backends, the gateway in front of them, a key, curl lines.
@@ -125,6 +157,9 @@ pub async fn demo(path: &Path) -> ExitCode {
         company: crate::demo::DEMO_COMPANY_KEY.into(),
         roles: vec!["PARTNER".into()],
     });
+    // A fresh store per demo run, so the printed admin key is the only administrator.
+    let store_file = std::env::temp_dir().join(format!("rosetta-demo-{}.db", std::process::id()));
+    cfg.store.path = store_file.clone();
     let gateway = match Gateway::from_config(&cfg) {
         Ok(g) => g,
         Err(e) => {
@@ -132,29 +167,38 @@ pub async fn demo(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The configured port when it is free, so the printed lines are the usual ones; any
-    // free port otherwise, so a second demo still starts.
-    let listener = match TcpListener::bind(&cfg.listen).await {
-        Ok(l) => l,
-        Err(_) => match TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cannot listen: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let admin_key = match demo_admin(&gateway).await {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("cannot create the demo administrator: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
+    // The configured ports when they are free, so the printed lines are the usual ones; any
+    // free port otherwise, so a second demo still starts.
+    let (listener, addr) = match bind_or_any(&cfg.listen).await {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("cannot listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (admin_listener, admin_addr) = match bind_or_any(&cfg.admin_listen).await {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("cannot listen: {e}");
             return ExitCode::FAILURE;
         }
     };
     println!("{}", demo_banner(&format!("http://{addr}"), &key, &samples));
-    let result = serve_http(
+    println!(
+        "{}",
+        admin_banner(&format!("http://{admin_addr}"), &admin_key)
+    );
+    let result = serve_gateway(
+        &gateway,
         listener,
-        gateway.service(),
+        admin_listener,
         ServerOptions::from(&cfg.server),
         shutdown_signal(),
     )
@@ -162,13 +206,109 @@ pub async fn demo(path: &Path) -> ExitCode {
     appdirect.shutdown().await;
     redapi.shutdown().await;
     longjump.shutdown().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = store_file.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("server failed: {e}");
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn bind_or_any(addr: &str) -> std::io::Result<(TcpListener, std::net::SocketAddr)> {
+    let l = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(_) => TcpListener::bind("127.0.0.1:0").await?,
+    };
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+/// The demo's administrator: user `admin` (ADMIN) of company `system`, with an API key.
+async fn demo_admin(gateway: &Gateway) -> Result<String, String> {
+    use crate::store::{ApiKeyInfo, Company, User};
+    let store = &gateway.store;
+    store
+        .create_company(Company {
+            key: "system".into(),
+            detail: Some("Rosetta's own administrators".into()),
+            enabled: true,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .create_company(Company {
+            key: crate::demo::DEMO_COMPANY_KEY.into(),
+            detail: Some("Northwind Distribution (sample)".into()),
+            enabled: true,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .create_user(
+            User {
+                username: "admin".into(),
+                name: Some("Demo Administrator".into()),
+                email: None,
+                phone: None,
+                company_key: "system".into(),
+                enabled: true,
+                roles: vec!["ADMIN".into()],
+                timezone: 0,
+            },
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let secret = crate::identity::passwords::new_api_key()?;
+    store
+        .create_key(
+            ApiKeyInfo {
+                id: "demo-admin".into(),
+                username: "admin".into(),
+                prefix: secret[..10].to_owned(),
+                created_ms: 0,
+                expires_ms: None,
+                revoked: false,
+            },
+            crate::identity::sha256_hex(&secret),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(secret)
+}
+
+/// The admin part of the demo's text.
+pub fn admin_banner(admin: &str, key: &str) -> String {
+    let h = format!("-H 'Authorization: Bearer {key}'");
+    let lines = [
+        ("Admin API version", format!("curl -s {admin}/v1/version")),
+        ("Users", format!("curl -s {h} {admin}/v1/users")),
+        (
+            "Create a user of the sample company",
+            format!(
+                "curl -s {h} -H 'Content-Type: application/json' -d '{{\"username\":\"ann\",\"password\":\"s3cret-pass\",\"company_key\":\"northwind\",\"roles\":[\"USER\"]}}' {admin}/v1/users"
+            ),
+        ),
+        (
+            "Give her an API key (shown once)",
+            format!("curl -s {h} -X POST {admin}/v1/users/ann/keys"),
+        ),
+        (
+            "Today's audit trail (one action per proxied request)",
+            format!("curl -s {h} '{admin}/v1/audit?sort_direction=DESC&limit=5'"),
+        ),
+    ];
+    let mut out = format!("Admin API  {admin}\n  admin key  {key}   (user admin, role ADMIN)\n\n");
+    for (what, line) in lines {
+        out.push_str(&format!("  # {what}\n  {line}\n"));
+    }
+    out
 }
 
 /// Where the sample backends listen.

@@ -46,6 +46,12 @@ pub enum GatewayError {
     /// An upstream call failed or answered with an error.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A resource of Rosetta's own (admin API) does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Creating or renaming would duplicate a unique key.
+    #[error("{0} already exists")]
+    Conflict(String),
     /// A bug or an impossible state; rendered as 500 with the tracecode, never a panic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -124,6 +130,8 @@ impl GatewayError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             GatewayError::Upstream(e) => e.status(),
+            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,6 +151,8 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::BadRequest(_)
             | GatewayError::Upstream(_)
+            | GatewayError::NotFound(_)
+            | GatewayError::Conflict(_)
             | GatewayError::Internal(_) => None,
         }
     }

@@ -5,6 +5,7 @@
 //! README for the architecture.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -318,6 +318,15 @@ impl Config {
     }
 
     /// The mappings folder, resolved against the config file's folder.
+    /// The store file; relative paths are resolved against the config file's folder.
+    pub fn store_path(&self) -> PathBuf {
+        if self.store.path.is_absolute() {
+            self.store.path.clone()
+        } else {
+            self.base_dir.join(&self.store.path)
+        }
+    }
+
     pub fn mappings_path(&self) -> PathBuf {
         if self.mappings_dir.is_absolute() {
             self.mappings_dir.clone()

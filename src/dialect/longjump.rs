@@ -33,6 +33,8 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
             504 => -9504,
             _ => -9502,
         },
+        GatewayError::NotFound(_) => -200,
+        GatewayError::Conflict(_) => -300,
         GatewayError::Internal(_) => -1,
     }
 }

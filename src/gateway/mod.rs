@@ -5,6 +5,7 @@
 //! typed [`crate::error::GatewayError`]s; the route layer tags them with the client's
 //! dialect ([`Rejection`]) and the rescue layer renders them.
 
+pub mod audit;
 pub mod authn;
 pub mod cache;
 pub mod quota;

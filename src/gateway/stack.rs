@@ -10,18 +10,23 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
+use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
 use super::rescue::RescueLayer;
 use super::route::RouteLayer;
 use super::translate::TranslateLayer;
 use super::upstream::Executor;
 use super::{cache, quota, ratelimit};
+use crate::admin::Admin;
 use crate::body::{Body, BoxError};
+use crate::config::AdminConfig;
 use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
-use crate::identity::{AuthChain, StaticKeys};
+use crate::identity::passwords::hash_password;
+use crate::identity::{AuthChain, StaticKeys, StoreAuth};
 use crate::mapping::exec::CallUpstream;
 use crate::mapping::pack::{Catalog, LoadErrors, load_catalog};
+use crate::store::{Company, SqliteStore, Store, StoreError, User};
 use crate::upstream::Upstreams;
 
 /// Why a gateway could not be built.
@@ -31,6 +36,12 @@ pub enum BuildError {
     Config(#[from] Box<ConfigError>),
     #[error("the packs do not load:\n{0}")]
     Packs(#[from] LoadErrors),
+    #[error("the store at {path} cannot be opened: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// Everything the proxy stack is built from, shared by every connection.
@@ -42,6 +53,10 @@ pub struct Gateway {
     pub body_limit: usize,
     pub max_depth: usize,
     pub public_url: Option<Arc<str>>,
+    pub store: Arc<dyn Store>,
+    pub store_auth: StoreAuth,
+    /// This node's name in tracedata (`server`).
+    pub server_name: Arc<str>,
 }
 
 impl Gateway {
@@ -49,8 +64,19 @@ impl Gateway {
     pub fn from_config(cfg: &Config) -> Result<Self, BuildError> {
         let catalog = load_catalog(cfg)?;
         let upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
+        let path = cfg.store_path();
+        let store: Arc<dyn Store> =
+            Arc::new(
+                SqliteStore::open(&path).map_err(|source| BuildError::Store {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            );
+        let store_auth = StoreAuth::new(store.clone());
         let mut auth = AuthChain::default();
+        // Keys declared in the config file first: no store read for them.
         auth.push(Arc::new(StaticKeys::new(&cfg.identity.static_keys)));
+        auth.push(Arc::new(store_auth.clone()));
         Ok(Self {
             catalog: Arc::new(catalog),
             auth: Arc::new(auth),
@@ -62,7 +88,70 @@ impl Gateway {
                 .public_url
                 .as_deref()
                 .map(|u| Arc::from(u.trim_end_matches('/'))),
+            store,
+            store_auth,
+            server_name: Arc::from(
+                std::env::var("HOSTNAME")
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "rosetta".to_owned()),
+            ),
         })
+    }
+
+    /// The admin API over the same store and credentials.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            store_auth: self.store_auth.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
+
+    /// DESIGN §7: when the store has no user and `admin.bootstrap_user`/`_password` are set,
+    /// creates that `ADMIN` in `admin.bootstrap_company`. Returns whether it did.
+    pub async fn bootstrap(&self, cfg: &AdminConfig) -> Result<bool, String> {
+        let (Some(user), Some(password)) = (&cfg.bootstrap_user, &cfg.bootstrap_password) else {
+            return Ok(false);
+        };
+        if self.store.user_count().await.map_err(|e| e.to_string())? > 0 {
+            return Ok(false);
+        }
+        crate::admin::validate::word("admin.bootstrap_user", user, 2, 256).map_err(|e| e.detail)?;
+        crate::admin::validate::word("admin.bootstrap_company", &cfg.bootstrap_company, 3, 256)
+            .map_err(|e| e.detail)?;
+        match self
+            .store
+            .create_company(Company {
+                key: cfg.bootstrap_company.clone(),
+                detail: Some("created for the bootstrap administrator".into()),
+                enabled: true,
+            })
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let hash = hash_password(password)?;
+        self.store
+            .create_user(
+                User {
+                    username: user.clone(),
+                    name: None,
+                    email: None,
+                    phone: None,
+                    company_key: cfg.bootstrap_company.clone(),
+                    enabled: true,
+                    roles: vec!["ADMIN".into()],
+                    timezone: 0,
+                },
+                Some(hash),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(user = %user, company = %cfg.bootstrap_company, "bootstrap administrator created");
+        Ok(true)
     }
 
     /// The proxy service: one per listener, cloned per connection.
@@ -89,6 +178,11 @@ impl Gateway {
             .layer(RouteLayer::new(self.catalog.clone(), Dialect::RedapiV1))
             // API key / Basic / bearer → Principal (skipped for anonymous routes).
             .layer(AuthnLayer::new(self.auth.clone()))
+            // One audit row per authenticated request, queued to the store's batch writer.
+            .layer(AuditLayer::new(
+                self.store.clone(),
+                self.server_name.clone(),
+            ))
             // Leaky bucket per (policy, key): seam until the rate-limit issue.
             .layer(ratelimit::layer())
             // Points, daily, dated-window and concurrency quotas: seam until the quota issue.

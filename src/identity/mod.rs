@@ -4,13 +4,16 @@
 //! keys declared in the config file today, the store-backed users and keys of the admin API
 //! later, without the authn layer knowing which answered.
 
+pub mod passwords;
 mod static_keys;
+mod store_auth;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 pub use static_keys::StaticKeys;
+pub use store_auth::StoreAuth;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

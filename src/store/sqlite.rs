@@ -81,7 +81,8 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(backend)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
@@ -772,8 +773,9 @@ impl Store for SqliteStore {
                 return Err(StoreError::Backend("the audit writer has stopped".into()));
             }
             tokio::task::spawn_blocking(move || {
-                rx.recv()
-                    .unwrap_or_else(|_| Err(StoreError::Backend("the audit writer has stopped".into())))
+                rx.recv().unwrap_or_else(|_| {
+                    Err(StoreError::Backend("the audit writer has stopped".into()))
+                })
             })
             .await
             .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
@@ -916,7 +918,10 @@ mod tests {
         assert_eq!(audit.items[0].time_ms, 199);
         s.delete_user("bob".into()).await.unwrap();
         s.delete_user("ann".into()).await.unwrap();
-        assert!(s.list_keys("ann".into()).await.unwrap().is_empty(), "keys go with their user");
+        assert!(
+            s.list_keys("ann".into()).await.unwrap().is_empty(),
+            "keys go with their user"
+        );
         s.delete_company("acme".into()).await.unwrap();
     }
 

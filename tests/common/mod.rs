@@ -20,10 +20,19 @@ use rosetta::gateway::stack::Gateway;
 use rosetta::server::{RunningServer, ServerOptions, spawn};
 
 pub const KEY: &str = "test-key-northwind";
+/// The bootstrap administrator every test environment starts with.
+pub const ROOT: (&str, &str) = ("root", "root-password");
 pub const OTHER_KEY: &str = "test-key-other";
 
 pub struct Env {
     pub gateway: RunningServer,
+    pub admin: RunningServer,
+    pub admin_base: String,
+    /// The gateway the servers run (its store, for flushes and direct checks).
+    pub gw: Gateway,
+    pub cfg: Config,
+    /// Holds the store's folder for the environment's lifetime.
+    pub dir: Arc<tempfile::TempDir>,
     pub appdirect: DemoServer,
     pub redapi: DemoServer,
     pub longjump: DemoServer,
@@ -38,6 +47,25 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Asserts an admin error (seed 003 `tracedata`) with `status`; returns the message.
+    pub fn assert_admin_error(&self, status: u16) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let doc = self.json();
+        assert_eq!(
+            doc["tracedata"]["code"].as_str(),
+            self.header("x-trace-code"),
+            "{doc}"
+        );
+        assert_eq!(doc["tracedata"]["service"], "ROSETTA_ADMIN");
+        assert!(doc["tracedata"]["time"].is_string());
+        doc["message"].as_str().unwrap_or_default().to_owned()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -85,6 +113,11 @@ pub async fn start() -> Env {
 
 /// As [`start`], letting the test adjust the configuration first.
 pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
+    start_in(Arc::new(tempfile::tempdir().unwrap()), adjust).await
+}
+
+/// As [`start_with`], with the store in `dir` (a restart test passes the same folder twice).
+pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Config)) -> Env {
     let appdirect = rosetta::demo::start_appdirect().await.expect("appdirect");
     let redapi = rosetta::demo::start_redapi(
         rosetta::demo::REDAPI_CLIENT_ID,
@@ -114,8 +147,12 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
             roles: vec!["PARTNER".into()],
         });
     }
+    cfg.store.path = dir.path().join("rosetta.db");
+    cfg.admin.bootstrap_user = Some(ROOT.0.into());
+    cfg.admin.bootstrap_password = Some(ROOT.1.into());
     adjust(&mut cfg);
     let gateway = Gateway::from_config(&cfg).expect("gateway builds");
+    gateway.bootstrap(&cfg.admin).await.expect("bootstrap");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = spawn(
         listener,
@@ -124,9 +161,22 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
     )
     .await;
     let base = format!("http://{}", server.addr());
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = spawn(
+        admin_listener,
+        gateway.admin().service(),
+        ServerOptions::from(&cfg.server),
+    )
+    .await;
+    let admin_base = format!("http://{}", admin.addr());
     let client = Client::builder(TokioExecutor::new()).build_http();
     Env {
         gateway: server,
+        admin,
+        admin_base,
+        gw: gateway,
+        cfg,
+        dir,
         appdirect,
         redapi,
         longjump,
@@ -193,6 +243,63 @@ impl Env {
                     .await
             }
         }
+    }
+
+    /// An admin API call as `auth` (`("Basic", "user:pass")` or `("Bearer", key)`).
+    pub async fn admin_call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<Value>,
+    ) -> Resp {
+        use base64::Engine;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.admin_base));
+        match auth {
+            Some(("Basic", up)) => {
+                let enc = base64::engine::general_purpose::STANDARD.encode(up);
+                req = req.header("authorization", format!("Basic {enc}"));
+            }
+            Some((scheme, cred)) => {
+                req = req.header("authorization", format!("{scheme} {cred}"));
+            }
+            None => {}
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(&b).unwrap())
+            }
+            None => Bytes::new(),
+        };
+        let resp = self
+            .client
+            .request(req.body(Full::new(bytes)).unwrap())
+            .await
+            .expect("admin answers");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// As the bootstrap administrator.
+    pub async fn root(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let up = format!("{}:{}", ROOT.0, ROOT.1);
+        self.admin_call(method, path, Some(("Basic", &up)), body)
+            .await
+    }
+
+    /// Stops both servers gracefully and waits for the store to flush.
+    pub async fn stop(self) {
+        self.gateway.shutdown().await;
+        self.admin.shutdown().await;
+        self.gw.store.flush().await.expect("flush");
     }
 
     /// How many requests the AppDirect sample has received so far.

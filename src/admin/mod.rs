@@ -1,0 +1,13 @@
+//! The admin API (DESIGN §6, seed 003's style) on its own listener.
+//!
+//! Companies, users and their API keys, the audit trail, the version and a health check.
+//! Every call authenticates with the same credentials as the proxy (API key, Basic) and is
+//! authorized by role: `ADMIN` everything, `AUDITOR` reads everything, `PARTNER` manages its
+//! own company's users and keys; anything else is 403. Errors are seed 003's
+//! `{"tracedata": {…}, "message"}` carrying the request's tracecode. Field rules live in
+//! [`validate`], as pure functions.
+
+mod service;
+pub mod validate;
+
+pub use service::{Admin, AdminService};

@@ -1,0 +1,652 @@
+//! [`AdminService`]: routing, authorization and the handlers of the admin API.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body as HttpBody;
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Value, json};
+
+use super::validate;
+use crate::body::{Body, BoxError, empty, full};
+use crate::context::RequestMeta;
+use crate::dialect::decode_json;
+use crate::error::{BadRequest, GatewayError};
+use crate::identity::passwords::{hash_password, new_api_key};
+use crate::identity::{
+    AuthChain, AuthError, Principal, StoreAuth, credentials_from_headers, sha256_hex,
+};
+use crate::store::{ApiKeyInfo, AuditQuery, AuditRow, Company, Store, StoreError, User, UserQuery};
+
+/// Largest admin request body.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What the admin API is built from.
+#[derive(Clone)]
+pub struct Admin {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<AuthChain>,
+    /// Cleared after every change to users, keys or companies.
+    pub store_auth: StoreAuth,
+    /// `tracedata.server`.
+    pub server_name: Arc<str>,
+}
+
+impl Admin {
+    /// The admin listener's service.
+    pub fn service(&self) -> AdminService {
+        AdminService {
+            admin: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct AdminService {
+    admin: Arc<Admin>,
+}
+
+impl<B> tower::Service<Request<B>> for AdminService
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let admin = self.admin.clone();
+        Box::pin(async move { Ok(handle(admin, req).await) })
+    }
+}
+
+/// Who is calling, as the error's `tracedata.client` reads.
+fn client_of(p: Option<&Principal>) -> Value {
+    p.map_or(Value::Null, |p| {
+        json!(format!("{}_|_{}", p.company, p.user))
+    })
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+async fn handle<B>(admin: Arc<Admin>, req: Request<B>) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let meta = RequestMeta::new(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let operation = format!("{method} {path}");
+    let mut principal = None;
+    let result = route(&admin, req, &mut principal).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(err) => {
+            let status = err.status();
+            let body = json!({
+                "tracedata": {
+                    "code": &*meta.tracecode,
+                    "client": client_of(principal.as_ref()),
+                    "server": &*admin.server_name,
+                    "service": "ROSETTA_ADMIN",
+                    "operation": operation,
+                    "time": rfc3339_ms(now_ms()),
+                },
+                "message": err.to_string(),
+            });
+            let mut r = json_response(status, &body);
+            if let GatewayError::Unauthenticated { .. } = err {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"rosetta-admin\", Bearer"),
+                );
+            }
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&meta.tracecode) {
+        resp.headers_mut().insert("x-trace-code", v);
+    }
+    tracing::info!(target: "rosetta::admin", %method, %path, status = resp.status().as_u16(),
+        user = principal.as_ref().map(|p| &*p.user), tracecode = %meta.tracecode, "admin request");
+    resp
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn store_err(e: StoreError) -> GatewayError {
+    match e {
+        StoreError::Conflict(what) => GatewayError::Conflict(what),
+        StoreError::NotFound(what) => GatewayError::NotFound(what),
+        StoreError::Invalid(msg) => GatewayError::BadRequest(BadRequest::new(msg)),
+        StoreError::Backend(msg) => GatewayError::Internal(msg),
+    }
+}
+
+fn forbidden(reason: &str) -> GatewayError {
+    GatewayError::Forbidden {
+        reason: reason.to_owned(),
+    }
+}
+
+fn is_admin(p: &Principal) -> bool {
+    p.has_role("ADMIN")
+}
+
+fn reads_all(p: &Principal) -> bool {
+    p.has_role("ADMIN") || p.has_role("AUDITOR")
+}
+
+/// May `p` manage users and keys of `company`?
+fn manages(p: &Principal, company: &str) -> bool {
+    is_admin(p) || (p.has_role("PARTNER") && &*p.company == company)
+}
+
+/// May `p` read users and keys of `company`?
+fn reads(p: &Principal, company: &str) -> bool {
+    reads_all(p) || manages(p, company)
+}
+
+async fn read_json<B>(body: B) -> Result<Value, GatewayError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let bytes = Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::PayloadTooLarge { limit: BODY_LIMIT })?
+        .to_bytes();
+    Ok(decode_json(&bytes, 64)?)
+}
+
+fn user_json(u: &User) -> Value {
+    json!({"username": u.username, "name": u.name, "email": u.email, "phone": u.phone,
+           "company_key": u.company_key, "enabled": u.enabled, "roles": u.roles, "timezone": u.timezone})
+}
+
+fn company_json(c: &Company) -> Value {
+    json!({"key": c.key, "detail": c.detail, "enabled": c.enabled})
+}
+
+fn key_json(k: &ApiKeyInfo) -> Value {
+    json!({"id": k.id, "prefix": k.prefix, "created": rfc3339_ms(k.created_ms),
+           "expires": k.expires_ms.map(rfc3339_ms), "revoked": k.revoked})
+}
+
+/// `P…DT…H…M…S` for a duration in milliseconds (ISO 8601).
+pub fn iso_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::from("PT");
+    if h > 0 {
+        out.push_str(&format!("{h}H"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}M"));
+    }
+    out.push_str(&format!("{s}.{:03}S", ms % 1000));
+    out
+}
+
+fn audit_json(r: &AuditRow) -> Value {
+    json!({
+        "username": r.username,
+        "company_key": r.company_key,
+        "tracedata": {"code": r.tracecode, "client": r.client, "server": r.server,
+                      "service": r.service, "operation": r.operation, "time": rfc3339_ms(r.time_ms)},
+        "method_group": r.method_group,
+        "statistics": {"points_count": r.points, "duration": iso_duration(r.duration_ms)},
+        "status": r.status,
+    })
+}
+
+async fn authenticate(admin: &Admin, headers: &http::HeaderMap) -> Result<Principal, GatewayError> {
+    let creds = credentials_from_headers(headers).map_err(|e| GatewayError::Unauthenticated {
+        reason: e.to_string(),
+    })?;
+    admin
+        .auth
+        .authenticate(&creds)
+        .await
+        .map_err(|e: AuthError| GatewayError::Unauthenticated {
+            reason: e.to_string(),
+        })
+}
+
+async fn route<B>(
+    admin: &Admin,
+    req: Request<B>,
+    principal: &mut Option<Principal>,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let segs: Vec<String> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let pairs: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let m = &parts.method;
+    // Anonymous: liveness and the version.
+    match (m, segs.as_slice()) {
+        (&Method::GET, ["health"]) => {
+            admin.store.user_count().await.map_err(store_err)?;
+            return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})));
+        }
+        (&Method::GET, ["v1", "version"]) => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"major": 1, "minor": env!("CARGO_PKG_VERSION_MINOR").parse::<u32>().unwrap_or(0),
+                        "build": env!("CARGO_PKG_VERSION")}),
+            ));
+        }
+        _ => {}
+    }
+    let p = authenticate(admin, &parts.headers).await?;
+    *principal = Some(p.clone());
+    let store = &admin.store;
+    match (m, segs.as_slice()) {
+        // ---- companies
+        (&Method::POST, ["v1", "companies"]) => {
+            if !is_admin(&p) {
+                return Err(forbidden("only an ADMIN creates companies"));
+            }
+            let c = validate::company(&read_json(body).await?)?;
+            store.create_company(c.clone()).await.map_err(store_err)?;
+            admin.store_auth.invalidate();
+            Ok(json_response(StatusCode::CREATED, &company_json(&c)))
+        }
+        (&Method::GET, ["v1", "companies"]) => {
+            if !reads_all(&p) {
+                return Err(forbidden("only an ADMIN or an AUDITOR lists companies"));
+            }
+            let q = validate::list(&pairs, &["key", "detail"])?;
+            let page = store.list_companies(q).await.map_err(store_err)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"companies": page.items.iter().map(company_json).collect::<Vec<_>>(),
+                        "statistics": {"overall": {"total": page.overall}, "filter": {"total": page.filtered}}}),
+            ))
+        }
+        (&Method::GET, ["v1", "companies", key]) => {
+            if !reads(&p, key) {
+                return Err(forbidden("not your company"));
+            }
+            let c = store
+                .get_company((*key).to_owned())
+                .await
+                .map_err(store_err)?;
+            Ok(json_response(StatusCode::OK, &company_json(&c)))
+        }
+        (&Method::PUT, ["v1", "companies", key]) => {
+            if !is_admin(&p) {
+                return Err(forbidden("only an ADMIN changes companies"));
+            }
+            let c = validate::company(&read_json(body).await?)?;
+            store
+                .update_company((*key).to_owned(), c.clone())
+                .await
+                .map_err(store_err)?;
+            admin.store_auth.invalidate();
+            Ok(json_response(StatusCode::OK, &company_json(&c)))
+        }
+        (&Method::DELETE, ["v1", "companies", key]) => {
+            if !is_admin(&p) {
+                return Err(forbidden("only an ADMIN deletes companies"));
+            }
+            store
+                .delete_company((*key).to_owned())
+                .await
+                .map_err(store_err)?;
+            admin.store_auth.invalidate();
+            Ok(no_content())
+        }
+        // ---- users
+        (&Method::POST, ["v1", "users"]) => {
+            let (u, password) = validate::user(&read_json(body).await?)?;
+            check_user_write(&p, &u)?;
+            let hash = password
+                .as_deref()
+                .map(hash_password)
+                .transpose()
+                .map_err(GatewayError::Internal)?;
+            store
+                .create_user(u.clone(), hash)
+                .await
+                .map_err(store_err)?;
+            Ok(json_response(StatusCode::CREATED, &user_json(&u)))
+        }
+        (&Method::GET, ["v1", "users"]) => {
+            let list = validate::list(
+                &pairs,
+                &[
+                    "username",
+                    "name",
+                    "email",
+                    "company_key",
+                    "enabled",
+                    "timezone",
+                ],
+            )?;
+            let group = validate::user_group(&pairs)?;
+            let mut company_key = validate::word_param(&pairs, "company_key", 3, 256)?;
+            if !reads_all(&p) {
+                if !p.has_role("PARTNER") {
+                    return Err(forbidden("listing users needs ADMIN, AUDITOR or PARTNER"));
+                }
+                match &company_key {
+                    Some(c) if c.as_str() != &*p.company => {
+                        return Err(forbidden("a PARTNER lists only its own company's users"));
+                    }
+                    Some(_) | None => company_key = Some(p.company.to_string()),
+                }
+            }
+            let page = store
+                .list_users(UserQuery {
+                    list,
+                    company_key,
+                    group,
+                })
+                .await
+                .map_err(store_err)?;
+            let stats = |s: crate::store::UserStats| json!({"total": s.total, "active": s.active, "blocked": s.blocked, "admins": s.admins});
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"users": page.items.iter().map(user_json).collect::<Vec<_>>(),
+                        "statistics": {"overall": stats(page.overall), "filter": stats(page.filtered)}}),
+            ))
+        }
+        (&Method::GET, ["v1", "users", name]) => {
+            let u = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !reads(&p, &u.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            Ok(json_response(StatusCode::OK, &user_json(&u)))
+        }
+        (&Method::PUT, ["v1", "users", name]) => {
+            let current = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !manages(&p, &current.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            let (u, password) = validate::user(&read_json(body).await?)?;
+            if u.username != *name {
+                return Err(BadRequest::param("username", "username cannot be changed").into());
+            }
+            check_user_write(&p, &u)?;
+            let hash = password
+                .as_deref()
+                .map(hash_password)
+                .transpose()
+                .map_err(GatewayError::Internal)?;
+            store
+                .update_user(u.clone(), hash)
+                .await
+                .map_err(store_err)?;
+            admin.store_auth.invalidate();
+            Ok(json_response(StatusCode::OK, &user_json(&u)))
+        }
+        (&Method::DELETE, ["v1", "users", name]) => {
+            let current = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !manages(&p, &current.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            store
+                .delete_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            admin.store_auth.invalidate();
+            Ok(no_content())
+        }
+        // ---- API keys
+        (&Method::POST, ["v1", "users", name, "keys"]) => {
+            let owner = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !manages(&p, &owner.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            let body = read_json(body).await?;
+            let expires_ms = match &body {
+                Value::Null => None,
+                Value::Object(m) => {
+                    if let Some(k) = m.keys().find(|k| k.as_str() != "expires") {
+                        return Err(BadRequest::param(
+                            k,
+                            format!("unknown field `{k}`; the one field is expires"),
+                        )
+                        .into());
+                    }
+                    match m.get("expires") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(s)) => {
+                            let t = validate::time_param(
+                                &[("expires".to_owned(), s.clone())],
+                                "expires",
+                            )?;
+                            match t {
+                                Some(ms) if ms > now_ms() => Some(ms),
+                                Some(_) | None => {
+                                    return Err(BadRequest::param(
+                                        "expires",
+                                        "expires must be in the future",
+                                    )
+                                    .into());
+                                }
+                            }
+                        }
+                        Some(_) => {
+                            return Err(BadRequest::param(
+                                "expires",
+                                "expires must be a date-time string",
+                            )
+                            .into());
+                        }
+                    }
+                }
+                Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {
+                    return Err(BadRequest::new("the body must be an object or empty").into());
+                }
+            };
+            let secret = new_api_key().map_err(GatewayError::Internal)?;
+            let info = ApiKeyInfo {
+                id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+                username: owner.username.clone(),
+                prefix: secret[..10].to_owned(),
+                created_ms: now_ms(),
+                expires_ms,
+                revoked: false,
+            };
+            store
+                .create_key(info.clone(), sha256_hex(&secret))
+                .await
+                .map_err(store_err)?;
+            let mut v = key_json(&info);
+            v["key"] = json!(secret);
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        (&Method::GET, ["v1", "users", name, "keys"]) => {
+            let owner = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !reads(&p, &owner.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            let keys = store
+                .list_keys((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()}),
+            ))
+        }
+        (&Method::DELETE, ["v1", "users", name, "keys", id]) => {
+            let owner = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !manages(&p, &owner.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            store
+                .revoke_key((*name).to_owned(), (*id).to_owned())
+                .await
+                .map_err(store_err)?;
+            admin.store_auth.invalidate();
+            Ok(no_content())
+        }
+        // ---- audit
+        (&Method::GET, ["v1", "audit"]) => {
+            if !reads_all(&p) {
+                return Err(forbidden("the audit is for ADMIN and AUDITOR"));
+            }
+            let list = validate::list(
+                &pairs,
+                &[
+                    "time",
+                    "username",
+                    "company_key",
+                    "service_name",
+                    "operation_id",
+                    "method_group",
+                    "points",
+                    "duration",
+                ],
+            )?;
+            let now = now_ms();
+            let from_ms =
+                validate::time_param(&pairs, "from")?.unwrap_or(now - now.rem_euclid(86_400_000));
+            let to_ms = validate::time_param(&pairs, "to")?.unwrap_or(now + 1);
+            let text = |name: &str, min: usize, max: usize| -> Result<Option<String>, BadRequest> {
+                match pairs.iter().find(|(k, _)| k == name) {
+                    None => Ok(None),
+                    Some((_, v)) if (min..=max).contains(&v.chars().count()) => Ok(Some(v.clone())),
+                    Some(_) => Err(BadRequest::param(
+                        name,
+                        format!("{name} must be {min} to {max} characters"),
+                    )),
+                }
+            };
+            let q = AuditQuery {
+                offset: list.offset,
+                limit: list.limit,
+                from_ms,
+                to_ms,
+                company_key: validate::word_param(&pairs, "company_key", 3, 256)?,
+                username: validate::word_param(&pairs, "username", 2, 256)?,
+                service: text("service_name", 1, 64)?,
+                operation: text("operation_id", 3, 256)?,
+                method_group: text("method_group", 1, 64)?,
+                sort_field: list.sort_field,
+                descending: list.descending,
+            };
+            let page = store.list_audit(q).await.map_err(store_err)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"actions": page.items.iter().map(audit_json).collect::<Vec<_>>(),
+                        "statistics": {"overall": {"total": page.overall}, "filter": {"total": page.filtered}}}),
+            ))
+        }
+        _ => Err(GatewayError::NoRoute {
+            method: m.clone(),
+            path: parts.uri.path().to_owned(),
+        }),
+    }
+}
+
+/// A PARTNER writes only users of its own company, and never grants ADMIN or AUDITOR.
+fn check_user_write(p: &Principal, u: &User) -> Result<(), GatewayError> {
+    if is_admin(p) {
+        return Ok(());
+    }
+    if !manages(p, &u.company_key) {
+        return Err(forbidden("a PARTNER manages only its own company's users"));
+    }
+    if u.roles.iter().any(|r| r == "ADMIN" || r == "AUDITOR") {
+        return Err(forbidden("only an ADMIN grants ADMIN or AUDITOR"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations() {
+        assert_eq!(iso_duration(3), "PT0.003S");
+        assert_eq!(iso_duration(61_250), "PT1M1.250S");
+        assert_eq!(iso_duration(7_322_000), "PT2H2M2.000S");
+    }
+}

@@ -1,0 +1,86 @@
+//! [`Audit`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::super::{BoxFuture, RouteCtx};
+use crate::body::Body;
+use crate::context::RequestMeta;
+use crate::error::GatewayError;
+use crate::identity::Principal;
+use crate::mapping::pack::Points;
+use crate::store::{AuditRow, Store};
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct Audit<S> {
+    pub(super) inner: S,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) server: Arc<str>,
+}
+
+impl<S, B> Service<Request<B>> for Audit<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (store, server) = (self.store.clone(), self.server.clone());
+        let route = req.extensions().get::<RouteCtx>().map(|r| r.route.clone());
+        let principal = req.extensions().get::<Principal>().cloned();
+        let meta = req.extensions().get::<RequestMeta>().cloned();
+        Box::pin(async move {
+            let result = inner.call(req).await;
+            if let (Some(route), Some(p)) = (route, principal) {
+                let status = match &result {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => e.status().as_u16(),
+                };
+                let (tracecode, duration_ms) = meta.map_or((String::new(), 0), |m| {
+                    (
+                        m.tracecode.to_string(),
+                        m.started.elapsed().as_millis() as u64,
+                    )
+                });
+                let points = match &route.points {
+                    Points::Const(n) => *n,
+                    // Computed points arrive with the quota issue; until then a route costs 1.
+                    Points::Jq(_) => 1,
+                };
+                store.record_audit(AuditRow {
+                    time_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                        as i64,
+                    username: p.user.to_string(),
+                    company_key: p.company.to_string(),
+                    tracecode,
+                    client: format!("{}_|_{}", p.company, p.user),
+                    server: server.to_string(),
+                    service: route.pack.service.clone(),
+                    operation: route.id.clone(),
+                    method_group: route.method_group.clone(),
+                    points,
+                    duration_ms,
+                    status,
+                });
+            }
+            result
+        })
+    }
+}

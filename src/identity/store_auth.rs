@@ -1,0 +1,128 @@
+//! Users and API keys of the store, as an [`Authenticate`] provider.
+//!
+//! API keys are looked up by the SHA-256 of the secret (the store never holds the secret);
+//! Basic credentials are checked against the user's argon2 hash. Both answers are cached
+//! for a few seconds: argon2 is deliberately slow and a key lookup is a disk read, and
+//! neither belongs on every proxied request. The admin API clears the cache on every change
+//! to users, keys or companies, so a revocation takes effect at once on this node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use super::passwords::verify_password;
+use super::{AuthError, AuthFuture, Authenticate, Credentials, Principal, sha256_hex};
+use crate::store::{Store, User};
+
+/// How long a successful check is reused.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The store-backed provider.
+#[derive(Clone)]
+pub struct StoreAuth {
+    store: Arc<dyn Store>,
+    /// `sha256(kind, user, secret)` → the principal it authenticated.
+    cache: Cache<String, Principal>,
+}
+
+impl std::fmt::Debug for StoreAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreAuth").finish_non_exhaustive()
+    }
+}
+
+fn principal(user: &User, key_id: Option<&str>) -> Principal {
+    Principal {
+        user: Arc::from(user.username.as_str()),
+        company: Arc::from(user.company_key.as_str()),
+        roles: Arc::from(user.roles.clone()),
+        key_id: key_id.map(Arc::from),
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl StoreAuth {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CACHE_TTL)
+                .build(),
+        }
+    }
+
+    /// Forgets every cached check (called after any change to users, keys or companies).
+    pub fn invalidate(&self) {
+        self.cache.invalidate_all();
+    }
+
+    async fn check(&self, credentials: &Credentials) -> Result<Option<Principal>, AuthError> {
+        match credentials {
+            Credentials::ApiKey(secret) => {
+                let found = self
+                    .store
+                    .find_key(sha256_hex(secret))
+                    .await
+                    .map_err(|_| AuthError::Unavailable)?;
+                let Some(m) = found else { return Ok(None) };
+                if m.key.revoked || m.key.expires_ms.is_some_and(|e| e <= now_ms()) {
+                    return Err(AuthError::Invalid);
+                }
+                if !m.user.enabled || !m.company_enabled {
+                    return Err(AuthError::Disabled);
+                }
+                Ok(Some(principal(&m.user, Some(&m.key.id))))
+            }
+            Credentials::Basic { user, password } => {
+                let found = self
+                    .store
+                    .user_secret(user.clone())
+                    .await
+                    .map_err(|_| AuthError::Unavailable)?;
+                let Some(s) = found else { return Ok(None) };
+                let Some(hash) = s.password_hash else {
+                    return Err(AuthError::Invalid);
+                };
+                let password = password.clone();
+                let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+                    .await
+                    .map_err(|_| AuthError::Unavailable)?;
+                if !ok {
+                    return Err(AuthError::Invalid);
+                }
+                if !s.user.enabled || !s.company_enabled {
+                    return Err(AuthError::Disabled);
+                }
+                Ok(Some(principal(&s.user, None)))
+            }
+        }
+    }
+}
+
+fn cache_key(credentials: &Credentials) -> String {
+    match credentials {
+        Credentials::ApiKey(k) => sha256_hex(&format!("key\0{k}")),
+        Credentials::Basic { user, password } => sha256_hex(&format!("basic\0{user}\0{password}")),
+    }
+}
+
+impl Authenticate for StoreAuth {
+    fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a> {
+        Box::pin(async move {
+            let key = cache_key(credentials);
+            if let Some(p) = self.cache.get(&key).await {
+                return Ok(Some(p));
+            }
+            let found = self.check(credentials).await?;
+            if let Some(p) = &found {
+                self.cache.insert(key, p.clone()).await;
+            }
+            Ok(found)
+        })
+    }
+}
