@@ -1,0 +1,712 @@
+//! The admin API end to end: a real admin listener and proxy over a store in a temporary
+//! folder, the bootstrap administrator (`root`), and the sample backends.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Env, ROOT, start, start_in};
+use http::Method;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "pa55-word-never-shown";
+
+async fn company(env: &Env, key: &str) {
+    let r = env
+        .root(
+            Method::POST,
+            "/v1/companies",
+            Some(json!({"key": key, "detail": null})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+async fn user(env: &Env, name: &str, company: &str, roles: &[&str]) -> Value {
+    let r = env
+        .root(
+            Method::POST,
+            "/v1/users",
+            Some(
+                json!({"username": name, "password": PASSWORD, "name": "Test User",
+                        "email": format!("{name}@example.com"), "phone": "+15550100",
+                        "company_key": company, "roles": roles, "timezone": 2}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+async fn key_for(env: &Env, name: &str) -> String {
+    let r = env
+        .root(Method::POST, &format!("/v1/users/{name}/keys"), None)
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["key"].as_str().unwrap().to_owned()
+}
+
+fn basic(name: &str) -> String {
+    format!("{name}:{PASSWORD}")
+}
+
+#[tokio::test]
+async fn version_and_health_need_no_credentials() {
+    let env = start().await;
+    let v = env.admin_call(Method::GET, "/v1/version", None, None).await;
+    assert_eq!(v.status, 200);
+    let v = v.json();
+    assert!(v["major"].as_u64().is_some_and(|m| (1..=100).contains(&m)));
+    assert!(v["minor"].is_u64() && v["build"].is_string());
+    let h = env.admin_call(Method::GET, "/health", None, None).await;
+    assert_eq!(h.json(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn companies_crud_with_statistics_and_paging() {
+    let env = start().await;
+    for k in ["acme", "beta_co", "gamma"] {
+        company(&env, k).await;
+    }
+    env.root(Method::POST, "/v1/companies", Some(json!({"key": "acme"})))
+        .await
+        .assert_admin_error(409);
+    let list = env
+        .root(
+            Method::GET,
+            "/v1/companies?filter=a&sort_field=key&sort_direction=DESC&limit=2&offset=0",
+            None,
+        )
+        .await
+        .json();
+    // root's company `system` exists too, and its detail ("…administrator") matches `a`.
+    assert_eq!(list["statistics"]["overall"]["total"], 4);
+    assert_eq!(list["statistics"]["filter"]["total"], 4, "{list}");
+    let keys: Vec<&str> = list["companies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["system", "gamma"]);
+    let list = env
+        .root(Method::GET, "/v1/companies?filter=ta&offset=0", None)
+        .await
+        .json();
+    assert_eq!(list["statistics"]["filter"]["total"], 1, "{list}");
+    assert_eq!(list["companies"][0]["key"], "beta_co");
+    let got = env
+        .root(Method::GET, "/v1/companies/acme", None)
+        .await
+        .json();
+    assert_eq!(got, json!({"key": "acme", "detail": null, "enabled": true}));
+    let put = env
+        .root(
+            Method::PUT,
+            "/v1/companies/acme",
+            Some(json!({"key": "acme_corp", "detail": "renamed"})),
+        )
+        .await;
+    assert_eq!(put.status, 200);
+    env.root(Method::GET, "/v1/companies/acme", None)
+        .await
+        .assert_admin_error(404);
+    assert_eq!(
+        env.root(Method::GET, "/v1/companies/acme_corp", None)
+            .await
+            .json()["detail"],
+        "renamed"
+    );
+    let del = env.root(Method::DELETE, "/v1/companies/gamma", None).await;
+    assert_eq!(del.status, 204);
+    env.root(Method::DELETE, "/v1/companies/gamma", None)
+        .await
+        .assert_admin_error(404);
+    // A company with users cannot go.
+    user(&env, "ann", "beta_co", &["USER"]).await;
+    env.root(Method::DELETE, "/v1/companies/beta_co", None)
+        .await
+        .assert_admin_error(400);
+}
+
+#[tokio::test]
+async fn bad_company_and_list_input_is_400_naming_the_field_and_writes_nothing() {
+    let env = start().await;
+    let bodies = [
+        (json!({"key": "ab"}), "key"),
+        (json!({"key": "has-dash"}), "key"),
+        (json!({"key": "okay", "detail": "x".repeat(1025)}), "detail"),
+        (json!({"detail": "no key"}), "key"),
+        (json!({"key": "okay", "colour": "red"}), "colour"),
+        (json!(["not", "an", "object"]), "object"),
+    ];
+    for (body, field) in bodies {
+        let msg = env
+            .root(Method::POST, "/v1/companies", Some(body.clone()))
+            .await
+            .assert_admin_error(400);
+        assert!(msg.contains(field), "{body}: {msg}");
+    }
+    let malformed = env
+        .admin_call(
+            Method::POST,
+            "/v1/companies",
+            Some(("Basic", &format!("{}:{}", ROOT.0, ROOT.1))),
+            None,
+        )
+        .await;
+    malformed.assert_admin_error(400);
+    for q in [
+        "offset=-1",
+        "offset=10000001",
+        "limit=0",
+        "limit=10000001",
+        "sort_field=password",
+        "sort_direction=SIDEWAYS",
+        "filter=",
+    ] {
+        env.root(Method::GET, &format!("/v1/companies?{q}"), None)
+            .await
+            .assert_admin_error(400);
+    }
+    let list = env.root(Method::GET, "/v1/companies", None).await.json();
+    assert_eq!(list["statistics"]["overall"]["total"], 1, "only `system`");
+}
+
+#[tokio::test]
+async fn users_crud_statistics_and_every_rejection() {
+    let env = start().await;
+    company(&env, "acme").await;
+    let created = user(&env, "ann", "acme", &["ADMIN"]).await;
+    assert!(created.get("password").is_none());
+    assert_eq!(created["timezone"], 2);
+    user(&env, "bob", "acme", &["USER"]).await;
+    let put = env
+        .root(
+            Method::PUT,
+            "/v1/users/bob",
+            Some(json!({"username": "bob", "company_key": "acme", "roles": ["USER"], "enabled": false})),
+        )
+        .await;
+    assert_eq!(put.status, 200);
+    let list = env
+        .root(
+            Method::GET,
+            "/v1/users?company_key=acme&user_group=BLOCKED",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        list["statistics"]["overall"],
+        json!({"total": 2, "active": 1, "blocked": 1, "admins": 1})
+    );
+    assert_eq!(list["statistics"]["filter"]["total"], 1);
+    assert_eq!(list["users"][0]["username"], "bob");
+
+    // Rejections: nothing is written.
+    let dup = env
+        .root(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"username": "ann", "company_key": "acme", "roles": []})),
+        )
+        .await;
+    dup.assert_admin_error(409);
+    let unknown = env
+        .root(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"username": "cy", "company_key": "nowhere", "roles": []})),
+        )
+        .await
+        .assert_admin_error(400);
+    assert!(unknown.contains("nowhere"));
+    let bad = [
+        ("username", json!("x")),
+        ("password", json!("1234")),
+        ("email", json!("nope")),
+        ("phone", json!("12")),
+        ("roles", json!(["ROOT"])),
+        ("roles", json!(["USER", "USER"])),
+        ("timezone", json!(14)),
+        ("enabled", json!("yes")),
+    ];
+    for (field, value) in bad {
+        let mut body = json!({"username": "dee", "company_key": "acme", "roles": ["USER"]});
+        body[field] = value.clone();
+        let msg = env
+            .root(Method::POST, "/v1/users", Some(body))
+            .await
+            .assert_admin_error(400);
+        assert!(msg.contains(field), "{field}={value}: {msg}");
+    }
+    let rename = env
+        .root(
+            Method::PUT,
+            "/v1/users/bob",
+            Some(json!({"username": "robert", "company_key": "acme", "roles": []})),
+        )
+        .await
+        .assert_admin_error(400);
+    assert!(rename.contains("username"));
+    let all = env.root(Method::GET, "/v1/users", None).await.json();
+    assert_eq!(all["statistics"]["overall"]["total"], 3, "root, ann, bob");
+    assert_eq!(
+        env.root(Method::DELETE, "/v1/users/bob", None).await.status,
+        204
+    );
+    env.root(Method::GET, "/v1/users/bob", None)
+        .await
+        .assert_admin_error(404);
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_work_on_the_proxy_and_die_when_revoked() {
+    let env = start().await;
+    company(&env, "northwind").await;
+    user(&env, "ann", "northwind", &["PARTNER"]).await;
+    let created = env
+        .root(
+            Method::POST,
+            "/v1/users/ann/keys",
+            Some(json!({"expires": null})),
+        )
+        .await
+        .json();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
+    let listed = env.root(Method::GET, "/v1/users/ann/keys", None).await;
+    assert!(
+        !String::from_utf8_lossy(&listed.body).contains(&secret),
+        "never listed"
+    );
+    assert_eq!(listed.json()["keys"][0]["id"], created["id"]);
+
+    // The key (Bearer or X-API-Key) and the password (Basic) work on the proxy.
+    let bearer = format!("Bearer {secret}");
+    let r = env
+        .send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = env
+        .send(Method::GET, "/companies", &[("x-api-key", &secret)], "")
+        .await;
+    assert_eq!(r.status, 200);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, basic("ann"))
+    );
+    let r = env
+        .send(Method::GET, "/companies", &[("authorization", &basic)], "")
+        .await;
+    assert_eq!(r.status, 200);
+
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        env.root(Method::DELETE, &format!("/v1/users/ann/keys/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    env.send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+        .await
+        .assert_problem(401);
+    env.admin_call(Method::GET, "/v1/users", Some(("Bearer", &secret)), None)
+        .await
+        .assert_admin_error(401);
+
+    // An expired key (written straight to the store: no test waits for a clock).
+    let old = "rk_expired_key_for_the_test";
+    env.gw
+        .store
+        .create_key(
+            rosetta::store::ApiKeyInfo {
+                id: "old".into(),
+                username: "ann".into(),
+                prefix: old[..10].into(),
+                created_ms: 0,
+                expires_ms: Some(1),
+                revoked: false,
+            },
+            rosetta::identity::sha256_hex(old),
+        )
+        .await
+        .unwrap();
+    env.send(
+        Method::GET,
+        "/companies",
+        &[("authorization", &format!("Bearer {old}"))],
+        "",
+    )
+    .await
+    .assert_problem(401);
+    env.root(
+        Method::POST,
+        "/v1/users/ann/keys",
+        Some(json!({"expires": "2001-01-01T00:00:00Z"})),
+    )
+    .await
+    .assert_admin_error(400);
+}
+
+#[tokio::test]
+async fn disabled_users_and_blocked_companies_are_401() {
+    let env = start().await;
+    company(&env, "northwind").await;
+    user(&env, "ann", "northwind", &["USER"]).await;
+    let secret = key_for(&env, "ann").await;
+    let bearer = format!("Bearer {secret}");
+    assert_eq!(
+        env.send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+            .await
+            .status,
+        200
+    );
+    env.root(
+        Method::PUT,
+        "/v1/companies/northwind",
+        Some(json!({"key": "northwind", "enabled": false})),
+    )
+    .await;
+    env.send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+        .await
+        .assert_problem(401);
+    env.root(
+        Method::PUT,
+        "/v1/companies/northwind",
+        Some(json!({"key": "northwind", "enabled": true})),
+    )
+    .await;
+    env.root(
+        Method::PUT,
+        "/v1/users/ann",
+        Some(json!({"username": "ann", "company_key": "northwind", "roles": ["USER"], "enabled": false})),
+    )
+    .await;
+    env.send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+        .await
+        .assert_problem(401);
+    // And on the admin listener: no credentials, wrong password.
+    env.admin_call(Method::GET, "/v1/users", None, None)
+        .await
+        .assert_admin_error(401);
+    env.admin_call(
+        Method::GET,
+        "/v1/users",
+        Some(("Basic", "root:wrong")),
+        None,
+    )
+    .await
+    .assert_admin_error(401);
+}
+
+#[tokio::test]
+async fn roles_decide_what_each_caller_may_do() {
+    let env = start().await;
+    company(&env, "acme").await;
+    company(&env, "other").await;
+    user(&env, "pat", "acme", &["PARTNER"]).await;
+    user(&env, "aud", "other", &["AUDITOR"]).await;
+    user(&env, "usr", "acme", &["USER"]).await;
+    user(&env, "oli", "other", &["USER"]).await;
+    let (pat, aud, usr) = (basic("pat"), basic("aud"), basic("usr"));
+
+    // PARTNER: its own company's users and keys only.
+    let mine = env
+        .admin_call(Method::GET, "/v1/users", Some(("Basic", &pat)), None)
+        .await
+        .json();
+    let names: Vec<&str> = mine["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pat", "usr"]);
+    env.admin_call(
+        Method::GET,
+        "/v1/users?company_key=other",
+        Some(("Basic", &pat)),
+        None,
+    )
+    .await
+    .assert_admin_error(403);
+    env.admin_call(Method::GET, "/v1/users/oli", Some(("Basic", &pat)), None)
+        .await
+        .assert_admin_error(403);
+    let new_user = json!({"username": "newbie", "password": PASSWORD, "company_key": "acme", "roles": ["USER"]});
+    assert_eq!(
+        env.admin_call(
+            Method::POST,
+            "/v1/users",
+            Some(("Basic", &pat)),
+            Some(new_user)
+        )
+        .await
+        .status,
+        201
+    );
+    for body in [
+        json!({"username": "x_other", "company_key": "other", "roles": ["USER"]}),
+        json!({"username": "x_admin", "company_key": "acme", "roles": ["ADMIN"]}),
+    ] {
+        env.admin_call(Method::POST, "/v1/users", Some(("Basic", &pat)), Some(body))
+            .await
+            .assert_admin_error(403);
+    }
+    assert_eq!(
+        env.admin_call(
+            Method::POST,
+            "/v1/users/usr/keys",
+            Some(("Basic", &pat)),
+            None
+        )
+        .await
+        .status,
+        201
+    );
+    env.admin_call(
+        Method::POST,
+        "/v1/users/oli/keys",
+        Some(("Basic", &pat)),
+        None,
+    )
+    .await
+    .assert_admin_error(403);
+    env.admin_call(Method::GET, "/v1/companies", Some(("Basic", &pat)), None)
+        .await
+        .assert_admin_error(403);
+    env.admin_call(Method::GET, "/v1/audit", Some(("Basic", &pat)), None)
+        .await
+        .assert_admin_error(403);
+
+    // AUDITOR: reads everything, writes nothing.
+    for path in [
+        "/v1/users",
+        "/v1/companies",
+        "/v1/audit",
+        "/v1/users/pat/keys",
+    ] {
+        let r = env
+            .admin_call(Method::GET, path, Some(("Basic", &aud)), None)
+            .await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+    env.admin_call(
+        Method::POST,
+        "/v1/companies",
+        Some(("Basic", &aud)),
+        Some(json!({"key": "nope"})),
+    )
+    .await
+    .assert_admin_error(403);
+    env.admin_call(Method::DELETE, "/v1/users/usr", Some(("Basic", &aud)), None)
+        .await
+        .assert_admin_error(403);
+
+    // USER: nothing.
+    env.admin_call(Method::GET, "/v1/users", Some(("Basic", &usr)), None)
+        .await
+        .assert_admin_error(403);
+    let users = env.root(Method::GET, "/v1/users", None).await.json();
+    assert_eq!(
+        users["statistics"]["overall"]["total"], 6,
+        "root + 4 + newbie"
+    );
+}
+
+#[tokio::test]
+async fn every_proxied_request_is_one_audit_action() {
+    let env = start().await;
+    company(&env, "northwind").await;
+    user(&env, "ann", "northwind", &["PARTNER"]).await;
+    let secret = key_for(&env, "ann").await;
+    let bearer = format!("Bearer {secret}");
+    let c = rosetta::demo::DISTRIBUTOR_ID;
+    for path in [
+        "/companies".to_owned(),
+        format!("/companies/{c}"),
+        "/companies/nope-id".to_owned(),
+    ] {
+        env.send(Method::GET, &path, &[("authorization", &bearer)], "")
+            .await;
+    }
+    env.gw.store.flush().await.unwrap();
+    let audit = env
+        .root(Method::GET, "/v1/audit?username=ann&sort_field=time", None)
+        .await
+        .json();
+    assert_eq!(audit["statistics"]["filter"]["total"], 3, "{audit}");
+    let a = &audit["actions"][1];
+    assert_eq!(a["username"], "ann");
+    assert_eq!(a["company_key"], "northwind");
+    assert_eq!(a["tracedata"]["service"], "REDAPI_V1");
+    assert_eq!(a["tracedata"]["operation"], "companies.get");
+    assert_eq!(a["tracedata"]["client"], "northwind_|_ann");
+    assert_eq!(a["method_group"], "READ");
+    assert_eq!(a["statistics"]["points_count"], 1);
+    assert!(
+        a["statistics"]["duration"]
+            .as_str()
+            .unwrap()
+            .starts_with("PT")
+    );
+    assert_eq!(audit["actions"][2]["status"], 404);
+    let only = env
+        .root(
+            Method::GET,
+            "/v1/audit?operation_id=companies.mine&company_key=northwind",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(only["statistics"]["filter"]["total"], 1);
+    let none = env
+        .root(
+            Method::GET,
+            "/v1/audit?from=2001-01-01T00:00:00Z&to=2001-01-02T00:00:00Z",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(none["statistics"]["filter"]["total"], 0);
+    for q in ["from=yesterday", "username=a", "company_key=a-b", "limit=0"] {
+        env.root(Method::GET, &format!("/v1/audit?{q}"), None)
+            .await
+            .assert_admin_error(400);
+    }
+    // The password appears nowhere: not in any admin answer, not in the audit.
+    let everything = [
+        env.root(Method::GET, "/v1/users", None).await,
+        env.root(Method::GET, "/v1/users/ann", None).await,
+        env.root(Method::GET, "/v1/audit", None).await,
+    ];
+    for r in everything {
+        assert!(!String::from_utf8_lossy(&r.body).contains(PASSWORD));
+    }
+}
+
+#[tokio::test]
+async fn companies_users_keys_and_audit_survive_a_restart() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let secret;
+    {
+        let env = start_in(dir.clone(), |_| {}).await;
+        company(&env, "northwind").await;
+        user(&env, "ann", "northwind", &["PARTNER"]).await;
+        secret = key_for(&env, "ann").await;
+        let r = env
+            .send(
+                Method::GET,
+                "/companies",
+                &[("authorization", &format!("Bearer {secret}"))],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        env.stop().await;
+    }
+    let env = start_in(dir, |_| {}).await;
+    let users = env.root(Method::GET, "/v1/users", None).await.json();
+    assert_eq!(
+        users["statistics"]["overall"]["total"], 2,
+        "root was not created twice"
+    );
+    assert_eq!(
+        env.root(Method::GET, "/v1/users/ann/keys", None)
+            .await
+            .json()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = env
+        .send(
+            Method::GET,
+            "/companies",
+            &[("authorization", &format!("Bearer {secret}"))],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "the key still works");
+    let audit = env
+        .root(Method::GET, "/v1/audit?username=ann", None)
+        .await
+        .json();
+    assert!(audit["statistics"]["filter"]["total"].as_u64().unwrap() >= 1);
+}
+
+/// One request on its own connection; `None` when the gateway did not answer (stopped).
+async fn send_once(base: &str, path: &str, bearer: &str) -> Option<u16> {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let req = http::Request::get(format!("{base}{path}"))
+        .header("authorization", bearer)
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.ok()?;
+    Some(status)
+}
+
+#[tokio::test]
+async fn a_graceful_stop_under_load_loses_no_audit_row() {
+    let env = start().await;
+    company(&env, "northwind").await;
+    user(&env, "ann", "northwind", &["PARTNER"]).await;
+    let secret = key_for(&env, "ann").await;
+    // Slow upstream answers keep requests in flight when the stop begins.
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: rosetta::demo::FaultKind::Delay(std::time::Duration::from_millis(150)),
+        times: None,
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (base, bearer) = (env.base.clone(), format!("Bearer {secret}"));
+        let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+        tasks.push(tokio::spawn(async move {
+            send_once(&base, &path, &bearer).await
+        }));
+    }
+    // Stop once the gateway is working on them (the upstream has seen requests).
+    while env.appdirect_calls() == 0 {
+        tokio::task::yield_now().await;
+    }
+    env.gateway.shutdown().await;
+    env.gw.store.flush().await.unwrap();
+    let mut answered = 0u64;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            answered += 1;
+        }
+    }
+    let rows = env
+        .gw
+        .store
+        .list_audit(rosetta::store::AuditQuery {
+            offset: 0,
+            limit: 1000,
+            from_ms: 0,
+            to_ms: i64::MAX,
+            company_key: None,
+            username: Some("ann".into()),
+            service: None,
+            operation: None,
+            method_group: None,
+            sort_field: None,
+            descending: false,
+        })
+        .await
+        .unwrap();
+    assert!(answered > 0);
+    assert_eq!(
+        rows.filtered, answered,
+        "one audit row per answered request"
+    );
+}
