@@ -710,3 +710,85 @@ async fn a_graceful_stop_under_load_loses_no_audit_row() {
         "one audit row per answered request"
     );
 }
+
+#[tokio::test]
+async fn statistics_and_the_xlsx_report_count_points_and_unique_points() {
+    let env = start().await;
+    company(&env, "northwind").await;
+    user(&env, "ann", "northwind", &["PARTNER"]).await;
+    let secret = key_for(&env, "ann").await;
+    let bearer = format!("Bearer {secret}");
+    let c = format!("/companies/{}", rosetta::demo::DISTRIBUTOR_ID);
+    for path in [c.as_str(), c.as_str(), "/companies"] {
+        let r = env
+            .send(Method::GET, path, &[("authorization", &bearer)], "")
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    env.gw.store.flush().await.unwrap();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let today = time::OffsetDateTime::now_utc().date();
+    let (from, to) = (
+        today.previous_day().unwrap().format(fmt).unwrap(),
+        today.next_day().unwrap().format(fmt).unwrap(),
+    );
+    let q = format!("from={from}&to={to}&username=ann");
+    let stats = env
+        .root(Method::GET, &format!("/v1/statistics?{q}"), None)
+        .await
+        .json();
+    let ann = &stats["users"][0];
+    assert_eq!(ann["username"], "ann", "{stats}");
+    let method = &ann["dates"][0]["services"][0]["methods"][0];
+    assert_eq!(ann["dates"][0]["services"][0]["service"], "REDAPI_V1");
+    assert_eq!(method["method_group"], "READ");
+    assert_eq!(method["points_per_day"], 3);
+    assert_eq!(
+        method["unique_points_per_day"], 2,
+        "the same GET twice counts once"
+    );
+
+    let report = env
+        .root(Method::GET, &format!("/v1/report?{q}"), None)
+        .await;
+    assert_eq!(report.status, 200);
+    assert_eq!(
+        report.header("content-type"),
+        Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    );
+    use calamine::{Data, Reader, Xlsx, open_workbook_from_rs};
+    let mut wb: Xlsx<_> =
+        open_workbook_from_rs(std::io::Cursor::new(report.body.to_vec())).expect("an XLSX file");
+    let sheet = wb
+        .worksheet_range("statistics")
+        .expect("the statistics sheet");
+    assert_eq!(sheet.get((0, 0)), Some(&Data::String("username".into())));
+    assert_eq!(sheet.get((1, 0)), Some(&Data::String("ann".into())));
+    assert_eq!(sheet.get((1, 2)), Some(&Data::String("REDAPI_V1".into())));
+    assert_eq!(sheet.get((1, 4)), Some(&Data::Float(3.0)));
+    assert_eq!(sheet.get((1, 5)), Some(&Data::Float(2.0)));
+
+    for bad in [
+        "from=2024-13-01",
+        "to=soon",
+        "from=2024-02-01&to=2024-01-01",
+        "from=2020-01-01&to=2024-01-01",
+    ] {
+        env.root(Method::GET, &format!("/v1/statistics?{bad}"), None)
+            .await
+            .assert_admin_error(400);
+    }
+    // A PARTNER of another company sees none of ann's points.
+    company(&env, "other").await;
+    user(&env, "pat", "other", &["PARTNER"]).await;
+    let theirs = env
+        .admin_call(
+            Method::GET,
+            &format!("/v1/statistics?from={from}&to={to}"),
+            Some(("Basic", &basic("pat"))),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(theirs, json!({"users": []}));
+}

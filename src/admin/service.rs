@@ -21,7 +21,10 @@ use crate::identity::passwords::{hash_password, new_api_key};
 use crate::identity::{
     AuthChain, AuthError, Principal, StoreAuth, credentials_from_headers, sha256_hex,
 };
-use crate::store::{ApiKeyInfo, AuditQuery, AuditRow, Company, Store, StoreError, User, UserQuery};
+use crate::store::{
+    ApiKeyInfo, AuditQuery, AuditRow, Company, StatRow, StatsQuery, Store, StoreError, User,
+    UserQuery,
+};
 
 /// Largest admin request body.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -618,11 +621,150 @@ where
                         "statistics": {"overall": {"total": page.overall}, "filter": {"total": page.filtered}}}),
             ))
         }
+        // ---- statistics and report
+        (&Method::GET, ["v1", "statistics"]) => {
+            let rows = stats_rows(admin, &p, &pairs).await?;
+            Ok(json_response(StatusCode::OK, &stats_json(&rows)))
+        }
+        (&Method::GET, ["v1", "report"]) => {
+            let rows = stats_rows(admin, &p, &pairs).await?;
+            let bytes = report_xlsx(&rows).map_err(GatewayError::Internal)?;
+            let mut r = Response::new(full(Bytes::from(bytes)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                ),
+            );
+            r.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"rosetta-report.xlsx\""),
+            );
+            Ok(r)
+        }
         _ => Err(GatewayError::NoRoute {
             method: m.clone(),
             path: parts.uri.path().to_owned(),
         }),
     }
+}
+
+/// Seed 003's statistics period: `from`/`to` dates (default: this month up to yesterday,
+/// today excluded), at most 366 days; scoped to the caller's company for a PARTNER.
+async fn stats_rows(
+    admin: &Admin,
+    p: &Principal,
+    pairs: &[(String, String)],
+) -> Result<Vec<StatRow>, GatewayError> {
+    let company_key = if reads_all(p) {
+        None
+    } else if p.has_role("PARTNER") {
+        Some(p.company.to_string())
+    } else {
+        return Err(forbidden("statistics need ADMIN, AUDITOR or PARTNER"));
+    };
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let date = |name: &str| -> Result<Option<time::Date>, BadRequest> {
+        match pairs.iter().find(|(k, _)| k == name) {
+            None => Ok(None),
+            Some((_, v)) => time::Date::parse(v, fmt)
+                .map(Some)
+                .map_err(|_| BadRequest::param(name, format!("{name} must be a YYYY-MM-DD date"))),
+        }
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let from = date("from")?.unwrap_or_else(|| today.replace_day(1).unwrap_or(today));
+    let to = date("to")?.unwrap_or_else(|| today.previous_day().unwrap_or(today));
+    if from > to && pairs.iter().any(|(k, _)| k == "from" || k == "to") {
+        return Err(BadRequest::param("from", "from must not be after to").into());
+    }
+    if (to - from).whole_days() > 366 {
+        return Err(BadRequest::param("to", "a period spans at most 366 days").into());
+    }
+    let username = validate::word_param(pairs, "username", 2, 256)?;
+    let show = |d: time::Date| d.format(fmt).unwrap_or_default();
+    admin
+        .store
+        .statistics(StatsQuery {
+            from_day: show(from),
+            to_day: show(to),
+            username,
+            company_key,
+        })
+        .await
+        .map_err(store_err)
+}
+
+/// Seed 003's `users → dates → services → methods` nesting of ordered rows.
+fn stats_json(rows: &[StatRow]) -> Value {
+    let mut users: Vec<Value> = Vec::new();
+    for r in rows {
+        if users
+            .last()
+            .is_none_or(|u| u["username"] != r.username.as_str())
+        {
+            users.push(json!({"username": r.username, "dates": []}));
+        }
+        let Some(dates) = users.last_mut().and_then(|u| u["dates"].as_array_mut()) else {
+            continue;
+        };
+        if dates.last().is_none_or(|d| d["date"] != r.day.as_str()) {
+            dates.push(json!({"date": r.day, "services": []}));
+        }
+        let Some(services) = dates.last_mut().and_then(|d| d["services"].as_array_mut()) else {
+            continue;
+        };
+        if services
+            .last()
+            .is_none_or(|s| s["service"] != r.service.as_str())
+        {
+            services.push(json!({"service": r.service, "methods": []}));
+        }
+        if let Some(methods) = services
+            .last_mut()
+            .and_then(|s| s["methods"].as_array_mut())
+        {
+            methods.push(json!({"method_group": r.method_group,
+                                "unique_points_per_day": r.unique_points,
+                                "points_per_day": r.points}));
+        }
+    }
+    json!({"users": users})
+}
+
+/// The statistics as an XLSX workbook: one row per user, day, service and method group.
+fn report_xlsx(rows: &[StatRow]) -> Result<Vec<u8>, String> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let mut wb = Workbook::new();
+    let bold = Format::new().set_bold();
+    let ws = wb.add_worksheet();
+    ws.set_name("statistics").map_err(|e| e.to_string())?;
+    let head = [
+        "username",
+        "date",
+        "service",
+        "method_group",
+        "points_per_day",
+        "unique_points_per_day",
+    ];
+    for (c, h) in head.iter().enumerate() {
+        ws.write_string_with_format(0, c as u16, *h, &bold)
+            .map_err(|e| e.to_string())?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let row = (i + 1) as u32;
+        let cells = [&r.username, &r.day, &r.service, &r.method_group];
+        for (c, v) in cells.iter().enumerate() {
+            ws.write_string(row, c as u16, v.as_str())
+                .map_err(|e| e.to_string())?;
+        }
+        ws.write_number(row, 4, r.points as f64)
+            .map_err(|e| e.to_string())?;
+        ws.write_number(row, 5, r.unique_points as f64)
+            .map_err(|e| e.to_string())?;
+    }
+    ws.autofit();
+    wb.save_to_buffer().map_err(|e| e.to_string())
 }
 
 /// A PARTNER writes only users of its own company, and never grants ADMIN or AUDITOR.

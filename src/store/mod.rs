@@ -120,6 +120,30 @@ pub struct AuditRow {
     pub points: u32,
     pub duration_ms: u64,
     pub status: u16,
+    /// Identifies "the same request" for unique points: a hash of method, path and query.
+    pub fingerprint: String,
+}
+
+/// A statistics request: local days `from_day..=to_day` (`YYYY-MM-DD`, in each user's
+/// timezone), optionally one user or one company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub from_day: String,
+    pub to_day: String,
+    pub username: Option<String>,
+    pub company_key: Option<String>,
+}
+
+/// Points of one user, day, service and method group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatRow {
+    pub username: String,
+    pub day: String,
+    pub service: String,
+    pub method_group: String,
+    pub points: u64,
+    /// Points counted once per distinct request fingerprint that day.
+    pub unique_points: u64,
 }
 
 /// An audit query (seed 003's filters; `from_ms`/`to_ms` already defaulted).
@@ -192,6 +216,8 @@ pub trait Store: Send + Sync + 'static {
     /// Queues an audit row; it is written by the batch writer.
     fn record_audit(&self, row: AuditRow);
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>>;
+    /// Daily points per user, service and method group, ordered by user, day, service, group.
+    fn statistics(&self, q: StatsQuery) -> StoreFuture<'_, Vec<StatRow>>;
     /// Resolves once every write queued before the call is durable.
     fn flush(&self) -> StoreFuture<'_, ()>;
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{
-    ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Store, StoreError,
-    StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
+    ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, StatRow, StatsQuery,
+    Store, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
 };
 
 /// Schema migrations, in order; `user_version` is how many have run.
@@ -53,6 +53,9 @@ const MIGRATIONS: &[&str] = &[
         points INTEGER NOT NULL, duration_ms INTEGER NOT NULL, status INTEGER NOT NULL
      );
      CREATE INDEX audit_time ON audit(time_ms);",
+    // 2: request fingerprints for unique points; per-user time index for statistics.
+    "ALTER TABLE audit ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+     CREATE INDEX audit_user_time ON audit(username, time_ms);",
 ];
 
 /// Rows written per transaction at most.
@@ -185,8 +188,8 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO audit (time_ms, username, company_key, tracecode, client, server,
-                 service, operation, method_group, points, duration_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 service, operation, method_group, points, duration_ms, status, fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(backend)?;
         for r in rows {
@@ -203,6 +206,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                 r.points,
                 r.duration_ms as i64,
                 r.status,
+                r.fingerprint,
             ])
             .map_err(backend)?;
         }
@@ -717,7 +721,7 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let sql = format!(
                 "SELECT time_ms, username, company_key, tracecode, client, server, service, operation,
-                        method_group, points, duration_ms, status FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
+                        method_group, points, duration_ms, status, fingerprint FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
                 order(
                     q.sort_field.as_deref(),
                     &[
@@ -752,6 +756,7 @@ impl Store for SqliteStore {
                         points: r.get(9)?,
                         duration_ms: r.get::<_, i64>(10)? as u64,
                         status: r.get(11)?,
+                        fingerprint: r.get(12)?,
                     })
                 })
                 .map_err(backend)?
@@ -762,6 +767,62 @@ impl Store for SqliteStore {
                 overall: overall as u64,
                 filtered: filtered as u64,
             })
+        })
+    }
+
+    fn statistics(&self, q: StatsQuery) -> StoreFuture<'_, Vec<StatRow>> {
+        self.with(move |conn| {
+            // Rows are narrowed by UTC time with a day of margin either side (timezones
+            // reach ±12 h), then by the local day computed per row.
+            let day_ms = |d: &str| -> Result<i64, StoreError> {
+                let date = time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| StoreError::Invalid(format!("`{d}` is not a YYYY-MM-DD date")))?;
+                Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
+            };
+            let lo = day_ms(&q.from_day)? - 86_400_000;
+            let hi = day_ms(&q.to_day)? + 2 * 86_400_000;
+            let mut args: Vec<rusqlite::types::Value> = vec![
+                lo.into(),
+                hi.into(),
+                q.from_day.clone().into(),
+                q.to_day.clone().into(),
+            ];
+            let mut extra = String::new();
+            if let Some(u) = &q.username {
+                args.push(u.clone().into());
+                extra.push_str(&format!(" AND a.username = ?{}", args.len()));
+            }
+            if let Some(c) = &q.company_key {
+                args.push(c.clone().into());
+                extra.push_str(&format!(" AND a.company_key = ?{}", args.len()));
+            }
+            let sql = format!(
+                "WITH d AS (
+                   SELECT a.username AS u,
+                          date(a.time_ms / 1000 + COALESCE(us.timezone, 0) * 3600, 'unixepoch') AS day,
+                          a.service AS s, a.method_group AS m, a.fingerprint AS f,
+                          SUM(a.points) AS pts, MAX(a.points) AS upts
+                   FROM audit a LEFT JOIN users us ON us.username = a.username
+                   WHERE a.time_ms >= ?1 AND a.time_ms < ?2{extra}
+                   GROUP BY u, day, s, m, f)
+                 SELECT u, day, s, m, SUM(pts), SUM(upts) FROM d
+                 WHERE day >= ?3 AND day <= ?4
+                 GROUP BY u, day, s, m ORDER BY u, day, s, m"
+            );
+            let mut st = conn.prepare(&sql).map_err(backend)?;
+            st.query_map(params_from_iter(args.iter()), |r| {
+                Ok(StatRow {
+                    username: r.get(0)?,
+                    day: r.get(1)?,
+                    service: r.get(2)?,
+                    method_group: r.get(3)?,
+                    points: r.get::<_, i64>(4)? as u64,
+                    unique_points: r.get::<_, i64>(5)? as u64,
+                })
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)
         })
     }
 
@@ -822,6 +883,7 @@ mod tests {
             points: 1,
             duration_ms: 3,
             status: 200,
+            fingerprint: format!("f{}", t % 3),
         }
     }
 
@@ -916,6 +978,28 @@ mod tests {
         assert_eq!(audit.overall, 2500);
         assert_eq!(audit.filtered, 100);
         assert_eq!(audit.items[0].time_ms, 199);
+        let stats = s
+            .statistics(StatsQuery {
+                from_day: "1970-01-01".into(),
+                to_day: "1970-01-01".into(),
+                username: Some("ann".into()),
+                company_key: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stats.len(), 1);
+        assert_eq!((stats[0].points, stats[0].unique_points), (2500, 3));
+        assert!(
+            s.statistics(StatsQuery {
+                from_day: "1970-01-02".into(),
+                to_day: "1970-01-05".into(),
+                username: None,
+                company_key: None,
+            })
+            .await
+            .unwrap()
+            .is_empty()
+        );
         s.delete_user("bob".into()).await.unwrap();
         s.delete_user("ann".into()).await.unwrap();
         assert!(

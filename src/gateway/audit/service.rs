@@ -46,6 +46,12 @@ where
         let route = req.extensions().get::<RouteCtx>().map(|r| r.route.clone());
         let principal = req.extensions().get::<Principal>().cloned();
         let meta = req.extensions().get::<RequestMeta>().cloned();
+        let fingerprint = crate::identity::sha256_hex(&format!(
+            "{} {}",
+            req.method(),
+            req.uri().path_and_query().map_or("", |p| p.as_str())
+        ))[..16]
+            .to_owned();
         Box::pin(async move {
             let result = inner.call(req).await;
             if let (Some(route), Some(p)) = (route, principal) {
@@ -78,6 +84,7 @@ where
                     points,
                     duration_ms,
                     status,
+                    fingerprint,
                 });
             }
             result
