@@ -792,3 +792,33 @@ async fn statistics_and_the_xlsx_report_count_points_and_unique_points() {
         .json();
     assert_eq!(theirs, json!({"users": []}));
 }
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let env = start().await;
+    company(&env, "acme").await;
+    user(&env, "ann", "acme", &["USER"]).await;
+    let doc = env
+        .admin_call(Method::GET, "/v1/docs/openapi.json", None, None)
+        .await
+        .json();
+    assert_eq!(doc["info"]["title"], "Rosetta admin API");
+    for (method, template) in rosetta::admin::ROUTES {
+        let path = template
+            .replace("{key}", "acme")
+            .replace("{username}", "ann")
+            .replace("{id}", "no-such-key");
+        let body = match *method {
+            "POST" | "PUT" => Some(json!({})),
+            _ => None,
+        };
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = env.root(m, &path, body).await;
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(
+            !text.contains("no route matches"),
+            "{method} {path} is documented but not routed: {text}"
+        );
+        assert!(r.status.as_u16() < 500, "{method} {path}: {text}");
+    }
+}

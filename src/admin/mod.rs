@@ -10,4 +10,4 @@
 mod service;
 pub mod validate;
 
-pub use service::{Admin, AdminService};
+pub use service::{Admin, AdminService, OPENAPI, ROUTES};

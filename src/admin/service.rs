@@ -26,6 +26,34 @@ use crate::store::{
     UserQuery,
 };
 
+/// Every route the admin API serves, as `(METHOD, path template)`: the OpenAPI document
+/// (`openapi.json`) must list exactly these (a unit test checks both directions, and an
+/// end-to-end test calls each one).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/v1/version"),
+    ("GET", "/v1/docs/openapi.json"),
+    ("POST", "/v1/companies"),
+    ("GET", "/v1/companies"),
+    ("GET", "/v1/companies/{key}"),
+    ("PUT", "/v1/companies/{key}"),
+    ("DELETE", "/v1/companies/{key}"),
+    ("POST", "/v1/users"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/users/{username}"),
+    ("PUT", "/v1/users/{username}"),
+    ("DELETE", "/v1/users/{username}"),
+    ("POST", "/v1/users/{username}/keys"),
+    ("GET", "/v1/users/{username}/keys"),
+    ("DELETE", "/v1/users/{username}/keys/{id}"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/statistics"),
+    ("GET", "/v1/report"),
+];
+
+/// The OpenAPI 3.1 document of the admin API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// Largest admin request body.
 const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -295,6 +323,14 @@ where
         (&Method::GET, ["health"]) => {
             admin.store.user_count().await.map_err(store_err)?;
             return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})));
+        }
+        (&Method::GET, ["v1", "docs", "openapi.json"]) => {
+            let mut r = Response::new(full(Bytes::from_static(OPENAPI.as_bytes())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(r);
         }
         (&Method::GET, ["v1", "version"]) => {
             return Ok(json_response(
@@ -784,6 +820,32 @@ fn check_user_write(p: &Principal, u: &User) -> Result<(), GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, _) in item.as_object().unwrap() {
+                if method != "parameters" {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        for (m, p) in ROUTES {
+            assert!(
+                documented.contains(&((*m).to_owned(), (*p).to_owned())),
+                "{m} {p} is not in openapi.json"
+            );
+        }
+        for (m, p) in &documented {
+            assert!(
+                ROUTES.contains(&(m.as_str(), p.as_str())),
+                "openapi.json documents {m} {p}, which is not served"
+            );
+        }
+    }
 
     #[test]
     fn iso_durations() {
