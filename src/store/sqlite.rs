@@ -62,7 +62,7 @@ const MIGRATIONS: &[&str] = &[
 const BATCH: usize = 1000;
 
 enum Msg {
-    Audit(AuditRow),
+    Audit(Box<AuditRow>),
     Flush(mpsc::Sender<Result<(), StoreError>>),
 }
 
@@ -162,7 +162,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
         let mut next = Some(first);
         while let Some(m) = next.take() {
             match m {
-                Msg::Audit(r) => rows.push(r),
+                Msg::Audit(r) => rows.push(*r),
                 Msg::Flush(w) => waiters.push(w),
             }
             if rows.len() < BATCH {
@@ -687,7 +687,7 @@ impl Store for SqliteStore {
     }
 
     fn record_audit(&self, row: AuditRow) {
-        if self.writer.send(Msg::Audit(row)).is_err() {
+        if self.writer.send(Msg::Audit(Box::new(row))).is_err() {
             tracing::error!("the audit writer has stopped; an audit row was dropped");
         }
     }
