@@ -110,7 +110,24 @@ pub async fn serve_gateway(
         shutdown.await;
         let _ = stop.send(true);
     };
+    // Captures older than the retention are deleted once a minute.
+    let purge = {
+        let (store, keep) = (gateway.store.clone(), gateway.capture_retention);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let cutoff = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                    as i64
+                    - keep.as_millis() as i64;
+                if let Err(e) = store.purge_captures(cutoff).await {
+                    tracing::warn!(error = %e, "purging old captures failed");
+                }
+            }
+        })
+    };
     let (p, a, ()) = tokio::join!(proxy, admin, trigger);
+    purge.abort();
     let flushed = gateway.store.flush().await;
     p.map_err(|e| format!("server failed: {e}"))?;
     a.map_err(|e| format!("admin server failed: {e}"))?;

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -822,3 +822,104 @@ async fn every_documented_route_is_served() {
         assert!(r.status.as_u16() < 500, "{method} {path}: {text}");
     }
 }
+
+#[tokio::test]
+async fn bodies_are_captured_by_tracecode_with_secrets_masked() {
+    let env = common::start_with(|cfg| cfg.capture.mode = rosetta::config::CaptureMode::All).await;
+    let body = "<platform><tenant><company>Captured Co</company><password>hunter2-secret</password><partner>nope</partner></tenant></platform>";
+    let r = env.xml(Method::POST, "/networking/rest/tenant", body).await;
+    assert_eq!(r.status, 404, "unknown partner");
+    let tc = r.header("x-trace-code").unwrap().to_owned();
+    let ok = env
+        .get(&format!(
+            "/networking/rest/tenant/{}",
+            rosetta::demo::PARTNER_ID
+        ))
+        .await;
+    let ok_tc = ok.header("x-trace-code").unwrap().to_owned();
+    env.gw.store.flush().await.unwrap();
+    let get = |q: String| {
+        let env = &env;
+        async move {
+            env.root(Method::GET, &format!("/v1/tracecode/{q}"), None)
+                .await
+        }
+    };
+    let input = get(format!("{tc}?data_flow_type=INPUT&data_flow_stage=0")).await;
+    assert_eq!(input.status, 200);
+    assert_eq!(input.header("content-type"), Some("application/xml"));
+    let text = String::from_utf8_lossy(&input.body).into_owned();
+    assert!(text.contains("<company>Captured Co</company>"), "{text}");
+    assert!(!text.contains("hunter2-secret") && text.contains("<password>***</password>"));
+    let as_json = get(format!("{tc}?data_flow_convert=JSON")).await.json();
+    assert_eq!(as_json["platform"]["tenant"][0]["company"], "Captured Co");
+    let sent = get(format!("{tc}?data_flow_type=INPUT&data_flow_stage=1"))
+        .await
+        .json();
+    assert_eq!(sent[0]["method"], "GET");
+    assert_eq!(sent[0]["path"], "/api/account/v2/companies/nope");
+    let received = get(format!("{tc}?data_flow_type=OUTPUT&data_flow_stage=0"))
+        .await
+        .json();
+    assert_eq!(received[0]["status"], 404);
+    let out = get(format!("{tc}?data_flow_type=OUTPUT&data_flow_stage=1")).await;
+    assert!(String::from_utf8_lossy(&out.body).contains("<code>-200</code>"));
+    // A success is kept too in mode `all`; the XML answer converts to JSON.
+    let ok_out = get(format!(
+        "{ok_tc}?data_flow_type=OUTPUT&data_flow_stage=1&data_flow_convert=JSON"
+    ))
+    .await
+    .json();
+    assert_eq!(
+        ok_out["platform"]["tenant"][0]["company"],
+        "Contoso Partners"
+    );
+    // Bad parameters and unknown tracecodes.
+    for q in [
+        format!("{tc}?data_flow_type=SIDEWAYS"),
+        format!("{tc}?data_flow_stage=4"),
+        format!("{tc}?data_flow_convert=XLSX"),
+        "bad%20code".to_owned(),
+    ] {
+        get(q).await.assert_admin_error(400);
+    }
+    get("0000000000000000".to_owned())
+        .await
+        .assert_admin_error(404);
+    get(format!("{tc}?data_flow_stage=3"))
+        .await
+        .assert_admin_error(404);
+    // Retention: everything older than now goes.
+    let gone = env.gw.store.purge_captures(i64::MAX).await.unwrap();
+    assert_eq!(gone, 8);
+    get(format!("{tc}")).await.assert_admin_error(404);
+}
+
+#[tokio::test]
+async fn by_default_only_errors_are_captured() {
+    let env = start().await;
+    let ok = env
+        .get(&format!(
+            "/networking/rest/tenant/{}",
+            rosetta::demo::PARTNER_ID
+        ))
+        .await;
+    let bad = env.get("/networking/rest/tenant/nope").await;
+    env.gw.store.flush().await.unwrap();
+    let tc = |r: &common::Resp| r.header("x-trace-code").unwrap().to_owned();
+    env.root(Method::GET, &format!("/v1/tracecode/{}", tc(&ok)), None)
+        .await
+        .assert_admin_error(404);
+    let out = env
+        .root(
+            Method::GET,
+            &format!(
+                "/v1/tracecode/{}?data_flow_type=OUTPUT&data_flow_stage=1",
+                tc(&bad)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 200);
+    assert!(String::from_utf8_lossy(&out.body).contains("<code>-200</code>"));
+}

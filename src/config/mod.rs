@@ -54,6 +54,8 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub capture: CaptureConfig,
     /// Folder of the config file, for resolving relative paths (not read from the file).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -249,6 +251,41 @@ impl Default for AdminConfig {
     }
 }
 
+/// Which requests keep their bodies for `/v1/tracecode/{tracecode}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    Off,
+    /// Only requests answered with a 4xx or 5xx.
+    #[default]
+    Errors,
+    All,
+}
+
+/// `[capture]`: request and response bodies kept by tracecode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    #[serde(default)]
+    pub mode: CaptureMode,
+    /// Bytes kept per body; longer bodies are cut (and marked so).
+    #[serde(default = "defaults::capture_max_body")]
+    pub max_body_bytes: usize,
+    /// How long captures are kept.
+    #[serde(default = "defaults::capture_retention", deserialize_with = "duration")]
+    pub retention: Duration,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            mode: CaptureMode::default(),
+            max_body_bytes: defaults::capture_max_body(),
+            retention: defaults::capture_retention(),
+        }
+    }
+}
+
 /// `[cache]` (used by the cache issue; accepted now so configs stay valid).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -416,6 +453,12 @@ mod defaults {
     }
     pub fn rate_key() -> String {
         "user".into()
+    }
+    pub fn capture_max_body() -> usize {
+        64 * 1024
+    }
+    pub fn capture_retention() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
     }
     pub fn store_path() -> PathBuf {
         PathBuf::from("rosetta.db")

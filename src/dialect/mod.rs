@@ -112,7 +112,23 @@ impl Dialect {
         path: &str,
     ) -> Response<Body> {
         let status = err.status();
-        let (content_type, body): (&str, Bytes) = match self {
+        let (content_type, body) = self.error_body(err, meta, path);
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        self.error_headers(err, resp)
+    }
+
+    /// The media type and bytes of `err` in this dialect (what `render_error` sends).
+    pub fn error_body(
+        self,
+        err: &GatewayError,
+        meta: &RequestMeta,
+        path: &str,
+    ) -> (&'static str, Bytes) {
+        let status = err.status();
+        match self {
             Dialect::RedapiV1 => (
                 "application/problem+json",
                 json_bytes(&problem_details(err, meta, path)),
@@ -142,11 +158,10 @@ impl Dialect {
                 })),
             ),
             Dialect::LongJump => ("application/xml", longjump_error(err, meta)),
-        };
-        let mut resp = Response::new(full(body));
-        *resp.status_mut() = status;
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+    }
+
+    fn error_headers(self, err: &GatewayError, mut resp: Response<Body>) -> Response<Body> {
         if let Some(secs) = err.retry_after_secs() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -14,12 +14,12 @@ use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
 use super::rescue::RescueLayer;
 use super::route::RouteLayer;
-use super::translate::TranslateLayer;
+use super::translate::{CaptureSink, TranslateLayer};
 use super::upstream::Executor;
 use super::{cache, quota, ratelimit};
 use crate::admin::Admin;
 use crate::body::{Body, BoxError};
-use crate::config::AdminConfig;
+use crate::config::{AdminConfig, CaptureMode};
 use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
 use crate::identity::passwords::hash_password;
@@ -57,6 +57,9 @@ pub struct Gateway {
     pub store_auth: StoreAuth,
     /// This node's name in tracedata (`server`).
     pub server_name: Arc<str>,
+    /// Request bodies kept by tracecode; `None` when capture is off.
+    pub capture: Option<CaptureSink>,
+    pub capture_retention: std::time::Duration,
 }
 
 impl Gateway {
@@ -88,6 +91,15 @@ impl Gateway {
                 .public_url
                 .as_deref()
                 .map(|u| Arc::from(u.trim_end_matches('/'))),
+            capture: match cfg.capture.mode {
+                CaptureMode::Off => None,
+                CaptureMode::Errors | CaptureMode::All => Some(CaptureSink {
+                    store: store.clone(),
+                    mode: cfg.capture.mode,
+                    max_body_bytes: cfg.capture.max_body_bytes,
+                }),
+            },
+            capture_retention: cfg.capture.retention,
             store,
             store_auth,
             server_name: Arc::from(
@@ -194,6 +206,7 @@ impl Gateway {
                 body_limit: self.body_limit,
                 max_depth: self.max_depth,
                 public_url: self.public_url.clone(),
+                capture: self.capture.clone(),
             })
             // The route's steps against pooled upstream clients.
             .service(Executor::new(self.upstreams.clone()))

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use super::jq::{JqFilter, to_val, with_key};
 use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind, UpstreamFormat};
 use super::template::{Template, lookup};
+use crate::capture::CallLog;
 use crate::context::RequestMeta;
 use crate::dialect::xml::{XmlRules, json_to_xml, xml_to_value};
 use crate::error::{GatewayError, UpstreamError};
@@ -66,6 +67,10 @@ pub struct ExecEnv<'a> {
     pub meta: &'a RequestMeta,
     /// The client's query pairs, for `forward_query` (keeps repeated keys).
     pub query_pairs: &'a [(String, String)],
+    /// Upstream exchanges are recorded here when the request is captured.
+    pub calls: Option<&'a CallLog>,
+    /// Bytes kept of each recorded upstream body.
+    pub capture_cap: usize,
 }
 
 /// One fanned-out call.
@@ -452,7 +457,31 @@ async fn perform(
     env: &ExecEnv<'_>,
 ) -> Result<(u16, Value), GatewayError> {
     let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
-    let resp = env.upstreams.call(&call.upstream, req).await?;
+    let record = env.calls.map(|log| {
+        (
+            log,
+            req.method.to_string(),
+            req.path_and_query.clone(),
+            req.body.clone(),
+        )
+    });
+    let answer = env.upstreams.call(&call.upstream, req).await;
+    if let Some((log, method, path, body)) = record {
+        let (status, text) = match &answer {
+            Ok(r) => (r.status.as_u16(), r.body.clone()),
+            Err(e) => (0, Bytes::from(e.to_string())),
+        };
+        log.record(
+            &method,
+            &call.upstream,
+            &path,
+            &body,
+            status,
+            &text,
+            env.capture_cap,
+        );
+    }
+    let resp = answer?;
     let status = resp.status.as_u16();
     let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
     if resp.status.is_success() {
@@ -716,6 +745,8 @@ mod tests {
             upstreams: fake,
             meta: &meta,
             query_pairs: &[],
+            calls: None,
+            capture_cap: 0,
         };
         execute(&cat.routes[0], ctx, &env).await
     }

@@ -13,6 +13,8 @@ use std::pin::Pin;
 
 pub use sqlite::SqliteStore;
 
+use crate::capture::{CapturedBody, Flow};
+
 /// A company (seed 003): `key` `\w+` 3..256, `detail` ≤ 1024. `enabled` is Rosetta's
 /// addition: a blocked company's users and keys are refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +220,17 @@ pub trait Store: Send + Sync + 'static {
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>>;
     /// Daily points per user, service and method group, ordered by user, day, service, group.
     fn statistics(&self, q: StatsQuery) -> StoreFuture<'_, Vec<StatRow>>;
+    /// Queues the captured bodies of one request.
+    fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>);
+    /// One captured body of a request.
+    fn get_capture(
+        &self,
+        tracecode: String,
+        flow: Flow,
+        stage: u8,
+    ) -> StoreFuture<'_, Option<CapturedBody>>;
+    /// Deletes captures older than `before_ms`; returns how many bodies went.
+    fn purge_captures(&self, before_ms: i64) -> StoreFuture<'_, u64>;
     /// Resolves once every write queued before the call is durable.
     fn flush(&self) -> StoreFuture<'_, ()>;
 }

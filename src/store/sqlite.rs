@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use crate::capture::{CapturedBody, Flow};
+
 use super::{
     ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, StatRow, StatsQuery,
     Store, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
@@ -56,6 +58,18 @@ const MIGRATIONS: &[&str] = &[
     // 2: request fingerprints for unique points; per-user time index for statistics.
     "ALTER TABLE audit ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
      CREATE INDEX audit_user_time ON audit(username, time_ms);",
+    // 3: captured bodies by tracecode.
+    "CREATE TABLE captures (
+        tracecode TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        stage INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        truncated INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (tracecode, flow, stage)
+     );
+     CREATE INDEX captures_time ON captures(time_ms);",
 ];
 
 /// Rows written per transaction at most.
@@ -63,6 +77,7 @@ const BATCH: usize = 1000;
 
 enum Msg {
     Audit(Box<AuditRow>),
+    Capture(String, i64, Vec<CapturedBody>),
     Flush(mpsc::Sender<Result<(), StoreError>>),
 }
 
@@ -158,18 +173,21 @@ impl SqliteStore {
 fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
     while let Ok(first) = rx.recv() {
         let mut rows = Vec::new();
+        let mut captures = Vec::new();
         let mut waiters = Vec::new();
         let mut next = Some(first);
         while let Some(m) = next.take() {
             match m {
                 Msg::Audit(r) => rows.push(*r),
+                Msg::Capture(tc, t, bodies) => captures.push((tc, t, bodies)),
                 Msg::Flush(w) => waiters.push(w),
             }
             if rows.len() < BATCH {
                 next = rx.try_recv().ok();
             }
         }
-        let result = write_audit(&mut conn, &rows);
+        let result =
+            write_audit(&mut conn, &rows).and_then(|()| write_captures(&mut conn, &captures));
         if let Err(e) = &result {
             tracing::error!(error = %e, rows = rows.len(), "audit rows could not be written");
         }
@@ -177,6 +195,39 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
             let _ = w.send(result.clone());
         }
     }
+}
+
+fn write_captures(
+    conn: &mut Connection,
+    captures: &[(String, i64, Vec<CapturedBody>)],
+) -> Result<(), StoreError> {
+    if captures.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(backend)?;
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO captures (tracecode, flow, stage, time_ms, content_type, truncated, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(backend)?;
+        for (tc, t, bodies) in captures {
+            for b in bodies {
+                st.execute(params![
+                    tc,
+                    b.flow.as_str(),
+                    b.stage,
+                    t,
+                    b.content_type,
+                    b.truncated,
+                    b.body.as_ref()
+                ])
+                .map_err(backend)?;
+            }
+        }
+    }
+    tx.commit().map_err(backend)
 }
 
 fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreError> {
@@ -823,6 +874,50 @@ impl Store for SqliteStore {
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)
+        })
+    }
+
+    fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>) {
+        if self
+            .writer
+            .send(Msg::Capture(tracecode, time_ms, bodies))
+            .is_err()
+        {
+            tracing::error!("the store writer has stopped; a capture was dropped");
+        }
+    }
+
+    fn get_capture(
+        &self,
+        tracecode: String,
+        flow: Flow,
+        stage: u8,
+    ) -> StoreFuture<'_, Option<CapturedBody>> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT content_type, truncated, body FROM captures
+                 WHERE tracecode = ?1 AND flow = ?2 AND stage = ?3",
+                params![tracecode, flow.as_str(), stage],
+                |r| {
+                    Ok(CapturedBody {
+                        flow,
+                        stage,
+                        content_type: r.get(0)?,
+                        truncated: r.get(1)?,
+                        body: bytes::Bytes::from(r.get::<_, Vec<u8>>(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn purge_captures(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        self.with(move |conn| {
+            conn.execute("DELETE FROM captures WHERE time_ms < ?1", [before_ms])
+                .map(|n| n as u64)
+                .map_err(backend)
         })
     }
 

@@ -13,6 +13,8 @@ pub struct TranslateLayer {
     pub max_depth: usize,
     /// See `server.public_url`.
     pub public_url: Option<Arc<str>>,
+    /// `None` when `[capture] mode = "off"`.
+    pub capture: Option<super::CaptureSink>,
 }
 
 impl<S> Layer<S> for TranslateLayer {
@@ -24,6 +26,7 @@ impl<S> Layer<S> for TranslateLayer {
             body_limit: self.body_limit,
             max_depth: self.max_depth,
             public_url: self.public_url.clone(),
+            capture: self.capture.clone(),
         }
     }
 }

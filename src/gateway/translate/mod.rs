@@ -9,4 +9,4 @@ mod layer;
 mod service;
 
 pub use layer::TranslateLayer;
-pub use service::Translate;
+pub use service::{CaptureSink, Translate};

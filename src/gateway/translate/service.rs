@@ -13,6 +13,8 @@ use tower::Service;
 use super::super::upstream::ExecRequest;
 use super::super::{BoxFuture, RouteCtx};
 use crate::body::{Body, BoxError, empty, full};
+use crate::capture::{CallLog, Flow, keep};
+use crate::config::CaptureMode;
 use crate::context::RequestMeta;
 use crate::dialect::paging::{self, PageRequest};
 use crate::dialect::search::{apply, parse_search, pushdown};
@@ -20,6 +22,7 @@ use crate::error::{BadRequest, GatewayError};
 use crate::identity::Principal;
 use crate::mapping::exec::{OutBody, Outcome};
 use crate::mapping::pack::{ParamSpec, ParamType, Route};
+use crate::store::Store;
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -28,6 +31,7 @@ pub struct Translate<S> {
     pub(super) body_limit: usize,
     pub(super) max_depth: usize,
     pub(super) public_url: Option<Arc<str>>,
+    pub(super) capture: Option<CaptureSink>,
 }
 
 impl<S, B> Service<Request<B>> for Translate<S>
@@ -50,6 +54,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (limit, max_depth) = (self.body_limit, self.max_depth);
         let public_url = self.public_url.clone();
+        let capture = self.capture.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let Some(rc) = parts.extensions.get::<RouteCtx>().cloned() else {
@@ -70,84 +75,165 @@ where
             let route = rc.route.clone();
             let dialect = route.pack.client_dialect;
 
-            let bytes = read_body(&parts.headers, body, limit).await?;
-            let body_value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                dialect.decode_body(&bytes, max_depth)?
-            };
-            let query_pairs: Vec<(String, String)> = parts
-                .uri
-                .query()
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default();
-            check_params(&route.params, &query_pairs)?;
-            let page = if route.paged || route.check_paging {
-                Some(
-                    paging::parse_request(
-                        dialect.paging(),
-                        &query_pairs,
-                        &route.pack.page_defaults,
+            let read = read_body(&parts.headers, body, limit).await;
+            let input = read.as_ref().map(Bytes::clone).unwrap_or_default();
+            let calls = capture.as_ref().map(|_| CallLog::default());
+            let exec_meta = meta.clone();
+            let exec_calls = calls.clone();
+            let result: Result<(Response<Body>, Bytes), GatewayError> = async {
+                let bytes = read?;
+                let body_value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    dialect.decode_body(&bytes, max_depth)?
+                };
+                let query_pairs: Vec<(String, String)> = parts
+                    .uri
+                    .query()
+                    .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                    .unwrap_or_default();
+                check_params(&route.params, &query_pairs)?;
+                let page = if route.paged || route.check_paging {
+                    Some(
+                        paging::parse_request(
+                            dialect.paging(),
+                            &query_pairs,
+                            &route.pack.page_defaults,
+                        )
+                        .map_err(BadRequest::from)?,
                     )
-                    .map_err(BadRequest::from)?,
-                )
-            } else {
-                None
-            };
-            let search = route
-                .search
-                .as_ref()
-                .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
-                .transpose()?;
-            let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
-            ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
-            if let Some((spec, q)) = &search {
-                ctx["search"] = Value::Object(pushdown(spec, q));
-            }
-            if let Some(v) = &route.validate {
-                match v.run(&ctx) {
-                    Ok(serde_json::Value::Null) => {}
-                    Ok(serde_json::Value::String(msg)) => return Err(BadRequest::new(msg).into()),
-                    Ok(other) => return Err(BadRequest::new(other.to_string()).into()),
-                    Err(e) => {
-                        return Err(GatewayError::Internal(format!(
-                            "route {} validate: {e}",
-                            route.id
-                        )));
+                } else {
+                    None
+                };
+                let search = route
+                    .search
+                    .as_ref()
+                    .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
+                    .transpose()?;
+                let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+                ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
+                if let Some((spec, q)) = &search {
+                    ctx["search"] = Value::Object(pushdown(spec, q));
+                }
+                if let Some(v) = &route.validate {
+                    match v.run(&ctx) {
+                        Ok(serde_json::Value::Null) => {}
+                        Ok(serde_json::Value::String(msg)) => {
+                            return Err(BadRequest::new(msg).into());
+                        }
+                        Ok(other) => return Err(BadRequest::new(other.to_string()).into()),
+                        Err(e) => {
+                            return Err(GatewayError::Internal(format!(
+                                "route {} validate: {e}",
+                                route.id
+                            )));
+                        }
                     }
                 }
-            }
-            let outcome = inner
-                .call(ExecRequest {
-                    route: route.clone(),
-                    ctx,
-                    query_pairs: query_pairs.clone(),
-                    meta,
-                })
-                .await?;
-            let outcome = match (&search, outcome.body) {
-                (Some((spec, q)), OutBody::Page { items, .. }) => {
-                    let pg = page.unwrap_or(PageRequest {
-                        index: 0,
-                        size: u64::MAX,
-                        want_total: false,
-                    });
-                    let (items, total) = apply(spec, q, items, pg.offset(), pg.size);
-                    Outcome {
+                let outcome = inner
+                    .call(ExecRequest {
+                        route: route.clone(),
+                        ctx,
+                        query_pairs: query_pairs.clone(),
+                        meta: exec_meta,
+                        calls: exec_calls,
+                    })
+                    .await?;
+                let outcome = match (&search, outcome.body) {
+                    (Some((spec, q)), OutBody::Page { items, .. }) => {
+                        let pg = page.unwrap_or(PageRequest {
+                            index: 0,
+                            size: u64::MAX,
+                            want_total: false,
+                        });
+                        let (items, total) = apply(spec, q, items, pg.offset(), pg.size);
+                        Outcome {
+                            status: outcome.status,
+                            body: OutBody::Page {
+                                items,
+                                total: Some(total),
+                            },
+                        }
+                    }
+                    (None | Some(_), body) => Outcome {
                         status: outcome.status,
-                        body: OutBody::Page {
-                            items,
-                            total: Some(total),
-                        },
-                    }
-                }
-                (None | Some(_), body) => Outcome {
-                    status: outcome.status,
-                    body,
-                },
-            };
-            Ok(render(&route, outcome, page.as_ref(), &query_pairs))
+                        body,
+                    },
+                };
+                Ok(render(&route, outcome, page.as_ref(), &query_pairs))
+            }
+            .await;
+            if let Some(sink) = &capture {
+                sink.keep(&meta, &route, &parts, &input, calls.as_ref(), &result);
+            }
+            result.map(|(resp, _)| resp)
         })
+    }
+}
+
+/// Where and how much of each request's bodies are kept (`[capture]`).
+#[derive(Clone)]
+pub struct CaptureSink {
+    pub store: Arc<dyn Store>,
+    pub mode: CaptureMode,
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for CaptureSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureSink")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureSink {
+    /// Hands the four flows of one request to the store when the mode wants them.
+    fn keep(
+        &self,
+        meta: &RequestMeta,
+        route: &Route,
+        parts: &http::request::Parts,
+        input: &[u8],
+        calls: Option<&CallLog>,
+        result: &Result<(Response<Body>, Bytes), GatewayError>,
+    ) {
+        let dialect = route.pack.client_dialect;
+        let (status, content_type, output) = match result {
+            Ok((resp, bytes)) => (
+                resp.status(),
+                dialect.content_type().to_owned(),
+                bytes.clone(),
+            ),
+            Err(e) => {
+                let (ct, body) = dialect.error_body(e, meta, parts.uri.path());
+                (e.status(), ct.to_owned(), body)
+            }
+        };
+        let wanted = match self.mode {
+            CaptureMode::Off => false,
+            CaptureMode::Errors => status.as_u16() >= 400,
+            CaptureMode::All => true,
+        };
+        if !wanted {
+            return;
+        }
+        let cap = self.max_body_bytes;
+        let in_ct = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream");
+        let (sent, received) = calls.map(CallLog::documents).unwrap_or_default();
+        let bodies = vec![
+            keep(Flow::Input, 0, in_ct, input, cap),
+            keep(Flow::Input, 1, "application/json", &sent, cap),
+            keep(Flow::Output, 0, "application/json", &received, cap),
+            keep(Flow::Output, 1, &content_type, &output, cap),
+        ];
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        self.store
+            .record_capture(meta.tracecode.to_string(), now, bodies);
     }
 }
 
@@ -302,7 +388,7 @@ fn render(
     outcome: Outcome,
     page: Option<&PageRequest>,
     pairs: &[(String, String)],
-) -> Response<Body> {
+) -> (Response<Body>, Bytes) {
     let dialect = route.pack.client_dialect;
     let body = match outcome.body {
         OutBody::Empty => None,
@@ -322,6 +408,7 @@ fn render(
             )))
         }
     };
+    let sent = body.clone().unwrap_or_default();
     let mut resp = match body {
         Some(b) => {
             let mut r = Response::new(full(b));
@@ -334,7 +421,7 @@ fn render(
         None => Response::new(empty()),
     };
     *resp.status_mut() = outcome.status;
-    resp
+    (resp, sent)
 }
 
 #[cfg(test)]

@@ -8,7 +8,11 @@ use serde_json::Value;
 use tower::Service;
 
 use super::super::BoxFuture;
+use crate::capture::CallLog;
 use crate::context::RequestMeta;
+
+/// Bytes kept of each upstream body in a capture.
+const CAPTURE_CALL_CAP: usize = 64 * 1024;
 use crate::error::GatewayError;
 use crate::mapping::exec::{CallUpstream, ExecEnv, Outcome, execute};
 use crate::mapping::pack::Route;
@@ -20,6 +24,8 @@ pub struct ExecRequest {
     pub ctx: Value,
     pub query_pairs: Vec<(String, String)>,
     pub meta: RequestMeta,
+    /// Collects the upstream exchanges when the request's bodies are captured.
+    pub calls: Option<CallLog>,
 }
 
 /// Runs routes.
@@ -50,6 +56,8 @@ impl Service<ExecRequest> for Executor {
                 upstreams: &*upstreams,
                 meta: &req.meta,
                 query_pairs: &req.query_pairs,
+                calls: req.calls.as_ref(),
+                capture_cap: CAPTURE_CALL_CAP,
             };
             execute(&req.route, req.ctx, &env).await
         })

@@ -1,0 +1,131 @@
+# Writes src/admin/openapi.json, the admin API's OpenAPI document (`python3 scripts/gen-openapi.py`).
+# `cargo test` checks it lists exactly the routes src/admin/service.rs serves.
+import json
+err = {"$ref": "#/components/responses/Error"}
+def op(summary, tag, params=None, body=None, ok=("200", None), anonymous=False):
+    o = {"summary": summary, "tags": [tag], "responses": {}}
+    if params: o["parameters"] = params
+    if body: o["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": body}}}}
+    code, schema = ok
+    if schema is None:
+        o["responses"][code] = {"description": "done"}
+    elif isinstance(schema, dict):
+        o["responses"][code] = {"description": "ok", "content": schema}
+    else:
+        o["responses"][code] = {"description": "ok", "content": {"application/json": {"schema": {"$ref": schema}}}}
+    if anonymous:
+        o["security"] = []
+    else:
+        for c in ["400", "401", "403", "404", "409"]:
+            o["responses"][c] = err
+    return o
+def q(name, schema, desc):
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
+def pth(name, schema):
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+def word(a, b):
+    return {"type": "string", "pattern": "^\\w+$", "minLength": a, "maxLength": b}
+def obj(props, required=None, closed=False):
+    o = {"type": "object", "properties": props}
+    if required: o["required"] = required
+    if closed: o["additionalProperties"] = False
+    return o
+def arr(items):
+    return {"type": "array", "items": items}
+def ref(n):
+    return {"$ref": "#/components/schemas/" + n}
+S = lambda **kw: dict(kw)
+listp = [q("offset", {"type": "integer", "minimum": 0, "maximum": 10000000, "default": 0}, "items to skip"),
+         q("limit", {"type": "integer", "minimum": 1, "maximum": 10000000, "default": 100}, "items to return"),
+         q("filter", {"type": "string", "minLength": 1, "maxLength": 64}, "case-insensitive text search"),
+         q("sort_field", {"type": "string", "minLength": 1, "maxLength": 64}, "field to sort by"),
+         q("sort_direction", {"type": "string", "enum": ["ASC", "DESC"], "default": "ASC"}, "sort direction")]
+period = [q("username", word(2, 256), "one user"),
+          q("from", {"type": "string", "format": "date"}, "first day (default: the 1st of this month)"),
+          q("to", {"type": "string", "format": "date"}, "last day, included (default: yesterday)")]
+methods = arr(obj({"method_group": {"type": "string"}, "unique_points_per_day": {"type": "integer"}, "points_per_day": {"type": "integer"}}))
+services = arr(obj({"service": {"type": "string"}, "methods": methods}))
+dates = arr(obj({"date": {"type": "string", "format": "date"}, "services": services}))
+statistics = obj({"users": arr(obj({"username": {"type": "string"}, "dates": dates}))})
+totals = lambda r: obj({"overall": ref(r), "filter": ref(r)})
+xlsx = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}}}
+paths = {
+  "/health": {"get": op("Liveness and readiness", "service", ok=("200", "#/components/schemas/Health"), anonymous=True)},
+  "/v1/version": {"get": op("Service version", "service", ok=("200", "#/components/schemas/Version"), anonymous=True)},
+  "/v1/docs/openapi.json": {"get": op("This document", "service", ok=("200", {"application/json": {"schema": {"type": "object"}}}), anonymous=True)},
+  "/v1/companies": {
+    "post": op("Create a company (ADMIN)", "companies", body="#/components/schemas/Company", ok=("201", "#/components/schemas/Company")),
+    "get": op("List companies (ADMIN, AUDITOR)", "companies", params=listp, ok=("200", "#/components/schemas/CompanyList"))},
+  "/v1/companies/{key}": {
+    "parameters": [pth("key", word(3, 256))],
+    "get": op("A company", "companies", ok=("200", "#/components/schemas/Company")),
+    "put": op("Replace a company; the key may be renamed (ADMIN)", "companies", body="#/components/schemas/Company", ok=("200", "#/components/schemas/Company")),
+    "delete": op("Delete a company without users (ADMIN)", "companies", ok=("204", None))},
+  "/v1/users": {
+    "post": op("Create a user (ADMIN; PARTNER in its own company)", "users", body="#/components/schemas/UserWrite", ok=("201", "#/components/schemas/User")),
+    "get": op("List users", "users", params=listp + [q("company_key", word(3, 256), "one company"), q("user_group", {"type": "string", "enum": ["TOTAL", "ACTIVE", "BLOCKED", "ADMINS"], "default": "TOTAL"}, "users logic group")], ok=("200", "#/components/schemas/UserList"))},
+  "/v1/users/{username}": {
+    "parameters": [pth("username", word(2, 256))],
+    "get": op("A user", "users", ok=("200", "#/components/schemas/User")),
+    "put": op("Replace a user (the username cannot change; a null password keeps the current one)", "users", body="#/components/schemas/UserWrite", ok=("200", "#/components/schemas/User")),
+    "delete": op("Delete a user and their keys", "users", ok=("204", None))},
+  "/v1/users/{username}/keys": {
+    "parameters": [pth("username", word(2, 256))],
+    "post": op("Create an API key; the secret is in this answer only", "keys", body="#/components/schemas/KeyRequest", ok=("201", "#/components/schemas/NewKey")),
+    "get": op("List a user's keys (never the secret)", "keys", ok=("200", "#/components/schemas/KeyList"))},
+  "/v1/users/{username}/keys/{id}": {
+    "parameters": [pth("username", word(2, 256)), pth("id", {"type": "string"})],
+    "delete": op("Revoke a key", "keys", ok=("204", None))},
+  "/v1/audit": {"get": op("Audit actions of the period (ADMIN, AUDITOR)", "audit", params=listp + [
+      q("from", {"type": "string", "format": "date-time"}, "default: start of today (UTC)"),
+      q("to", {"type": "string", "format": "date-time"}, "default: now"),
+      q("company_key", word(3, 256), "one company"), q("username", word(2, 256), "one user"),
+      q("service_name", {"type": "string"}, "a pack's service"),
+      q("operation_id", {"type": "string", "minLength": 3, "maxLength": 256}, "a route id"),
+      q("method_group", {"type": "string"}, "READ, WRITE, ...")], ok=("200", "#/components/schemas/AuditList"))},
+  "/v1/statistics": {"get": op("Daily points per user, service and method group", "statistics", params=period, ok=("200", "#/components/schemas/Statistics"))},
+  "/v1/report": {"get": op("The statistics as an XLSX file", "statistics", params=period, ok=("200", xlsx))},
+  "/v1/tracecode/{tracecode}": {
+    "parameters": [pth("tracecode", {"type": "string", "minLength": 1, "maxLength": 64})],
+    "get": op("A captured body of a proxied request (ADMIN, AUDITOR)", "capture", params=[
+      q("data_flow_type", {"type": "string", "enum": ["INPUT", "OUTPUT"], "default": "INPUT"}, "INPUT: the request; OUTPUT: the answer"),
+      q("data_flow_stage", {"type": "integer", "minimum": 0, "maximum": 3, "default": 0}, "0: as received (INPUT: from the client, OUTPUT: from the upstreams); 1: as translated (INPUT: to the upstreams, OUTPUT: to the client)"),
+      q("data_flow_convert", {"type": "string", "enum": ["ORIGIN", "JSON"], "default": "ORIGIN"}, "JSON converts an XML body")],
+      ok=("200", {"*/*": {"schema": {"type": "string", "format": "binary"}}}))},
+}
+tracedata = obj({k: {"type": ["string", "null"]} for k in ["code", "client", "server", "service", "operation", "time"]})
+schemas = {
+  "Health": obj({"status": {"type": "string"}}),
+  "Version": obj({"major": {"type": "integer", "minimum": 1, "maximum": 100}, "minor": {"type": "integer", "minimum": 0, "maximum": 111}, "build": {"type": "string", "minLength": 1, "maxLength": 64}}, ["major", "minor", "build"]),
+  "Company": obj({"key": word(3, 256), "detail": {"type": ["string", "null"], "maxLength": 1024}, "enabled": {"type": "boolean", "default": True, "description": "false blocks the company's users and keys"}}, ["key"], True),
+  "Total": obj({"total": {"type": "integer"}}),
+  "CompanyList": obj({"companies": arr(ref("Company")), "statistics": totals("Total")}),
+  "UserWrite": obj({
+      "username": word(2, 256), "password": {"type": ["string", "null"], "minLength": 5, "maxLength": 256, "writeOnly": True},
+      "name": {"type": ["string", "null"], "minLength": 2, "maxLength": 256},
+      "email": {"type": ["string", "null"], "format": "email", "minLength": 5, "maxLength": 256},
+      "phone": {"type": ["string", "null"], "minLength": 5, "maxLength": 32}, "company_key": word(3, 256),
+      "enabled": {"type": "boolean", "default": True},
+      "roles": {"type": "array", "maxItems": 2, "uniqueItems": True, "items": {"type": "string", "enum": ["ADMIN", "PARTNER", "USER", "AUDITOR"]}},
+      "timezone": {"type": "integer", "minimum": -12, "maximum": 12, "default": 0}}, ["username", "company_key", "roles"], True),
+  "User": obj({"username": {"type": "string"}, "name": {"type": ["string", "null"]}, "email": {"type": ["string", "null"]}, "phone": {"type": ["string", "null"]}, "company_key": {"type": "string"}, "enabled": {"type": "boolean"}, "roles": arr({"type": "string"}), "timezone": {"type": "integer"}}),
+  "UserStats": obj({k: {"type": "integer"} for k in ["total", "active", "blocked", "admins"]}),
+  "UserList": obj({"users": arr(ref("User")), "statistics": totals("UserStats")}),
+  "KeyRequest": {"type": ["object", "null"], "additionalProperties": False, "properties": {"expires": {"type": ["string", "null"], "format": "date-time"}}},
+  "Key": obj({"id": {"type": "string"}, "prefix": {"type": "string"}, "created": {"type": "string", "format": "date-time"}, "expires": {"type": ["string", "null"], "format": "date-time"}, "revoked": {"type": "boolean"}}),
+  "NewKey": {"allOf": [ref("Key"), obj({"key": {"type": "string", "description": "the secret, shown once"}})]},
+  "KeyList": obj({"keys": arr(ref("Key"))}),
+  "Tracedata": tracedata,
+  "Error": obj({"tracedata": ref("Tracedata"), "message": {"type": "string"}}, ["tracedata", "message"]),
+  "AuditAction": obj({"username": {"type": "string"}, "company_key": {"type": "string"}, "tracedata": ref("Tracedata"), "method_group": {"type": "string"}, "statistics": obj({"points_count": {"type": "integer"}, "duration": {"type": "string", "description": "ISO 8601 duration"}}), "status": {"type": "integer"}}),
+  "AuditList": obj({"actions": arr(ref("AuditAction")), "statistics": totals("Total")}),
+  "Statistics": statistics,
+}
+doc = {"openapi": "3.1.0",
+       "info": {"title": "Rosetta admin API", "version": "1", "description": "Companies, users, API keys, audit, statistics. Errors are {tracedata, message} carrying the request's tracecode."},
+       "security": [{"apiKey": []}, {"bearer": []}, {"basic": []}],
+       "paths": paths,
+       "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}, "bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
+                      "responses": {"Error": {"description": "an error", "content": {"application/json": {"schema": ref("Error")}}}},
+                      "schemas": schemas}}
+open('__import__("os").path.join(__import__("os").path.dirname(__file__), "..", "src", "admin", "openapi.json")', 'w').write(json.dumps(doc, indent=1) + "\n")
