@@ -892,7 +892,7 @@ async fn bodies_are_captured_by_tracecode_with_secrets_masked() {
     // Retention: everything older than now goes.
     let gone = env.gw.store.purge_captures(i64::MAX).await.unwrap();
     assert_eq!(gone, 8);
-    get(format!("{tc}")).await.assert_admin_error(404);
+    get(tc.clone()).await.assert_admin_error(404);
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::jq::{JqFilter, to_val, with_key};
 use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind, UpstreamFormat};
 use super::template::{Template, lookup};
-use crate::capture::CallLog;
+use crate::capture::{CallLog, Exchange};
 use crate::context::RequestMeta;
 use crate::dialect::xml::{XmlRules, json_to_xml, xml_to_value};
 use crate::error::{GatewayError, UpstreamError};
@@ -472,12 +472,14 @@ async fn perform(
             Err(e) => (0, Bytes::from(e.to_string())),
         };
         log.record(
-            &method,
-            &call.upstream,
-            &path,
-            &body,
-            status,
-            &text,
+            Exchange {
+                method: &method,
+                upstream: &call.upstream,
+                path: &path,
+                request: &body,
+                status,
+                response: &text,
+            },
             env.capture_cap,
         );
     }
