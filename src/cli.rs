@@ -313,7 +313,7 @@ pub fn admin_banner(admin: &str, key: &str) -> String {
             ),
         ),
         (
-            "Give her an API key (shown once)",
+            "An API key for ann (the secret is shown once)",
             format!("curl -s {h} -X POST {admin}/v1/users/ann/keys"),
         ),
         (
