@@ -85,6 +85,16 @@ paths = {
       q("method_group", {"type": "string"}, "READ, WRITE, ...")], ok=("200", "#/components/schemas/AuditList"))},
   "/v1/statistics": {"get": op("Daily points per user, service and method group", "statistics", params=period, ok=("200", "#/components/schemas/Statistics"))},
   "/v1/report": {"get": op("The statistics as an XLSX file", "statistics", params=period, ok=("200", xlsx))},
+  "/v1/users/{username}/quotas": {
+    "parameters": [pth("username", word(2, 256))],
+    "put": op("Set the base quotas, or a dated window's with from/to", "quotas", params=[
+        q("from", {"type": "string", "format": "date"}, "first day of a dated window"),
+        q("to", {"type": "string", "format": "date"}, "last day of a dated window (needs from)")],
+        body="#/components/schemas/QuotaRequest", ok=("200", "#/components/schemas/QuotaRequest")),
+    "get": op("The user's base quotas and dated windows", "quotas", ok=("200", "#/components/schemas/QuotaList")),
+    "delete": op("Remove every quota of the user, or one window with from/to", "quotas", params=[
+        q("from", {"type": "string", "format": "date"}, "first day of the window to remove"),
+        q("to", {"type": "string", "format": "date"}, "last day of the window to remove")], ok=("204", None))},
   "/v1/tracecode/{tracecode}": {
     "parameters": [pth("tracecode", {"type": "string", "minLength": 1, "maxLength": 64})],
     "get": op("A captured body of a proxied request (ADMIN, AUDITOR)", "capture", params=[
@@ -120,6 +130,10 @@ schemas = {
   "AuditAction": obj({"username": {"type": "string"}, "company_key": {"type": "string"}, "tracedata": ref("Tracedata"), "method_group": {"type": "string"}, "statistics": obj({"points_count": {"type": "integer"}, "duration": {"type": "string", "description": "ISO 8601 duration"}}), "status": {"type": "integer"}}),
   "AuditList": obj({"actions": arr(ref("AuditAction")), "statistics": totals("Total")}),
   "Statistics": statistics,
+  "MethodQuota": obj({"method_group": {"type": "string", "pattern": "^[A-Z_]+$"}, **{k: {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000000} for k in ["points_per_request", "points_per_day", "points_per_date_window", "max_concurrent_execution"]}}, ["method_group"], True),
+  "ServiceQuota": obj({"service": {"type": "string", "pattern": "^\\w+$", "maxLength": 64}, "methods": arr(ref("MethodQuota"))}, ["service", "methods"], True),
+  "QuotaRequest": obj({"services": {"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": True, "items": ref("ServiceQuota")}}, ["services"], True),
+  "QuotaList": obj({"base": obj({"services": arr(ref("ServiceQuota"))}), "windows": arr(obj({"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}, "services": arr(ref("ServiceQuota"))}))}),
 }
 doc = {"openapi": "3.1.0",
        "info": {"title": "Rosetta admin API", "version": "1", "description": "Companies, users, API keys, audit, statistics. Errors are {tracedata, message} carrying the request's tracecode."},
@@ -128,4 +142,6 @@ doc = {"openapi": "3.1.0",
        "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}, "bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
                       "responses": {"Error": {"description": "an error", "content": {"application/json": {"schema": ref("Error")}}}},
                       "schemas": schemas}}
-open('__import__("os").path.join(__import__("os").path.dirname(__file__), "..", "src", "admin", "openapi.json")', 'w').write(json.dumps(doc, indent=1) + "\n")
+import os
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "admin", "openapi.json")
+open(out, "w").write(json.dumps(doc, indent=1) + "\n")

@@ -923,3 +923,95 @@ async fn by_default_only_errors_are_captured() {
     assert_eq!(out.status, 200);
     assert!(String::from_utf8_lossy(&out.body).contains("<code>-200</code>"));
 }
+
+#[tokio::test]
+async fn quotas_base_and_dated_windows() {
+    let env = start().await;
+    company(&env, "acme").await;
+    company(&env, "other").await;
+    user(&env, "ann", "acme", &["USER"]).await;
+    user(&env, "pat", "acme", &["PARTNER"]).await;
+    user(&env, "oli", "other", &["PARTNER"]).await;
+    let base = json!({"services": [{"service": "REDAPI_V1", "methods": [
+        {"method_group": "READ", "points_per_request": 1, "points_per_day": 1500,
+         "points_per_date_window": 1500, "max_concurrent_execution": 5}]}]});
+    let r = env
+        .root(Method::PUT, "/v1/users/ann/quotas", Some(base.clone()))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let window = json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "WRITE", "points_per_date_window": 10}]}]});
+    let r = env
+        .admin_call(
+            Method::PUT,
+            "/v1/users/ann/quotas?from=2026-12-01&to=2026-12-31",
+            Some(("Basic", &basic("pat"))),
+            Some(window.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "a PARTNER sets its own company's quotas");
+    let got = env
+        .root(Method::GET, "/v1/users/ann/quotas", None)
+        .await
+        .json();
+    assert_eq!(got["base"], base);
+    assert_eq!(
+        got["windows"],
+        json!([{"from": "2026-12-01", "to": "2026-12-31", "services": window["services"]}])
+    );
+    // Another company's PARTNER may not; bad bodies and windows are 400 and change nothing.
+    env.admin_call(
+        Method::PUT,
+        "/v1/users/ann/quotas",
+        Some(("Basic", &basic("oli"))),
+        Some(base.clone()),
+    )
+    .await
+    .assert_admin_error(403);
+    for (q, body) in [
+        ("", json!({"services": []})),
+        (
+            "",
+            json!({"services": [{"service": "X", "methods": [{"method_group": "READ", "points_per_day": -5}]}]}),
+        ),
+        ("?from=2026-12-31&to=2026-12-01", base.clone()),
+        ("?from=2026-12-01", base.clone()),
+        ("?from=tomorrow&to=2026-12-01", base.clone()),
+    ] {
+        env.root(Method::PUT, &format!("/v1/users/ann/quotas{q}"), Some(body))
+            .await
+            .assert_admin_error(400);
+    }
+    assert_eq!(
+        env.root(Method::GET, "/v1/users/ann/quotas", None)
+            .await
+            .json(),
+        got,
+        "nothing changed"
+    );
+    env.root(Method::PUT, "/v1/users/nobody/quotas", Some(base.clone()))
+        .await
+        .assert_admin_error(404);
+    let del = env
+        .root(
+            Method::DELETE,
+            "/v1/users/ann/quotas?from=2026-12-01&to=2026-12-31",
+            None,
+        )
+        .await;
+    assert_eq!(del.status, 204);
+    assert_eq!(
+        env.root(Method::GET, "/v1/users/ann/quotas", None)
+            .await
+            .json()["windows"],
+        json!([])
+    );
+    assert_eq!(
+        env.root(Method::DELETE, "/v1/users/ann/quotas", None)
+            .await
+            .status,
+        204
+    );
+    env.root(Method::DELETE, "/v1/users/ann/quotas", None)
+        .await
+        .assert_admin_error(404);
+}

@@ -52,6 +52,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/statistics"),
     ("GET", "/v1/report"),
     ("GET", "/v1/tracecode/{tracecode}"),
+    ("PUT", "/v1/users/{username}/quotas"),
+    ("GET", "/v1/users/{username}/quotas"),
+    ("DELETE", "/v1/users/{username}/quotas"),
 ];
 
 /// The OpenAPI 3.1 document of the admin API.
@@ -608,6 +611,68 @@ where
             admin.store_auth.invalidate();
             Ok(no_content())
         }
+        // ---- quotas (enforced by the quota layer)
+        (&Method::PUT, ["v1", "users", name, "quotas"]) => {
+            let owner = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !manages(&p, &owner.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            let window = quota_window(&pairs)?;
+            let services = validate::quotas(&read_json(body).await?)?;
+            store
+                .put_quotas(owner.username.clone(), window.clone(), services.clone())
+                .await
+                .map_err(store_err)?;
+            let mut v = json!({"services": services});
+            if let Some((from, to)) = window {
+                v["from"] = json!(from);
+                v["to"] = json!(to);
+            }
+            Ok(json_response(StatusCode::OK, &v))
+        }
+        (&Method::GET, ["v1", "users", name, "quotas"]) => {
+            let owner = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !reads(&p, &owner.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            let q = store.get_quotas(owner.username).await.map_err(store_err)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "base": {"services": q.base.unwrap_or_else(|| json!([]))},
+                    "windows": q.windows.into_iter()
+                        .map(|(from, to, services)| json!({"from": from, "to": to, "services": services}))
+                        .collect::<Vec<_>>(),
+                }),
+            ))
+        }
+        (&Method::DELETE, ["v1", "users", name, "quotas"]) => {
+            let owner = store
+                .get_user((*name).to_owned())
+                .await
+                .map_err(store_err)?;
+            if !manages(&p, &owner.company_key) {
+                return Err(forbidden("not a user of your company"));
+            }
+            let window = quota_window(&pairs)?;
+            let n = store
+                .delete_quotas(owner.username.clone(), window)
+                .await
+                .map_err(store_err)?;
+            if n == 0 {
+                return Err(GatewayError::NotFound(format!(
+                    "quotas of `{}`",
+                    owner.username
+                )));
+            }
+            Ok(no_content())
+        }
         // ---- audit
         (&Method::GET, ["v1", "audit"]) => {
             if !reads_all(&p) {
@@ -786,6 +851,32 @@ async fn captured(
             .insert("x-capture-truncated", HeaderValue::from_static("true"));
     }
     Ok(r)
+}
+
+/// `from`/`to` (both or neither, `YYYY-MM-DD`, `from <= to`): a dated quota window.
+fn quota_window(pairs: &[(String, String)]) -> Result<Option<(String, String)>, GatewayError> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let parse = |k: &str, v: &str| {
+        time::Date::parse(v, fmt)
+            .map_err(|_| BadRequest::param(k, format!("{k} must be a YYYY-MM-DD date")))
+    };
+    match (get("from"), get("to")) {
+        (None, None) => Ok(None),
+        (Some(f), Some(t)) => {
+            let (from, to) = (parse("from", f)?, parse("to", t)?);
+            if from > to {
+                return Err(BadRequest::param("from", "from must not be after to").into());
+            }
+            Ok(Some((f.to_owned(), t.to_owned())))
+        }
+        (Some(_), None) => {
+            Err(BadRequest::param("to", "a dated window needs both from and to").into())
+        }
+        (None, Some(_)) => {
+            Err(BadRequest::param("from", "a dated window needs both from and to").into())
+        }
+    }
 }
 
 /// Seed 003's statistics period: `from`/`to` dates (default: this month up to yesterday,

@@ -194,6 +194,101 @@ pub fn user(body: &Value) -> Result<(User, Option<String>), BadRequest> {
     ))
 }
 
+/// The quota limits a method group may carry (seed 003); each optional, a whole number.
+pub const QUOTA_LIMITS: [&str; 4] = [
+    "points_per_request",
+    "points_per_day",
+    "points_per_date_window",
+    "max_concurrent_execution",
+];
+
+/// Seed 003's quota request `{services: [{service, methods: [{method_group, …limits}]}]}`:
+/// 1..100 services, each named once, each method group named once per service.
+pub fn quotas(body: &Value) -> Result<Value, BadRequest> {
+    let m = object(body, "quota")?;
+    only(m, &["services"])?;
+    let Some(Value::Array(services)) = m.get("services") else {
+        return Err(BadRequest::param("services", "services must be an array"));
+    };
+    if services.is_empty() || services.len() > 100 {
+        return Err(BadRequest::param(
+            "services",
+            "services holds 1 to 100 items",
+        ));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::with_capacity(services.len());
+    for s in services {
+        let s = s
+            .as_object()
+            .ok_or_else(|| BadRequest::param("services", "each service must be an object"))?;
+        only(s, &["service", "methods"])?;
+        let name = required_str(s, "service")?;
+        if !len_in(name, 1, 64) || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(BadRequest::param(
+                "service",
+                "service must be 1 to 64 letters, digits or `_`",
+            ));
+        }
+        if seen.contains(&name) {
+            return Err(BadRequest::param(
+                "services",
+                format!("service `{name}` is listed twice"),
+            ));
+        }
+        seen.push(name);
+        let Some(Value::Array(methods)) = s.get("methods") else {
+            return Err(BadRequest::param("methods", "methods must be an array"));
+        };
+        let mut groups: Vec<&str> = Vec::new();
+        let mut out_methods = Vec::with_capacity(methods.len());
+        for mg in methods {
+            let mg = mg
+                .as_object()
+                .ok_or_else(|| BadRequest::param("methods", "each method must be an object"))?;
+            let mut allowed = vec!["method_group"];
+            allowed.extend(QUOTA_LIMITS);
+            only(mg, &allowed)?;
+            let group = required_str(mg, "method_group")?;
+            if !len_in(group, 1, 64) || !group.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                return Err(BadRequest::param(
+                    "method_group",
+                    "method_group must be an upper-case name such as READ",
+                ));
+            }
+            if groups.contains(&group) {
+                return Err(BadRequest::param(
+                    "methods",
+                    format!("method_group `{group}` is listed twice"),
+                ));
+            }
+            groups.push(group);
+            let mut o = Map::new();
+            o.insert("method_group".into(), Value::String(group.to_owned()));
+            for limit in QUOTA_LIMITS {
+                match mg.get(limit) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= 1_000_000_000) => {
+                        o.insert(limit.into(), Value::Number(n.clone()));
+                    }
+                    Some(_) => {
+                        return Err(BadRequest::param(
+                            limit,
+                            format!("{limit} must be a whole number from 0 to 1000000000"),
+                        ));
+                    }
+                }
+            }
+            out_methods.push(Value::Object(o));
+        }
+        let mut so = Map::new();
+        so.insert("service".into(), Value::String(name.to_owned()));
+        so.insert("methods".into(), Value::Array(out_methods));
+        out.push(Value::Object(so));
+    }
+    Ok(Value::Array(out))
+}
+
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
@@ -388,6 +483,48 @@ mod tests {
             field_of(company(&json!({"key": "abc", "owner": 1}))),
             "owner"
         );
+    }
+
+    #[test]
+    fn quota_rules() {
+        let ok = json!({"services": [{"service": "UNIVERSAL", "methods": [{"method_group": "PLAN",
+                 "points_per_request": 15, "points_per_day": 1500, "points_per_date_window": 1500, "max_concurrent_execution": 5}]}]});
+        assert_eq!(field_of(quotas(&ok)), "ok");
+        let cases = [
+            (json!({"services": []}), "services"),
+            (
+                json!({"services": [{"service": "A", "methods": []}, {"service": "A", "methods": []}]}),
+                "services",
+            ),
+            (
+                json!({"services": [{"service": "bad name", "methods": []}]}),
+                "service",
+            ),
+            (
+                json!({"services": [{"service": "A", "methods": [{"method_group": "read"}]}]}),
+                "method_group",
+            ),
+            (
+                json!({"services": [{"service": "A", "methods": [{"method_group": "R"}, {"method_group": "R"}]}]}),
+                "methods",
+            ),
+            (
+                json!({"services": [{"service": "A", "methods": [{"method_group": "R", "points_per_day": -1}]}]}),
+                "points_per_day",
+            ),
+            (
+                json!({"services": [{"service": "A", "methods": [{"method_group": "R", "max_concurrent_execution": 1.5}]}]}),
+                "max_concurrent_execution",
+            ),
+            (
+                json!({"services": [{"service": "A", "methods": [{"method_group": "R", "burst": 1}]}]}),
+                "burst",
+            ),
+            (json!({"base": {}}), "base"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(quotas(&body)), field, "{body}");
+        }
     }
 
     #[test]

@@ -126,6 +126,14 @@ pub struct AuditRow {
     pub fingerprint: String,
 }
 
+/// A user's quotas as stored: base and dated windows, each seed 003's `services` list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Quotas {
+    pub base: Option<serde_json::Value>,
+    /// `(from, to, services)`, ordered by `from`.
+    pub windows: Vec<(String, String, serde_json::Value)>,
+}
+
 /// A statistics request: local days `from_day..=to_day` (`YYYY-MM-DD`, in each user's
 /// timezone), optionally one user or one company.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +228,22 @@ pub trait Store: Send + Sync + 'static {
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>>;
     /// Daily points per user, service and method group, ordered by user, day, service, group.
     fn statistics(&self, q: StatsQuery) -> StoreFuture<'_, Vec<StatRow>>;
+    /// Sets the user's quotas (seed 003's `{services: […]}`): the base quotas, or those of
+    /// the dated window `from..=to` (`YYYY-MM-DD`).
+    fn put_quotas(
+        &self,
+        username: String,
+        window: Option<(String, String)>,
+        services: serde_json::Value,
+    ) -> StoreFuture<'_, ()>;
+    /// The user's base quotas and dated windows.
+    fn get_quotas(&self, username: String) -> StoreFuture<'_, Quotas>;
+    /// Removes the base quotas and every window (`None`) or one window; how many went.
+    fn delete_quotas(
+        &self,
+        username: String,
+        window: Option<(String, String)>,
+    ) -> StoreFuture<'_, u64>;
     /// Queues the captured bodies of one request.
     fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>);
     /// One captured body of a request.

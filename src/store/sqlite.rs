@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use crate::capture::{CapturedBody, Flow};
 
 use super::{
-    ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, StatRow, StatsQuery,
-    Store, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
+    ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Quotas, StatRow,
+    StatsQuery, Store, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
 };
 
 /// Schema migrations, in order; `user_version` is how many have run.
@@ -70,6 +70,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tracecode, flow, stage)
      );
      CREATE INDEX captures_time ON captures(time_ms);",
+    // 4: quotas per user: the base row has empty dates.
+    "CREATE TABLE quotas (
+        username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE ON UPDATE CASCADE,
+        from_day TEXT NOT NULL,
+        to_day TEXT NOT NULL,
+        services TEXT NOT NULL,
+        PRIMARY KEY (username, from_day, to_day)
+     );",
 ];
 
 /// Rows written per transaction at most.
@@ -874,6 +882,75 @@ impl Store for SqliteStore {
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)
+        })
+    }
+
+    fn put_quotas(
+        &self,
+        username: String,
+        window: Option<(String, String)>,
+        services: serde_json::Value,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |conn| {
+            let (from, to) = window.unwrap_or_default();
+            conn.execute(
+                "INSERT OR REPLACE INTO quotas (username, from_day, to_day, services) VALUES (?1, ?2, ?3, ?4)",
+                params![username, from, to, services.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::NotFound(format!("user `{username}`"))
+                } else {
+                    backend(e)
+                }
+            })
+        })
+    }
+
+    fn get_quotas(&self, username: String) -> StoreFuture<'_, Quotas> {
+        self.with(move |conn| {
+            let mut st = conn
+                .prepare(
+                    "SELECT from_day, to_day, services FROM quotas WHERE username = ?1 ORDER BY from_day, to_day",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([&username], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let mut q = Quotas::default();
+            for (from, to, text) in rows {
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Backend(format!("stored quotas are not JSON: {e}")))?;
+                if from.is_empty() {
+                    q.base = Some(v);
+                } else {
+                    q.windows.push((from, to, v));
+                }
+            }
+            Ok(q)
+        })
+    }
+
+    fn delete_quotas(
+        &self,
+        username: String,
+        window: Option<(String, String)>,
+    ) -> StoreFuture<'_, u64> {
+        self.with(move |conn| {
+            let n = match window {
+                None => conn.execute("DELETE FROM quotas WHERE username = ?1", [&username]),
+                Some((from, to)) => conn.execute(
+                    "DELETE FROM quotas WHERE username = ?1 AND from_day = ?2 AND to_day = ?3",
+                    params![username, from, to],
+                ),
+            }
+            .map_err(backend)?;
+            Ok(n as u64)
         })
     }
 
