@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateway;
 pub mod identity;
 pub mod mapping;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -1015,3 +1015,30 @@ async fn quotas_base_and_dated_windows() {
         .await
         .assert_admin_error(404);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_and_audit_rows() {
+    let env = start().await;
+    let before = env.admin_call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        before.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    env.get("/companies").await;
+    env.gw.store.flush().await.unwrap();
+    let text = String::from_utf8_lossy(
+        &env.admin_call(Method::GET, "/metrics", None, None)
+            .await
+            .body,
+    )
+    .into_owned();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert!(value("rosetta_http_requests_total{class=\"2xx\"}") >= 1.0);
+    assert!(value("rosetta_audit_rows_written_total") >= 1.0);
+    assert!(value("rosetta_admin_requests_total") >= 1.0);
+}

@@ -34,6 +34,7 @@ use crate::store::{
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
     ("GET", "/v1/version"),
+    ("GET", "/metrics"),
     ("GET", "/v1/docs/openapi.json"),
     ("POST", "/v1/companies"),
     ("GET", "/v1/companies"),
@@ -143,6 +144,7 @@ where
     let path = req.uri().path().to_owned();
     let operation = format!("{method} {path}");
     let mut principal = None;
+    crate::metrics::admin_request();
     let result = route(&admin, req, &mut principal).await;
     let mut resp = match result {
         Ok(r) => r,
@@ -329,6 +331,14 @@ where
         (&Method::GET, ["health"]) => {
             admin.store.user_count().await.map_err(store_err)?;
             return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})));
+        }
+        (&Method::GET, ["metrics"]) => {
+            let mut r = Response::new(full(Bytes::from(crate::metrics::render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(r);
         }
         (&Method::GET, ["v1", "docs", "openapi.json"]) => {
             let mut r = Response::new(full(Bytes::from_static(OPENAPI.as_bytes())));

@@ -196,8 +196,11 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
         }
         let result =
             write_audit(&mut conn, &rows).and_then(|()| write_captures(&mut conn, &captures));
-        if let Err(e) = &result {
-            tracing::error!(error = %e, rows = rows.len(), "audit rows could not be written");
+        match &result {
+            Ok(()) => crate::metrics::audit_written(rows.len() as u64),
+            Err(e) => {
+                tracing::error!(error = %e, rows = rows.len(), "audit rows could not be written");
+            }
         }
         for w in waiters {
             let _ = w.send(result.clone());
@@ -746,6 +749,7 @@ impl Store for SqliteStore {
     }
 
     fn record_audit(&self, row: AuditRow) {
+        crate::metrics::audit_queued();
         if self.writer.send(Msg::Audit(Box::new(row))).is_err() {
             tracing::error!("the audit writer has stopped; an audit row was dropped");
         }
@@ -955,6 +959,7 @@ impl Store for SqliteStore {
     }
 
     fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>) {
+        crate::metrics::capture_queued();
         if self
             .writer
             .send(Msg::Capture(tracecode, time_ms, bodies))

@@ -61,6 +61,10 @@ where
         if let Ok(v) = HeaderValue::from_str(&this.meta.tracecode) {
             headers.insert("x-trace-code", v);
         }
+        crate::metrics::request(
+            resp.status().as_u16(),
+            this.meta.started.elapsed().as_micros() as u64,
+        );
         // The path only: query strings may carry secrets (tokens, keys).
         tracing::info!(
             status = resp.status().as_u16(),
