@@ -80,7 +80,9 @@ async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(
     let admin = TcpListener::bind(&cfg.admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.admin_listen))?;
-    tracing::info!(listen = %cfg.listen, admin = %cfg.admin_listen, routes = gateway.catalog.routes.len(), "rosetta is serving");
+    // The bound addresses (a configured port 0 becomes a real one): scripts and tests read them.
+    let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(listen = %bound(&listener), admin = %bound(&admin), routes = gateway.catalog.routes.len(), "rosetta is serving");
     serve_gateway(
         &gateway,
         listener,
