@@ -588,9 +588,10 @@ async fn every_proxied_request_is_one_audit_action() {
 }
 
 #[tokio::test]
-async fn companies_users_keys_and_audit_survive_a_restart() {
+async fn companies_users_keys_audit_and_captures_survive_a_restart() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let secret;
+    let tracecode;
     {
         let env = start_in(dir.clone(), |_| {}).await;
         company(&env, "northwind").await;
@@ -605,9 +606,22 @@ async fn companies_users_keys_and_audit_survive_a_restart() {
             )
             .await;
         assert_eq!(r.status, 200);
+        // An error is captured (the default mode).
+        let failed = env.get("/companies/no-such-company").await;
+        assert_eq!(failed.status, 404);
+        tracecode = failed.header("x-trace-code").unwrap().to_owned();
         env.stop().await;
     }
     let env = start_in(dir, |_| {}).await;
+    let kept = env
+        .root(
+            Method::GET,
+            &format!("/v1/tracecode/{tracecode}?data_flow_type=OUTPUT&data_flow_stage=1"),
+            None,
+        )
+        .await;
+    assert_eq!(kept.status, 200, "the capture survived");
+    assert_eq!(kept.json()["status"], 404);
     let users = env.root(Method::GET, "/v1/users", None).await.json();
     assert_eq!(
         users["statistics"]["overall"]["total"], 2,
