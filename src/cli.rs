@@ -19,6 +19,10 @@ pub fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = crate::limits::rate::policies(&cfg.rate_limits) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match load_catalog(&cfg) {
         Ok(catalog) => {
             for pack in &catalog.packs {

@@ -6,6 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The client's address, inserted by the server for each connection's requests.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Identity of one request, as the trace layer assigned it.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {

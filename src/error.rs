@@ -32,10 +32,14 @@ pub enum GatewayError {
     #[error(transparent)]
     BadRequest(#[from] BadRequest),
     /// A rate-limit policy refused the request.
-    #[error("rate limit {policy} exceeded")]
+    #[error(
+        "rate limit {policy} exceeded: {limit} requests in a burst; retry after {retry_after:?}"
+    )]
     RateLimited {
         policy: String,
         retry_after: Duration,
+        /// The policy's burst, for `RateLimit-Limit`.
+        limit: u32,
     },
     /// A quota refused the request.
     #[error("quota exhausted: {limit}")]

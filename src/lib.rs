@@ -16,6 +16,7 @@ pub mod dialect;
 pub mod error;
 pub mod gateway;
 pub mod identity;
+pub mod limits;
 pub mod mapping;
 pub mod metrics;
 pub mod server;

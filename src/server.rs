@@ -76,7 +76,12 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                // Every request of the connection carries the client's address (rate limits by ip).
+                let svc = tower::ServiceExt::map_request(service.clone(), move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(crate::context::PeerAddr(peer));
+                    req
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {

@@ -61,6 +61,7 @@ async fn sigterm_under_load_loses_no_audit_row() {
         .env("ROSETTA__ADMIN__BOOTSTRAP_PASSWORD", "root-password")
         .env("ROSETTA__UPSTREAMS__APPDIRECT__URL", appdirect.url())
         .env("ROSETTA__LOG__FORMAT", "json")
+        .env("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")
         .env("ROSETTA__LOG__LEVEL", "info")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())

@@ -253,6 +253,7 @@ mod tests {
                 GatewayError::RateLimited {
                     policy: "default".into(),
                     retry_after: Duration::from_secs(1),
+                    limit: 20,
                 },
                 -9429,
             ),

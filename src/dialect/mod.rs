@@ -162,6 +162,18 @@ impl Dialect {
     }
 
     fn error_headers(self, err: &GatewayError, mut resp: Response<Body>) -> Response<Body> {
+        if let GatewayError::RateLimited {
+            limit, retry_after, ..
+        } = err
+        {
+            let h = resp.headers_mut();
+            h.insert("ratelimit-limit", HeaderValue::from(*limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            h.insert(
+                "ratelimit-reset",
+                HeaderValue::from(crate::limits::rate::ceil_secs(*retry_after)),
+            );
+        }
         if let Some(secs) = err.retry_after_secs() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

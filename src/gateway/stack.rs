@@ -12,11 +12,12 @@ use tower::{Service, ServiceBuilder};
 
 use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
+use super::ratelimit::RateLimitLayer;
 use super::rescue::RescueLayer;
 use super::route::RouteLayer;
 use super::translate::{CaptureSink, TranslateLayer};
 use super::upstream::Executor;
-use super::{cache, quota, ratelimit};
+use super::{cache, quota};
 use crate::admin::Admin;
 use crate::body::{Body, BoxError};
 use crate::config::{AdminConfig, CaptureMode};
@@ -24,6 +25,7 @@ use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
 use crate::identity::passwords::hash_password;
 use crate::identity::{AuthChain, StaticKeys, StoreAuth};
+use crate::limits::rate::{LocalLimiter, Policy, RateLimiter};
 use crate::mapping::exec::CallUpstream;
 use crate::mapping::pack::{Catalog, LoadErrors, load_catalog};
 use crate::store::{Company, SqliteStore, Store, StoreError, User};
@@ -60,12 +62,17 @@ pub struct Gateway {
     /// Request bodies kept by tracecode; `None` when capture is off.
     pub capture: Option<CaptureSink>,
     pub capture_retention: std::time::Duration,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub policies: Arc<std::collections::HashMap<String, Policy>>,
 }
 
 impl Gateway {
     /// Loads the packs, builds the upstream clients and the identity providers.
     pub fn from_config(cfg: &Config) -> Result<Self, BuildError> {
         let catalog = load_catalog(cfg)?;
+        let policies = crate::limits::rate::policies(&cfg.rate_limits)
+            .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
+        let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(&policies));
         let upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
         let path = cfg.store_path();
         let store: Arc<dyn Store> =
@@ -100,6 +107,8 @@ impl Gateway {
                 }),
             },
             capture_retention: cfg.capture.retention,
+            limiter,
+            policies: Arc::new(policies),
             store,
             store_auth,
             server_name: Arc::from(
@@ -196,7 +205,10 @@ impl Gateway {
                 self.server_name.clone(),
             ))
             // Leaky bucket per (policy, key): seam until the rate-limit issue.
-            .layer(ratelimit::layer())
+            .layer(RateLimitLayer::new(
+                self.limiter.clone(),
+                self.policies.clone(),
+            ))
             // Points, daily, dated-window and concurrency quotas: seam until the quota issue.
             .layer(quota::layer())
             // Cached translated GET responses: seam until the cache issue.

@@ -150,6 +150,10 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
     cfg.store.path = dir.path().join("rosetta.db");
     cfg.admin.bootstrap_user = Some(ROOT.0.into());
     cfg.admin.bootstrap_password = Some(ROOT.1.into());
+    // Tests fire requests faster than AppDirect's 5/s; the rate-limit tests set their own.
+    if let Some(d) = cfg.rate_limits.get_mut("default") {
+        d.burst = 1_000_000;
+    }
     adjust(&mut cfg);
     let gateway = Gateway::from_config(&cfg).expect("gateway builds");
     gateway.bootstrap(&cfg.admin).await.expect("bootstrap");

@@ -1,11 +1,10 @@
-//! Rate limiting (leaky bucket per policy and key): a seam for now.
-//!
-//! The stack already has this layer's place so that adding the governor-backed limiter
-//! changes no other layer; until then it passes requests through untouched.
+//! Rate limiting: the route's policy (its own, else its pack's) is checked before anything
+//! is read or translated; a refusal is 429 with `Retry-After` in the client's dialect, and
+//! every answer of a limited route carries `RateLimit-Limit`, `RateLimit-Remaining` and
+//! `RateLimit-Reset`. The arithmetic is in [`crate::limits::rate`].
 
-use tower::layer::util::Identity;
+mod layer;
+mod service;
 
-/// The rate-limit layer (pass-through until the rate-limit issue lands).
-pub fn layer() -> Identity {
-    Identity::new()
-}
+pub use layer::RateLimitLayer;
+pub use service::RateLimit;

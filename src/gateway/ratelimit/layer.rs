@@ -1,0 +1,34 @@
+//! [`RateLimitLayer`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::RateLimit;
+use crate::limits::rate::{Policy, RateLimiter};
+
+/// Checks each routed request against its route's policy.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    limiter: Arc<dyn RateLimiter>,
+    policies: Arc<HashMap<String, Policy>>,
+}
+
+impl RateLimitLayer {
+    pub fn new(limiter: Arc<dyn RateLimiter>, policies: Arc<HashMap<String, Policy>>) -> Self {
+        Self { limiter, policies }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+            policies: self.policies.clone(),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! [`RateLimit`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tower::Service;
+
+use super::super::{BoxFuture, RouteCtx};
+use crate::body::Body;
+use crate::context::PeerAddr;
+use crate::error::GatewayError;
+use crate::identity::Principal;
+use crate::limits::rate::{KeyInput, KeyKind, Policy, RateLimiter, bucket_key, ceil_secs};
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    pub(super) inner: S,
+    pub(super) limiter: Arc<dyn RateLimiter>,
+    pub(super) policies: Arc<HashMap<String, Policy>>,
+}
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = req
+            .extensions()
+            .get::<RouteCtx>()
+            .and_then(|rc| rc.route.rate_limit.as_ref())
+            .and_then(|name| self.policies.get(name))
+            .cloned();
+        let Some(policy) = policy else {
+            return Box::pin(inner.call(req));
+        };
+        let principal = req.extensions().get::<Principal>();
+        let ip = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|p| p.0.ip().to_string());
+        let header = match &policy.key {
+            KeyKind::Header(name) => req.headers().get(name).and_then(|v| v.to_str().ok()),
+            KeyKind::User | KeyKind::Company | KeyKind::ApiKey | KeyKind::Ip | KeyKind::Global => {
+                None
+            }
+        };
+        let key = bucket_key(
+            &policy,
+            &KeyInput {
+                user: principal.map_or("", |p| &p.user),
+                company: principal.map_or("", |p| &p.company),
+                key_id: principal.and_then(|p| p.key_id.as_deref()),
+                ip: ip.as_deref(),
+                header,
+            },
+        );
+        let d = self.limiter.check(&policy, &key);
+        if !d.allowed {
+            return Box::pin(std::future::ready(Err(GatewayError::RateLimited {
+                policy: policy.name.clone(),
+                retry_after: d.retry_after,
+                limit: d.limit,
+            })));
+        }
+        Box::pin(async move {
+            let mut resp = inner.call(req).await?;
+            let h = resp.headers_mut();
+            h.insert("ratelimit-limit", HeaderValue::from(d.limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+            h.insert("ratelimit-reset", HeaderValue::from(ceil_secs(d.reset)));
+            Ok(resp)
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Rate limits through the real server: the pack's policy, the headers, and 429 refusals in
+//! each client's dialect that consume nothing and reach no upstream.
+
+mod common;
+
+use common::{KEY, OTHER_KEY, start_with};
+use http::Method;
+
+fn tight(cfg: &mut rosetta::config::Config) {
+    let d = cfg.rate_limits.get_mut("default").unwrap();
+    d.burst = 3;
+    d.rate = "1/h".into();
+}
+
+#[tokio::test]
+async fn v1_clients_get_headers_then_a_problem_429() {
+    let env = start_with(tight).await;
+    for remaining in [2, 1, 0] {
+        let r = env.get("/companies").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-limit"), Some("3"));
+        assert_eq!(
+            r.header("ratelimit-remaining"),
+            Some(remaining.to_string().as_str())
+        );
+        assert!(r.header("ratelimit-reset").is_some());
+    }
+    let calls = env.appdirect_calls();
+    let r = env.get("/companies").await;
+    let doc = r.assert_problem(429);
+    assert!(doc["detail"].as_str().unwrap().contains("default"));
+    assert_eq!(r.header("retry-after"), Some("3600"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    assert_eq!(
+        env.appdirect_calls(),
+        calls,
+        "a refusal reaches no upstream"
+    );
+    // Another user has a bucket of their own.
+    let other = env
+        .send(
+            Method::GET,
+            &format!("/companies/{}", rosetta::demo::PARTNER_ID),
+            &[("authorization", &format!("Bearer {OTHER_KEY}"))],
+            "",
+        )
+        .await;
+    assert_eq!(other.status, 200);
+}
+
+#[tokio::test]
+async fn longjump_clients_get_code_minus_9429() {
+    let env = start_with(tight).await;
+    let path = format!("/networking/rest/tenant/{}", rosetta::demo::PARTNER_ID);
+    for _ in 0..3 {
+        assert_eq!(env.get(&path).await.status, 200);
+    }
+    let r = env.get(&path).await;
+    let doc = r.assert_lj(429, -9429);
+    assert!(
+        doc["message"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit")
+    );
+    assert_eq!(r.header("retry-after"), Some("3600"));
+}
+
+#[tokio::test]
+async fn an_ip_key_is_shared_by_every_user_of_the_address() {
+    let env = start_with(|cfg| {
+        tight(cfg);
+        cfg.rate_limits.get_mut("default").unwrap().key = "ip".into();
+    })
+    .await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    for key in [KEY, OTHER_KEY, KEY] {
+        let r = env
+            .send(
+                Method::GET,
+                &path,
+                &[("authorization", &format!("Bearer {key}"))],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    env.send(
+        Method::GET,
+        &path,
+        &[("authorization", &format!("Bearer {OTHER_KEY}"))],
+        "",
+    )
+    .await
+    .assert_problem(429);
+}
