@@ -73,6 +73,16 @@ pub struct Admin {
     pub store_auth: StoreAuth,
     /// `tracedata.server`.
     pub server_name: Arc<str>,
+    /// Told about quota and timezone changes, so they apply to the next request.
+    pub quotas: Option<crate::gateway::quota::QuotaBook>,
+}
+
+impl Admin {
+    async fn quotas_changed(&self, username: &str) {
+        if let Some(b) = &self.quotas {
+            b.invalidate(username).await;
+        }
+    }
 }
 
 impl Admin {
@@ -504,6 +514,7 @@ where
                 .await
                 .map_err(store_err)?;
             admin.store_auth.invalidate();
+            admin.quotas_changed(&u.username).await;
             Ok(json_response(StatusCode::OK, &user_json(&u)))
         }
         (&Method::DELETE, ["v1", "users", name]) => {
@@ -636,6 +647,7 @@ where
                 .put_quotas(owner.username.clone(), window.clone(), services.clone())
                 .await
                 .map_err(store_err)?;
+            admin.quotas_changed(&owner.username).await;
             let mut v = json!({"services": services});
             if let Some((from, to)) = window {
                 v["from"] = json!(from);
@@ -675,6 +687,7 @@ where
                 .delete_quotas(owner.username.clone(), window)
                 .await
                 .map_err(store_err)?;
+            admin.quotas_changed(&owner.username).await;
             if n == 0 {
                 return Err(GatewayError::NotFound(format!(
                     "quotas of `{}`",

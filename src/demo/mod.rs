@@ -14,6 +14,7 @@ mod redapi;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -168,6 +169,8 @@ pub struct DemoServer {
     task: tokio::task::JoinHandle<()>,
     /// Backend-specific controls (RedAPI token revocation).
     pub(crate) tokens: Option<redapi::Tokens>,
+    /// Requests being handled now, and the most ever at once.
+    gauge: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl DemoServer {
@@ -186,6 +189,11 @@ impl DemoServer {
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The most requests this backend has handled at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.gauge.1.load(Ordering::SeqCst)
     }
 
     /// RedAPI only: how many token requests it answered.
@@ -252,6 +260,8 @@ async fn start(
     let (log, faults) = (RequestLog::default(), Faults::default());
     let (stop, mut stopped) = oneshot::channel::<()>();
     let (l2, f2) = (log.clone(), faults.clone());
+    let gauge: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
+    let g2 = gauge.clone();
     let task = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -259,10 +269,18 @@ async fn start(
                 _ = &mut stopped => break,
             };
             let Ok((stream, _)) = accepted else { continue };
-            let (h, l, f) = (handler.clone(), l2.clone(), f2.clone());
+            let (h, l, f, g) = (handler.clone(), l2.clone(), f2.clone(), g2.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
-                    serve_one(h.clone(), l.clone(), f.clone(), format, req)
+                    let g = g.clone();
+                    let now = g.0.fetch_add(1, Ordering::SeqCst) + 1;
+                    g.1.fetch_max(now, Ordering::SeqCst);
+                    let fut = serve_one(h.clone(), l.clone(), f.clone(), format, req);
+                    async move {
+                        let r = fut.await;
+                        g.0.fetch_sub(1, Ordering::SeqCst);
+                        r
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -277,6 +295,7 @@ async fn start(
         stop: Some(stop),
         task,
         tokens,
+        gauge,
     })
 }
 

@@ -12,12 +12,13 @@ use tower::{Service, ServiceBuilder};
 
 use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
+use super::cache;
+use super::quota::{QuotaBook, QuotaLayer};
 use super::ratelimit::RateLimitLayer;
 use super::rescue::RescueLayer;
 use super::route::RouteLayer;
 use super::translate::{CaptureSink, TranslateLayer};
 use super::upstream::Executor;
-use super::{cache, quota};
 use crate::admin::Admin;
 use crate::body::{Body, BoxError};
 use crate::config::{AdminConfig, CaptureMode};
@@ -63,6 +64,7 @@ pub struct Gateway {
     pub capture: Option<CaptureSink>,
     pub capture_retention: std::time::Duration,
     pub limiter: Arc<dyn RateLimiter>,
+    pub quotas: QuotaBook,
     pub policies: Arc<std::collections::HashMap<String, Policy>>,
 }
 
@@ -108,6 +110,10 @@ impl Gateway {
             },
             capture_retention: cfg.capture.retention,
             limiter,
+            quotas: QuotaBook::new(
+                store.clone(),
+                Arc::new(crate::limits::quota::LocalQuotas::default()),
+            ),
             policies: Arc::new(policies),
             store,
             store_auth,
@@ -127,6 +133,7 @@ impl Gateway {
             auth: self.auth.clone(),
             store_auth: self.store_auth.clone(),
             server_name: self.server_name.clone(),
+            quotas: Some(self.quotas.clone()),
         }
     }
 
@@ -210,7 +217,7 @@ impl Gateway {
                 self.policies.clone(),
             ))
             // Points, daily, dated-window and concurrency quotas: seam until the quota issue.
-            .layer(quota::layer())
+            .layer(QuotaLayer::new(self.quotas.clone()))
             // Cached translated GET responses: seam until the cache issue.
             .layer(cache::layer())
             // Client dialect ⇄ execution context: body limit, parsing, params, paging.

@@ -5,4 +5,5 @@
 //! and ask. Counters sit behind traits so a shared (Redis) implementation can replace the
 //! in-process one without any layer changing.
 
+pub mod quota;
 pub mod rate;

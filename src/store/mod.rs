@@ -244,6 +244,17 @@ pub trait Store: Send + Sync + 'static {
         username: String,
         window: Option<(String, String)>,
     ) -> StoreFuture<'_, u64>;
+    /// Points of `username`'s answered requests to `service`/`method_group` in
+    /// `[from_ms, to_ms)` (audit rows; server errors and 429 refusals excluded): where a
+    /// quota counter starts after a restart.
+    fn points_used(
+        &self,
+        username: String,
+        service: String,
+        method_group: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreFuture<'_, u64>;
     /// Queues the captured bodies of one request.
     fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>);
     /// One captured body of a request.

@@ -958,6 +958,27 @@ impl Store for SqliteStore {
         })
     }
 
+    fn points_used(
+        &self,
+        username: String,
+        service: String,
+        method_group: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreFuture<'_, u64> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT COALESCE(SUM(points), 0) FROM audit
+                 WHERE username = ?1 AND service = ?2 AND method_group = ?3
+                   AND time_ms >= ?4 AND time_ms < ?5 AND status < 500 AND status <> 429",
+                params![username, service, method_group, from_ms, to_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+    }
+
     fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>) {
         crate::metrics::capture_queued();
         if self

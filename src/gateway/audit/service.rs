@@ -11,7 +11,6 @@ use crate::body::Body;
 use crate::context::RequestMeta;
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::mapping::pack::Points;
 use crate::store::{AuditRow, Store};
 
 /// See the module docs.
@@ -43,8 +42,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (store, server) = (self.store.clone(), self.server.clone());
-        let route = req.extensions().get::<RouteCtx>().map(|r| r.route.clone());
+        let rc = req.extensions().get::<RouteCtx>().cloned();
         let principal = req.extensions().get::<Principal>().cloned();
+        // The same cost the quota layer reserves.
+        let points = match (&rc, &principal) {
+            (Some(rc), Some(p)) => {
+                super::super::quota::route_cost(&rc.route, rc, req.uri().query(), p)
+            }
+            (None, _) | (_, None) => 0,
+        };
+        let route = rc.map(|r| r.route);
         let meta = req.extensions().get::<RequestMeta>().cloned();
         let fingerprint = crate::identity::sha256_hex(&format!(
             "{} {}",
@@ -65,11 +72,7 @@ where
                         m.started.elapsed().as_millis() as u64,
                     )
                 });
-                let points = match &route.points {
-                    Points::Const(n) => *n,
-                    // Computed points arrive with the quota issue; until then a route costs 1.
-                    Points::Jq(_) => 1,
-                };
+                let points = u32::try_from(points).unwrap_or(u32::MAX);
                 store.record_audit(AuditRow {
                     time_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                         as i64,

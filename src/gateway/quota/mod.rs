@@ -1,11 +1,12 @@
-//! Per-user quotas (points per request, day, date window; concurrency): a seam for now.
-//!
-//! Placed after authentication (quotas are per principal) and before the cache (a hit still
-//! costs points); passes requests through until the quota issue lands.
+//! Per-user quotas: after authentication and rate limiting, each request of a user with
+//! quotas for the route's service and method group reserves its points (and a concurrency
+//! slot) before anything else runs, and settles when the answer is known: a server error
+//! gives the points back (quotas count successes). A refusal is 429 with `Retry-After`
+//! until the limit resets and a message naming the exhausted limit. The arithmetic is in
+//! [`crate::limits::quota`].
 
-use tower::layer::util::Identity;
+mod layer;
+mod service;
 
-/// The quota layer (pass-through until the quota issue lands).
-pub fn layer() -> Identity {
-    Identity::new()
-}
+pub use layer::{QuotaBook, QuotaLayer};
+pub use service::{Quota, route_cost};

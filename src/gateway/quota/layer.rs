@@ -1,0 +1,81 @@
+//! [`QuotaLayer`] and the [`QuotaBook`] it shares with the admin API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use tower::Layer;
+
+use super::Quota;
+use crate::limits::quota::QuotaCounter;
+use crate::store::{Quotas, Store, StoreError};
+
+/// Users' quotas and timezones (cached briefly, dropped by the admin API on every change so
+/// a `PUT` takes effect at once) and the usage counter.
+#[derive(Clone)]
+pub struct QuotaBook {
+    pub store: Arc<dyn Store>,
+    pub counter: Arc<dyn QuotaCounter>,
+    cache: Cache<String, Option<Arc<(Quotas, i32)>>>,
+}
+
+impl QuotaBook {
+    pub fn new(store: Arc<dyn Store>, counter: Arc<dyn QuotaCounter>) -> Self {
+        Self {
+            store,
+            counter,
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        }
+    }
+
+    /// The user's quotas and timezone; `None` for a user without any (or not in the store).
+    pub async fn of(&self, username: &str) -> Result<Option<Arc<(Quotas, i32)>>, StoreError> {
+        if let Some(hit) = self.cache.get(username).await {
+            return Ok(hit);
+        }
+        let quotas = self.store.get_quotas(username.to_owned()).await?;
+        let found = if quotas.base.is_none() && quotas.windows.is_empty() {
+            None
+        } else {
+            let tz = match self.store.get_user(username.to_owned()).await {
+                Ok(u) => u.timezone,
+                Err(StoreError::NotFound(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            Some(Arc::new((quotas, tz)))
+        };
+        self.cache.insert(username.to_owned(), found.clone()).await;
+        Ok(found)
+    }
+
+    /// Forgets what is cached for `username` (quotas or timezone changed).
+    pub async fn invalidate(&self, username: &str) {
+        self.cache.invalidate(username).await;
+    }
+}
+
+/// Reserves and settles quota points around each routed request.
+#[derive(Clone)]
+pub struct QuotaLayer {
+    book: QuotaBook,
+}
+
+impl QuotaLayer {
+    pub fn new(book: QuotaBook) -> Self {
+        Self { book }
+    }
+}
+
+impl<S> Layer<S> for QuotaLayer {
+    type Service = Quota<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Quota {
+            inner,
+            book: self.book.clone(),
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! Per-user quotas (seed 003): points per request, per day, per dated window, and requests
+//! in flight, per service and method group.
+//!
+//! The limits that apply come from the user's stored quotas ([`limits_for`], pure). Usage is
+//! held by a [`QuotaCounter`]: reserve-and-check is one step under the counter's lock, so
+//! no interleaving of concurrent requests ever spends more than the budget; a request that
+//! fails upstream gives its points back when the policy counts successes only. The in-process
+//! counter starts each user's day and window from the audit trail (the points of answered
+//! requests), so a restart does not hand out the budget twice.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::store::Quotas;
+
+/// The limits one request is held to (`None`: unlimited).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub per_request: Option<u64>,
+    pub per_day: Option<u64>,
+    /// `(from, to, points)` of the dated window containing today.
+    pub window: Option<(String, String, u64)>,
+    pub max_concurrent: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.per_request.is_none()
+            && self.per_day.is_none()
+            && self.window.is_none()
+            && self.max_concurrent.is_none()
+    }
+}
+
+fn method_entry<'a>(services: &'a Value, service: &str, group: &str) -> Option<&'a Value> {
+    services
+        .as_array()?
+        .iter()
+        .find(|s| s["service"] == service)?["methods"]
+        .as_array()?
+        .iter()
+        .find(|m| m["method_group"] == group)
+}
+
+/// The limits for `service`/`group` on local day `today` (`YYYY-MM-DD`): the base quotas,
+/// with the fields of a dated window that contains today taking precedence.
+pub fn limits_for(q: &Quotas, service: &str, group: &str, today: &str) -> Limits {
+    let mut l = Limits::default();
+    let num = |m: &Value, k: &str| m.get(k).and_then(Value::as_u64);
+    if let Some(m) = q
+        .base
+        .as_ref()
+        .and_then(|b| method_entry(b, service, group))
+    {
+        l.per_request = num(m, "points_per_request");
+        l.per_day = num(m, "points_per_day");
+        l.max_concurrent = num(m, "max_concurrent_execution");
+    }
+    for (from, to, services) in &q.windows {
+        if from.as_str() <= today
+            && today <= to.as_str()
+            && let Some(m) = method_entry(services, service, group)
+        {
+            if let Some(v) = num(m, "points_per_request") {
+                l.per_request = Some(v);
+            }
+            if let Some(v) = num(m, "points_per_day") {
+                l.per_day = Some(v);
+            }
+            if let Some(v) = num(m, "max_concurrent_execution") {
+                l.max_concurrent = Some(v);
+            }
+            if let Some(v) = num(m, "points_per_date_window") {
+                l.window = Some((from.clone(), to.clone(), v));
+            }
+        }
+    }
+    l
+}
+
+/// Why a request was refused, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request alone costs more than one request may.
+    PerRequest {
+        cost: u64,
+        limit: u64,
+    },
+    PerDay {
+        limit: u64,
+        used: u64,
+    },
+    Window {
+        limit: u64,
+        used: u64,
+        to: String,
+    },
+    Concurrency {
+        limit: u64,
+    },
+}
+
+impl Refusal {
+    /// The message naming the exhausted limit.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::PerRequest { cost, limit } => format!(
+                "points_per_request: this request costs {cost} points, the limit is {limit}"
+            ),
+            Refusal::PerDay { limit, used } => {
+                format!("points_per_day: {used} of {limit} points used today")
+            }
+            Refusal::Window { limit, used, to } => format!(
+                "points_per_date_window: {used} of {limit} points used in the window ending {to}"
+            ),
+            Refusal::Concurrency { limit } => {
+                format!("max_concurrent_execution: {limit} requests already in flight")
+            }
+        }
+    }
+}
+
+/// Whose usage: user, service, method group.
+pub type UsageKey = (String, String, String);
+
+/// What the counter knows about one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub day: String,
+    pub day_used: u64,
+    pub window: Option<(String, String)>,
+    pub window_used: u64,
+    pub inflight: u64,
+}
+
+/// Remaining budget after a reservation, for the response headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Remaining {
+    pub day: Option<u64>,
+    pub window: Option<u64>,
+}
+
+/// Usage counters. `reserve` checks and takes in one atomic step.
+pub trait QuotaCounter: Send + Sync + 'static {
+    /// Whether the counter holds `key` for `day` and `window` already (else the caller
+    /// loads the usage from the store and calls [`QuotaCounter::seed`]).
+    fn knows(&self, key: &UsageKey, day: &str, window: Option<&(String, String)>) -> bool;
+    /// Starts `key`'s day and window at the given usage, unless it is known already.
+    fn seed(
+        &self,
+        key: &UsageKey,
+        day: &str,
+        day_used: u64,
+        window: Option<(String, String)>,
+        window_used: u64,
+    );
+    fn reserve(
+        &self,
+        key: &UsageKey,
+        day: &str,
+        cost: u64,
+        limits: &Limits,
+    ) -> Result<Remaining, Refusal>;
+    /// Ends a reserved request; `refund` gives its points back.
+    fn release(&self, key: &UsageKey, cost: u64, refund: bool);
+    fn usage(&self, key: &UsageKey) -> Option<Usage>;
+}
+
+/// The in-process counter: one lock, held for a few additions per request.
+#[derive(Debug, Default)]
+pub struct LocalQuotas {
+    map: Mutex<HashMap<UsageKey, Usage>>,
+}
+
+impl QuotaCounter for LocalQuotas {
+    fn knows(&self, key: &UsageKey, day: &str, window: Option<&(String, String)>) -> bool {
+        let Ok(m) = self.map.lock() else { return false };
+        m.get(key)
+            .is_some_and(|u| u.day == day && u.window.as_ref() == window)
+    }
+
+    fn seed(
+        &self,
+        key: &UsageKey,
+        day: &str,
+        day_used: u64,
+        window: Option<(String, String)>,
+        window_used: u64,
+    ) {
+        let Ok(mut m) = self.map.lock() else { return };
+        let u = m.entry(key.clone()).or_default();
+        if u.day != day {
+            u.day = day.to_owned();
+            u.day_used = day_used;
+        }
+        if u.window != window {
+            u.window = window;
+            u.window_used = window_used;
+        }
+    }
+
+    fn reserve(
+        &self,
+        key: &UsageKey,
+        day: &str,
+        cost: u64,
+        limits: &Limits,
+    ) -> Result<Remaining, Refusal> {
+        if let Some(limit) = limits.per_request
+            && cost > limit
+        {
+            return Err(Refusal::PerRequest { cost, limit });
+        }
+        let Ok(mut m) = self.map.lock() else {
+            return Err(Refusal::Concurrency { limit: 0 });
+        };
+        let u = m.entry(key.clone()).or_default();
+        if u.day != day {
+            // A new local day since the last request: the daily budget starts again.
+            u.day = day.to_owned();
+            u.day_used = 0;
+        }
+        if let Some(limit) = limits.max_concurrent
+            && u.inflight >= limit
+        {
+            return Err(Refusal::Concurrency { limit });
+        }
+        if let Some(limit) = limits.per_day
+            && u.day_used + cost > limit
+        {
+            return Err(Refusal::PerDay {
+                limit,
+                used: u.day_used,
+            });
+        }
+        if let Some((_, to, limit)) = &limits.window
+            && u.window_used + cost > *limit
+        {
+            return Err(Refusal::Window {
+                limit: *limit,
+                used: u.window_used,
+                to: to.clone(),
+            });
+        }
+        u.day_used += cost;
+        u.window_used += cost;
+        u.inflight += 1;
+        Ok(Remaining {
+            day: limits.per_day.map(|l| l - u.day_used),
+            window: limits.window.as_ref().map(|(_, _, l)| l - u.window_used),
+        })
+    }
+
+    fn release(&self, key: &UsageKey, cost: u64, refund: bool) {
+        let Ok(mut m) = self.map.lock() else { return };
+        if let Some(u) = m.get_mut(key) {
+            u.inflight = u.inflight.saturating_sub(1);
+            if refund {
+                u.day_used = u.day_used.saturating_sub(cost);
+                u.window_used = u.window_used.saturating_sub(cost);
+            }
+        }
+    }
+
+    fn usage(&self, key: &UsageKey) -> Option<Usage> {
+        self.map.lock().ok()?.get(key).cloned()
+    }
+}
+
+/// The user's local day for `now_ms` and `timezone` hours: `(YYYY-MM-DD, ms until the next
+/// local midnight)`.
+pub fn local_day(now_ms: i64, timezone: i32) -> (String, Duration) {
+    let local_ms = now_ms + i64::from(timezone) * 3_600_000;
+    let day_ms = 86_400_000;
+    let days = local_ms.div_euclid(day_ms);
+    let left = day_ms - local_ms.rem_euclid(day_ms);
+    let date = time::Date::from_julian_day(2_440_588 + days as i32)
+        .map(|d| {
+            d.format(time::macros::format_description!("[year]-[month]-[day]"))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    (date, Duration::from_millis(left as u64))
+}
+
+/// UTC milliseconds of the local midnight that starts `day` in `timezone`.
+pub fn day_start_ms(day: &str, timezone: i32) -> Option<i64> {
+    let d = time::Date::parse(
+        day,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
+    Some(d.midnight().assume_utc().unix_timestamp() * 1000 - i64::from(timezone) * 3_600_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn quotas() -> Quotas {
+        Quotas {
+            base: Some(json!([{"service": "S", "methods": [{"method_group": "READ",
+                "points_per_request": 15, "points_per_day": 1500, "max_concurrent_execution": 5}]}])),
+            windows: vec![(
+                "2026-12-01".into(),
+                "2026-12-31".into(),
+                json!([{"service": "S", "methods": [{"method_group": "READ", "points_per_date_window": 100, "points_per_day": 50}]}]),
+            )],
+        }
+    }
+
+    #[test]
+    fn base_and_window_limits() {
+        let q = quotas();
+        let l = limits_for(&q, "S", "READ", "2026-11-30");
+        assert_eq!(
+            l,
+            Limits {
+                per_request: Some(15),
+                per_day: Some(1500),
+                window: None,
+                max_concurrent: Some(5)
+            }
+        );
+        let l = limits_for(&q, "S", "READ", "2026-12-10");
+        assert_eq!(l.per_day, Some(50), "the window overrides");
+        assert_eq!(
+            l.window,
+            Some(("2026-12-01".into(), "2026-12-31".into(), 100))
+        );
+        assert!(limits_for(&q, "S", "WRITE", "2026-12-10").is_empty());
+        assert!(limits_for(&q, "T", "READ", "2026-12-10").is_empty());
+    }
+
+    #[test]
+    fn exactly_100_of_64_times_many_succeed() {
+        let c = Arc::new(LocalQuotas::default());
+        let limits = Limits {
+            per_request: Some(15),
+            per_day: Some(1500),
+            ..Limits::default()
+        };
+        let key: UsageKey = ("ann".into(), "S".into(), "READ".into());
+        let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads: Vec<_> = (0..64)
+            .map(|_| {
+                let (c, l, k, ok) = (c.clone(), limits.clone(), key.clone(), ok.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        if c.reserve(&k, "2026-11-26", 15, &l).is_ok() {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            c.release(&k, 15, false);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(ok.load(std::sync::atomic::Ordering::Relaxed), 100);
+        assert_eq!(c.usage(&key).unwrap().day_used, 1500);
+    }
+
+    #[test]
+    fn refusals_name_the_limit_and_refunds_give_back() {
+        let c = LocalQuotas::default();
+        let key: UsageKey = ("a".into(), "S".into(), "R".into());
+        let l = Limits {
+            per_request: Some(10),
+            per_day: Some(20),
+            max_concurrent: Some(1),
+            ..Limits::default()
+        };
+        assert!(matches!(
+            c.reserve(&key, "d1", 11, &l),
+            Err(Refusal::PerRequest { .. })
+        ));
+        assert_eq!(c.reserve(&key, "d1", 10, &l).unwrap().day, Some(10));
+        assert!(matches!(
+            c.reserve(&key, "d1", 1, &l),
+            Err(Refusal::Concurrency { limit: 1 })
+        ));
+        c.release(&key, 10, true);
+        assert_eq!(c.usage(&key).unwrap().day_used, 0, "refunded");
+        c.reserve(&key, "d1", 10, &l).unwrap();
+        c.release(&key, 10, false);
+        c.reserve(&key, "d1", 10, &l).unwrap();
+        c.release(&key, 10, false);
+        let e = c.reserve(&key, "d1", 1, &l).unwrap_err();
+        assert!(e.message().contains("points_per_day"));
+        // The next local day starts empty.
+        assert!(c.reserve(&key, "d2", 10, &l).is_ok());
+    }
+
+    #[test]
+    fn local_days_follow_the_timezone() {
+        // 2026-11-26T23:30Z is already the 27th at +2 and still the 26th at -5.
+        let now = day_start_ms("2026-11-26", 0).unwrap() + 23 * 3_600_000 + 1_800_000;
+        assert_eq!(local_day(now, 0).0, "2026-11-26");
+        assert_eq!(local_day(now, 2).0, "2026-11-27");
+        assert_eq!(local_day(now, -5).0, "2026-11-26");
+        assert_eq!(local_day(now, 0).1, Duration::from_secs(1800));
+        assert_eq!(
+            day_start_ms("2026-11-27", 2).unwrap(),
+            day_start_ms("2026-11-26", 0).unwrap() + 22 * 3_600_000
+        );
+    }
+}

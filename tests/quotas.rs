@@ -1,0 +1,190 @@
+//! Quotas through the real gateway: exact under concurrency, concurrency caps seen from the
+//! upstream, refunds for upstream failures, admin changes at once, usage surviving a restart.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Env, start, start_in};
+use http::Method;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "quota-user-pass";
+
+async fn user_with_key(env: &Env, quotas: Value) -> String {
+    env.root(
+        Method::POST,
+        "/v1/companies",
+        Some(json!({"key": "northwind"})),
+    )
+    .await;
+    let r = env
+        .root(
+            Method::POST,
+            "/v1/users",
+            Some(json!({"username": "ann", "password": PASSWORD, "company_key": "northwind", "roles": ["PARTNER"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = env
+        .root(Method::PUT, "/v1/users/ann/quotas", Some(quotas))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    env.root(Method::POST, "/v1/users/ann/keys", None)
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn read_quota(per_day: u64) -> Value {
+    json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "READ", "points_per_day": per_day}]}]})
+}
+
+async fn get(env: &Env, key: &str, path: &str) -> common::Resp {
+    env.send(
+        Method::GET,
+        path,
+        &[("authorization", &format!("Bearer {key}"))],
+        "",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_daily_budget_is_exact_under_64_concurrent_clients() {
+    let env = Arc::new(start().await);
+    let key = user_with_key(&env, read_quota(100)).await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (env, key, path) = (env.clone(), key.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut ok = 0u32;
+                for _ in 0..3 {
+                    let r = get(&env, &key, &path).await;
+                    match r.status.as_u16() {
+                        200 => ok += 1,
+                        429 => {
+                            let doc = r.assert_problem(429);
+                            assert!(doc["detail"].as_str().unwrap().contains("points_per_day"));
+                            assert!(r.header("retry-after").is_some());
+                        }
+                        s => panic!("unexpected {s}"),
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    assert_eq!(ok, 100, "exactly the budget, under 64 concurrent clients");
+    env.gw.store.flush().await.unwrap();
+    let stats = env
+        .root(Method::GET, "/v1/audit?username=ann&limit=1000", None)
+        .await
+        .json();
+    assert_eq!(
+        stats["statistics"]["filter"]["total"], 192,
+        "every request is audited"
+    );
+}
+
+#[tokio::test]
+async fn the_upstream_never_sees_more_than_max_concurrent_execution() {
+    let env = Arc::new(start().await);
+    let key = user_with_key(
+        &env,
+        json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "WRITE", "max_concurrent_execution": 5}]}]}),
+    )
+    .await;
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: Some(Method::PATCH),
+        path_prefix: "/api".into(),
+        kind: rosetta::demo::FaultKind::Delay(std::time::Duration::from_millis(100)),
+        times: None,
+    });
+    let path = format!("/companies/{}/disable", rosetta::demo::CUSTOMER_ID);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (env, key, path) = (env.clone(), key.clone(), path.clone());
+            tokio::spawn(async move {
+                env.send(
+                    Method::PATCH,
+                    &path,
+                    &[("authorization", &format!("Bearer {key}"))],
+                    "",
+                )
+                .await
+                .status
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let max = env.appdirect.max_in_flight();
+    assert!(max <= 5, "the upstream saw {max} requests at once");
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_failures_do_not_use_the_budget_and_admin_changes_apply_at_once() {
+    let env = start().await;
+    let key = user_with_key(&env, read_quota(3)).await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: rosetta::demo::FaultKind::Status(500, json!({"message": "boom"})),
+        times: Some(10),
+    });
+    for _ in 0..5 {
+        assert_eq!(get(&env, &key, &path).await.status, 502);
+    }
+    env.appdirect.faults().clear();
+    for left in ["2", "1", "0"] {
+        let r = get(&env, &key, &path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-quota-day-remaining"), Some(left));
+    }
+    get(&env, &key, &path).await.assert_problem(429);
+    // Raising the quota takes effect on the next request.
+    env.root(Method::PUT, "/v1/users/ann/quotas", Some(read_quota(4)))
+        .await;
+    assert_eq!(get(&env, &key, &path).await.status, 200);
+    env.root(Method::DELETE, "/v1/users/ann/quotas", None).await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&env, &key, &path).await.status,
+            200,
+            "no quota, no limit"
+        );
+    }
+}
+
+#[tokio::test]
+async fn usage_survives_a_restart() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    let key;
+    {
+        let env = start_in(dir.clone(), |_| {}).await;
+        key = user_with_key(&env, read_quota(2)).await;
+        for _ in 0..2 {
+            assert_eq!(get(&env, &key, &path).await.status, 200);
+        }
+        env.stop().await;
+    }
+    let env = start_in(dir, |_| {}).await;
+    get(&env, &key, &path).await.assert_problem(429);
+}
