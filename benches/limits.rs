@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
 use rosetta::config::RateLimitConfig;
+use rosetta::limits::quota::{Limits, LocalQuotas, QuotaCounter, UsageKey};
 use rosetta::limits::rate::{KeyInput, LocalLimiter, Policy, RateLimiter, bucket_key};
 
 fn bench(c: &mut Criterion) {
@@ -31,6 +32,39 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % keys.len();
                 black_box(limiter.check(&policy, &keys[i]))
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("quota reserve+release");
+    for n in [1usize, 10_000, 1_000_000] {
+        let counter = LocalQuotas::default();
+        let limits = Limits {
+            per_request: Some(100),
+            per_day: Some(u64::MAX / 2),
+            window: None,
+            max_concurrent: Some(1_000),
+        };
+        let keys: Vec<UsageKey> = (0..n)
+            .map(|i| {
+                (
+                    format!("user{i}"),
+                    "REDAPI_V1".to_owned(),
+                    "READ".to_owned(),
+                )
+            })
+            .collect();
+        for k in &keys {
+            counter.seed(k, "2026-11-26", 0, None, 0);
+        }
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                let k = &keys[i];
+                let r = counter.reserve(k, "2026-11-26", 1, &limits);
+                counter.release(k, 1, false);
+                black_box(r)
             })
         });
     }

@@ -188,3 +188,24 @@ async fn usage_survives_a_restart() {
     let env = start_in(dir, |_| {}).await;
     get(&env, &key, &path).await.assert_problem(429);
 }
+
+#[tokio::test]
+async fn with_count_all_failures_use_the_budget_too() {
+    let env = common::start_with(|cfg| {
+        cfg.rate_limits.get_mut("default").unwrap().count = Some("all".into());
+    })
+    .await;
+    let key = user_with_key(&env, read_quota(3)).await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: rosetta::demo::FaultKind::Status(500, json!({"message": "boom"})),
+        times: Some(6),
+    });
+    for _ in 0..3 {
+        assert_eq!(get(&env, &key, &path).await.status, 502);
+    }
+    env.appdirect.faults().clear();
+    get(&env, &key, &path).await.assert_problem(429);
+}

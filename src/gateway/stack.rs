@@ -75,6 +75,7 @@ impl Gateway {
         let policies = crate::limits::rate::policies(&cfg.rate_limits)
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(&policies));
+        let policies = Arc::new(policies);
         let upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
         let path = cfg.store_path();
         let store: Arc<dyn Store> =
@@ -113,8 +114,9 @@ impl Gateway {
             quotas: QuotaBook::new(
                 store.clone(),
                 Arc::new(crate::limits::quota::LocalQuotas::default()),
+                policies.clone(),
             ),
-            policies: Arc::new(policies),
+            policies,
             store,
             store_auth,
             server_name: Arc::from(

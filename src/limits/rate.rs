@@ -42,6 +42,9 @@ pub struct Policy {
     /// Time to leak one request.
     pub period: Duration,
     pub key: KeyKind,
+    /// `count = "success"` (the default): quota points of routes under this policy are given
+    /// back when the upstream fails (5xx) or times out; `"all"` keeps them.
+    pub count_success: bool,
 }
 
 /// `"5/s"`, `"300/m"`, `"1000/h"`, `"10/d"` → the time one request takes to leak.
@@ -93,19 +96,21 @@ impl Policy {
                 }
             },
         };
-        if let Some(count) = &cfg.count
-            && count != "all"
-            && count != "success"
-        {
-            return Err(format!(
-                "rate_limits.{name}.count `{count}` must be all or success"
-            ));
-        }
+        let count_success = match cfg.count.as_deref() {
+            None | Some("success") => true,
+            Some("all") => false,
+            Some(other) => {
+                return Err(format!(
+                    "rate_limits.{name}.count `{other}` must be all or success"
+                ));
+            }
+        };
         Ok(Self {
             name: name.to_owned(),
             burst: cfg.burst,
             period,
             key,
+            count_success,
         })
     }
 }

@@ -16,14 +16,21 @@ use crate::store::{Quotas, Store, StoreError};
 pub struct QuotaBook {
     pub store: Arc<dyn Store>,
     pub counter: Arc<dyn QuotaCounter>,
+    /// Route policies by name, for their `count` setting.
+    pub policies: Arc<std::collections::HashMap<String, crate::limits::rate::Policy>>,
     cache: Cache<String, Option<Arc<(Quotas, i32)>>>,
 }
 
 impl QuotaBook {
-    pub fn new(store: Arc<dyn Store>, counter: Arc<dyn QuotaCounter>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        counter: Arc<dyn QuotaCounter>,
+        policies: Arc<std::collections::HashMap<String, crate::limits::rate::Policy>>,
+    ) -> Self {
         Self {
             store,
             counter,
+            policies,
             cache: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))

@@ -170,11 +170,18 @@ where
                 refund: false,
             };
             let result = inner.call(req).await;
-            // Quotas count successes: a server error or upstream failure gives the points back.
-            reservation.refund = match &result {
-                Ok(r) => r.status().is_server_error(),
-                Err(e) => e.status().is_server_error(),
-            };
+            // `count = "success"` (default): a server error or upstream failure gives the
+            // points back; `count = "all"` keeps them.
+            let count_success = route
+                .rate_limit
+                .as_ref()
+                .and_then(|n| book.policies.get(n))
+                .is_none_or(|p| p.count_success);
+            reservation.refund = count_success
+                && match &result {
+                    Ok(r) => r.status().is_server_error(),
+                    Err(e) => e.status().is_server_error(),
+                };
             drop(reservation);
             let mut resp = result?;
             if let Some(d) = remaining.day {
