@@ -94,3 +94,60 @@ async fn an_ip_key_is_shared_by_every_user_of_the_address() {
     .await
     .assert_problem(429);
 }
+
+#[tokio::test]
+async fn a_policy_on_an_upstream_shapes_every_call_to_it() {
+    let env = start_with(|cfg| {
+        cfg.rate_limits.insert(
+            "appdirect_shape".into(),
+            rosetta::config::RateLimitConfig {
+                burst: 2,
+                rate: "20/s".into(),
+                key: "global".into(),
+                count: None,
+            },
+        );
+        cfg.upstreams.get_mut("appdirect").unwrap().rate_limit = Some("appdirect_shape".into());
+    })
+    .await;
+    let env = std::sync::Arc::new(env);
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (env, path) = (env.clone(), path.clone());
+            let key = if i % 2 == 0 { KEY } else { OTHER_KEY };
+            tokio::spawn(async move {
+                env.send(
+                    Method::GET,
+                    &path,
+                    &[("authorization", &format!("Bearer {key}"))],
+                    "",
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap(),
+            200,
+            "shaped calls wait, they are not refused"
+        );
+    }
+    let mut at: Vec<_> = env
+        .appdirect
+        .log()
+        .requests()
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    at.sort();
+    assert_eq!(at.len(), 12, "two calls per request");
+    // 2 at once, then one every 50 ms whoever asks: 10 × 50 ms at the least.
+    let span = at[11].duration_since(at[0]);
+    assert!(
+        span >= std::time::Duration::from_millis(450),
+        "calls spread over {span:?}"
+    );
+}

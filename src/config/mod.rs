@@ -153,6 +153,10 @@ pub struct UpstreamConfig {
     /// How Rosetta authenticates to this upstream.
     #[serde(default)]
     pub auth: UpstreamAuthConfig,
+    /// A `[rate_limits]` policy shaping all traffic to this upstream: calls beyond it wait
+    /// for their turn (within the call's timeout) instead of being sent.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 /// Upstream authentication.

@@ -50,6 +50,8 @@ pub struct RecordedRequest {
     /// `authorization`, `traceparent`, `content-type`, `x-request-id` when present.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// Every request a sample backend received.
@@ -336,6 +338,7 @@ async fn serve_one(
             query: query_raw.clone(),
             headers,
             body: body.clone(),
+            at: std::time::Instant::now(),
         });
     }
     let fault = faults.take(&parts.method, &path);

@@ -76,7 +76,23 @@ impl Gateway {
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(&policies));
         let policies = Arc::new(policies);
-        let upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
+        let mut upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
+        for (name, up) in &cfg.upstreams {
+            if let Some(p) = &up.rate_limit {
+                let policy = policies.get(p).cloned().ok_or_else(|| {
+                    Box::new(ConfigError::Invalid(format!(
+                        "upstreams.{name}.rate_limit names `{p}`, which is not in [rate_limits]"
+                    )))
+                })?;
+                upstreams.shape(
+                    name,
+                    crate::upstream::Shaper {
+                        policy,
+                        limiter: limiter.clone(),
+                    },
+                );
+            }
+        }
         let path = cfg.store_path();
         let store: Arc<dyn Store> =
             Arc::new(

@@ -193,10 +193,33 @@ pub fn retryable(method: &Method, connect_failed: bool, tries: usize) -> bool {
     idempotent && connect_failed && tries < CONNECT_RETRIES
 }
 
+/// A policy every call to one upstream passes through, whoever makes it.
+#[derive(Clone)]
+pub struct Shaper {
+    pub policy: crate::limits::rate::Policy,
+    pub limiter: Arc<dyn crate::limits::rate::RateLimiter>,
+}
+
+impl Shaper {
+    /// Waits until the policy lets one more call through. The wait uses tokio's clock, so
+    /// it counts against the call's deadline and follows paused time in tests.
+    async fn admit(&self, upstream: &str) {
+        let key = format!("upstream:{upstream}");
+        loop {
+            let d = self.limiter.check(&self.policy, &key);
+            if d.allowed {
+                return;
+            }
+            tokio::time::sleep(d.retry_after.max(Duration::from_millis(1))).await;
+        }
+    }
+}
+
 /// All configured upstreams by name.
 #[derive(Clone, Default)]
 pub struct Upstreams {
     map: BTreeMap<String, Arc<Upstream>>,
+    shapers: BTreeMap<String, Shaper>,
 }
 
 impl Upstreams {
@@ -206,7 +229,15 @@ impl Upstreams {
             .iter()
             .map(|(name, c)| Ok((name.clone(), Arc::new(Upstream::new(name, c)?))))
             .collect::<Result<_, ConfigError>>()?;
-        Ok(Self { map })
+        Ok(Self {
+            map,
+            shapers: BTreeMap::new(),
+        })
+    }
+
+    /// Shapes calls to `upstream` with `shaper`.
+    pub fn shape(&mut self, upstream: &str, shaper: Shaper) {
+        self.shapers.insert(upstream.to_owned(), shaper);
     }
 
     /// The upstream called `name`.
@@ -221,7 +252,20 @@ impl Upstreams {
         req: UpstreamRequest,
     ) -> Result<UpstreamResponse, UpstreamError> {
         match self.map.get(name) {
-            Some(u) => u.call(req).await,
+            Some(u) => match self.shapers.get(name) {
+                None => u.call(req).await,
+                Some(s) => {
+                    // Waiting for a turn is part of the call: the upstream's timeout bounds it.
+                    let timeout = u.timeout;
+                    match tokio::time::timeout(timeout, s.admit(name)).await {
+                        Ok(()) => u.call(req).await,
+                        Err(_) => Err(UpstreamError::Timeout {
+                            upstream: name.to_owned(),
+                            timeout,
+                        }),
+                    }
+                }
+            },
             None => Err(UpstreamError::Unknown {
                 upstream: name.to_owned(),
             }),
