@@ -209,3 +209,35 @@ async fn with_count_all_failures_use_the_budget_too() {
     env.appdirect.faults().clear();
     get(&env, &key, &path).await.assert_problem(429);
 }
+
+#[tokio::test]
+async fn points_settled_from_the_answer_are_what_counts() {
+    let env = start().await;
+    let key = user_with_key(&env, read_quota(10)).await;
+    // "o" matches several companies; the search route costs one point per result.
+    let r = get(&env, &key, "/companies/search?search=o&maxResults=5").await;
+    assert_eq!(r.status, 200);
+    let results = r.json()["results"].as_array().unwrap().len() as u64;
+    assert!(results > 1);
+    let r = get(
+        &env,
+        &key,
+        &format!("/companies/{}", rosetta::demo::PARTNER_ID),
+    )
+    .await;
+    assert_eq!(
+        r.header("x-quota-day-remaining"),
+        Some((10 - results - 1).to_string().as_str()),
+        "the search cost {results} points, not the 1 reserved"
+    );
+    env.gw.store.flush().await.unwrap();
+    let audit = env
+        .root(
+            Method::GET,
+            "/v1/audit?username=ann&operation_id=companies.search",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(audit["actions"][0]["statistics"]["points_count"], results);
+}

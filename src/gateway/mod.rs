@@ -36,6 +36,11 @@ pub struct RouteCtx {
     pub params: Vec<(String, String)>,
 }
 
+/// The points a request finally cost, when its route settles them from the answer
+/// (response extension, read by the quota and audit layers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettledPoints(pub u64);
+
 /// A failure tagged with the dialect to answer it in.
 #[derive(Debug)]
 pub struct Rejection {

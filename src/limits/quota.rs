@@ -164,6 +164,9 @@ pub trait QuotaCounter: Send + Sync + 'static {
         cost: u64,
         limits: &Limits,
     ) -> Result<Remaining, Refusal>;
+    /// Replaces a reservation of `reserved` points by the `actual` cost (settlement may take
+    /// usage past a limit: the reservation was the check).
+    fn settle(&self, key: &UsageKey, reserved: u64, actual: u64);
     /// Ends a reserved request; `refund` gives its points back.
     fn release(&self, key: &UsageKey, cost: u64, refund: bool);
     fn usage(&self, key: &UsageKey) -> Option<Usage>;
@@ -252,6 +255,14 @@ impl QuotaCounter for LocalQuotas {
             day: limits.per_day.map(|l| l - u.day_used),
             window: limits.window.as_ref().map(|(_, _, l)| l - u.window_used),
         })
+    }
+
+    fn settle(&self, key: &UsageKey, reserved: u64, actual: u64) {
+        let Ok(mut m) = self.map.lock() else { return };
+        if let Some(u) = m.get_mut(key) {
+            u.day_used = (u.day_used + actual).saturating_sub(reserved);
+            u.window_used = (u.window_used + actual).saturating_sub(reserved);
+        }
     }
 
     fn release(&self, key: &UsageKey, cost: u64, refund: bool) {

@@ -123,6 +123,8 @@ struct RouteDef {
     #[serde(default)]
     points: Option<PointsDef>,
     #[serde(default)]
+    points_settle: Option<String>,
+    #[serde(default)]
     cache_ttl: Option<String>,
     #[serde(default)]
     rate_limit: Option<String>,
@@ -390,6 +392,9 @@ pub struct Route {
     pub pattern: PathPattern,
     pub method_group: String,
     pub points: Points,
+    /// jq over `{response, request}` giving the points a request finally costs (reserved
+    /// as `points` first, settled when the answer is known).
+    pub points_settle: Option<JqFilter>,
     pub cache_ttl: Option<Duration>,
     pub rate_limit: Option<String>,
     pub anonymous: bool,
@@ -726,6 +731,15 @@ fn compile_route(
             "method_group `{method_group}` must be an upper-case name such as READ"
         ));
     }
+    let points_settle = def.points_settle.as_deref().and_then(|code| {
+        match JqFilter::compile_with_prelude(&pack.prelude, code) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errs.push(format!("points_settle: {e}"));
+                None
+            }
+        }
+    });
     let points = match def.points {
         None => Points::Const(1),
         Some(PointsDef::Const(n)) => Points::Const(n),
@@ -887,6 +901,7 @@ fn compile_route(
         pattern,
         method_group,
         points,
+        points_settle,
         cache_ttl,
         rate_limit: def.rate_limit.or_else(|| pack.rate_limit.clone()),
         anonymous: def.anonymous,

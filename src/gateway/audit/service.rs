@@ -66,6 +66,13 @@ where
                     Ok(r) => r.status().as_u16(),
                     Err(e) => e.status().as_u16(),
                 };
+                let points = match &result {
+                    Ok(r) => r
+                        .extensions()
+                        .get::<super::super::SettledPoints>()
+                        .map_or(points, |s| s.0),
+                    Err(_) => points,
+                };
                 let (tracecode, duration_ms) = meta.map_or((String::new(), 0), |m| {
                     (
                         m.tracecode.to_string(),

@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, Response};
 use serde_json::{Map, Value, json};
 use tower::Service;
 
-use super::super::{BoxFuture, RouteCtx};
+use super::super::{BoxFuture, RouteCtx, SettledPoints};
 use super::QuotaBook;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -170,6 +170,12 @@ where
                 refund: false,
             };
             let result = inner.call(req).await;
+            if let Ok(r) = &result
+                && let Some(SettledPoints(actual)) = r.extensions().get::<SettledPoints>()
+            {
+                book.counter.settle(&reservation.key, cost, *actual);
+                reservation.cost = *actual;
+            }
             // `count = "success"` (default): a server error or upstream failure gives the
             // points back; `count = "all"` keeps them.
             let count_success = route

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use tower::Service;
 
 use super::super::upstream::ExecRequest;
-use super::super::{BoxFuture, RouteCtx};
+use super::super::{BoxFuture, RouteCtx, SettledPoints};
 use crate::body::{Body, BoxError, empty, full};
 use crate::capture::{CallLog, Flow, keep};
 use crate::config::CaptureMode;
@@ -111,6 +111,7 @@ where
                     .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
                     .transpose()?;
                 let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+            let (ctx_path, ctx_query) = (ctx["path"].clone(), ctx["query"].clone());
                 ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
                 if let Some((spec, q)) = &search {
                     ctx["search"] = Value::Object(pushdown(spec, q));
@@ -160,7 +161,26 @@ where
                         body,
                     },
                 };
-                Ok(render(&route, outcome, page.as_ref(), &query_pairs))
+                let settled = route.points_settle.as_ref().map(|f| {
+                let response = match &outcome.body {
+                    OutBody::Empty => Value::Null,
+                    OutBody::Json(v) => v.clone(),
+                    OutBody::Page { items, total } => json!({"items": items, "total": total}),
+                };
+                let input = json!({"response": response, "request": {"path": ctx_path, "query": ctx_query}});
+                match f.run(&input) {
+                    Ok(v) => v.as_f64().map_or(0, |n| n.max(0.0).ceil() as u64),
+                    Err(e) => {
+                        tracing::warn!(route = %route.id, error = %e, "points_settle failed; keeping the reserved points");
+                        route_cost_fallback(&route)
+                    }
+                }
+            });
+            let (mut resp, bytes) = render(&route, outcome, page.as_ref(), &query_pairs);
+            if let Some(n) = settled {
+                resp.extensions_mut().insert(SettledPoints(n));
+            }
+            Ok((resp, bytes))
             }
             .await;
             if let Some(sink) = &capture {
@@ -267,6 +287,14 @@ where
                 ))))
             }
         }
+    }
+}
+
+/// A settlement that fails keeps the route's constant cost (jq costs count 1).
+fn route_cost_fallback(route: &Route) -> u64 {
+    match &route.points {
+        crate::mapping::pack::Points::Const(n) => u64::from(*n),
+        crate::mapping::pack::Points::Jq(_) => 1,
     }
 }
 
