@@ -17,6 +17,27 @@ static ADMIN_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static AUDIT_QUEUED: AtomicU64 = AtomicU64::new(0);
 static AUDIT_WRITTEN: AtomicU64 = AtomicU64::new(0);
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
+static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
+static CACHE_MISSES: AtomicU64 = AtomicU64::new(0);
+static CACHE_EVICTIONS: AtomicU64 = AtomicU64::new(0);
+static CACHE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+pub fn cache_hit() {
+    CACHE_HITS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn cache_miss() {
+    CACHE_MISSES.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn cache_evicted() {
+    CACHE_EVICTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The cache's current size in bytes (set when metrics are read).
+pub fn cache_bytes(n: u64) {
+    CACHE_BYTES.store(n, Ordering::Relaxed);
+}
 
 /// A proxied request finished with `status` after `micros`.
 pub fn request(status: u16, micros: u64) {
@@ -82,12 +103,31 @@ pub fn render() -> String {
             "Requests whose bodies were captured.",
             &CAPTURES,
         ),
+        (
+            "rosetta_cache_hits_total",
+            "Reads answered from the cache.",
+            &CACHE_HITS,
+        ),
+        (
+            "rosetta_cache_misses_total",
+            "Cacheable reads sent on.",
+            &CACHE_MISSES,
+        ),
+        (
+            "rosetta_cache_evictions_total",
+            "Entries evicted for space.",
+            &CACHE_EVICTIONS,
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             get(a)
         ));
     }
+    out.push_str(&format!(
+        "# HELP rosetta_cache_bytes Bytes held by the read cache.\n# TYPE rosetta_cache_bytes gauge\nrosetta_cache_bytes {}\n",
+        get(&CACHE_BYTES)
+    ));
     out
 }
 

@@ -111,10 +111,11 @@ async fn a_policy_on_an_upstream_shapes_every_call_to_it() {
     })
     .await;
     let env = std::sync::Arc::new(env);
-    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    let tasks: Vec<_> = (0..6)
+    let tasks: Vec<_> = (0..6u32)
         .map(|i| {
-            let (env, path) = (env.clone(), path.clone());
+            // Six different companies: the read cache must not fold them into one call.
+            let path = format!("/companies/{}", rosetta::demo::data::company_id(10 + i));
+            let env = env.clone();
             let key = if i % 2 == 0 { KEY } else { OTHER_KEY };
             tokio::spawn(async move {
                 env.send(

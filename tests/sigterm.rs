@@ -31,6 +31,8 @@ async fn get(base: &str, path: &str) -> Option<u16> {
     );
     let req = http::Request::get(format!("{base}{path}"))
         .header("authorization", format!("Basic {auth}"))
+        // Past the read cache: every request goes to the upstream.
+        .header("cache-control", "no-cache")
         .body(Empty::new())
         .ok()?;
     let resp = client.request(req).await.ok()?;

@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
     ("GET", "/v1/version"),
     ("GET", "/metrics"),
+    ("DELETE", "/v1/cache"),
     ("GET", "/v1/docs/openapi.json"),
     ("POST", "/v1/companies"),
     ("GET", "/v1/companies"),
@@ -75,6 +76,8 @@ pub struct Admin {
     pub server_name: Arc<str>,
     /// Told about quota and timezone changes, so they apply to the next request.
     pub quotas: Option<crate::gateway::quota::QuotaBook>,
+    /// The read cache, for `DELETE /v1/cache` and its size in `/metrics`.
+    pub cache: Option<crate::gateway::cache::ReadCache>,
 }
 
 impl Admin {
@@ -343,6 +346,9 @@ where
             return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})));
         }
         (&Method::GET, ["metrics"]) => {
+            if let Some(c) = &admin.cache {
+                crate::metrics::cache_bytes(c.bytes().await);
+            }
             let mut r = Response::new(full(Bytes::from(crate::metrics::render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -747,6 +753,20 @@ where
                 &json!({"actions": page.items.iter().map(audit_json).collect::<Vec<_>>(),
                         "statistics": {"overall": {"total": page.overall}, "filter": {"total": page.filtered}}}),
             ))
+        }
+        // ---- the read cache
+        (&Method::DELETE, ["v1", "cache"]) => {
+            if !is_admin(&p) {
+                return Err(forbidden("only an ADMIN purges the cache"));
+            }
+            let route = pairs
+                .iter()
+                .find(|(k, _)| k == "route")
+                .map(|(_, v)| v.as_str());
+            if let Some(c) = &admin.cache {
+                c.purge(route);
+            }
+            Ok(no_content())
         }
         // ---- captured bodies
         (&Method::GET, ["v1", "tracecode", tracecode]) => {

@@ -294,8 +294,18 @@ impl Default for CaptureConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
+    /// Bytes the read cache may hold (default 64 MiB).
     #[serde(default)]
     pub max_bytes: Option<u64>,
+    /// Entries unread this long are dropped before their TTL (default 10 minutes).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub idle: Option<Duration>,
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl Config {

@@ -12,7 +12,7 @@ use tower::{Service, ServiceBuilder};
 
 use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
-use super::cache;
+use super::cache::{CacheLayer, ReadCache};
 use super::quota::{QuotaBook, QuotaLayer};
 use super::ratelimit::RateLimitLayer;
 use super::rescue::RescueLayer;
@@ -65,6 +65,7 @@ pub struct Gateway {
     pub capture_retention: std::time::Duration,
     pub limiter: Arc<dyn RateLimiter>,
     pub quotas: QuotaBook,
+    pub cache: ReadCache,
     pub policies: Arc<std::collections::HashMap<String, Policy>>,
 }
 
@@ -127,6 +128,12 @@ impl Gateway {
             },
             capture_retention: cfg.capture.retention,
             limiter,
+            cache: ReadCache::new(
+                cfg.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
+                cfg.cache
+                    .idle
+                    .unwrap_or(std::time::Duration::from_secs(600)),
+            ),
             quotas: QuotaBook::new(
                 store.clone(),
                 Arc::new(crate::limits::quota::LocalQuotas::default()),
@@ -152,6 +159,7 @@ impl Gateway {
             store_auth: self.store_auth.clone(),
             server_name: self.server_name.clone(),
             quotas: Some(self.quotas.clone()),
+            cache: Some(self.cache.clone()),
         }
     }
 
@@ -237,7 +245,7 @@ impl Gateway {
             // Points, daily, dated-window and concurrency quotas: seam until the quota issue.
             .layer(QuotaLayer::new(self.quotas.clone()))
             // Cached translated GET responses: seam until the cache issue.
-            .layer(cache::layer())
+            .layer(CacheLayer::new(self.cache.clone()))
             // Client dialect ⇄ execution context: body limit, parsing, params, paging.
             .layer(TranslateLayer {
                 body_limit: self.body_limit,

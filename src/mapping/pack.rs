@@ -127,6 +127,8 @@ struct RouteDef {
     #[serde(default)]
     cache_ttl: Option<String>,
     #[serde(default)]
+    cache_scope: Option<String>,
+    #[serde(default)]
     rate_limit: Option<String>,
     #[serde(default)]
     anonymous: bool,
@@ -396,6 +398,8 @@ pub struct Route {
     /// as `points` first, settled when the answer is known).
     pub points_settle: Option<JqFilter>,
     pub cache_ttl: Option<Duration>,
+    /// Whose answers a cached entry may serve (default `company`).
+    pub cache_scope: crate::gateway::cache::Scope,
     pub rate_limit: Option<String>,
     pub anonymous: bool,
     /// Rosetta pages the answer: `response.jq` yields `{items, total}`.
@@ -631,7 +635,8 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
     // `invalidates` may name any route of the pack, so it is checked once all are known.
     for r in &routes {
         for target in &r.invalidates {
-            if !ids.contains(target) {
+            // `pack:route` names a route of another pack, checked once all packs are loaded.
+            if !target.contains(':') && !ids.contains(target) {
                 errors.push(LoadError {
                     file: r.file.clone(),
                     route: Some(r.id.clone()),
@@ -731,6 +736,13 @@ fn compile_route(
             "method_group `{method_group}` must be an upper-case name such as READ"
         ));
     }
+    let cache_scope = match def.cache_scope.as_deref() {
+        None => crate::gateway::cache::Scope::Company,
+        Some(s) => crate::gateway::cache::Scope::parse(s).unwrap_or_else(|| {
+            errs.push(format!("cache_scope `{s}` must be company, user or public"));
+            crate::gateway::cache::Scope::Company
+        }),
+    };
     let points_settle = def.points_settle.as_deref().and_then(|code| {
         match JqFilter::compile_with_prelude(&pack.prelude, code) {
             Ok(f) => Some(f),
@@ -903,6 +915,7 @@ fn compile_route(
         points,
         points_settle,
         cache_ttl,
+        cache_scope,
         rate_limit: def.rate_limit.or_else(|| pack.rate_limit.clone()),
         anonymous: def.anonymous,
         paged: def.paged,

@@ -1,11 +1,17 @@
-//! The read cache of translated GET responses: a seam for now.
+//! The read cache: translated GET answers, kept per route TTL and per caller scope, so a hit
+//! skips both the upstream calls and the translation.
 //!
-//! It sits above translation so that a hit skips both the upstream calls and the
-//! translation; passes requests through until the cache issue lands.
+//! Keys carry the pack and route, the normalised path and query, the client dialect and
+//! `Accept`, and the caller's scope (`company` by default, `user`, or `public`): an answer is
+//! never served outside the scope it was made for. Concurrent misses on one key make one
+//! upstream call (moka's coalescing `try_get_with`). Successful writes invalidate the reads
+//! their route declares. `Cache-Status` (RFC 9211) says what happened; bodies get an `ETag`
+//! and `If-None-Match` gets a 304. Sitting after rate limits and quotas, a hit still counts.
 
-use tower::layer::util::Identity;
+mod layer;
+mod policy;
+mod service;
 
-/// The cache layer (pass-through until the cache issue lands).
-pub fn layer() -> Identity {
-    Identity::new()
-}
+pub use layer::{CacheLayer, ReadCache};
+pub use policy::{CacheKey, Scope, etag, normalise_query};
+pub use service::Cache;

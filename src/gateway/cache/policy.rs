@@ -1,0 +1,123 @@
+//! Pure parts of the cache: keys, scopes, query normalisation, ETags.
+
+use std::sync::Arc;
+
+/// Whose answers an entry may be served to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Callers of the same company (the default).
+    Company,
+    /// The same user only.
+    User,
+    /// Everybody (answers that do not depend on the caller).
+    Public,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "company" => Some(Scope::Company),
+            "user" => Some(Scope::User),
+            "public" => Some(Scope::Public),
+            _ => None,
+        }
+    }
+}
+
+/// One cached answer's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// `pack:route`.
+    pub route: Arc<str>,
+    /// Path, normalised query, dialect and `Accept`.
+    pub request: String,
+    /// The scope's value: company key, user name, or empty for public.
+    pub scope: String,
+    /// The route's path parameters, for targeted invalidation.
+    pub params: Vec<String>,
+}
+
+/// The query with its pairs sorted, so `?a=1&b=2` and `?b=2&a=1` share an entry.
+pub fn normalise_query(query: Option<&str>) -> String {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    pairs.sort();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// A strong ETag for a body.
+pub fn etag(body: &[u8]) -> String {
+    format!(
+        "\"{}\"",
+        &crate::identity::sha256_hex(&String::from_utf8_lossy(body))[..20]
+    )
+}
+
+/// Whether `If-None-Match` (a list, or `*`) matches `tag`.
+pub fn if_none_match(header: &str, tag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == tag || t.strip_prefix("W/") == Some(tag))
+}
+
+/// Whether a cached read of `key` is affected by a write to `routes` whose path parameters
+/// are `values`: the route is named and, when both carry parameters, one value is shared
+/// (a company id names the same company in `/companies/{companyId}` and
+/// `/networking/rest/tenant/{tenant_id}`).
+pub fn affected(key: &CacheKey, routes: &[Arc<str>], values: &[String]) -> bool {
+    routes.contains(&key.route)
+        && (key.params.is_empty()
+            || values.is_empty()
+            || key.params.iter().any(|p| values.contains(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_normalise() {
+        assert_eq!(
+            normalise_query(Some("b=2&a=1")),
+            normalise_query(Some("a=1&b=2"))
+        );
+        assert_eq!(normalise_query(None), "");
+        assert_ne!(normalise_query(Some("a=1")), normalise_query(Some("a=2")));
+    }
+
+    #[test]
+    fn etags_and_matching() {
+        let t = etag(b"hello");
+        assert!(t.starts_with('"') && t.ends_with('"'));
+        assert_ne!(t, etag(b"hello!"));
+        assert!(if_none_match(&format!("\"x\", {t}"), &t));
+        assert!(if_none_match(&format!("W/{t}"), &t));
+        assert!(if_none_match("*", &t));
+        assert!(!if_none_match("\"x\"", &t));
+    }
+
+    #[test]
+    fn invalidation_by_route_and_shared_parameter() {
+        let key = |route: &str, params: &[&str]| CacheKey {
+            route: Arc::from(route),
+            request: String::new(),
+            scope: String::new(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+        };
+        let routes: Vec<Arc<str>> =
+            vec![Arc::from("p:companies.get"), Arc::from("p:companies.mine")];
+        let values = vec!["c1".to_owned()];
+        assert!(affected(&key("p:companies.get", &["c1"]), &routes, &values));
+        assert!(!affected(
+            &key("p:companies.get", &["c2"]),
+            &routes,
+            &values
+        ));
+        assert!(affected(&key("p:companies.mine", &[]), &routes, &values));
+        assert!(!affected(&key("p:users.get", &["c1"]), &routes, &values));
+    }
+}

@@ -1,0 +1,246 @@
+//! [`Cache`].
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::Service;
+
+use super::super::{BoxFuture, RouteCtx};
+use super::layer::{Entry, ReadCache};
+use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query};
+use crate::body::{Body, empty, full};
+use crate::error::GatewayError;
+use crate::identity::Principal;
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct Cache<S> {
+    pub(super) inner: S,
+    pub(super) cache: ReadCache,
+}
+
+/// A leader's own answer, kept aside when it is not stored.
+type Answer = Result<Response<Body>, GatewayError>;
+
+/// Statuses stored by default (RFC 9111's heuristically cacheable ones that apply here).
+const CACHEABLE: [u16; 7] = [200, 203, 204, 300, 301, 404, 410];
+
+fn respond(e: &Entry, status_line: String, if_none: Option<&str>) -> Response<Body> {
+    let not_modified = if_none.is_some_and(|h| if_none_match(h, &e.etag));
+    let mut r = if not_modified {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(full(e.body.clone()));
+        *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::OK);
+        if let Some(ct) = &e.content_type {
+            r.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+        }
+        r
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&e.etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&status_line) {
+        h.insert("cache-status", v);
+    }
+    r
+}
+
+fn remaining_ttl(e: &Entry) -> u64 {
+    e.ttl.saturating_sub(e.stored.elapsed()).as_secs()
+}
+
+impl<S, B> Service<Request<B>> for Cache<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let cache = self.cache.clone();
+        let Some(rc) = req.extensions().get::<RouteCtx>().cloned() else {
+            return Box::pin(inner.call(req));
+        };
+        let route = rc.route.clone();
+        let pack = route.pack.name.clone();
+        // Writes: a success invalidates the reads the route declares.
+        let ttl = match (req.method() == Method::GET, route.cache_ttl) {
+            (true, Some(ttl)) => ttl,
+            (true, None) | (false, _) => {
+                if route.invalidates.is_empty() {
+                    return Box::pin(inner.call(req));
+                }
+                let routes: Vec<Arc<str>> = route
+                    .invalidates
+                    .iter()
+                    .map(|r| {
+                        if r.contains(':') {
+                            Arc::from(r.as_str())
+                        } else {
+                            Arc::from(format!("{pack}:{r}"))
+                        }
+                    })
+                    .collect();
+                let values: Vec<String> = rc.params.iter().map(|(_, v)| v.clone()).collect();
+                return Box::pin(async move {
+                    let resp = inner.call(req).await?;
+                    if resp.status().is_success() {
+                        cache.invalidate(routes, values);
+                    }
+                    Ok(resp)
+                });
+            }
+        };
+        let principal = req.extensions().get::<Principal>().cloned();
+        let scope = match route.cache_scope {
+            Scope::Public => String::new(),
+            Scope::Company => format!("c:{}", principal.as_ref().map_or("", |p| &p.company)),
+            Scope::User => format!("u:{}", principal.as_ref().map_or("", |p| &p.user)),
+        };
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let key = CacheKey {
+            route: Arc::from(format!("{pack}:{}", route.id)),
+            request: format!(
+                "{}?{}\0{}\0{accept}",
+                req.uri().path(),
+                normalise_query(req.uri().query()),
+                route.pack.client_dialect.name()
+            ),
+            scope,
+            params: rc.params.iter().map(|(_, v)| v.clone()).collect(),
+        };
+        let if_none = req
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let revalidate = req
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .any(|d| d.eq_ignore_ascii_case("no-cache") || d == "max-age=0")
+            });
+        Box::pin(async move {
+            if !revalidate && let Some(e) = cache.cache.get(&key).await {
+                crate::metrics::cache_hit();
+                let line = format!("rosetta; hit; ttl={}", remaining_ttl(&e));
+                return Ok(respond(&e, line, if_none.as_deref()));
+            }
+            crate::metrics::cache_miss();
+            if revalidate {
+                cache.cache.invalidate(&key).await;
+            }
+            // Concurrent misses on one key: one caller (the leader) runs the request; the
+            // others wait for its entry. The leader's own answer is kept aside here, so an
+            // answer that is not stored still reaches it (and only it).
+            let slot: Arc<Mutex<Option<Answer>>> = Arc::default();
+            let leader_slot = slot.clone();
+            // The request stays here unless this caller leads: a waiter whose leader's answer
+            // is not shared sends its own.
+            let held = Arc::new(Mutex::new(Some(req)));
+            let taken = held.clone();
+            let mut fallback = inner.clone();
+            let init = async move {
+                let Some(req) = taken.lock().ok().and_then(|mut r| r.take()) else {
+                    return Err(());
+                };
+                let answer = inner.call(req).await;
+                let resp = match answer {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if let Ok(mut s) = leader_slot.lock() {
+                            *s = Some(Err(e));
+                        }
+                        return Err(());
+                    }
+                };
+                let status = resp.status().as_u16();
+                if !CACHEABLE.contains(&status) {
+                    if let Ok(mut s) = leader_slot.lock() {
+                        *s = Some(Ok(resp));
+                    }
+                    return Err(());
+                }
+                let (parts, body) = resp.into_parts();
+                let bytes = match body.collect().await {
+                    Ok(c) => c.to_bytes(),
+                    Err(e) => {
+                        if let Ok(mut s) = leader_slot.lock() {
+                            *s = Some(Err(GatewayError::Internal(format!(
+                                "reading the answer to cache it: {e}"
+                            ))));
+                        }
+                        return Err(());
+                    }
+                };
+                Ok(Arc::new(Entry {
+                    status,
+                    content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                    etag: etag(&bytes),
+                    body: bytes,
+                    ttl,
+                    stored: Instant::now(),
+                }))
+            };
+            let result = cache
+                .cache
+                .entry_by_ref(&key)
+                .or_try_insert_with(init)
+                .await;
+            let kept = slot.lock().ok().and_then(|mut s| s.take());
+            match (result, kept) {
+                (Ok(entry), _) => {
+                    let e = entry.into_value();
+                    let line = if revalidate {
+                        "rosetta; fwd=request; stored".to_owned()
+                    } else {
+                        "rosetta; fwd=miss; stored".to_owned()
+                    };
+                    Ok(respond(&e, line, if_none.as_deref()))
+                }
+                // The leader, with an answer that is not stored.
+                (Err(_), Some(answer)) => answer.map(|mut r| {
+                    r.headers_mut().insert(
+                        "cache-status",
+                        HeaderValue::from_static("rosetta; fwd=miss; detail=not-stored"),
+                    );
+                    r
+                }),
+                // A waiter whose leader's answer was not stored: no sharing, ask for itself.
+                (Err(_), None) => match held.lock().ok().and_then(|mut r| r.take()) {
+                    Some(req) => fallback.call(req).await,
+                    None => Err(GatewayError::Internal(
+                        "the request was lost while waiting for the cache".into(),
+                    )),
+                },
+            }
+        })
+    }
+}
