@@ -254,3 +254,49 @@ async fn admin_purge_quotas_and_audit_on_hits() {
         "hits are audited"
     );
 }
+
+#[tokio::test]
+async fn upstream_cache_control_is_respected() {
+    let env = start().await;
+    let header = |name: &str, value: &str| rosetta::demo::Fault {
+        method: None,
+        path_prefix: format!("/api/account/v2/companies/{PARTNER_ID}"),
+        kind: rosetta::demo::FaultKind::Header(name.into(), value.into()),
+        times: None,
+    };
+    let path = format!("/companies/{PARTNER_ID}");
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        ("cache-control", "private, max-age=60"),
+        ("set-cookie", "session=1"),
+        ("cache-control", "max-age=0"),
+    ] {
+        env.appdirect.faults().clear();
+        env.appdirect.faults().push(header(name, value));
+        let first = env.get(&path).await;
+        assert_eq!(first.status, 200);
+        assert_eq!(
+            first.header("cache-status"),
+            Some("rosetta; fwd=miss; detail=not-stored"),
+            "{name}: {value}"
+        );
+        assert!(
+            env.get(&path)
+                .await
+                .header("cache-status")
+                .unwrap()
+                .contains("miss")
+        );
+    }
+    // max-age bounds the route's 30 s.
+    env.appdirect.faults().clear();
+    env.appdirect
+        .faults()
+        .push(header("cache-control", "max-age=5"));
+    env.get(&path).await;
+    let hit = env.get(&path).await;
+    let status = hit.header("cache-status").unwrap();
+    assert!(status.starts_with("rosetta; hit; ttl="), "{status}");
+    let ttl: u64 = status.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(ttl <= 5, "{status}");
+}

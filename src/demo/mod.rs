@@ -87,6 +87,8 @@ pub enum FaultKind {
     Delay(Duration),
     /// Answer 200 with an HTML page.
     NotJson,
+    /// Answer normally, with this header added (e.g. `Cache-Control`).
+    Header(String, String),
 }
 
 /// A fault for requests matching `method` (any when `None`) and `path_prefix`.
@@ -355,6 +357,7 @@ async fn serve_one(
             return Ok(r);
         }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::Header(..)) => {}
         None => {}
     }
     let inbound = Inbound {
@@ -375,7 +378,16 @@ async fn serve_one(
         body,
     };
     let (status, value) = handler(&inbound);
-    Ok(respond(format, status, &value))
+    let mut resp = respond(format, status, &value);
+    if let Some(FaultKind::Header(name, value)) = &fault
+        && let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        )
+    {
+        resp.headers_mut().append(n, v);
+    }
+    Ok(resp)
 }
 
 fn respond(format: Format, status: u16, v: &Value) -> Response<Full<Bytes>> {

@@ -59,6 +59,47 @@ pub enum OutBody {
 pub struct Outcome {
     pub status: StatusCode,
     pub body: OutBody,
+    /// What the upstream answers allow a cache to do with this one (the strictest of them).
+    pub cache: CacheDirective,
+}
+
+/// The upstreams' `Cache-Control` and `Set-Cookie`, folded over every call of a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheDirective {
+    /// `no-store`, or a `Set-Cookie`: never stored.
+    pub no_store: bool,
+    /// `private`: only for the user it was made for.
+    pub private: bool,
+    /// The smallest `s-maxage`/`max-age` seen, in seconds.
+    pub max_age: Option<u64>,
+}
+
+impl CacheDirective {
+    /// Folds one upstream answer's headers in.
+    pub fn observe(&mut self, headers: &HeaderMap) {
+        if headers.contains_key(header::SET_COOKIE) {
+            self.no_store = true;
+        }
+        let mut max_age = None;
+        let mut s_maxage = None;
+        for v in headers.get_all(header::CACHE_CONTROL) {
+            for d in v.to_str().unwrap_or("").split(',').map(str::trim) {
+                let lower = d.to_ascii_lowercase();
+                match lower.split_once('=') {
+                    Some(("max-age", n)) => max_age = n.trim_matches('"').parse::<u64>().ok(),
+                    Some(("s-maxage", n)) => s_maxage = n.trim_matches('"').parse::<u64>().ok(),
+                    Some(_) => {}
+                    None if lower == "no-store" || lower == "no-cache" => self.no_store = true,
+                    None if lower == "private" => self.private = true,
+                    None => {}
+                }
+            }
+        }
+        // A shared cache prefers s-maxage.
+        if let Some(age) = s_maxage.or(max_age) {
+            self.max_age = Some(self.max_age.map_or(age, |m| m.min(age)));
+        }
+    }
 }
 
 /// Everything a route execution needs besides the route and its context.
@@ -71,6 +112,8 @@ pub struct ExecEnv<'a> {
     pub calls: Option<&'a CallLog>,
     /// Bytes kept of each recorded upstream body.
     pub capture_cap: usize,
+    /// The upstream answers' cache directives, folded as calls complete.
+    pub directive: std::sync::Mutex<CacheDirective>,
 }
 
 /// One fanned-out call.
@@ -148,7 +191,16 @@ pub async fn execute(
             }
         }
     };
-    Ok(Outcome { status, body })
+    let cache = env.directive.lock().map(|d| *d).unwrap_or(CacheDirective {
+        no_store: true,
+        private: false,
+        max_age: None,
+    });
+    Ok(Outcome {
+        status,
+        body,
+        cache,
+    })
 }
 
 fn page_body(route: &Route, out: Value) -> Result<OutBody, GatewayError> {
@@ -484,6 +536,9 @@ async fn perform(
         );
     }
     let resp = answer?;
+    if let Ok(mut d) = env.directive.lock() {
+        d.observe(&resp.headers);
+    }
     let status = resp.status.as_u16();
     let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
     if resp.status.is_success() {
@@ -749,6 +804,7 @@ mod tests {
             query_pairs: &[],
             calls: None,
             capture_cap: 0,
+            directive: Default::default(),
         };
         execute(&cat.routes[0], ctx, &env).await
     }

@@ -14,6 +14,7 @@ use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query};
 use crate::body::{Body, empty, full};
 use crate::error::GatewayError;
 use crate::identity::Principal;
+use crate::mapping::exec::CacheDirective;
 
 /// See the module docs.
 #[derive(Clone)]
@@ -111,6 +112,7 @@ where
             }
         };
         let principal = req.extensions().get::<Principal>().cloned();
+        let scope_kind = route.cache_scope;
         let scope = match route.cache_scope {
             Scope::Public => String::new(),
             Scope::Company => format!("c:{}", principal.as_ref().map_or("", |p| &p.company)),
@@ -182,7 +184,20 @@ where
                     }
                 };
                 let status = resp.status().as_u16();
-                if !CACHEABLE.contains(&status) {
+                // The upstreams' Cache-Control: no-store (or a cookie) is never stored,
+                // private only per user, and max-age bounds the route's TTL.
+                let directive = resp
+                    .extensions()
+                    .get::<CacheDirective>()
+                    .copied()
+                    .unwrap_or_default();
+                let ttl = directive
+                    .max_age
+                    .map_or(ttl, |s| ttl.min(std::time::Duration::from_secs(s)));
+                let storable = !directive.no_store
+                    && (!directive.private || scope_kind == Scope::User)
+                    && !ttl.is_zero();
+                if !CACHEABLE.contains(&status) || !storable {
                     if let Ok(mut s) = leader_slot.lock() {
                         *s = Some(Ok(resp));
                     }

@@ -154,11 +154,13 @@ where
                                 items,
                                 total: Some(total),
                             },
+                            cache: outcome.cache,
                         }
                     }
                     (None | Some(_), body) => Outcome {
                         status: outcome.status,
                         body,
+                        cache: outcome.cache,
                     },
                 };
                 let settled = route.points_settle.as_ref().map(|f| {
@@ -176,7 +178,9 @@ where
                     }
                 }
             });
+            let directive = outcome.cache;
             let (mut resp, bytes) = render(&route, outcome, page.as_ref(), &query_pairs);
+            resp.extensions_mut().insert(directive);
             if let Some(n) = settled {
                 resp.extensions_mut().insert(SettledPoints(n));
             }

@@ -58,6 +58,7 @@ impl Service<ExecRequest> for Executor {
                 query_pairs: &req.query_pairs,
                 calls: req.calls.as_ref(),
                 capture_cap: CAPTURE_CALL_CAP,
+                directive: Default::default(),
             };
             execute(&req.route, req.ctx, &env).await
         })
