@@ -300,3 +300,72 @@ async fn upstream_cache_control_is_respected() {
     let ttl: u64 = status.rsplit('=').next().unwrap().parse().unwrap();
     assert!(ttl <= 5, "{status}");
 }
+
+/// A copy of the shipped V1 pack where `companies.get` hits cost nothing.
+fn free_hits_pack(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/redapi-v1-appdirect");
+    let dst = dir.join("mappings/redapi-v1-appdirect");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        let mut text = std::fs::read_to_string(&f).unwrap();
+        if f.file_name().unwrap() == "companies.toml" {
+            text = text.replacen(
+                "id = \"companies.get\"\n",
+                "id = \"companies.get\"\ncache_hit_points = 0\n",
+                1,
+            );
+        }
+        std::fs::write(dst.join(f.file_name().unwrap()), text).unwrap();
+    }
+    dir.join("mappings")
+}
+
+#[tokio::test]
+async fn a_route_may_make_its_hits_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mappings = free_hits_pack(tmp.path());
+    let env = start_with(move |cfg| {
+        cfg.mappings_dir = mappings;
+        cfg.packs = vec!["redapi-v1-appdirect".into()];
+    })
+    .await;
+    env.root(
+        Method::POST,
+        "/v1/companies",
+        Some(json!({"key": "northwind"})),
+    )
+    .await;
+    env.root(
+        Method::POST,
+        "/v1/users",
+        Some(json!({"username": "ann", "company_key": "northwind", "roles": ["USER"]})),
+    )
+    .await;
+    env.root(
+        Method::PUT,
+        "/v1/users/ann/quotas",
+        Some(json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "READ", "points_per_day": 2}]}]})),
+    )
+    .await;
+    let key = env
+        .root(Method::POST, "/v1/users/ann/keys", None)
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/companies/{PARTNER_ID}");
+    for _ in 0..5 {
+        assert_eq!(
+            as_(&env, &key, &path, &[]).await.status,
+            200,
+            "hits are free here"
+        );
+    }
+    // The one miss cost 1 point: one more paid request fits, the next does not.
+    let other = format!("/companies/{CUSTOMER_ID}");
+    assert_eq!(as_(&env, &key, &other, &[]).await.status, 200);
+    let third = format!("/companies/{}", rosetta::demo::PARTNER2_ID);
+    as_(&env, &key, &third, &[]).await.assert_problem(429);
+}

@@ -129,6 +129,8 @@ struct RouteDef {
     #[serde(default)]
     cache_scope: Option<String>,
     #[serde(default)]
+    cache_hit_points: Option<u32>,
+    #[serde(default)]
     rate_limit: Option<String>,
     #[serde(default)]
     anonymous: bool,
@@ -400,6 +402,8 @@ pub struct Route {
     pub cache_ttl: Option<Duration>,
     /// Whose answers a cached entry may serve (default `company`).
     pub cache_scope: crate::gateway::cache::Scope,
+    /// What a cache hit costs, when not the route's `points`.
+    pub cache_hit_points: Option<u32>,
     pub rate_limit: Option<String>,
     pub anonymous: bool,
     /// Rosetta pages the answer: `response.jq` yields `{items, total}`.
@@ -916,6 +920,7 @@ fn compile_route(
         points_settle,
         cache_ttl,
         cache_scope,
+        cache_hit_points: def.cache_hit_points,
         rate_limit: def.rate_limit.or_else(|| pack.rate_limit.clone()),
         anonymous: def.anonymous,
         paged: def.paged,

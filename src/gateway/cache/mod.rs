@@ -13,5 +13,5 @@ mod policy;
 mod service;
 
 pub use layer::{CacheLayer, ReadCache};
-pub use policy::{CacheKey, Scope, etag, normalise_query};
+pub use policy::{CacheKey, Scope, etag, normalise_query, scope_value};
 pub use service::Cache;

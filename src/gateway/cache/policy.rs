@@ -24,6 +24,15 @@ impl Scope {
     }
 }
 
+/// The scope part of a key: whose answers an entry holds.
+pub fn scope_value(scope: Scope, user: &str, company: &str) -> String {
+    match scope {
+        Scope::Public => String::new(),
+        Scope::Company => format!("c:{company}"),
+        Scope::User => format!("u:{user}"),
+    }
+}
+
 /// One cached answer's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -78,6 +87,33 @@ pub fn affected(key: &CacheKey, routes: &[Arc<str>], values: &[String]) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_separate_callers() {
+        let (a1, a2, b1) = (("ann", "acme"), ("bob", "acme"), ("cy", "beta"));
+        let v = |s, (u, c): (&str, &str)| scope_value(s, u, c);
+        assert_eq!(
+            v(Scope::Company, a1),
+            v(Scope::Company, a2),
+            "one company shares"
+        );
+        assert_ne!(
+            v(Scope::Company, a1),
+            v(Scope::Company, b1),
+            "companies never do"
+        );
+        assert_ne!(
+            v(Scope::User, a1),
+            v(Scope::User, a2),
+            "user scope: each their own"
+        );
+        assert_eq!(v(Scope::Public, a1), v(Scope::Public, b1));
+        // A user named like a company cannot reach that company's entries.
+        assert_ne!(
+            v(Scope::User, ("acme", "x")),
+            v(Scope::Company, ("x", "acme"))
+        );
+    }
 
     #[test]
     fn queries_normalise() {

@@ -10,7 +10,7 @@ use tower::Service;
 
 use super::super::{BoxFuture, RouteCtx};
 use super::layer::{Entry, ReadCache};
-use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query};
+use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query, scope_value};
 use crate::body::{Body, empty, full};
 use crate::error::GatewayError;
 use crate::identity::Principal;
@@ -113,11 +113,12 @@ where
         };
         let principal = req.extensions().get::<Principal>().cloned();
         let scope_kind = route.cache_scope;
-        let scope = match route.cache_scope {
-            Scope::Public => String::new(),
-            Scope::Company => format!("c:{}", principal.as_ref().map_or("", |p| &p.company)),
-            Scope::User => format!("u:{}", principal.as_ref().map_or("", |p| &p.user)),
-        };
+        let scope = scope_value(
+            route.cache_scope,
+            principal.as_ref().map_or("", |p| &p.user),
+            principal.as_ref().map_or("", |p| &p.company),
+        );
+        let hit_points = route.cache_hit_points;
         let accept = req
             .headers()
             .get(header::ACCEPT)
@@ -153,7 +154,13 @@ where
             if !revalidate && let Some(e) = cache.cache.get(&key).await {
                 crate::metrics::cache_hit();
                 let line = format!("rosetta; hit; ttl={}", remaining_ttl(&e));
-                return Ok(respond(&e, line, if_none.as_deref()));
+                let mut resp = respond(&e, line, if_none.as_deref());
+                // A route may price its hits differently; the quota and audit layers settle.
+                if let Some(n) = hit_points {
+                    resp.extensions_mut()
+                        .insert(super::super::SettledPoints(u64::from(n)));
+                }
+                return Ok(resp);
             }
             crate::metrics::cache_miss();
             if revalidate {
