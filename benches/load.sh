@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Load benchmark (issue 7): one run, one table. Starts a fixed upstream (examples/load_upstream),
+# nginx as a plain keep-alive reverse proxy to it, and Rosetta (release, config/bench.toml), then
+# drives each with wrk and prints rps, p50 and p99 beside the ratio to nginx.
+#   benches/load.sh                      # 10 s per row, 32 connections, 1 wrk thread
+#   DURATION=5s CONNS=64 benches/load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    echo "installing $2 (Debian package)…" >&2
+    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$2" >/dev/null; else sudo apt-get install -y -q "$2" >/dev/null; fi
+}
+need wrk wrk
+need nginx nginx-light
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --bin rosetta --example load_upstream
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    rm -rf "$work" /tmp/rosetta-bench.db*
+}
+trap cleanup EXIT
+
+wait_for() { # url [header]
+    for _ in $(seq 1 200); do
+        if curl -fs -o /dev/null ${2:+-H "$2"} "$1"; then return 0; fi
+        sleep 0.05
+    done
+    echo "not ready: $1" >&2
+    exit 1
+}
+
+# The fixed upstream.
+target/release/examples/load_upstream 127.0.0.1:0 >"$work/up.log" &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q listening "$work/up.log" && break; sleep 0.05; done
+UP=$(sed -n 's/listening on //p' "$work/up.log")
+
+# nginx as its users would run it: one worker per core, keep-alive to the upstream.
+cat >"$work/nginx.conf" <<NGX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream up { server $UP; keepalive 64; }
+    server {
+        listen 127.0.0.1:18081;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGX
+"$NGINX" -c "$work/nginx.conf" -p "$work"
+
+# Rosetta, release build.
+ROSETTA__UPSTREAMS__APPDIRECT__URL="http://$UP" \
+ROSETTA__UPSTREAMS__LONGJUMP__URL="http://$UP" \
+    target/release/rosetta serve --config config/bench.toml 2>"$work/rosetta.log" &
+RS=$!
+pids+=($RS)
+
+AUTH="Authorization: Bearer bench-key"
+wait_for "http://$UP/static"
+wait_for "http://127.0.0.1:18081/static"
+wait_for "http://127.0.0.1:18080/pass/static" "$AUTH"
+
+CID=6e0f3b4a-0000-4000-8000-000000000002
+# Translated rows ask for a different company each time (wrk script): every request is a cache
+# miss that really runs the route, never one folded into another's by coalescing.
+cat >"$work/vary.lua" <<'LUA'
+local n = 0
+request = function()
+    n = n + 1
+    local path = string.gsub(wrk.path, "{n}", string.format("%012d", n))
+    return wrk.format(nil, path)
+end
+LUA
+rows=(
+    "direct upstream|http://$UP/static||"
+    "nginx proxy|http://127.0.0.1:18081/static||"
+    "rosetta passthrough|http://127.0.0.1:18080/pass/static|$AUTH|"
+    "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{n}|$AUTH|vary"
+    "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{n}|$AUTH|vary"
+    "rosetta cache hit|http://127.0.0.1:18080/companies/$CID|$AUTH|"
+)
+
+# wrk latency figures to milliseconds.
+ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
+
+echo "wrk -t$THREADS -c$CONNS -d$DURATION on $(nproc) cores, $(uname -srm)"
+printf "%-34s %10s %9s %9s %9s\n" "target" "rps" "p50 ms" "p99 ms" "× nginx"
+nginx_rps=""
+for row in "${rows[@]}"; do
+    IFS='|' read -r name url h1 mode <<<"$row"
+    args=(--latency -t"$THREADS" -c"$CONNS" -d"$DURATION")
+    [ -n "${h1:-}" ] && args+=(-H "$h1")
+    [ "${mode:-}" = vary ] && args+=(-s "$work/vary.lua")
+    out=$(wrk "${args[@]}" "$url")
+    rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    p50=$(ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+    p99=$(ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+    non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+    [ "$name" = "nginx proxy" ] && nginx_rps=$rps
+    ratio="-"
+    [ -n "$nginx_rps" ] && ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
+    printf "%-34s %10.0f %9s %9s %9s%s\n" "$name" "$rps" "$p50" "$p99" "$ratio" "${non2xx:+  ($non2xx non-2xx)}"
+done
+echo "rosetta RSS after the run: $(( $(ps -o rss= -p "$RS") / 1024 )) MiB"
