@@ -29,6 +29,31 @@ async fn as_(env: &common::Env, key: &str, path: &str, extra: &[(&str, &str)]) -
     env.send(Method::GET, path, &h, "").await
 }
 
+/// A store user `ann` of northwind with a READ quota of `per_day` points; returns their key.
+async fn quota_user(env: &common::Env, per_day: u64) -> String {
+    env.root(
+        Method::POST,
+        "/v1/companies",
+        Some(json!({"key": "northwind"})),
+    )
+    .await;
+    env.root(
+        Method::POST,
+        "/v1/users",
+        Some(json!({"username": "ann", "company_key": "northwind", "roles": ["USER"]})),
+    )
+    .await;
+    let quota = json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "READ", "points_per_day": per_day}]}]});
+    env.root(Method::PUT, "/v1/users/ann/quotas", Some(quota))
+        .await;
+    env.root(Method::POST, "/v1/users/ann/keys", None)
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn hits_etags_and_revalidation() {
     let env = start().await;
@@ -214,31 +239,7 @@ async fn admin_purge_quotas_and_audit_on_hits() {
     );
 
     // A store user with a 3-point day: hits still cost points, and are audited.
-    env.root(
-        Method::POST,
-        "/v1/companies",
-        Some(json!({"key": "northwind"})),
-    )
-    .await;
-    env.root(
-        Method::POST,
-        "/v1/users",
-        Some(json!({"username": "ann", "company_key": "northwind", "roles": ["USER"]})),
-    )
-    .await;
-    env.root(
-        Method::PUT,
-        "/v1/users/ann/quotas",
-        Some(json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "READ", "points_per_day": 3}]}]})),
-    )
-    .await;
-    let key = env
-        .root(Method::POST, "/v1/users/ann/keys", None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = quota_user(&env, 3).await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(as_(&env, &key, &path, &[]).await.status.as_u16());
@@ -330,31 +331,7 @@ async fn a_route_may_make_its_hits_free() {
         cfg.packs = vec!["redapi-v1-appdirect".into()];
     })
     .await;
-    env.root(
-        Method::POST,
-        "/v1/companies",
-        Some(json!({"key": "northwind"})),
-    )
-    .await;
-    env.root(
-        Method::POST,
-        "/v1/users",
-        Some(json!({"username": "ann", "company_key": "northwind", "roles": ["USER"]})),
-    )
-    .await;
-    env.root(
-        Method::PUT,
-        "/v1/users/ann/quotas",
-        Some(json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "READ", "points_per_day": 2}]}]})),
-    )
-    .await;
-    let key = env
-        .root(Method::POST, "/v1/users/ann/keys", None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = quota_user(&env, 2).await;
     let path = format!("/companies/{PARTNER_ID}");
     for _ in 0..5 {
         assert_eq!(
