@@ -488,23 +488,11 @@ where
             ))
         }
         (&Method::GET, ["v1", "users", name]) => {
-            let u = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !reads(&p, &u.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            let u = user_in_scope(admin, &p, name, false).await?;
             Ok(json_response(StatusCode::OK, &user_json(&u)))
         }
         (&Method::PUT, ["v1", "users", name]) => {
-            let current = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !manages(&p, &current.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            user_in_scope(admin, &p, name, true).await?;
             let (u, password) = validate::user(&read_json(body).await?)?;
             if u.username != *name {
                 return Err(BadRequest::param("username", "username cannot be changed").into());
@@ -524,13 +512,7 @@ where
             Ok(json_response(StatusCode::OK, &user_json(&u)))
         }
         (&Method::DELETE, ["v1", "users", name]) => {
-            let current = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !manages(&p, &current.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            user_in_scope(admin, &p, name, true).await?;
             store
                 .delete_user((*name).to_owned())
                 .await
@@ -540,13 +522,7 @@ where
         }
         // ---- API keys
         (&Method::POST, ["v1", "users", name, "keys"]) => {
-            let owner = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !manages(&p, &owner.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            let owner = user_in_scope(admin, &p, name, true).await?;
             let body = read_json(body).await?;
             let expires_ms = match &body {
                 Value::Null => None,
@@ -607,13 +583,7 @@ where
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (&Method::GET, ["v1", "users", name, "keys"]) => {
-            let owner = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !reads(&p, &owner.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            user_in_scope(admin, &p, name, false).await?;
             let keys = store
                 .list_keys((*name).to_owned())
                 .await
@@ -624,13 +594,7 @@ where
             ))
         }
         (&Method::DELETE, ["v1", "users", name, "keys", id]) => {
-            let owner = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !manages(&p, &owner.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            user_in_scope(admin, &p, name, true).await?;
             store
                 .revoke_key((*name).to_owned(), (*id).to_owned())
                 .await
@@ -640,13 +604,7 @@ where
         }
         // ---- quotas (enforced by the quota layer)
         (&Method::PUT, ["v1", "users", name, "quotas"]) => {
-            let owner = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !manages(&p, &owner.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            let owner = user_in_scope(admin, &p, name, true).await?;
             let window = quota_window(&pairs)?;
             let services = validate::quotas(&read_json(body).await?)?;
             store
@@ -662,13 +620,7 @@ where
             Ok(json_response(StatusCode::OK, &v))
         }
         (&Method::GET, ["v1", "users", name, "quotas"]) => {
-            let owner = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !reads(&p, &owner.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            let owner = user_in_scope(admin, &p, name, false).await?;
             let q = store.get_quotas(owner.username).await.map_err(store_err)?;
             Ok(json_response(
                 StatusCode::OK,
@@ -681,13 +633,7 @@ where
             ))
         }
         (&Method::DELETE, ["v1", "users", name, "quotas"]) => {
-            let owner = store
-                .get_user((*name).to_owned())
-                .await
-                .map_err(store_err)?;
-            if !manages(&p, &owner.company_key) {
-                return Err(forbidden("not a user of your company"));
-            }
+            let owner = user_in_scope(admin, &p, name, true).await?;
             let window = quota_window(&pairs)?;
             let n = store
                 .delete_quotas(owner.username.clone(), window)
@@ -1038,6 +984,30 @@ fn report_xlsx(rows: &[StatRow]) -> Result<Vec<u8>, String> {
     }
     ws.autofit();
     wb.save_to_buffer().map_err(|e| e.to_string())
+}
+
+/// The user `name`, if `p` may manage (`write`) or read users of their company.
+async fn user_in_scope(
+    admin: &Admin,
+    p: &Principal,
+    name: &str,
+    write: bool,
+) -> Result<User, GatewayError> {
+    let u = admin
+        .store
+        .get_user(name.to_owned())
+        .await
+        .map_err(store_err)?;
+    let allowed = if write {
+        manages(p, &u.company_key)
+    } else {
+        reads(p, &u.company_key)
+    };
+    if allowed {
+        Ok(u)
+    } else {
+        Err(forbidden("not a user of your company"))
+    }
 }
 
 /// A PARTNER writes only users of its own company, and never grants ADMIN or AUDITOR.

@@ -320,23 +320,36 @@ fn order(field: Option<&str>, allowed: &[(&str, &str)], default: &str, desc: boo
     )
 }
 
+fn company_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Company> {
+    Ok(Company {
+        key: r.get(0)?,
+        detail: r.get(1)?,
+        enabled: r.get(2)?,
+    })
+}
+
 const USER_COLS: &str = "username, name, email, phone, company_key, enabled, roles, timezone";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
-    let roles: String = r.get(6)?;
+    user_row_at(r, 0)
+}
+
+/// A user read from `USER_COLS` starting at column `at`.
+fn user_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
+    let roles: String = r.get(at + 6)?;
     Ok(User {
-        username: r.get(0)?,
-        name: r.get(1)?,
-        email: r.get(2)?,
-        phone: r.get(3)?,
-        company_key: r.get(4)?,
-        enabled: r.get(5)?,
+        username: r.get(at)?,
+        name: r.get(at + 1)?,
+        email: r.get(at + 2)?,
+        phone: r.get(at + 3)?,
+        company_key: r.get(at + 4)?,
+        enabled: r.get(at + 5)?,
         roles: roles
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        timezone: r.get(7)?,
+        timezone: r.get(at + 7)?,
     })
 }
 
@@ -349,6 +362,31 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyInfo> {
         expires_ms: r.get(4)?,
         revoked: r.get(5)?,
     })
+}
+
+/// A unique-key violation is the caller's conflict; anything else is the store's failure.
+fn conflict_or_backend(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_constraint(&e) {
+        StoreError::Conflict(what())
+    } else {
+        backend(e)
+    }
+}
+
+/// `Invalid` unless the company `key` exists (users always belong to one).
+fn require_company(conn: &Connection, key: &str) -> Result<(), StoreError> {
+    let found: Option<String> = conn
+        .query_row("SELECT key FROM companies WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Invalid(format!(
+            "company `{key}` does not exist"
+        ))),
+    }
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
@@ -380,13 +418,7 @@ impl Store for SqliteStore {
                 params![c.key, c.detail, c.enabled],
             )
             .map(|_| ())
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Conflict(format!("company `{}`", c.key))
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(|e| conflict_or_backend(e, || format!("company `{}`", c.key)))
         })
     }
 
@@ -395,13 +427,7 @@ impl Store for SqliteStore {
             conn.query_row(
                 "SELECT key, detail, enabled FROM companies WHERE key = ?1",
                 [&key],
-                |r| {
-                    Ok(Company {
-                        key: r.get(0)?,
-                        detail: r.get(1)?,
-                        enabled: r.get(2)?,
-                    })
-                },
+                company_row,
             )
             .optional()
             .map_err(backend)?
@@ -416,13 +442,7 @@ impl Store for SqliteStore {
                     "UPDATE companies SET key = ?1, detail = ?2, enabled = ?3 WHERE key = ?4",
                     params![c.key, c.detail, c.enabled, key],
                 )
-                .map_err(|e| {
-                    if is_constraint(&e) {
-                        StoreError::Conflict(format!("company `{}`", c.key))
-                    } else {
-                        backend(e)
-                    }
-                })?;
+                .map_err(|e| conflict_or_backend(e, || format!("company `{}`", c.key)))?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("company `{key}`")));
             }
@@ -486,13 +506,7 @@ impl Store for SqliteStore {
             );
             let mut st = conn.prepare(&sql).map_err(backend)?;
             let items = st
-                .query_map(params_from_iter(args.iter()), |r| {
-                    Ok(Company {
-                        key: r.get(0)?,
-                        detail: r.get(1)?,
-                        enabled: r.get(2)?,
-                    })
-                })
+                .query_map(params_from_iter(args.iter()), company_row)
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
@@ -506,32 +520,13 @@ impl Store for SqliteStore {
 
     fn create_user(&self, u: User, password_hash: Option<String>) -> StoreFuture<'_, ()> {
         self.with(move |conn| {
-            let company: Option<String> = conn
-                .query_row(
-                    "SELECT key FROM companies WHERE key = ?1",
-                    [&u.company_key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if company.is_none() {
-                return Err(StoreError::Invalid(format!(
-                    "company `{}` does not exist",
-                    u.company_key
-                )));
-            }
+            require_company(conn, &u.company_key)?;
             conn.execute(
                 &format!("INSERT INTO users ({USER_COLS}, password_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
                 params![u.username, u.name, u.email, u.phone, u.company_key, u.enabled, u.roles.join(","), u.timezone, password_hash],
             )
             .map(|_| ())
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Conflict(format!("user `{}`", u.username))
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(|e| conflict_or_backend(e, || format!("user `{}`", u.username)))
         })
     }
 
@@ -550,20 +545,7 @@ impl Store for SqliteStore {
 
     fn update_user(&self, u: User, password_hash: Option<String>) -> StoreFuture<'_, ()> {
         self.with(move |conn| {
-            let company: Option<String> = conn
-                .query_row(
-                    "SELECT key FROM companies WHERE key = ?1",
-                    [&u.company_key],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if company.is_none() {
-                return Err(StoreError::Invalid(format!(
-                    "company `{}` does not exist",
-                    u.company_key
-                )));
-            }
+            require_company(conn, &u.company_key)?;
             let n = conn
                 .execute(
                     "UPDATE users SET name = ?2, email = ?3, phone = ?4, company_key = ?5, enabled = ?6,
@@ -742,23 +724,9 @@ impl Store for SqliteStore {
                  JOIN companies c ON c.key = u.company_key WHERE k.hash = ?1",
                 [&secret_sha256],
                 |r| {
-                    let roles: String = r.get(12)?;
                     Ok(KeyMatch {
                         key: key_row(r)?,
-                        user: User {
-                            username: r.get(6)?,
-                            name: r.get(7)?,
-                            email: r.get(8)?,
-                            phone: r.get(9)?,
-                            company_key: r.get(10)?,
-                            enabled: r.get(11)?,
-                            roles: roles
-                                .split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                            timezone: r.get(13)?,
-                        },
+                        user: user_row_at(r, 6)?,
                         company_enabled: r.get(14)?,
                     })
                 },

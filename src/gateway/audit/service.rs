@@ -53,12 +53,16 @@ where
         };
         let route = rc.map(|r| r.route);
         let meta = req.extensions().get::<RequestMeta>().cloned();
-        let fingerprint = crate::identity::sha256_hex(&format!(
-            "{} {}",
-            req.method(),
-            req.uri().path_and_query().map_or("", |p| p.as_str())
-        ))[..16]
-            .to_owned();
+        // Identifies "the same request" for unique points: a fixed-seed non-cryptographic
+        // hash is enough (and cheap on every request); nothing here is secret.
+        let fingerprint = {
+            use std::hash::BuildHasher;
+            let h = foldhash::fast::FixedState::with_seed(0x0072_6f73_6574_7461).hash_one((
+                req.method().as_str(),
+                req.uri().path_and_query().map_or("", |p| p.as_str()),
+            ));
+            format!("{h:016x}")
+        };
         Box::pin(async move {
             let result = inner.call(req).await;
             if let (Some(route), Some(p)) = (route, principal) {

@@ -111,7 +111,11 @@ where
                     .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
                     .transpose()?;
                 let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
-            let (ctx_path, ctx_query) = (ctx["path"].clone(), ctx["query"].clone());
+            // Kept only for a route that settles its points from the answer.
+            let settle_request = route
+                .points_settle
+                .as_ref()
+                .map(|_| json!({"path": ctx["path"].clone(), "query": ctx["query"].clone()}));
                 ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
                 if let Some((spec, q)) = &search {
                     ctx["search"] = Value::Object(pushdown(spec, q));
@@ -169,7 +173,7 @@ where
                     OutBody::Json(v) => v.clone(),
                     OutBody::Page { items, total } => json!({"items": items, "total": total}),
                 };
-                let input = json!({"response": response, "request": {"path": ctx_path, "query": ctx_query}});
+                let input = json!({"response": response, "request": settle_request});
                 match f.run(&input) {
                     Ok(v) => v.as_f64().map_or(0, |n| n.max(0.0).ceil() as u64),
                     Err(e) => {
