@@ -96,6 +96,9 @@ async fn hits_etags_and_revalidation() {
         .await;
     assert!(b.header("cache-status").unwrap().contains("hit"));
     assert_eq!(a.body, b.body);
+    // A read whose route has no cache_ttl is bypassed, and says so.
+    let search = env.get("/companies/search?search=a").await;
+    assert_eq!(search.header("cache-status"), Some("rosetta; fwd=bypass"));
     let c = env
         .get("/networking/rest/tenant?fieldList=id&pageSize=3")
         .await;

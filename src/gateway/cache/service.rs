@@ -86,7 +86,18 @@ where
         // Writes: a success invalidates the reads the route declares.
         let ttl = match (req.method() == Method::GET, route.cache_ttl) {
             (true, Some(ttl)) => ttl,
-            (true, None) | (false, _) => {
+            // A read the route does not cache: say so (RFC 9211 `fwd=bypass`).
+            (true, None) => {
+                return Box::pin(async move {
+                    let mut resp = inner.call(req).await?;
+                    resp.headers_mut().insert(
+                        "cache-status",
+                        HeaderValue::from_static("rosetta; fwd=bypass"),
+                    );
+                    Ok(resp)
+                });
+            }
+            (false, _) => {
                 if route.invalidates.is_empty() {
                     return Box::pin(inner.call(req));
                 }
