@@ -152,3 +152,46 @@ async fn a_policy_on_an_upstream_shapes_every_call_to_it() {
         "calls spread over {span:?}"
     );
 }
+
+/// An upstream that fails every call to AppDirect.
+fn failing(env: &common::Env) {
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: rosetta::demo::FaultKind::Status(500, serde_json::json!({"message": "boom"})),
+        times: None,
+    });
+}
+
+#[tokio::test]
+async fn with_count_success_failed_requests_give_their_cell_back() {
+    let env = start_with(tight).await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    failing(&env);
+    for _ in 0..5 {
+        assert_eq!(env.get(&path).await.status, 502);
+    }
+    env.appdirect.faults().clear();
+    for remaining in ["2", "1", "0"] {
+        let r = env.get(&path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-remaining"), Some(remaining));
+    }
+    env.get(&path).await.assert_problem(429);
+}
+
+#[tokio::test]
+async fn with_count_all_failed_requests_use_the_bucket() {
+    let env = start_with(|cfg| {
+        tight(cfg);
+        cfg.rate_limits.get_mut("default").unwrap().count = Some("all".into());
+    })
+    .await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    failing(&env);
+    for _ in 0..3 {
+        assert_eq!(env.get(&path).await.status, 502);
+    }
+    env.appdirect.faults().clear();
+    env.get(&path).await.assert_problem(429);
+}

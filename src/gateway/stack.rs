@@ -237,14 +237,11 @@ impl Gateway {
                 self.store.clone(),
                 self.server_name.clone(),
             ))
-            // Leaky bucket per (policy, key): seam until the rate-limit issue.
-            .layer(RateLimitLayer::new(
-                self.limiter.clone(),
-                self.policies.clone(),
-            ))
-            // Points, daily, dated-window and concurrency quotas: seam until the quota issue.
+            // Leaky bucket per (policy, key).
+            .layer(RateLimitLayer::new(self.limiter.clone(), &self.policies))
+            // Points, daily, dated-window and concurrency quotas.
             .layer(QuotaLayer::new(self.quotas.clone()))
-            // Cached translated GET responses: seam until the cache issue.
+            // Cached translated GET responses, per caller scope.
             .layer(CacheLayer::new(self.cache.clone()))
             // Client dialect ⇄ execution context: body limit, parsing, params, paging.
             .layer(TranslateLayer {

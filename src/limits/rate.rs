@@ -7,18 +7,26 @@
 //! nothing. Time comes from tokio's clock ([`TokioClock`]), so tests pause and advance it.
 //! Keys whose bucket is full again are forgotten periodically: memory follows the number of
 //! recently active keys, not every key ever seen.
+//!
+//! The keyed state is our own [`RefundableStore`] (governor's algorithm, our map) so that a
+//! policy with `count = "success"` can give a cell back when the upstream fails: giving back
+//! moves the key's arrival time one emission interval earlier, exactly undoing the admission,
+//! and GCRA's clamp to "now" means a refund can never make a bucket hold more than its burst.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::ops::Add;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use governor::Quota;
 use governor::clock::{Clock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::DashMapStateStore;
+use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
 
 use crate::config::RateLimitConfig;
 
@@ -42,8 +50,8 @@ pub struct Policy {
     /// Time to leak one request.
     pub period: Duration,
     pub key: KeyKind,
-    /// `count = "success"` (the default): quota points of routes under this policy are given
-    /// back when the upstream fails (5xx) or times out; `"all"` keeps them.
+    /// `count = "success"` (the default): the bucket cell and the quota points of a request
+    /// are given back when the upstream fails (5xx) or times out; `"all"` keeps them.
     pub count_success: bool,
 }
 
@@ -138,18 +146,28 @@ pub struct KeyInput<'a> {
 /// The bucket key of a request under `policy`; the kind is part of the key so that two
 /// kinds never share a bucket by accident.
 pub fn bucket_key(policy: &Policy, input: &KeyInput<'_>) -> String {
-    match &policy.key {
-        KeyKind::User => format!("u:{}", input.user),
-        KeyKind::Company => format!("c:{}", input.company),
+    let mut key = String::new();
+    write_bucket_key(policy, input, &mut key);
+    key
+}
+
+/// [`bucket_key`] into a reused buffer: the request path checks a limit without allocating.
+pub fn write_bucket_key(policy: &Policy, input: &KeyInput<'_>, out: &mut String) {
+    out.clear();
+    let (tag, value) = match &policy.key {
+        KeyKind::User => ("u:", input.user),
+        KeyKind::Company => ("c:", input.company),
         // A caller without a key (Basic) is limited as its user.
         KeyKind::ApiKey => match input.key_id {
-            Some(k) => format!("k:{k}"),
-            None => format!("u:{}", input.user),
+            Some(k) => ("k:", k),
+            None => ("u:", input.user),
         },
-        KeyKind::Ip => format!("i:{}", input.ip.unwrap_or("-")),
-        KeyKind::Global => "g".to_owned(),
-        KeyKind::Header(_) => format!("h:{}", input.header.unwrap_or("")),
-    }
+        KeyKind::Ip => ("i:", input.ip.unwrap_or("-")),
+        KeyKind::Global => ("g", ""),
+        KeyKind::Header(_) => ("h:", input.header.unwrap_or("")),
+    };
+    out.push_str(tag);
+    out.push_str(value);
 }
 
 /// The answer of a check, with what the `RateLimit-*` headers say.
@@ -167,6 +185,9 @@ pub struct Decision {
 /// Checks and consumes one request of `key` under `policy` atomically.
 pub trait RateLimiter: Send + Sync + 'static {
     fn check(&self, policy: &Policy, key: &str) -> Decision;
+    /// Gives back the cell of one admitted request (`count = "success"` and the upstream
+    /// failed). Never makes a bucket hold more than its burst.
+    fn refund(&self, policy: &Policy, key: &str);
     /// Distinct keys currently remembered (for tests and metrics).
     fn keys(&self) -> usize;
 }
@@ -203,19 +224,87 @@ impl Clock for TokioClock {
     }
 }
 
-type Keyed = governor::RateLimiter<
-    String,
-    DashMapStateStore<String>,
-    TokioClock,
-    StateInformationMiddleware,
->;
+/// Governor's keyed state (one theoretical arrival time per key, in nanoseconds since the
+/// limiter started) in a map we keep a handle to, so a cell can be given back.
+#[derive(Debug, Clone, Default)]
+pub struct RefundableStore(Arc<DashMap<String, AtomicU64>>);
+
+impl RefundableStore {
+    /// Moves `key`'s arrival time one emission interval earlier. A key already forgotten
+    /// (its bucket was full) has nothing to give back.
+    pub fn refund(&self, key: &str, interval: Nanos) {
+        if let Some(tat) = self.0.get(key) {
+            let t = interval.as_u64();
+            // The closure never refuses, so the update cannot fail.
+            let _ = tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_sub(t))
+            });
+        }
+    }
+}
+
+impl StateStore for RefundableStore {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        fn measure<T, E>(
+            cell: &AtomicU64,
+            f: impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+        ) -> Result<T, E> {
+            // As governor's own in-memory state: 0 means "never seen".
+            let decide = |v: u64| f((v != 0).then(|| Nanos::from(v)));
+            let mut prev = cell.load(Ordering::Acquire);
+            loop {
+                let (result, next) = decide(prev)?;
+                match cell.compare_exchange_weak(
+                    prev,
+                    next.as_u64(),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(result),
+                    Err(now) => prev = now,
+                }
+            }
+        }
+        if let Some(cell) = self.0.get(key) {
+            return measure(&cell, f);
+        }
+        let cell = self.0.entry(key.clone()).or_default();
+        measure(&cell, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for RefundableStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let below = drop_below.as_u64();
+        self.0.retain(|_, v| v.load(Ordering::Relaxed) > below);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.0.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+type Keyed = governor::RateLimiter<String, RefundableStore, TokioClock, StateInformationMiddleware>;
 
 /// Checks between two sweeps of full buckets.
 const SWEEP_EVERY: u64 = 8192;
 
 /// The in-process limiter: one keyed GCRA state per policy.
 pub struct LocalLimiter {
-    by_policy: HashMap<String, Keyed>,
+    by_policy: HashMap<String, (Keyed, RefundableStore)>,
     checks: AtomicU64,
 }
 
@@ -235,9 +324,9 @@ impl LocalLimiter {
                 let quota = Quota::with_period(p.period)
                     .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                     .allow_burst(NonZeroU32::new(p.burst).unwrap_or(NonZeroU32::MIN));
-                let limiter = governor::RateLimiter::dashmap_with_clock(quota, TokioClock)
-                    .with_middleware::<StateInformationMiddleware>();
-                (p.name.clone(), limiter)
+                let store = RefundableStore::default();
+                let limiter: Keyed = governor::RateLimiter::new(quota, store.clone(), TokioClock);
+                (p.name.clone(), (limiter, store))
             })
             .collect();
         Self {
@@ -248,7 +337,7 @@ impl LocalLimiter {
 
     /// Forgets keys whose bucket is full again (they behave exactly like new keys).
     pub fn sweep(&self) {
-        for l in self.by_policy.values() {
+        for (l, _) in self.by_policy.values() {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -260,7 +349,7 @@ impl RateLimiter for LocalLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
-        let Some(l) = self.by_policy.get(&policy.name) else {
+        let Some((l, _)) = self.by_policy.get(&policy.name) else {
             // A policy the limiter was not built with: never block on our own mistake.
             return Decision {
                 allowed: true,
@@ -270,7 +359,17 @@ impl RateLimiter for LocalLimiter {
                 retry_after: Duration::ZERO,
             };
         };
-        match l.check_key(&key.to_owned()) {
+        // governor wants `&String`: one buffer per thread, so a check allocates nothing
+        // (the map copies the key only when it first sees it).
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let outcome = KEY.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.push_str(key);
+            l.check_key(buf)
+        });
+        match outcome {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision {
@@ -294,8 +393,14 @@ impl RateLimiter for LocalLimiter {
         }
     }
 
+    fn refund(&self, policy: &Policy, key: &str) {
+        if let Some((_, store)) = self.by_policy.get(&policy.name) {
+            store.refund(key, policy.period.into());
+        }
+    }
+
     fn keys(&self) -> usize {
-        self.by_policy.values().map(|l| l.len()).sum()
+        self.by_policy.values().map(|(l, _)| l.len()).sum()
     }
 }
 
@@ -390,6 +495,71 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         l.sweep();
         assert_eq!(l.keys(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refund_undoes_one_admission_and_never_overfills() {
+        let p = policy(3, "1/s", "user");
+        let l = LocalLimiter::new(&HashMap::from([("p".to_owned(), p.clone())]));
+        // Refunds on a bucket that is already full change nothing: still exactly the burst.
+        for _ in 0..5 {
+            l.refund(&p, "u:a");
+        }
+        assert_eq!((0..10).filter(|_| l.check(&p, "u:a").allowed).count(), 3);
+        // Each refund lets exactly one more through, with no time passing.
+        l.refund(&p, "u:a");
+        l.refund(&p, "u:a");
+        assert_eq!((0..10).filter(|_| l.check(&p, "u:a").allowed).count(), 2);
+        // After the bucket leaks empty, refunds of old admissions give nothing extra.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..3 {
+            l.refund(&p, "u:a");
+        }
+        assert_eq!((0..10).filter(|_| l.check(&p, "u:a").allowed).count(), 3);
+        // A refund for a key never seen is harmless.
+        l.refund(&p, "u:never");
+        assert_eq!(
+            (0..10).filter(|_| l.check(&p, "u:never").allowed).count(),
+            3
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refunds_under_concurrency_admit_exactly_budget_plus_refunds() {
+        // 64 clients on one key; every admitted request whose id is odd "fails" and refunds.
+        let p = policy(20, "5/s", "user");
+        let l = std::sync::Arc::new(LocalLimiter::new(&HashMap::from([(
+            "p".to_owned(),
+            p.clone(),
+        )])));
+        let kept = std::sync::Arc::new(AtomicU64::new(0));
+        let start = tokio::time::Instant::now();
+        let tasks: Vec<_> = (0..64u64)
+            .map(|i| {
+                let (l, p, kept) = (l.clone(), p.clone(), kept.clone());
+                tokio::spawn(async move {
+                    while start.elapsed() < Duration::from_secs(10) {
+                        if l.check(&p, "u:one").allowed {
+                            if i % 2 == 1 {
+                                l.refund(&p, "u:one");
+                            } else {
+                                kept.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(7)).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Refunded cells never count: the kept admissions are the bucket's exact budget.
+        let n = kept.load(Ordering::Relaxed);
+        assert!(
+            (69..=71).contains(&n),
+            "20 + 5 × 10 = 70 (±1) kept, got {n}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

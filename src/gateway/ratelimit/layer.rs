@@ -12,12 +12,19 @@ use crate::limits::rate::{Policy, RateLimiter};
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn RateLimiter>,
-    policies: Arc<HashMap<String, Policy>>,
+    policies: Arc<HashMap<String, Arc<Policy>>>,
 }
 
 impl RateLimitLayer {
-    pub fn new(limiter: Arc<dyn RateLimiter>, policies: Arc<HashMap<String, Policy>>) -> Self {
-        Self { limiter, policies }
+    pub fn new(limiter: Arc<dyn RateLimiter>, policies: &HashMap<String, Policy>) -> Self {
+        let policies = policies
+            .iter()
+            .map(|(name, p)| (name.clone(), Arc::new(p.clone())))
+            .collect();
+        Self {
+            limiter,
+            policies: Arc::new(policies),
+        }
     }
 }
 

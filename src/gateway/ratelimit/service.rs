@@ -19,7 +19,7 @@ use crate::limits::rate::{KeyInput, KeyKind, Policy, RateLimiter, bucket_key, ce
 pub struct RateLimit<S> {
     pub(super) inner: S,
     pub(super) limiter: Arc<dyn RateLimiter>,
-    pub(super) policies: Arc<HashMap<String, Policy>>,
+    pub(super) policies: Arc<HashMap<String, Arc<Policy>>>,
 }
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
@@ -52,10 +52,17 @@ where
             return Box::pin(inner.call(req));
         };
         let principal = req.extensions().get::<Principal>();
-        let ip = req
-            .extensions()
-            .get::<PeerAddr>()
-            .map(|p| p.0.ip().to_string());
+        let ip = match &policy.key {
+            KeyKind::Ip => req
+                .extensions()
+                .get::<PeerAddr>()
+                .map(|p| p.0.ip().to_string()),
+            KeyKind::User
+            | KeyKind::Company
+            | KeyKind::ApiKey
+            | KeyKind::Global
+            | KeyKind::Header(_) => None,
+        };
         let header = match &policy.key {
             KeyKind::Header(name) => req.headers().get(name).and_then(|v| v.to_str().ok()),
             KeyKind::User | KeyKind::Company | KeyKind::ApiKey | KeyKind::Ip | KeyKind::Global => {
@@ -80,8 +87,20 @@ where
                 limit: d.limit,
             })));
         }
+        let limiter = self.limiter.clone();
         Box::pin(async move {
-            let mut resp = inner.call(req).await?;
+            let result = inner.call(req).await;
+            // `count = "success"`: a request the upstream failed (5xx, timeout) gives its cell
+            // back, as the quota layer gives back its points.
+            if policy.count_success
+                && match &result {
+                    Ok(r) => r.status().is_server_error(),
+                    Err(e) => e.status().is_server_error(),
+                }
+            {
+                limiter.refund(&policy, &key);
+            }
+            let mut resp = result?;
             let h = resp.headers_mut();
             h.insert("ratelimit-limit", HeaderValue::from(d.limit));
             h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
