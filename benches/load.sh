@@ -4,6 +4,7 @@
 # drives each with wrk and prints rps, p50 and p99 beside the ratio to nginx.
 #   benches/load.sh                      # 10 s per row, 32 connections, 1 wrk thread
 #   DURATION=5s CONNS=64 benches/load.sh
+#   ONLY='passthrough|cache' benches/load.sh   # some rows (nginx's is always run, for the ratio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -106,6 +107,7 @@ printf "%-34s %10s %9s %9s %9s\n" "target" "rps" "p50 ms" "p99 ms" "× nginx"
 nginx_rps=""
 for row in "${rows[@]}"; do
     IFS='|' read -r name url h1 mode <<<"$row"
+    if [ -n "${ONLY:-}" ] && [ "$name" != "nginx proxy" ] && ! grep -Eq "$ONLY" <<<"$name"; then continue; fi
     args=(--latency -t"$THREADS" -c"$CONNS" -d"$DURATION")
     [ -n "${h1:-}" ] && args+=(-H "$h1")
     [ "${mode:-}" = vary ] && args+=(-s "$work/vary.lua")

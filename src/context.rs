@@ -33,7 +33,14 @@ impl RequestMeta {
         let tracecode = format!("{:016x}", rng.random::<u64>());
         let request_id = match request_id {
             Some(id) if is_sane_request_id(id) => Arc::from(id),
-            _ => Arc::from(uuid::Uuid::new_v4().to_string()),
+            // From the thread's CSPRNG: `Uuid::new_v4` asks the OS for every id (a syscall per
+            // request on the hot path).
+            _ => Arc::from(
+                uuid::Builder::from_random_bytes(rng.random())
+                    .into_uuid()
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()) as &str,
+            ),
         };
         Self {
             request_id,

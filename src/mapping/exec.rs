@@ -116,6 +116,26 @@ pub struct ExecEnv<'a> {
     pub directive: std::sync::Mutex<CacheDirective>,
 }
 
+/// The context as a jq value, converted on first use: a stage whose steps only render
+/// templates (most calls) never pays for the conversion.
+pub(crate) struct LazyVal<'a> {
+    ctx: &'a Value,
+    val: std::sync::OnceLock<Val>,
+}
+
+impl<'a> LazyVal<'a> {
+    fn new(ctx: &'a Value) -> Self {
+        Self {
+            ctx,
+            val: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Val {
+        self.val.get_or_init(|| to_val(self.ctx))
+    }
+}
+
 /// One fanned-out call.
 type Fanned<'a> = Pin<Box<dyn Future<Output = Result<(u16, Value), GatewayError>> + Send + 'a>>;
 
@@ -139,7 +159,7 @@ pub async fn execute(
     let mut statuses: HashMap<&str, u16> = HashMap::new();
     let mut done: Vec<&Step> = Vec::new();
     for stage in &route.stages {
-        let ctx_val = to_val(&ctx);
+        let ctx_val = LazyVal::new(&ctx);
         let results = join_all(
             stage
                 .iter()
@@ -180,7 +200,11 @@ pub async fn execute(
     let body = match &route.response.jq {
         None => OutBody::Empty,
         Some(f) => {
-            let out = run_jq(route, "response", f, to_val(&ctx))?;
+            // A plain path (`.steps.up`) moves the value out: no conversion, no interpreter.
+            let out = match f.take_path(&mut ctx) {
+                Some(v) => v,
+                None => run_jq(route, "response", f, to_val(&ctx))?,
+            };
             if route.paged {
                 page_body(route, out)?
             } else if out.is_null() {
@@ -249,7 +273,7 @@ async fn run_step(
     route: &Route,
     step: &Step,
     ctx: &Value,
-    ctx_val: &Val,
+    ctx_val: &LazyVal<'_>,
     env: &ExecEnv<'_>,
 ) -> Result<StepOut, GatewayError> {
     if let Some(when) = &step.when
@@ -257,7 +281,7 @@ async fn run_step(
             route,
             &format!("step {} when", step.name),
             when,
-            ctx_val.clone(),
+            ctx_val.get().clone(),
         )?)
     {
         return Ok(StepOut {
@@ -268,7 +292,12 @@ async fn run_step(
     }
     match &step.kind {
         StepKind::Compute(f) => {
-            let value = run_jq(route, &format!("step {}", step.name), f, ctx_val.clone())?;
+            let value = run_jq(
+                route,
+                &format!("step {}", step.name),
+                f,
+                ctx_val.get().clone(),
+            )?;
             Ok(StepOut {
                 value,
                 status: None,
@@ -293,7 +322,7 @@ async fn run_step(
                     route,
                     &format!("step {} for_each", step.name),
                     items,
-                    ctx_val.clone(),
+                    ctx_val.get().clone(),
                 )?;
                 let Value::Array(items) = items else {
                     return Err(GatewayError::Internal(format!(
@@ -353,7 +382,7 @@ async fn run_step(
                     route,
                     &format!("step {} walk.start", step.name),
                     start,
-                    ctx_val.clone(),
+                    ctx_val.get().clone(),
                 )?;
                 let value = walk(
                     route,
@@ -385,7 +414,7 @@ async fn walk(
     step: &Step,
     call: &Call,
     ctx: &Value,
-    ctx_val: &Val,
+    ctx_val: &LazyVal<'_>,
     env: &ExecEnv<'_>,
     start: Value,
     children: &JqFilter,
@@ -504,7 +533,7 @@ async fn perform(
     step: &Step,
     call: &Call,
     ctx: &Value,
-    ctx_val: &Val,
+    ctx_val: &LazyVal<'_>,
     extra: Option<(&str, &Value)>,
     env: &ExecEnv<'_>,
 ) -> Result<(u16, Value), GatewayError> {
@@ -559,7 +588,7 @@ fn build_request(
     step: &str,
     call: &Call,
     ctx: &Value,
-    ctx_val: &Val,
+    ctx_val: &LazyVal<'_>,
     extra: Option<(&str, &Value)>,
     env: &ExecEnv<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
@@ -624,8 +653,8 @@ fn build_request(
         None => Bytes::new(),
         Some(f) => {
             let input = match extra {
-                None => ctx_val.clone(),
-                Some((k, v)) => with_key(ctx_val, k, to_val(v)),
+                None => ctx_val.get().clone(),
+                Some((k, v)) => with_key(ctx_val.get(), k, to_val(v)),
             };
             let value = f.run_val(input).map_err(|e| {
                 GatewayError::Internal(format!("route {} step {step} body: {e}", route.id))
@@ -692,7 +721,7 @@ fn upstream_message(body: &Value) -> Option<String> {
 }
 
 async fn compensate(route: &Route, done: &[&Step], ctx: &Value, env: &ExecEnv<'_>) {
-    let ctx_val = to_val(ctx);
+    let ctx_val = LazyVal::new(ctx);
     for step in done.iter().rev() {
         let Some(call) = &step.compensate else {
             continue;

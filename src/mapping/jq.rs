@@ -15,6 +15,9 @@ type Data = data::JustLut<Val>;
 pub struct JqFilter {
     filter: jaq_core::Filter<Data>,
     source: String,
+    /// Set when the filter is a plain path of object keys (`.steps.up`): such a filter is
+    /// answered by walking the input, with no conversion to jaq values and back.
+    path: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for JqFilter {
@@ -42,6 +45,8 @@ impl JqFilter {
         }
         let mut f = Self::compile(&format!("{prelude}\n{code}"))?;
         f.source = code.to_owned();
+        // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
+        f.path = plain_path(code);
         Ok(f)
     }
 
@@ -65,7 +70,29 @@ impl JqFilter {
         Ok(Self {
             filter,
             source: code.to_owned(),
+            path: plain_path(code),
         })
+    }
+
+    /// The filter's answer for a plain-path filter, moved out of `input`; `None` when the
+    /// filter is not a plain path or jq itself must answer (indexing a non-object is an
+    /// error whose text jq gives).
+    pub fn take_path(&self, input: &mut Value) -> Option<Value> {
+        let path = self.path.as_ref()?;
+        let mut cur = input;
+        for key in path {
+            match cur {
+                Value::Object(m) => match m.get_mut(key.as_str()) {
+                    Some(v) => cur = v,
+                    None => return Some(Value::Null),
+                },
+                Value::Null => return Some(Value::Null),
+                Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {
+                    return None;
+                }
+            }
+        }
+        Some(cur.take())
     }
 
     /// The filter's source text.
@@ -88,6 +115,25 @@ impl JqFilter {
             None => Err(JqError::NoOutput),
         }
     }
+}
+
+/// `.a.b_c.d` (keys that need no quoting) → `["a", "b_c", "d"]`; `.` → `[]`.
+fn plain_path(code: &str) -> Option<Vec<String>> {
+    let code = code.trim();
+    if code == "." {
+        return Some(Vec::new());
+    }
+    let rest = code.strip_prefix('.')?;
+    rest.split('.')
+        .map(|seg| {
+            let mut chars = seg.chars();
+            let ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            ok.then(|| seg.to_owned())
+        })
+        .collect()
 }
 
 fn describe_load_errors<E: std::fmt::Debug>(code: &str, errs: &E) -> String {
@@ -184,7 +230,53 @@ fn num_to_json(n: &Num) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn plain_paths_are_recognised_and_nothing_else() {
+        assert_eq!(
+            plain_path(" .steps.up "),
+            Some(vec!["steps".into(), "up".into()])
+        );
+        assert_eq!(plain_path("."), Some(vec![]));
+        for not in [
+            ".a[0]", ".a | .b", ".\"a b\"", "..", ".a.", "a", ".a?", ".1a", ".a,.b", "",
+        ] {
+            assert_eq!(plain_path(not), None, "{not}");
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| json!(n)),
+            "[a-z]{0,4}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 30, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The shortcut answers exactly what jq answers, and leaves the errors to jq.
+        #[test]
+        fn a_plain_path_answers_as_jq_does(input in arb_json(), path in prop::collection::vec("[a-c]", 0..4)) {
+            let code = if path.is_empty() { ".".to_owned() } else { format!(".{}", path.join(".")) };
+            let f = JqFilter::compile(&code).unwrap();
+            let by_jq = f.run_val(to_val(&input));
+            let mut moved = input.clone();
+            match f.take_path(&mut moved) {
+                Some(v) => prop_assert_eq!(Ok(v), by_jq),
+                None => prop_assert!(by_jq.is_err(), "{:?}", by_jq),
+            }
+        }
+    }
 
     #[test]
     fn compiles_and_runs_a_company_transform() {
