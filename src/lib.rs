@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dialect;
 pub mod error;
 pub mod gateway;
+pub mod header_names;
 pub mod identity;
 pub mod limits;
 pub mod mapping;

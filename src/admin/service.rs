@@ -185,10 +185,12 @@ where
         }
     };
     if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut()
+            .insert(crate::header_names::X_REQUEST_ID, v);
     }
     if let Ok(v) = HeaderValue::from_str(&meta.tracecode) {
-        resp.headers_mut().insert("x-trace-code", v);
+        resp.headers_mut()
+            .insert(crate::header_names::X_TRACE_CODE, v);
     }
     tracing::info!(target: "rosetta::admin", %method, %path, status = resp.status().as_u16(),
         user = principal.as_ref().map(|p| &*p.user), tracecode = %meta.tracecode, "admin request");

@@ -8,6 +8,7 @@
 //! tests can check what reached the upstream and make it fail, stall or talk nonsense.
 
 mod appdirect;
+pub mod canned;
 pub mod data;
 pub mod longjump;
 mod redapi;

@@ -167,10 +167,16 @@ impl Dialect {
         } = err
         {
             let h = resp.headers_mut();
-            h.insert("ratelimit-limit", HeaderValue::from(*limit));
-            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
             h.insert(
-                "ratelimit-reset",
+                crate::header_names::RATELIMIT_LIMIT,
+                HeaderValue::from(*limit),
+            );
+            h.insert(
+                crate::header_names::RATELIMIT_REMAINING,
+                HeaderValue::from(0u32),
+            );
+            h.insert(
+                crate::header_names::RATELIMIT_RESET,
                 HeaderValue::from(crate::limits::rate::ceil_secs(*retry_after)),
             );
         }

@@ -647,7 +647,7 @@ fn build_request(
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, media.clone());
     if let Ok(tp) = HeaderValue::from_str(&env.meta.traceparent()) {
-        headers.insert("traceparent", tp);
+        headers.insert(crate::header_names::TRACEPARENT, tp);
     }
     let body = match &call.body {
         None => Bytes::new(),

@@ -33,8 +33,9 @@ pub fn scope_value(scope: Scope, user: &str, company: &str) -> String {
     }
 }
 
-/// One cached answer's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// One cached answer's identity. Equality covers every field; the hash only `request` and
+/// `scope` (the rest follows from them), because moka hashes a key several times per read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     /// `pack:route`.
     pub route: Arc<str>,
@@ -44,6 +45,13 @@ pub struct CacheKey {
     pub scope: String,
     /// The route's path parameters, for targeted invalidation.
     pub params: Vec<String>,
+}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.request.hash(state);
+        self.scope.hash(state);
+    }
 }
 
 /// The query with its pairs sorted, so `?a=1&b=2` and `?b=2&a=1` share an entry.

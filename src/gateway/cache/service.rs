@@ -48,7 +48,7 @@ fn respond(e: &Entry, status_line: String, if_none: Option<&str>) -> Response<Bo
         h.insert(header::ETAG, v);
     }
     if let Ok(v) = HeaderValue::from_str(&status_line) {
-        h.insert("cache-status", v);
+        h.insert(crate::header_names::CACHE_STATUS, v);
     }
     r
 }
@@ -91,7 +91,7 @@ where
                 return Box::pin(async move {
                     let mut resp = inner.call(req).await?;
                     resp.headers_mut().insert(
-                        "cache-status",
+                        crate::header_names::CACHE_STATUS,
                         HeaderValue::from_static("rosetta; fwd=bypass"),
                     );
                     Ok(resp)
@@ -261,7 +261,7 @@ where
                 // The leader, with an answer that is not stored.
                 (Err(_), Some(answer)) => answer.map(|mut r| {
                     r.headers_mut().insert(
-                        "cache-status",
+                        crate::header_names::CACHE_STATUS,
                         HeaderValue::from_static("rosetta; fwd=miss; detail=not-stored"),
                     );
                     r

@@ -10,6 +10,9 @@ use super::Quota;
 use crate::limits::quota::QuotaCounter;
 use crate::store::{Quotas, Store, StoreError};
 
+/// A user's quotas and timezone by user name (`None`: no quotas).
+type QuotaCache = Cache<String, Option<Arc<(Quotas, i32)>>, foldhash::fast::RandomState>;
+
 /// Users' quotas and timezones (cached briefly, dropped by the admin API on every change so
 /// a `PUT` takes effect at once) and the usage counter.
 #[derive(Clone)]
@@ -18,7 +21,9 @@ pub struct QuotaBook {
     pub counter: Arc<dyn QuotaCounter>,
     /// Route policies by name, for their `count` setting.
     pub policies: Arc<std::collections::HashMap<String, crate::limits::rate::Policy>>,
-    cache: Cache<String, Option<Arc<(Quotas, i32)>>>,
+    /// Behind an `Arc`: the book is cloned with the service stack on every request, and a
+    /// moka handle is several reference counts.
+    cache: Arc<QuotaCache>,
 }
 
 impl QuotaBook {
@@ -31,10 +36,12 @@ impl QuotaBook {
             store,
             counter,
             policies,
-            cache: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(30))
-                .build(),
+            cache: Arc::new(
+                Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(Duration::from_secs(30))
+                    .build_with_hasher(foldhash::fast::RandomState::default()),
+            ),
         }
     }
 

@@ -191,12 +191,16 @@ where
             drop(reservation);
             let mut resp = result?;
             if let Some(d) = remaining.day {
-                resp.headers_mut()
-                    .insert("x-quota-day-remaining", HeaderValue::from(d));
+                resp.headers_mut().insert(
+                    crate::header_names::X_QUOTA_DAY_REMAINING,
+                    HeaderValue::from(d),
+                );
             }
             if let Some(w) = remaining.window {
-                resp.headers_mut()
-                    .insert("x-quota-window-remaining", HeaderValue::from(w));
+                resp.headers_mut().insert(
+                    crate::header_names::X_QUOTA_WINDOW_REMAINING,
+                    HeaderValue::from(w),
+                );
             }
             Ok(resp)
         })

@@ -102,9 +102,18 @@ where
             }
             let mut resp = result?;
             let h = resp.headers_mut();
-            h.insert("ratelimit-limit", HeaderValue::from(d.limit));
-            h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
-            h.insert("ratelimit-reset", HeaderValue::from(ceil_secs(d.reset)));
+            h.insert(
+                crate::header_names::RATELIMIT_LIMIT,
+                HeaderValue::from(d.limit),
+            );
+            h.insert(
+                crate::header_names::RATELIMIT_REMAINING,
+                HeaderValue::from(d.remaining),
+            );
+            h.insert(
+                crate::header_names::RATELIMIT_RESET,
+                HeaderValue::from(ceil_secs(d.reset)),
+            );
             Ok(resp)
         })
     }

@@ -56,10 +56,10 @@ where
         };
         let headers = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&this.meta.request_id) {
-            headers.insert("x-request-id", v);
+            headers.insert(crate::header_names::X_REQUEST_ID, v);
         }
         if let Ok(v) = HeaderValue::from_str(&this.meta.tracecode) {
-            headers.insert("x-trace-code", v);
+            headers.insert(crate::header_names::X_TRACE_CODE, v);
         }
         crate::metrics::request(
             resp.status().as_u16(),
