@@ -20,7 +20,7 @@ need wrk wrk
 need nginx nginx-light
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin rosetta --example load_upstream
+cargo build --release --quiet --bin rosetta --example load_upstream --example bare_proxy
 
 work=$(mktemp -d)
 pids=()
@@ -67,6 +67,12 @@ http {
 NGX
 "$NGINX" -c "$work/nginx.conf" -p "$work"
 
+# The floor: hyper's server and pooled client and nothing else (examples/bare_proxy.rs).
+target/release/examples/bare_proxy 127.0.0.1:0 "$UP" >"$work/bare.log" &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q listening "$work/bare.log" && break; sleep 0.05; done
+BARE=$(sed -n 's/listening on //p' "$work/bare.log")
+
 # Rosetta, release build.
 ROSETTA__UPSTREAMS__APPDIRECT__URL="http://$UP" \
 ROSETTA__UPSTREAMS__LONGJUMP__URL="http://$UP" \
@@ -93,6 +99,7 @@ LUA
 rows=(
     "direct upstream|http://$UP/static||"
     "nginx proxy|http://127.0.0.1:18081/static||"
+    "hyper-only proxy (bare_proxy)|http://$BARE/static||"
     "rosetta passthrough|http://127.0.0.1:18080/pass/static|$AUTH|"
     "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{n}|$AUTH|vary"
     "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{n}|$AUTH|vary"
