@@ -46,13 +46,7 @@ fn bench(c: &mut Criterion) {
             max_concurrent: Some(1_000),
         };
         let keys: Vec<UsageKey> = (0..n)
-            .map(|i| {
-                (
-                    format!("user{i}"),
-                    "REDAPI_V1".to_owned(),
-                    "READ".to_owned(),
-                )
-            })
+            .map(|i| (format!("user{i}").into(), "REDAPI_V1".into(), "READ".into()))
             .collect();
         for k in &keys {
             counter.seed(k, "2026-11-26", 0, None, 0);

@@ -5,11 +5,13 @@
 # usage, the auth cache and the read cache all fill). Prints the requests made and the RSS.
 #   benches/memory.sh                          # 1,000,000 requests, 100,000 users
 #   REQUESTS=200000 USERS=20000 benches/memory.sh
+#   QUOTAS=0 benches/memory.sh                 # the same users without quotas
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-1000000}
 USERS=${USERS:-100000}
 CONNS=${CONNS:-32}
+QUOTAS=${QUOTAS:-1}
 command -v wrk >/dev/null || { echo "needs wrk (benches/load.sh installs it)" >&2; exit 1; }
 cargo build --release --quiet --bin rosetta --example load_upstream
 
@@ -38,9 +40,9 @@ target/release/rosetta serve --config config/bench.toml 2>"$work/rosetta.log" &
 RS=$!
 wait_health
 kill -TERM $RS; wait $RS || true
-python3 - "$work/mem.db" "$USERS" <<'PY'
+python3 - "$work/mem.db" "$USERS" "$QUOTAS" <<'PY'
 import hashlib, json, sqlite3, sys
-db, users = sys.argv[1], int(sys.argv[2])
+db, users, with_quotas = sys.argv[1], int(sys.argv[2]), sys.argv[3] != "0"
 c = sqlite3.connect(db)
 c.execute("INSERT OR IGNORE INTO companies (key, detail, enabled) VALUES ('memco', NULL, 1)")
 quota = json.dumps([{"service": s, "methods": [{"method_group": "READ", "points_per_day": 1000000}]}
@@ -54,8 +56,9 @@ c.executemany(
     " VALUES (?, ?, ?, ?, 0, NULL, 0)",
     ((f"k{i}", f"mu{i}", f"mkey-{i}"[:8], hashlib.sha256(f"mkey-{i}".encode()).hexdigest())
      for i in range(users)))
-c.executemany("INSERT INTO quotas (username, from_day, to_day, services) VALUES (?, '', '', ?)",
-              ((f"mu{i}", quota) for i in range(users)))
+if with_quotas:
+    c.executemany("INSERT INTO quotas (username, from_day, to_day, services) VALUES (?, '', '', ?)",
+                  ((f"mu{i}", quota) for i in range(users)))
 c.commit()
 PY
 
@@ -64,7 +67,7 @@ RS=$!
 pids+=($RS)
 wait_health
 rss() { echo $(( $(ps -o rss= -p "$RS") / 1024 )); }
-echo "users: $USERS; RSS at start: $(rss) MiB"
+echo "users: $USERS (quotas: $QUOTAS); RSS at start: $(rss) MiB"
 
 cat >"$work/mix.lua" <<LUA
 local n = math.random(0, 1000000000)

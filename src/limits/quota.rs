@@ -9,7 +9,7 @@
 //! requests), so a restart does not hand out the budget twice.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,50 +35,118 @@ impl Limits {
     }
 }
 
-fn method_entry<'a>(services: &'a Value, service: &str, group: &str) -> Option<&'a Value> {
-    services
-        .as_array()?
-        .iter()
-        .find(|s| s["service"] == service)?["methods"]
-        .as_array()?
-        .iter()
-        .find(|m| m["method_group"] == group)
+/// One service/method-group entry of a user's quotas: the numbers, and the dated window it
+/// belongs to (`None`: the base quotas).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Rule {
+    window: Option<(Box<str>, Box<str>)>,
+    service: Box<str>,
+    group: Box<str>,
+    per_request: Option<u64>,
+    per_day: Option<u64>,
+    per_window: Option<u64>,
+    max_concurrent: Option<u64>,
+}
+
+/// A user's quotas reduced to what requests are checked against. The stored form is seed
+/// 003's JSON, several allocations per number; this is what the quota layer keeps per active
+/// user (benches/memory.sh: 100,000 users).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct QuotaRules {
+    rules: Box<[Rule]>,
+}
+
+impl QuotaRules {
+    /// Keeps, per services list, the first entry of each service and the first method of each
+    /// group in it: the entries a lookup by service then group finds.
+    pub fn compile(q: &Quotas) -> Self {
+        let lists = q
+            .base
+            .iter()
+            .map(|b| (None, b))
+            .chain(q.windows.iter().map(|(f, t, v)| (Some((f, t)), v)));
+        let mut rules = Vec::new();
+        for (window, services) in lists {
+            let mut seen: Vec<&str> = Vec::new();
+            for s in services.as_array().map(Vec::as_slice).unwrap_or_default() {
+                let Some(service) = s["service"].as_str() else {
+                    continue;
+                };
+                if seen.contains(&service) {
+                    continue;
+                }
+                seen.push(service);
+                let mut groups: Vec<&str> = Vec::new();
+                for m in s["methods"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    let Some(group) = m["method_group"].as_str() else {
+                        continue;
+                    };
+                    if groups.contains(&group) {
+                        continue;
+                    }
+                    groups.push(group);
+                    let num = |k: &str| m.get(k).and_then(Value::as_u64);
+                    rules.push(Rule {
+                        window: window.map(|(f, t)| (f.as_str().into(), t.as_str().into())),
+                        service: service.into(),
+                        group: group.into(),
+                        per_request: num("points_per_request"),
+                        per_day: num("points_per_day"),
+                        per_window: num("points_per_date_window"),
+                        max_concurrent: num("max_concurrent_execution"),
+                    });
+                }
+            }
+        }
+        Self {
+            rules: rules.into_boxed_slice(),
+        }
+    }
+
+    /// Whether no rule limits anything.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The limits for `service`/`group` on local day `today` (`YYYY-MM-DD`): the base quotas,
+    /// with the fields of a dated window that contains today taking precedence.
+    pub fn limits_for(&self, service: &str, group: &str, today: &str) -> Limits {
+        let mut l = Limits::default();
+        for r in self.rules.iter() {
+            if &*r.service != service || &*r.group != group {
+                continue;
+            }
+            match &r.window {
+                None => {
+                    l.per_request = r.per_request;
+                    l.per_day = r.per_day;
+                    l.max_concurrent = r.max_concurrent;
+                }
+                Some((from, to)) => {
+                    if !(&**from <= today && today <= &**to) {
+                        continue;
+                    }
+                    l.per_request = r.per_request.or(l.per_request);
+                    l.per_day = r.per_day.or(l.per_day);
+                    l.max_concurrent = r.max_concurrent.or(l.max_concurrent);
+                    if let Some(v) = r.per_window {
+                        l.window = Some((from.to_string(), to.to_string(), v));
+                    }
+                }
+            }
+        }
+        l
+    }
 }
 
 /// The limits for `service`/`group` on local day `today` (`YYYY-MM-DD`): the base quotas,
 /// with the fields of a dated window that contains today taking precedence.
 pub fn limits_for(q: &Quotas, service: &str, group: &str, today: &str) -> Limits {
-    let mut l = Limits::default();
-    let num = |m: &Value, k: &str| m.get(k).and_then(Value::as_u64);
-    if let Some(m) = q
-        .base
-        .as_ref()
-        .and_then(|b| method_entry(b, service, group))
-    {
-        l.per_request = num(m, "points_per_request");
-        l.per_day = num(m, "points_per_day");
-        l.max_concurrent = num(m, "max_concurrent_execution");
-    }
-    for (from, to, services) in &q.windows {
-        if from.as_str() <= today
-            && today <= to.as_str()
-            && let Some(m) = method_entry(services, service, group)
-        {
-            if let Some(v) = num(m, "points_per_request") {
-                l.per_request = Some(v);
-            }
-            if let Some(v) = num(m, "points_per_day") {
-                l.per_day = Some(v);
-            }
-            if let Some(v) = num(m, "max_concurrent_execution") {
-                l.max_concurrent = Some(v);
-            }
-            if let Some(v) = num(m, "points_per_date_window") {
-                l.window = Some((from.clone(), to.clone(), v));
-            }
-        }
-    }
-    l
+    QuotaRules::compile(q).limits_for(service, group, today)
 }
 
 /// Why a request was refused, and until when.
@@ -124,7 +192,9 @@ impl Refusal {
 }
 
 /// Whose usage: user, service, method group.
-pub type UsageKey = (String, String, String);
+/// Shared strings: the user's from its principal, the others from the route, so a key costs
+/// no allocation per request and little memory per active user.
+pub type UsageKey = (Arc<str>, Arc<str>, Arc<str>);
 
 /// What the counter knows about one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,6 +204,8 @@ pub struct Usage {
     pub window: Option<(String, String)>,
     pub window_used: u64,
     pub inflight: u64,
+    /// Last reservation; an idle key is forgotten (and reloaded from the audit trail).
+    pub touched: Option<tokio::time::Instant>,
 }
 
 /// Remaining budget after a reservation, for the response headers.
@@ -172,10 +244,39 @@ pub trait QuotaCounter: Send + Sync + 'static {
     fn usage(&self, key: &UsageKey) -> Option<Usage>;
 }
 
-/// The in-process counter: one lock, held for a few additions per request.
+/// The in-process counter: one lock, held for a few additions per request. Keys with
+/// nothing in flight and no reservation for [`IDLE`] are forgotten, so memory follows the
+/// recently active users: a forgotten key is reloaded from the audit trail, whose rows were
+/// written long before (the writer lags by milliseconds).
 #[derive(Debug, Default)]
 pub struct LocalQuotas {
     map: Mutex<HashMap<UsageKey, Usage>>,
+    reserves: std::sync::atomic::AtomicU64,
+}
+
+/// How long an idle key is kept.
+pub const IDLE: Duration = Duration::from_secs(120);
+
+/// Reservations between two sweeps of idle keys.
+const SWEEP_EVERY: u64 = 4096;
+
+impl LocalQuotas {
+    /// Forgets keys idle for [`IDLE`] with nothing in flight.
+    pub fn sweep(&self) {
+        let Ok(mut m) = self.map.lock() else { return };
+        m.retain(|_, u| u.inflight > 0 || u.touched.is_some_and(|t| t.elapsed() < IDLE));
+        m.shrink_to_fit();
+    }
+
+    /// Keys currently held.
+    pub fn len(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl QuotaCounter for LocalQuotas {
@@ -217,10 +318,17 @@ impl QuotaCounter for LocalQuotas {
         {
             return Err(Refusal::PerRequest { cost, limit });
         }
+        let n = self
+            .reserves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
         let Ok(mut m) = self.map.lock() else {
             return Err(Refusal::Concurrency { limit: 0 });
         };
         let u = m.entry(key.clone()).or_default();
+        u.touched = Some(tokio::time::Instant::now());
         if u.day != day {
             // A new local day since the last request: the daily budget starts again.
             u.day = day.to_owned();
@@ -323,6 +431,58 @@ mod tests {
                 json!([{"service": "S", "methods": [{"method_group": "READ", "points_per_date_window": 100, "points_per_day": 50}]}]),
             )],
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_keys_are_forgotten_but_not_while_in_flight() {
+        let c = LocalQuotas::default();
+        let limits = Limits {
+            per_day: Some(10),
+            ..Limits::default()
+        };
+        let idle: UsageKey = ("a".into(), "S".into(), "READ".into());
+        let busy: UsageKey = ("b".into(), "S".into(), "READ".into());
+        c.reserve(&idle, "2026-01-01", 1, &limits).unwrap();
+        c.release(&idle, 1, false);
+        c.reserve(&busy, "2026-01-01", 1, &limits).unwrap();
+        tokio::time::advance(IDLE - Duration::from_secs(1)).await;
+        c.sweep();
+        assert_eq!(c.len(), 2, "not idle long enough");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        c.sweep();
+        assert!(
+            c.usage(&idle).is_none(),
+            "forgotten: reloaded from the audit trail"
+        );
+        assert!(!c.knows(&idle, "2026-01-01", None));
+        assert_eq!(
+            c.usage(&busy).unwrap().inflight,
+            1,
+            "a request in flight keeps its key"
+        );
+    }
+
+    #[test]
+    fn the_first_entry_of_a_service_and_of_a_group_is_the_one_that_counts() {
+        let q = Quotas {
+            base: Some(json!([
+                {"service": "S", "methods": [
+                    {"method_group": "READ", "points_per_day": 10},
+                    {"method_group": "READ", "points_per_day": 99}]},
+                {"service": "S", "methods": [{"method_group": "WRITE", "points_per_day": 7}]}
+            ])),
+            windows: vec![],
+        };
+        let rules = QuotaRules::compile(&q);
+        assert_eq!(
+            rules.limits_for("S", "READ", "2026-01-01").per_day,
+            Some(10)
+        );
+        assert!(
+            rules.limits_for("S", "WRITE", "2026-01-01").is_empty(),
+            "a second entry of a service is never consulted"
+        );
+        assert!(QuotaRules::compile(&Quotas::default()).is_empty());
     }
 
     #[test]

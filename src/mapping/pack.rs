@@ -267,7 +267,7 @@ pub struct PackMeta {
     pub name: String,
     pub client_dialect: Dialect,
     /// The service name used in audit and quotas (e.g. `REDAPI_V1`).
-    pub service: String,
+    pub service: Arc<str>,
     pub mount: String,
     pub upstreams: Vec<String>,
     pub rate_limit: Option<String>,
@@ -394,7 +394,7 @@ pub struct Route {
     pub pack: Arc<PackMeta>,
     pub method: Method,
     pub pattern: PathPattern,
-    pub method_group: String,
+    pub method_group: Arc<str>,
     pub points: Points,
     /// jq over `{response, request}` giving the points a request finally costs (reserved
     /// as `points` first, settled when the answer is known).
@@ -568,7 +568,7 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
     let meta = Arc::new(PackMeta {
         name: name.to_owned(),
         client_dialect,
-        service: def.service,
+        service: def.service.into(),
         mount: def.mount,
         upstreams: def.upstreams,
         rate_limit: def.rate_limit,
@@ -915,7 +915,7 @@ fn compile_route(
         pack: pack.clone(),
         method,
         pattern,
-        method_group,
+        method_group: method_group.into(),
         points,
         points_settle,
         cache_ttl,

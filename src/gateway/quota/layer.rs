@@ -7,11 +7,14 @@ use moka::future::Cache;
 use tower::Layer;
 
 use super::Quota;
-use crate::limits::quota::QuotaCounter;
-use crate::store::{Quotas, Store, StoreError};
+use crate::limits::quota::{QuotaCounter, QuotaRules};
+use crate::store::{Store, StoreError};
 
 /// A user's quotas and timezone by user name (`None`: no quotas).
-type QuotaCache = Cache<String, Option<Arc<(Quotas, i32)>>, foldhash::fast::RandomState>;
+type QuotaCache = Cache<String, Option<Arc<(QuotaRules, i32)>>, foldhash::fast::RandomState>;
+
+/// Users on the same quotas (a plan) share one compiled copy.
+type Plans = Cache<(QuotaRules, i32), Arc<(QuotaRules, i32)>, foldhash::fast::RandomState>;
 
 /// Users' quotas and timezones (cached briefly, dropped by the admin API on every change so
 /// a `PUT` takes effect at once) and the usage counter.
@@ -24,6 +27,7 @@ pub struct QuotaBook {
     /// Behind an `Arc`: the book is cloned with the service stack on every request, and a
     /// moka handle is several reference counts.
     cache: Arc<QuotaCache>,
+    plans: Arc<Plans>,
 }
 
 impl QuotaBook {
@@ -42,11 +46,16 @@ impl QuotaBook {
                     .time_to_live(Duration::from_secs(30))
                     .build_with_hasher(foldhash::fast::RandomState::default()),
             ),
+            plans: Arc::new(
+                Cache::builder()
+                    .max_capacity(10_000)
+                    .build_with_hasher(foldhash::fast::RandomState::default()),
+            ),
         }
     }
 
     /// The user's quotas and timezone; `None` for a user without any (or not in the store).
-    pub async fn of(&self, username: &str) -> Result<Option<Arc<(Quotas, i32)>>, StoreError> {
+    pub async fn of(&self, username: &str) -> Result<Option<Arc<(QuotaRules, i32)>>, StoreError> {
         if let Some(hit) = self.cache.get(username).await {
             return Ok(hit);
         }
@@ -59,7 +68,14 @@ impl QuotaBook {
                 Err(StoreError::NotFound(_)) => 0,
                 Err(e) => return Err(e),
             };
-            Some(Arc::new((quotas, tz)))
+            // Kept compiled (the stored JSON is several allocations per number) and shared
+            // by every user on the same quotas.
+            let plan = (QuotaRules::compile(&quotas), tz);
+            Some(
+                self.plans
+                    .get_with(plan.clone(), async move { Arc::new(plan) })
+                    .await,
+            )
         };
         self.cache.insert(username.to_owned(), found.clone()).await;
         Ok(found)

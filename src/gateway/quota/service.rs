@@ -13,7 +13,7 @@ use super::QuotaBook;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::limits::quota::{QuotaCounter, Refusal, UsageKey, day_start_ms, limits_for, local_day};
+use crate::limits::quota::{QuotaCounter, Refusal, UsageKey, day_start_ms, local_day};
 use crate::mapping::pack::{Points, Route};
 
 /// See the module docs.
@@ -114,12 +114,12 @@ where
             let group = route.method_group.clone();
             let now = now_ms();
             let (today, reset_in) = local_day(now, tz);
-            let limits = limits_for(quotas, &service, &group, &today);
+            let limits = quotas.limits_for(&service, &group, &today);
             if limits.is_empty() {
                 return inner.call(req).await;
             }
             let cost = route_cost(&route, &rc, req.uri().query(), &p);
-            let key: UsageKey = (p.user.to_string(), service.clone(), group.clone());
+            let key: UsageKey = (p.user.clone(), service.clone(), group.clone());
             let window = limits
                 .window
                 .as_ref()
@@ -128,8 +128,8 @@ where
                 let used = |from: i64, to: i64| {
                     book.store.points_used(
                         p.user.to_string(),
-                        service.clone(),
-                        group.clone(),
+                        service.to_string(),
+                        group.to_string(),
                         from,
                         to,
                     )
