@@ -163,9 +163,14 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("rosetta-store".into())
             .spawn(move || {
-                // Ends when the store is dropped (every sender gone).
+                // Ends when the store is dropped (every sender gone). A job that panics
+                // drops its answer (its caller gets an error), not the thread: the next
+                // call still has a connection.
                 while let Ok(job) = queue.recv() {
-                    job(&mut conn);
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("a store call panicked; its caller gets an error");
+                    }
                 }
             })
             .map_err(|e| StoreError::Backend(format!("cannot start the store thread: {e}")))?;
@@ -188,7 +193,7 @@ impl SqliteStore {
         Box::pin(async move {
             sent.map_err(|_| StoreError::Backend("the store thread has stopped".into()))?;
             rx.await
-                .map_err(|_| StoreError::Backend("the store thread has stopped".into()))?
+                .map_err(|_| StoreError::Backend("the store call did not answer".into()))?
         })
     }
 }
@@ -1085,6 +1090,18 @@ mod tests {
             status: 200,
             fingerprint: format!("f{}", t % 3),
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_alone_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let failed = s
+            .with(|_conn| -> Result<(), StoreError> { panic!("a bug in one call") })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
+        s.create_company(company("after")).await.unwrap();
+        assert_eq!(s.user_count().await.unwrap(), 0);
     }
 
     #[tokio::test]
