@@ -195,3 +195,29 @@ async fn with_count_all_failed_requests_use_the_bucket() {
     env.appdirect.faults().clear();
     env.get(&path).await.assert_problem(429);
 }
+
+#[tokio::test]
+async fn with_count_success_timed_out_requests_give_their_cell_back() {
+    let env = start_with(|cfg| {
+        tight(cfg);
+        cfg.upstreams.get_mut("appdirect").unwrap().timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    // The route makes two calls; both of the first two requests' calls stall past the timeout.
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: rosetta::demo::FaultKind::Delay(std::time::Duration::from_secs(5)),
+        times: Some(4),
+    });
+    for _ in 0..2 {
+        env.get(&path).await.assert_problem(504);
+    }
+    for remaining in ["2", "1", "0"] {
+        let r = env.get(&path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit-remaining"), Some(remaining));
+    }
+    env.get(&path).await.assert_problem(429);
+}
