@@ -118,7 +118,7 @@ pub struct ExecEnv<'a> {
 
 /// The context as a jq value, converted on first use: a stage whose steps only render
 /// templates (most calls) never pays for the conversion.
-pub(crate) struct LazyVal<'a> {
+struct LazyVal<'a> {
     ctx: &'a Value,
     val: std::sync::OnceLock<Val>,
 }
