@@ -21,7 +21,10 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let mut g = c.benchmark_group("ratelimit check");
     for n in [1usize, 10_000, 1_000_000] {
-        let limiter = LocalLimiter::new(&HashMap::from([("p".to_owned(), policy.clone())]));
+        let limiter = LocalLimiter::new(&HashMap::from([(
+            "p".to_owned(),
+            std::sync::Arc::new(policy.clone()),
+        )]));
         let keys: Vec<String> = (0..n).map(|i| format!("u:user{i}")).collect();
         // Every key has a bucket before measuring: the steady state of a busy gateway.
         for k in &keys {

@@ -48,9 +48,16 @@ fn setup(dir: &Path, pack: &str, routes: &str) -> PathBuf {
 }
 
 fn errors(pack: &str, routes: &str) -> Vec<LoadError> {
+    load(pack, routes).expect_err("the pack must be refused").0
+}
+
+fn load(
+    pack: &str,
+    routes: &str,
+) -> Result<rosetta::mapping::pack::Catalog, rosetta::mapping::pack::LoadErrors> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::load_with_env(&setup(dir.path(), pack, routes), Vec::new()).unwrap();
-    load_catalog(&cfg).expect_err("the pack must be refused").0
+    load_catalog(&cfg)
 }
 
 fn assert_one(errs: &[LoadError], route: &str, line: usize, needle: &str) {
@@ -248,4 +255,22 @@ fn the_check_command_exits_non_zero_on_a_broken_pack() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("30 routes"));
+}
+
+#[test]
+fn invalidating_an_unknown_route_of_an_enabled_pack_is_refused() {
+    let write = |target: &str| {
+        format!(
+            "{GOOD_ROUTE}\n[[route]]\nid = \"companies.put\"\nmatch = \"PUT /companies/{{companyId}}\"\ninvalidates = [\"{target}\"]\n[[route.step]]\ncall = \"PUT appdirect /api/account/v2/companies/{{companyId}}\"\n[route.response]\njq = \"null\"\n"
+        )
+    };
+    // A bare id names a route of the same pack; `pack:route` any enabled pack's.
+    assert!(load(PACK, &write("companies.get")).is_ok());
+    assert!(load(PACK, &write("p:companies.get")).is_ok());
+    // A pack that is not enabled caches nothing: naming its routes is harmless.
+    assert!(load(PACK, &write("elsewhere:companies.get")).is_ok());
+    for bad in ["companies.gone", "p:companies.gone"] {
+        let errs = errors(PACK, &write(bad));
+        assert_one(&errs, "companies.put", 10, "invalidates unknown route");
+    }
 }

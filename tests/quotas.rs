@@ -142,12 +142,7 @@ async fn upstream_failures_do_not_use_the_budget_and_admin_changes_apply_at_once
     let env = start().await;
     let key = user_with_key(&env, read_quota(3)).await;
     let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    env.appdirect.faults().push(rosetta::demo::Fault {
-        method: None,
-        path_prefix: "/api".into(),
-        kind: rosetta::demo::FaultKind::Status(500, json!({"message": "boom"})),
-        times: Some(10),
-    });
+    env.appdirect_fails(Some(10));
     for _ in 0..5 {
         assert_eq!(get(&env, &key, &path).await.status, 502);
     }
@@ -197,12 +192,7 @@ async fn with_count_all_failures_use_the_budget_too() {
     .await;
     let key = user_with_key(&env, read_quota(3)).await;
     let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    env.appdirect.faults().push(rosetta::demo::Fault {
-        method: None,
-        path_prefix: "/api".into(),
-        kind: rosetta::demo::FaultKind::Status(500, json!({"message": "boom"})),
-        times: Some(6),
-    });
+    env.appdirect_fails(Some(6));
     for _ in 0..3 {
         assert_eq!(get(&env, &key, &path).await.status, 502);
     }
@@ -240,4 +230,27 @@ async fn points_settled_from_the_answer_are_what_counts() {
         .await
         .json();
     assert_eq!(audit["actions"][0]["statistics"]["points_count"], results);
+}
+
+#[tokio::test]
+async fn with_count_all_failed_requests_still_count_after_a_restart() {
+    let count_all = |cfg: &mut rosetta::config::Config| {
+        cfg.rate_limits.get_mut("default").unwrap().count = Some("all".into());
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    let key;
+    {
+        let env = start_in(dir.clone(), count_all).await;
+        key = user_with_key(&env, read_quota(3)).await;
+        env.appdirect_fails(Some(6));
+        for _ in 0..3 {
+            assert_eq!(get(&env, &key, &path).await.status, 502);
+        }
+        env.stop().await;
+    }
+    // Usage is reloaded from the audit trail: the failed requests were counted, so they
+    // still are.
+    let env = start_in(dir, count_all).await;
+    get(&env, &key, &path).await.assert_problem(429);
 }

@@ -153,21 +153,11 @@ async fn a_policy_on_an_upstream_shapes_every_call_to_it() {
     );
 }
 
-/// An upstream that fails every call to AppDirect.
-fn failing(env: &common::Env) {
-    env.appdirect.faults().push(rosetta::demo::Fault {
-        method: None,
-        path_prefix: "/api".into(),
-        kind: rosetta::demo::FaultKind::Status(500, serde_json::json!({"message": "boom"})),
-        times: None,
-    });
-}
-
 #[tokio::test]
 async fn with_count_success_failed_requests_give_their_cell_back() {
     let env = start_with(tight).await;
     let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    failing(&env);
+    env.appdirect_fails(None);
     for _ in 0..5 {
         assert_eq!(env.get(&path).await.status, 502);
     }
@@ -188,7 +178,7 @@ async fn with_count_all_failed_requests_use_the_bucket() {
     })
     .await;
     let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    failing(&env);
+    env.appdirect_fails(None);
     for _ in 0..3 {
         assert_eq!(env.get(&path).await.status, 502);
     }

@@ -28,6 +28,51 @@ use crate::mapping::pack::Route;
 /// A boxed, sendable future: used by layers whose work is genuinely async (authn, translate).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The service under a request-path layer: answers a request with a response or a typed
+/// error, clonable, and sendable with its future (one bound for every layer, not a copy each).
+pub trait Inner<B>:
+    tower::Service<
+        http::Request<B>,
+        Response = http::Response<crate::body::Body>,
+        Error = GatewayError,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Inner<B> for S where
+    S: tower::Service<
+            http::Request<B>,
+            Response = http::Response<crate::body::Body>,
+            Error = GatewayError,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The inner service that `poll_ready` saw, leaving a clone in its place for the next call
+/// (tower's rule: the service polled ready is the one called).
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+/// Whether the upstream failed the request (a 5xx answer or error: unreachable, timed out,
+/// broken): under `count = "success"` such a request gives back its rate-limit cell and its
+/// quota points.
+pub(crate) fn upstream_failed(
+    result: &Result<http::Response<crate::body::Body>, GatewayError>,
+) -> bool {
+    match result {
+        Ok(r) => r.status().is_server_error(),
+        Err(e) => e.status().is_server_error(),
+    }
+}
+
 /// The matched route of a request, inserted by the route layer.
 #[derive(Debug, Clone)]
 pub struct RouteCtx {

@@ -26,7 +26,7 @@ use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
 use crate::identity::passwords::hash_password;
 use crate::identity::{AuthChain, StaticKeys, StoreAuth};
-use crate::limits::rate::{LocalLimiter, Policy, RateLimiter};
+use crate::limits::rate::{LocalLimiter, Policies, Policy, RateLimiter};
 use crate::mapping::exec::CallUpstream;
 use crate::mapping::pack::{Catalog, LoadErrors, load_catalog};
 use crate::store::{Company, SqliteStore, Store, StoreError, User};
@@ -66,7 +66,7 @@ pub struct Gateway {
     pub limiter: Arc<dyn RateLimiter>,
     pub quotas: QuotaBook,
     pub cache: ReadCache,
-    pub policies: Arc<std::collections::HashMap<String, Policy>>,
+    pub policies: Arc<Policies>,
 }
 
 impl Gateway {
@@ -80,7 +80,7 @@ impl Gateway {
         let mut upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
         for (name, up) in &cfg.upstreams {
             if let Some(p) = &up.rate_limit {
-                let policy = policies.get(p).cloned().ok_or_else(|| {
+                let policy = policies.get(p).map(|p| Policy::clone(p)).ok_or_else(|| {
                     Box::new(ConfigError::Invalid(format!(
                         "upstreams.{name}.rate_limit names `{p}`, which is not in [rate_limits]"
                     )))
@@ -238,7 +238,10 @@ impl Gateway {
                 self.server_name.clone(),
             ))
             // Leaky bucket per (policy, key).
-            .layer(RateLimitLayer::new(self.limiter.clone(), &self.policies))
+            .layer(RateLimitLayer::new(
+                self.limiter.clone(),
+                self.policies.clone(),
+            ))
             // Points, daily, dated-window and concurrency quotas.
             .layer(QuotaLayer::new(self.quotas.clone()))
             // Cached translated GET responses, per caller scope.

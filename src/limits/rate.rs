@@ -123,12 +123,15 @@ impl Policy {
     }
 }
 
+/// Every compiled policy by name, shared by the rate-limit and quota layers.
+pub type Policies = HashMap<String, std::sync::Arc<Policy>>;
+
 /// Compiles every configured policy.
 pub fn policies(
     cfg: &std::collections::BTreeMap<String, RateLimitConfig>,
-) -> Result<HashMap<String, Policy>, String> {
+) -> Result<Policies, String> {
     cfg.iter()
-        .map(|(name, c)| Policy::from_config(name, c).map(|p| (name.clone(), p)))
+        .map(|(name, c)| Policy::from_config(name, c).map(|p| (name.clone(), Arc::new(p))))
         .collect()
 }
 
@@ -146,14 +149,6 @@ pub struct KeyInput<'a> {
 /// The bucket key of a request under `policy`; the kind is part of the key so that two
 /// kinds never share a bucket by accident.
 pub fn bucket_key(policy: &Policy, input: &KeyInput<'_>) -> String {
-    let mut key = String::new();
-    write_bucket_key(policy, input, &mut key);
-    key
-}
-
-/// [`bucket_key`] into a reused buffer: the request path checks a limit without allocating.
-pub fn write_bucket_key(policy: &Policy, input: &KeyInput<'_>, out: &mut String) {
-    out.clear();
     let (tag, value) = match &policy.key {
         KeyKind::User => ("u:", input.user),
         KeyKind::Company => ("c:", input.company),
@@ -166,8 +161,10 @@ pub fn write_bucket_key(policy: &Policy, input: &KeyInput<'_>, out: &mut String)
         KeyKind::Global => ("g", ""),
         KeyKind::Header(_) => ("h:", input.header.unwrap_or("")),
     };
-    out.push_str(tag);
-    out.push_str(value);
+    let mut key = String::with_capacity(tag.len() + value.len());
+    key.push_str(tag);
+    key.push_str(value);
+    key
 }
 
 /// The answer of a check, with what the `RateLimit-*` headers say.
@@ -317,7 +314,7 @@ impl std::fmt::Debug for LocalLimiter {
 }
 
 impl LocalLimiter {
-    pub fn new(policies: &HashMap<String, Policy>) -> Self {
+    pub fn new(policies: &Policies) -> Self {
         let by_policy = policies
             .values()
             .map(|p| {
@@ -426,6 +423,10 @@ mod tests {
         .unwrap()
     }
 
+    fn limiter(p: &Policy) -> LocalLimiter {
+        LocalLimiter::new(&HashMap::from([("p".to_owned(), Arc::new(p.clone()))]))
+    }
+
     #[test]
     fn rates_parse() {
         assert_eq!(parse_rate("5/s").unwrap(), Duration::from_millis(200));
@@ -479,7 +480,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn burst_then_the_leak_rate_and_refusals_consume_nothing() {
         let p = policy(20, "5/s", "user");
-        let l = LocalLimiter::new(&HashMap::from([("p".to_owned(), p.clone())]));
+        let l = limiter(&p);
         let allowed = (0..100).filter(|_| l.check(&p, "u:a").allowed).count();
         assert_eq!(allowed, 20);
         let d = l.check(&p, "u:a");
@@ -500,7 +501,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refund_undoes_one_admission_and_never_overfills() {
         let p = policy(3, "1/s", "user");
-        let l = LocalLimiter::new(&HashMap::from([("p".to_owned(), p.clone())]));
+        let l = limiter(&p);
         // Refunds on a bucket that is already full change nothing: still exactly the burst.
         for _ in 0..5 {
             l.refund(&p, "u:a");
@@ -528,10 +529,7 @@ mod tests {
     async fn refunds_under_concurrency_admit_exactly_budget_plus_refunds() {
         // 64 clients on one key; every admitted request whose id is odd "fails" and refunds.
         let p = policy(20, "5/s", "user");
-        let l = std::sync::Arc::new(LocalLimiter::new(&HashMap::from([(
-            "p".to_owned(),
-            p.clone(),
-        )])));
+        let l = std::sync::Arc::new(limiter(&p));
         let kept = std::sync::Arc::new(AtomicU64::new(0));
         let start = tokio::time::Instant::now();
         let tasks: Vec<_> = (0..64u64)
@@ -565,10 +563,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn exact_under_64_concurrent_clients_for_10_seconds() {
         let p = policy(20, "5/s", "user");
-        let l = std::sync::Arc::new(LocalLimiter::new(&HashMap::from([(
-            "p".to_owned(),
-            p.clone(),
-        )])));
+        let l = std::sync::Arc::new(limiter(&p));
         let allowed = std::sync::Arc::new(AtomicU64::new(0));
         let start = tokio::time::Instant::now();
         let tasks: Vec<_> = (0..64)

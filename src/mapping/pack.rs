@@ -417,7 +417,11 @@ pub struct Route {
     /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
     pub stages: Vec<Vec<Step>>,
     pub response: ResponseSpec,
-    pub invalidates: Vec<String>,
+    /// Reads a successful write drops from the cache, as `pack:route` (a bare route id in the
+    /// pack file names a route of the same pack).
+    pub invalidates: Vec<Arc<str>>,
+    /// `pack:route`: this route's name in the cache.
+    pub cache_name: Arc<str>,
     /// LongJump search parameters applied by Rosetta to the route's records.
     pub search: Option<SearchSpec>,
     pub description: Option<String>,
@@ -457,6 +461,25 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
                 routes.append(&mut rs);
             }
             Err(mut es) => errors.append(&mut es),
+        }
+    }
+    // `invalidates` names routes as `pack:route` (resolved at load), possibly of another
+    // pack: checked once every enabled pack is known. A pack that is not enabled caches
+    // nothing, so naming its routes is harmless (packs are enabled independently).
+    let names: HashSet<&str> = routes.iter().map(|r| &*r.cache_name).collect();
+    for r in &routes {
+        for target in &r.invalidates {
+            let pack_enabled = target
+                .split_once(':')
+                .is_some_and(|(pack, _)| cfg.packs.iter().any(|p| p == pack));
+            if pack_enabled && !names.contains(&**target) {
+                errors.push(LoadError {
+                    file: r.file.clone(),
+                    route: Some(r.id.clone()),
+                    line: Some(r.line),
+                    message: format!("invalidates unknown route `{target}`"),
+                });
+            }
         }
     }
     let mut router = Router::new();
@@ -633,20 +656,6 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
                     line: Some(line),
                     message,
                 })),
-            }
-        }
-    }
-    // `invalidates` may name any route of the pack, so it is checked once all are known.
-    for r in &routes {
-        for target in &r.invalidates {
-            // `pack:route` names a route of another pack, checked once all packs are loaded.
-            if !target.contains(':') && !ids.contains(target) {
-                errors.push(LoadError {
-                    file: r.file.clone(),
-                    route: Some(r.id.clone()),
-                    line: Some(r.line),
-                    message: format!("invalidates unknown route `{target}`"),
-                });
             }
         }
     }
@@ -910,8 +919,9 @@ fn compile_route(
     if !errs.is_empty() {
         return Err(errs);
     }
+    let id = def.id;
     Ok(Route {
-        id: def.id,
+        id: id.clone(),
         pack: pack.clone(),
         method,
         pattern,
@@ -929,7 +939,18 @@ fn compile_route(
         params,
         stages,
         response,
-        invalidates: def.invalidates,
+        invalidates: def
+            .invalidates
+            .iter()
+            .map(|r| {
+                if r.contains(':') {
+                    Arc::from(r.as_str())
+                } else {
+                    Arc::from(format!("{}:{r}", pack.name))
+                }
+            })
+            .collect(),
+        cache_name: Arc::from(format!("{}:{id}", pack.name)),
         search,
         description: def.description,
         file: file.to_owned(),

@@ -190,6 +190,16 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
 }
 
 impl Env {
+    /// Makes AppDirect answer 500 to the next `times` calls (every call when `None`).
+    pub fn appdirect_fails(&self, times: Option<u32>) {
+        self.appdirect.faults().push(rosetta::demo::Fault {
+            method: None,
+            path_prefix: "/api".into(),
+            kind: rosetta::demo::FaultKind::Status(500, serde_json::json!({"message": "boom"})),
+            times,
+        });
+    }
+
     pub async fn send(
         &self,
         method: Method,

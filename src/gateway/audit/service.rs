@@ -23,11 +23,7 @@ pub struct Audit<S> {
 
 impl<S, B> Service<Request<B>> for Audit<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: super::super::Inner<B>,
     B: Send + 'static,
 {
     type Response = Response<Body>;
@@ -39,8 +35,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::super::take_ready(&mut self.inner);
         let (store, server) = (self.store.clone(), self.server.clone());
         let rc = req.extensions().get::<RouteCtx>().cloned();
         let principal = req.extensions().get::<Principal>().cloned();

@@ -20,11 +20,7 @@ pub struct Authn<S> {
 
 impl<S, B> Service<Request<B>> for Authn<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: super::super::Inner<B>,
     B: Send + 'static,
 {
     type Response = Response<Body>;
@@ -38,8 +34,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // The ready inner service is taken and a clone left behind, as tower requires when
         // the call continues in a future.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::super::take_ready(&mut self.inner);
         let chain = self.chain.clone();
         Box::pin(async move {
             let anonymous = req

@@ -59,11 +59,7 @@ fn remaining_ttl(e: &Entry) -> u64 {
 
 impl<S, B> Service<Request<B>> for Cache<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: super::super::Inner<B>,
     B: Send + 'static,
 {
     type Response = Response<Body>;
@@ -75,14 +71,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::super::take_ready(&mut self.inner);
         let cache = self.cache.clone();
         let Some(rc) = req.extensions().get::<RouteCtx>().cloned() else {
             return Box::pin(inner.call(req));
         };
         let route = rc.route.clone();
-        let pack = route.pack.name.clone();
         // Writes: a success invalidates the reads the route declares.
         let ttl = match (req.method() == Method::GET, route.cache_ttl) {
             (true, Some(ttl)) => ttl,
@@ -101,17 +95,7 @@ where
                 if route.invalidates.is_empty() {
                     return Box::pin(inner.call(req));
                 }
-                let routes: Vec<Arc<str>> = route
-                    .invalidates
-                    .iter()
-                    .map(|r| {
-                        if r.contains(':') {
-                            Arc::from(r.as_str())
-                        } else {
-                            Arc::from(format!("{pack}:{r}"))
-                        }
-                    })
-                    .collect();
+                let routes = route.invalidates.clone();
                 let values: Vec<String> = rc.params.iter().map(|(_, v)| v.clone()).collect();
                 return Box::pin(async move {
                     let resp = inner.call(req).await?;
@@ -137,7 +121,7 @@ where
             .unwrap_or("")
             .to_owned();
         let key = CacheKey {
-            route: Arc::from(format!("{pack}:{}", route.id)),
+            route: route.cache_name.clone(),
             request: format!(
                 "{}?{}\0{}\0{accept}",
                 req.uri().path(),

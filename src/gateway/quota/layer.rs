@@ -23,7 +23,7 @@ pub struct QuotaBook {
     pub store: Arc<dyn Store>,
     pub counter: Arc<dyn QuotaCounter>,
     /// Route policies by name, for their `count` setting.
-    pub policies: Arc<std::collections::HashMap<String, crate::limits::rate::Policy>>,
+    pub policies: Arc<crate::limits::rate::Policies>,
     /// Behind an `Arc`: the book is cloned with the service stack on every request, and a
     /// moka handle is several reference counts.
     cache: Arc<QuotaCache>,
@@ -34,7 +34,7 @@ impl QuotaBook {
     pub fn new(
         store: Arc<dyn Store>,
         counter: Arc<dyn QuotaCounter>,
-        policies: Arc<std::collections::HashMap<String, crate::limits::rate::Policy>>,
+        policies: Arc<crate::limits::rate::Policies>,
     ) -> Self {
         Self {
             store,

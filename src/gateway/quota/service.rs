@@ -73,11 +73,7 @@ impl Drop for Reservation {
 
 impl<S, B> Service<Request<B>> for Quota<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: super::super::Inner<B>,
     B: Send + 'static,
 {
     type Response = Response<Body>;
@@ -89,8 +85,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::super::take_ready(&mut self.inner);
         let book = self.book.clone();
         let rc = req.extensions().get::<RouteCtx>().cloned();
         let principal = req.extensions().get::<Principal>().cloned();
@@ -118,6 +113,13 @@ where
             if limits.is_empty() {
                 return inner.call(req).await;
             }
+            // `count = "success"` (default): a server error or upstream failure gives the
+            // points back; `count = "all"` keeps them (and reloading usage counts them too).
+            let count_success = route
+                .rate_limit
+                .as_ref()
+                .and_then(|n| book.policies.get(n))
+                .is_none_or(|p| p.count_success);
             let cost = route_cost(&route, &rc, req.uri().query(), &p);
             let key: UsageKey = (p.user.clone(), service.clone(), group.clone());
             let window = limits
@@ -132,6 +134,7 @@ where
                         group.to_string(),
                         from,
                         to,
+                        !count_success,
                     )
                 };
                 let day_from = day_start_ms(&today, tz).unwrap_or(now);
@@ -176,18 +179,7 @@ where
                 book.counter.settle(&reservation.key, cost, *actual);
                 reservation.cost = *actual;
             }
-            // `count = "success"` (default): a server error or upstream failure gives the
-            // points back; `count = "all"` keeps them.
-            let count_success = route
-                .rate_limit
-                .as_ref()
-                .and_then(|n| book.policies.get(n))
-                .is_none_or(|p| p.count_success);
-            reservation.refund = count_success
-                && match &result {
-                    Ok(r) => r.status().is_server_error(),
-                    Err(e) => e.status().is_server_error(),
-                };
+            reservation.refund = count_success && super::super::upstream_failed(&result);
             drop(reservation);
             let mut resp = result?;
             if let Some(d) = remaining.day {

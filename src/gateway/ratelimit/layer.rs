@@ -1,30 +1,22 @@
 //! [`RateLimitLayer`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tower::Layer;
 
 use super::RateLimit;
-use crate::limits::rate::{Policy, RateLimiter};
+use crate::limits::rate::{Policies, RateLimiter};
 
 /// Checks each routed request against its route's policy.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn RateLimiter>,
-    policies: Arc<HashMap<String, Arc<Policy>>>,
+    policies: Arc<Policies>,
 }
 
 impl RateLimitLayer {
-    pub fn new(limiter: Arc<dyn RateLimiter>, policies: &HashMap<String, Policy>) -> Self {
-        let policies = policies
-            .iter()
-            .map(|(name, p)| (name.clone(), Arc::new(p.clone())))
-            .collect();
-        Self {
-            limiter,
-            policies: Arc::new(policies),
-        }
+    pub fn new(limiter: Arc<dyn RateLimiter>, policies: Arc<Policies>) -> Self {
+        Self { limiter, policies }
     }
 }
 

@@ -1,6 +1,5 @@
 //! [`RateLimit`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,23 +11,19 @@ use crate::body::Body;
 use crate::context::PeerAddr;
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::limits::rate::{KeyInput, KeyKind, Policy, RateLimiter, bucket_key, ceil_secs};
+use crate::limits::rate::{KeyInput, KeyKind, Policies, RateLimiter, bucket_key, ceil_secs};
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct RateLimit<S> {
     pub(super) inner: S,
     pub(super) limiter: Arc<dyn RateLimiter>,
-    pub(super) policies: Arc<HashMap<String, Arc<Policy>>>,
+    pub(super) policies: Arc<Policies>,
 }
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: super::super::Inner<B>,
     B: Send + 'static,
 {
     type Response = Response<Body>;
@@ -40,8 +35,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::super::take_ready(&mut self.inner);
         let policy = req
             .extensions()
             .get::<RouteCtx>()
@@ -92,12 +86,7 @@ where
             let result = inner.call(req).await;
             // `count = "success"`: a request the upstream failed (5xx, timeout) gives its cell
             // back, as the quota layer gives back its points.
-            if policy.count_success
-                && match &result {
-                    Ok(r) => r.status().is_server_error(),
-                    Err(e) => e.status().is_server_error(),
-                }
-            {
+            if policy.count_success && super::super::upstream_failed(&result) {
                 limiter.refund(&policy, &key);
             }
             let mut resp = result?;

@@ -50,8 +50,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::super::take_ready(&mut self.inner);
         let (limit, max_depth) = (self.body_limit, self.max_depth);
         let public_url = self.public_url.clone();
         let capture = self.capture.clone();
