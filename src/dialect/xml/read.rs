@@ -20,10 +20,19 @@ use super::rules::{Typing, XmlRules};
 
 /// Converts an XML document (held in memory: errors give line and column) to JSON text.
 pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(), XmlError> {
+    // One pass of UTF-8 validation over the whole document (vectorized, far faster than a
+    // check per name and text) makes every slice between markup characters a valid `str`.
+    let doc = std::str::from_utf8(input).map_err(|e| {
+        XmlError::at(
+            input,
+            e.valid_up_to(),
+            "the document is not valid UTF-8".to_owned(),
+        )
+    })?;
     // Events borrow from the input: no copy of names or text into a read buffer.
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv::new(rules, out, input.len());
+    let mut conv = Conv::new(rules, out, input.len(), Some(doc));
     let fail = |reader: &Reader<&[u8]>, msg: String| {
         XmlError::at(input, reader.buffer_position() as usize, msg)
     };
@@ -68,7 +77,7 @@ pub fn xml_reader_to_json<R: BufRead, W: Write>(
 ) -> Result<(), XmlError> {
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv::new(rules, out, FLUSH_AT);
+    let mut conv = Conv::new(rules, out, FLUSH_AT, None);
     let fail = |reader: &Reader<R>, msg: String| XmlError {
         line: 0,
         column: reader.buffer_position() as usize,
@@ -103,7 +112,8 @@ const NODE_LIMIT: usize = 4096;
 const NO_NODE: u32 = u32::MAX;
 const TOP: u32 = 0;
 
-/// One distinct element (or `@attribute`) path.
+/// One distinct element (or attribute) path and everything the rules say about it, worked
+/// out once: the per-element work is then a name comparison and a few copies.
 struct Node {
     array: bool,
     unwrap: bool,
@@ -112,9 +122,41 @@ struct Node {
     key: Box<[u8]>,
     /// Hash of the field name, for repeat detection among an object's fields.
     hash: u64,
-    /// Raw XML name (attributes prefixed with `@`) → node.
-    children: Vec<(Box<[u8]>, u32)>,
+    /// The path the rules matched (mapped names joined by `/`), for children and messages.
+    path: Box<str>,
+    /// Raw XML element name → node; attributes apart, so no name needs an `@` glued on.
+    children: Names,
+    attrs: Names,
+}
+
+/// A node's children by raw name. Siblings come in the same order record after record, so
+/// the one after the last match is tried first.
+#[derive(Default)]
+struct Names {
+    list: Vec<(Box<[u8]>, u32)>,
     last: usize,
+}
+
+impl Names {
+    fn find(&mut self, raw: &[u8]) -> Option<u32> {
+        let n = self.list.len();
+        if n == 0 {
+            return None;
+        }
+        let guess = if self.last + 1 == n { 0 } else { self.last + 1 };
+        let i = if *self.list[guess].0 == *raw {
+            guess
+        } else {
+            self.list.iter().position(|(name, _)| **name == *raw)?
+        };
+        self.last = i;
+        Some(self.list[i].1)
+    }
+
+    fn add(&mut self, raw: &[u8], id: u32) {
+        self.list.push((raw.into(), id));
+        self.last = self.list.len() - 1;
+    }
 }
 
 /// What one element needs to know about itself, cached or computed.
@@ -126,78 +168,112 @@ struct Info {
     typing: Typing,
 }
 
+impl Info {
+    fn of(rules: &XmlRules, path: &str, node: u32) -> Self {
+        Self {
+            node,
+            array: rules.is_array(path),
+            unwrap: rules.is_unwrapped(path),
+            typing: rules.typing(path),
+        }
+    }
+}
+
+/// An attribute waiting for its element's `{`.
 struct Attr {
     node: u32,
-    /// `key` and `value` ranges in the frame's `attr_buf`; the key is the JSON field name.
+    /// Ranges in the frame's `attr_buf`: the JSON-encoded key (only without a node) and
+    /// the value.
     key: (usize, usize),
     value: (usize, usize),
 }
 
-struct Frame {
-    /// Length of the path string before this element was appended.
-    path_len: usize,
+struct Frame<'i> {
     node: u32,
     typing: Typing,
-    attrs: Vec<Attr>,
-    attr_buf: String,
-    text: String,
-    /// This element's children are written into this frame's object (`{` emitted).
-    opened: bool,
     /// Unwrapped: its children belong to the nearest ancestor that is not.
     transparent: bool,
+    /// Index of the frame whose object receives this element's children (itself unless
+    /// unwrapped): kept here so no element start searches the stack for it.
+    owner: usize,
+    /// This element's children are written into this frame's object (`{` emitted).
+    opened: bool,
     fields: usize,
     /// Hash of the name of the array field left open (its `]` not yet written).
     open_array: Option<u64>,
     /// Hashes of the field names written so far: repeat detection without string compares
     /// (a 64-bit collision among one element's fields is not a practical risk).
     seen: Vec<u64>,
+    attrs: Vec<Attr>,
+    attr_buf: String,
+    /// The element's text when it came as one piece of the in-memory document (the usual
+    /// case): borrowed, not copied. More pieces (entities, CDATA, comments between) or a
+    /// streamed document collect in `text`.
+    piece: Option<&'i str>,
+    text: String,
+    /// Only for an element past the node limit: its path and JSON-encoded key.
+    own_path: String,
+    own_key: Vec<u8>,
 }
 
-impl Frame {
+impl<'i> Frame<'i> {
     fn new() -> Self {
         Self {
-            path_len: 0,
             node: TOP,
             typing: Typing::String,
-            attrs: Vec::new(),
-            attr_buf: String::new(),
-            text: String::new(),
-            opened: false,
             transparent: false,
+            owner: 0,
+            opened: false,
             fields: 0,
             open_array: None,
             seen: Vec::new(),
+            attrs: Vec::new(),
+            attr_buf: String::new(),
+            piece: None,
+            text: String::new(),
+            own_path: String::new(),
+            own_key: Vec::new(),
         }
     }
 
-    /// Makes a spent frame new again, keeping its buffers' capacity.
-    fn reset(&mut self, path_len: usize, info: Info) {
-        self.path_len = path_len;
+    /// Makes a spent frame new again, keeping its buffers' capacity. Buffers only some
+    /// elements use are cleared by those elements when they are used.
+    fn reset(&mut self, info: Info, owner: usize) {
         self.node = info.node;
         self.typing = info.typing;
-        self.attrs.clear();
-        self.attr_buf.clear();
-        self.text.clear();
-        self.opened = false;
         self.transparent = info.unwrap;
+        self.owner = owner;
+        self.opened = false;
         self.fields = 0;
         self.open_array = None;
         self.seen.clear();
+        self.attrs.clear();
+        self.piece = None;
+        self.text.clear();
+    }
+
+    fn push_text(&mut self, s: &str) {
+        if let Some(p) = self.piece.take() {
+            self.text.push_str(p);
+        }
+        self.text.push_str(s);
     }
 }
 
-struct Conv<'r, W> {
+struct Conv<'r, 'i, W> {
     rules: &'r XmlRules,
     out: W,
+    /// The whole document when it is in memory and valid UTF-8: names and text are sliced
+    /// from it instead of being validated and copied piece by piece.
+    doc: Option<&'i str>,
     /// `frames[..depth]` are the open elements; the rest are spent frames kept for reuse
     /// (frames are updated in place: moving one costs more than the work done on it).
-    frames: Vec<Frame>,
+    frames: Vec<Frame<'i>>,
     depth: usize,
-    path: String,
     roots: usize,
     nodes: Vec<Node>,
-    /// Scratch for names that need mapping or escaping.
-    scratch: Vec<u8>,
+    text_key: Box<[u8]>,
+    text_hash: u64,
     /// Output collected here and handed to `out` in large blocks: the converter writes
     /// many tiny pieces (`,`, `:`, quotes) that a `Write` call each would dominate.
     buf: Vec<u8>,
@@ -207,6 +283,15 @@ struct Conv<'r, W> {
 const FLUSH_AT: usize = 64 * 1024;
 
 type Fail = String;
+
+/// Whitespace may stand between the prolog and the root; text may not.
+fn outside_root(s: &str) -> Result<(), Fail> {
+    if s.trim().is_empty() {
+        Ok(())
+    } else {
+        Err("text outside the root element".to_owned())
+    }
+}
 
 fn fnv1a(s: &[u8]) -> u64 {
     s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -235,46 +320,114 @@ fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, Fail> {
     }
 }
 
+/// Whether any byte of `s` must be escaped in a JSON string (a control character, `"` or
+/// `\\`), eight bytes at a time: element text is short, too short for SIMD to pay.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero ⇔ its high bit is set in `zero(x)` (the classic bit trick;
+    // false positives only ever occur above a true zero byte, so the test is exact).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        // Bytes below 0x20: `x - 0x20` borrows into the high bit for those (and ASCII
+        // bytes only; bytes ≥ 0x80 are masked out by `!x`).
+        let control = x.wrapping_sub(0x20 * ONES) & !x & HIGH;
+        if control | zero(x ^ (u64::from(b'"') * ONES)) | zero(x ^ (u64::from(b'\\') * ONES)) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// Writes `s` as a JSON string. Most text needs no escaping: then it is one copy.
-fn json_str(out: &mut Vec<u8>, s: &str) -> Result<(), Fail> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
-        Ok(())
     } else {
-        serde_json::to_writer(out, s).map_err(|e| format!("write failed: {e}"))
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
     }
 }
 
-fn json_key(name: &str) -> Box<[u8]> {
-    serde_json::to_vec(name)
-        .unwrap_or_default()
-        .into_boxed_slice()
+fn json_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 2);
+    json_str(&mut key, name);
+    key
 }
 
-/// Writes the key of a field of frame `f` (and `[` or `,` for arrays).
+/// `part` as a slice of `doc` when it lies inside it (events of an in-memory document
+/// borrow from it): no validation needed, and the result lives as long as the document.
+fn within<'i>(doc: Option<&'i str>, part: &[u8]) -> Option<&'i str> {
+    let doc = doc?;
+    let start = (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize)?;
+    doc.get(start..start.checked_add(part.len())?)
+}
+
+/// `part` as text: sliced from the document, or validated.
+fn utf8<'a>(doc: Option<&'a str>, part: &'a [u8], what: &str) -> Result<&'a str, Fail> {
+    match within(doc, part) {
+        Some(s) => Ok(s),
+        None => std::str::from_utf8(part).map_err(|e| format!("{what} is not valid UTF-8: {e}")),
+    }
+}
+
+/// An element's attributes are more than layout whitespace (most elements have none, and
+/// then the attribute parser is not started at all).
+fn has_attributes(e: &BytesStart<'_>) -> bool {
+    e.attributes_raw()
+        .iter()
+        .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Why a field cannot be written.
+#[derive(Debug, Clone, Copy)]
+enum Clash {
+    /// A field of that name was written already and the name is not an array.
+    Repeats,
+    /// An array's items are not consecutive.
+    Interrupted,
+}
+
+fn clash(c: Clash, key: &[u8], path: &str) -> Fail {
+    let name = String::from_utf8_lossy(key);
+    let name = name.trim_matches('"');
+    match c {
+        Clash::Repeats => format!("element `{name}` repeats at `{path}`; declare it an array"),
+        Clash::Interrupted => {
+            format!("array element `{name}` is interrupted by other elements at `{path}`")
+        }
+    }
+}
+
+/// Writes the key of a field of frame `f` (and `[` or `,` for arrays). `hash` is the
+/// hash of the encoded `key`.
 fn field(
-    f: &mut Frame,
+    f: &mut Frame<'_>,
     out: &mut Vec<u8>,
-    path: &str,
     key: &[u8],
     hash: u64,
     array: bool,
-) -> Result<(), Fail> {
+) -> Result<(), Clash> {
     if array && f.open_array == Some(hash) {
         out.push(b',');
         return Ok(());
     }
     let close = f.open_array.take().is_some();
     if f.seen.contains(&hash) {
-        let name = String::from_utf8_lossy(key);
-        let name = name.trim_matches('"');
         return Err(if array {
-            format!("array element `{name}` is interrupted by other elements at `{path}`")
+            Clash::Interrupted
         } else {
-            format!("element `{name}` repeats at `{path}`; declare it an array")
+            Clash::Repeats
         });
     }
     f.seen.push(hash);
@@ -294,15 +447,15 @@ fn field(
     Ok(())
 }
 
-impl<'r, W: Write> Conv<'r, W> {
+impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
     /// `size_hint`: the input's size when known (the output is about as large).
-    fn new(rules: &'r XmlRules, out: W, size_hint: usize) -> Self {
+    fn new(rules: &'r XmlRules, out: W, size_hint: usize, doc: Option<&'i str>) -> Self {
         Self {
             rules,
             out,
+            doc,
             frames: Vec::new(),
             depth: 0,
-            path: String::new(),
             roots: 0,
             nodes: vec![Node {
                 array: false,
@@ -310,10 +463,12 @@ impl<'r, W: Write> Conv<'r, W> {
                 typing: Typing::String,
                 key: Box::default(),
                 hash: 0,
-                children: Vec::new(),
-                last: 0,
+                path: Box::default(),
+                children: Names::default(),
+                attrs: Names::default(),
             }],
-            scratch: Vec::new(),
+            text_key: json_key(&rules.text_key).into(),
+            text_hash: fnv1a(&json_key(&rules.text_key)),
             buf: Vec::with_capacity(size_hint.min(FLUSH_AT) + 256),
         }
     }
@@ -324,7 +479,8 @@ impl<'r, W: Write> Conv<'r, W> {
         top.opened = true;
         self.frames.push(top);
         self.depth = 1;
-        self.raw(b"{")
+        self.buf.push(b'{');
+        Ok(())
     }
 
     /// Handles one event; `true` at the end of the document.
@@ -336,15 +492,21 @@ impl<'r, W: Write> Conv<'r, W> {
                 self.end()?;
             }
             Event::End(_) => self.end()?,
-            // XML 1.0 line ends: `\r\n` and `\r` read as `\n` (borrowed when there are none).
-            Event::Text(t) => match t.xml10_content() {
-                Ok(s) => self.text(&s)?,
-                Err(e) => return Err(format!("text is not valid UTF-8: {e}")),
-            },
-            Event::CData(c) => match std::str::from_utf8(&c) {
-                Ok(s) => self.text(s)?,
-                Err(e) => return Err(format!("CDATA is not valid UTF-8: {e}")),
-            },
+            Event::Text(t) => {
+                if let Some(s) = within(self.doc, &t).filter(|s| !s.contains('\r')) {
+                    self.piece(s)?;
+                } else {
+                    // XML 1.0 line ends: `\r\n` and `\r` read as `\n`.
+                    match t.xml10_content() {
+                        Ok(s) => self.text(&s)?,
+                        Err(e) => return Err(format!("text is not valid UTF-8: {e}")),
+                    }
+                }
+            }
+            Event::CData(c) => {
+                let s = utf8(self.doc, &c, "CDATA")?;
+                self.text(s)?;
+            }
             Event::GeneralRef(r) => {
                 let c = resolve_ref(&r)?;
                 self.text(c.encode_utf8(&mut [0; 4]))?;
@@ -360,63 +522,116 @@ impl<'r, W: Write> Conv<'r, W> {
         Ok(false)
     }
 
-    /// The node for child `raw` (already appended to `self.path`) of node `parent`.
-    /// `json_name` is the field name the child gets.
-    fn child(&mut self, parent: u32, raw: &[u8], json_name: &str) -> Info {
-        let computed = |rules: &XmlRules, path: &str, node| Info {
-            node,
-            array: rules.is_array(path),
-            unwrap: rules.is_unwrapped(path),
-            typing: rules.typing(path),
-        };
-        if parent == NO_NODE {
-            return computed(self.rules, &self.path, NO_NODE);
-        }
-        let p = &mut self.nodes[parent as usize];
-        let n = p.children.len();
-        let found = if n > 0 {
-            let guess = (p.last + 1) % n;
-            if &*p.children[guess].0 == raw {
-                Some(guess)
-            } else {
-                p.children.iter().position(|(name, _)| &**name == raw)
-            }
+    /// The path of open frame `i`, for rules and messages.
+    fn path(&self, i: usize) -> &str {
+        let f = &self.frames[i];
+        if f.node == NO_NODE {
+            &f.own_path
         } else {
-            None
+            &self.nodes[f.node as usize].path
+        }
+    }
+
+    /// Finds the node of element (or attribute, `attr`) `raw` under frame `parent` among
+    /// those seen before: the path every element after the first few takes.
+    #[inline]
+    fn find(&mut self, parent: usize, raw: &[u8], attr: bool) -> Option<Info> {
+        let pnode = self.frames[parent].node;
+        if pnode == NO_NODE {
+            return None;
+        }
+        let names = if attr {
+            &mut self.nodes[pnode as usize].attrs
+        } else {
+            &mut self.nodes[pnode as usize].children
         };
-        if let Some(i) = found {
-            p.last = i;
-            let id = p.children[i].1;
-            let node = &self.nodes[id as usize];
-            return Info {
-                node: id,
-                array: node.array,
-                unwrap: node.unwrap,
-                typing: node.typing,
-            };
+        let id = names.find(raw)?;
+        let n = &self.nodes[id as usize];
+        Some(Info {
+            node: id,
+            array: n.array,
+            unwrap: n.unwrap,
+            typing: n.typing,
+        })
+    }
+
+    /// Finds or creates the node of element (or attribute, `attr`) `raw` under frame
+    /// `parent`. Only a name seen for the first time at its path is mapped and matched
+    /// against the rules. Past the node limit the path and key are written to `own`.
+    #[inline]
+    fn lookup(
+        &mut self,
+        parent: usize,
+        raw: &[u8],
+        attr: bool,
+        own: Option<(&mut String, &mut Vec<u8>)>,
+    ) -> Result<Info, Fail> {
+        match self.find(parent, raw, attr) {
+            Some(info) => Ok(info),
+            None => self.new_node(parent, raw, attr, own),
         }
-        if self.nodes.len() >= NODE_LIMIT {
-            return computed(self.rules, &self.path, NO_NODE);
+    }
+
+    /// A name not seen before at its path: mapped, matched against the rules, remembered.
+    #[cold]
+    #[inline(never)]
+    fn new_node(
+        &mut self,
+        parent: usize,
+        raw: &[u8],
+        attr: bool,
+        own: Option<(&mut String, &mut Vec<u8>)>,
+    ) -> Result<Info, Fail> {
+        let pnode = self.frames[parent].node;
+        let what = if attr {
+            "attribute name"
+        } else {
+            "element name"
+        };
+        let raw_name = utf8(self.doc, raw, what)?;
+        let name = self.rules.map_name(raw_name);
+        let mut path = String::from(self.path(parent));
+        if !path.is_empty() {
+            path.push('/');
         }
-        let info = computed(self.rules, &self.path, self.nodes.len() as u32);
+        if attr {
+            path.push('@');
+        }
+        path.push_str(&name);
+        let mut key = String::new();
+        if attr {
+            key.push_str(&self.rules.attr_prefix);
+        }
+        key.push_str(&name);
+        if pnode == NO_NODE || self.nodes.len() >= NODE_LIMIT {
+            let info = Info::of(self.rules, &path, NO_NODE);
+            if let Some((own_path, own_key)) = own {
+                *own_path = path;
+                own_key.clear();
+                json_str(own_key, &key);
+            }
+            return Ok(info);
+        }
+        let id = self.nodes.len() as u32;
+        let info = Info::of(self.rules, &path, id);
+        let key = json_key(&key);
         self.nodes.push(Node {
             array: info.array,
             unwrap: info.unwrap,
             typing: info.typing,
-            key: json_key(json_name),
-            hash: fnv1a(json_name.as_bytes()),
-            children: Vec::new(),
-            last: 0,
+            hash: fnv1a(&key),
+            key: key.into(),
+            path: path.into(),
+            children: Names::default(),
+            attrs: Names::default(),
         });
-        let p = &mut self.nodes[parent as usize];
-        p.children.push((raw.into(), info.node));
-        p.last = p.children.len() - 1;
-        info
-    }
-
-    fn raw(&mut self, b: &[u8]) -> Result<(), Fail> {
-        self.buf.extend_from_slice(b);
-        Ok(())
+        let p = &mut self.nodes[pnode as usize];
+        if attr {
+            p.attrs.add(raw, id);
+        } else {
+            p.children.add(raw, id);
+        }
+        Ok(info)
     }
 
     fn flush_buf(&mut self) -> Result<(), Fail> {
@@ -427,37 +642,31 @@ impl<'r, W: Write> Conv<'r, W> {
         Ok(())
     }
 
-    /// Index of the frame whose object receives children of the innermost frame.
-    fn owner(&self) -> usize {
-        self.frames[..self.depth]
-            .iter()
-            .rposition(|f| !f.transparent)
-            .unwrap_or(0)
+    /// Writes into frame `i` the key of `node`.
+    fn key_node(&mut self, i: usize, node: u32, array: bool) -> Result<(), Fail> {
+        let n = &self.nodes[node as usize];
+        field(&mut self.frames[i], &mut self.buf, &n.key, n.hash, array)
+            .map_err(|c| clash(c, &n.key, &n.path))
     }
 
-    /// Writes a field key of frame `i`: the node's pre-encoded key, or `name` encoded now.
-    fn key(&mut self, i: usize, node: u32, name: &str, array: bool) -> Result<(), Fail> {
-        if node != NO_NODE {
-            let n = &self.nodes[node as usize];
-            return field(
-                &mut self.frames[i],
-                &mut self.buf,
-                &self.path,
-                &n.key,
-                n.hash,
-                array,
-            );
-        }
-        self.scratch.clear();
-        serde_json::to_writer(&mut self.scratch, name).map_err(|e| e.to_string())?;
-        field(
+    /// Writes into frame `i` a JSON-encoded key that has no node; `path` names it.
+    fn key_raw(&mut self, i: usize, key: &[u8], array: bool, path: &str) -> Result<(), Fail> {
+        field(&mut self.frames[i], &mut self.buf, key, fnv1a(key), array)
+            .map_err(|c| clash(c, key, path))
+    }
+
+    /// Writes into frame `i` the text key (mixed content, text beside attributes).
+    fn key_text(&mut self, i: usize, of: usize) -> Result<(), Fail> {
+        match field(
             &mut self.frames[i],
             &mut self.buf,
-            &self.path,
-            &self.scratch,
-            fnv1a(name.as_bytes()),
-            array,
-        )
+            &self.text_key,
+            self.text_hash,
+            false,
+        ) {
+            Ok(()) => Ok(()),
+            Err(c) => Err(clash(c, &self.text_key, self.path(of))),
+        }
     }
 
     /// Writes `{` and pending attributes of frame `i` if not yet done.
@@ -466,61 +675,76 @@ impl<'r, W: Write> Conv<'r, W> {
             return Ok(());
         }
         self.frames[i].opened = true;
-        self.raw(b"{")?;
-        let attrs = std::mem::take(&mut self.frames[i].attrs);
-        let buf = std::mem::take(&mut self.frames[i].attr_buf);
+        self.buf.push(b'{');
+        if self.frames[i].attrs.is_empty() {
+            return Ok(());
+        }
+        self.attributes(i, i)
+    }
+
+    /// Writes the pending attributes of frame `of` as fields of frame `into`.
+    fn attributes(&mut self, of: usize, into: usize) -> Result<(), Fail> {
+        let attrs = std::mem::take(&mut self.frames[of].attrs);
+        let buf = std::mem::take(&mut self.frames[of].attr_buf);
         let mut result = Ok(());
         for a in &attrs {
-            let typing = if a.node == NO_NODE {
-                Typing::String
+            let value = &buf[a.value.0..a.value.1];
+            result = if a.node == NO_NODE {
+                let path = self.path(of).to_owned();
+                self.key_raw(into, &buf.as_bytes()[a.key.0..a.key.1], false, &path)
+                    .and_then(|()| self.scalar(value, Typing::String, of))
             } else {
-                self.nodes[a.node as usize].typing
+                let typing = self.nodes[a.node as usize].typing;
+                self.key_node(into, a.node, false)
+                    .and_then(|()| self.scalar(value, typing, of))
             };
-            result = self
-                .key(i, a.node, &buf[a.key.0..a.key.1], false)
-                .and_then(|()| self.scalar(&buf[a.value.0..a.value.1], typing));
             if result.is_err() {
                 break;
             }
         }
-        let f = &mut self.frames[i];
+        let f = &mut self.frames[of];
         f.attrs = attrs;
         f.attrs.clear();
         f.attr_buf = buf;
-        f.attr_buf.clear();
         result
     }
 
-    fn scalar(&mut self, text: &str, typing: Typing) -> Result<(), Fail> {
+    /// Writes `text` typed; `of` is the frame it belongs to, for messages.
+    fn scalar(&mut self, text: &str, typing: Typing, of: usize) -> Result<(), Fail> {
         match typing {
             Typing::String => json_str(&mut self.buf, text),
-            Typing::NullIfEmpty if text.trim().is_empty() => self.raw(b"null"),
+            Typing::NullIfEmpty if text.trim().is_empty() => self.buf.extend_from_slice(b"null"),
             Typing::NullIfEmpty => json_str(&mut self.buf, text),
             Typing::Boolean => match text.trim() {
-                t if t == "1" || t.eq_ignore_ascii_case("true") => self.raw(b"true"),
-                t if t == "0" || t.eq_ignore_ascii_case("false") => self.raw(b"false"),
-                "" => self.raw(b"null"),
-                t => Err(format!("`{t}` at `{}` is not a boolean", self.path)),
+                t if t == "1" || t.eq_ignore_ascii_case("true") => {
+                    self.buf.extend_from_slice(b"true");
+                }
+                t if t == "0" || t.eq_ignore_ascii_case("false") => {
+                    self.buf.extend_from_slice(b"false");
+                }
+                "" => self.buf.extend_from_slice(b"null"),
+                t => return Err(format!("`{t}` at `{}` is not a boolean", self.path(of))),
             },
             Typing::Number => {
                 let t = text.trim();
                 if t.is_empty() {
-                    return self.raw(b"null");
-                }
-                if let Ok(i) = t.parse::<i64>() {
-                    return self.raw(i.to_string().as_bytes());
-                }
-                match t.parse::<f64>() {
-                    Ok(f) if f.is_finite() => {
-                        let v = serde_json::Number::from_f64(f)
-                            .map(|n| n.to_string())
-                            .unwrap_or_default();
-                        self.raw(v.as_bytes())
+                    self.buf.extend_from_slice(b"null");
+                } else if let Ok(i) = t.parse::<i64>() {
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(self.buf, "{i}");
+                } else {
+                    match t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                        Some(n) => {
+                            let _ = write!(self.buf, "{n}");
+                        }
+                        None => {
+                            return Err(format!("`{t}` at `{}` is not a number", self.path(of)));
+                        }
                     }
-                    Ok(_) | Err(_) => Err(format!("`{t}` at `{}` is not a number", self.path)),
                 }
             }
         }
+        Ok(())
     }
 
     fn start(&mut self, e: &BytesStart<'_>) -> Result<(), Fail> {
@@ -530,95 +754,128 @@ impl<'r, W: Write> Conv<'r, W> {
                 self.rules.max_depth
             ));
         }
-        let raw = e.name();
-        let raw = raw.as_ref();
-        let raw_name =
-            std::str::from_utf8(raw).map_err(|_| "element name is not valid UTF-8".to_owned())?;
-        let name = self.rules.map_name(raw_name);
         if self.depth == 1 {
             self.roots += 1;
             if self.roots > 1 {
                 return Err("more than one root element".to_owned());
             }
         }
-        let path_len = self.path.len();
-        if !self.path.is_empty() {
-            self.path.push('/');
-        }
-        self.path.push_str(&name);
-        let parent = self.frames[self.depth - 1].node;
-        let info = self.child(parent, raw, &name);
-        let owner = self.owner();
-        self.open(owner)?;
+        let parent = self.depth - 1;
         let d = self.depth;
         if self.frames.len() == d {
             self.frames.push(Frame::new());
         }
-        self.frames[d].reset(path_len, info);
-        let mut attrs = std::mem::take(&mut self.frames[d].attrs);
-        let mut attr_buf = std::mem::take(&mut self.frames[d].attr_buf);
-        let strip = matches!(self.rules.namespaces, super::Namespaces::Strip);
-        for a in e.attributes() {
-            let a = a.map_err(|err| format!("malformed attribute: {err}"))?;
-            let key = std::str::from_utf8(a.key.as_ref())
-                .map_err(|_| "attribute name is not valid UTF-8".to_owned())?;
-            if strip && (key == "xmlns" || key.starts_with("xmlns:")) {
-                continue;
+        let name = e.name();
+        let info = match self.find(parent, name.as_ref(), false) {
+            Some(info) => info,
+            None => {
+                let (mut own_path, mut own_key) = (
+                    std::mem::take(&mut self.frames[d].own_path),
+                    std::mem::take(&mut self.frames[d].own_key),
+                );
+                let info = self.new_node(
+                    parent,
+                    name.as_ref(),
+                    false,
+                    Some((&mut own_path, &mut own_key)),
+                );
+                let f = &mut self.frames[d];
+                f.own_path = own_path;
+                f.own_key = own_key;
+                info?
             }
-            let value = a
-                .unescape_value()
-                .map_err(|err| format!("attribute `{key}`: {err}"))?;
-            let mapped = self.rules.map_name(key);
-            let k0 = attr_buf.len();
-            attr_buf.push_str(&self.rules.attr_prefix);
-            attr_buf.push_str(&mapped);
-            let k1 = attr_buf.len();
-            attr_buf.push_str(&value);
-            let v1 = attr_buf.len();
-            // Attribute paths (`…/@name`) get nodes too, so their typing is looked up once.
-            let len = self.path.len();
-            self.path.push_str("/@");
-            self.path.push_str(&mapped);
-            self.scratch.clear();
-            self.scratch.push(b'@');
-            self.scratch.extend_from_slice(a.key.as_ref());
-            let raw_attr = std::mem::take(&mut self.scratch);
-            let node = self.child(info.node, &raw_attr, &attr_buf[k0..k1]).node;
-            self.scratch = raw_attr;
-            self.path.truncate(len);
-            attrs.push(Attr {
-                node,
-                key: (k0, k1),
-                value: (k1, v1),
-            });
-        }
+        };
+        let owner = self.frames[parent].owner;
+        self.frames[d].reset(info, if info.unwrap { owner } else { d });
+        self.open(owner)?;
+        // Counted open before its key is written: messages name its path.
         self.depth += 1;
-        if info.unwrap {
-            // An unwrapped level's attributes become fields of the object it merges into.
-            for a in &attrs {
-                self.key(owner, a.node, &attr_buf[a.key.0..a.key.1], false)?;
-                json_str(&mut self.buf, &attr_buf[a.value.0..a.value.1])?;
+        if has_attributes(e) {
+            self.read_attributes(e, d)?;
+            if info.unwrap {
+                // An unwrapped level's attributes become fields of the object it merges into.
+                self.attributes(d, owner)?;
             }
-            attrs.clear();
-            attr_buf.clear();
         }
-        self.frames[d].attrs = attrs;
-        self.frames[d].attr_buf = attr_buf;
-        if !info.unwrap {
-            self.key(owner, info.node, &name, info.array)?;
+        if info.unwrap {
+            return Ok(());
         }
-        Ok(())
+        if info.node == NO_NODE {
+            let key = std::mem::take(&mut self.frames[d].own_key);
+            let path = self.frames[d].own_path.clone();
+            let r = self.key_raw(owner, &key, info.array, &path);
+            self.frames[d].own_key = key;
+            r
+        } else {
+            self.key_node(owner, info.node, info.array)
+        }
+    }
+
+    /// Reads the attributes of element `e` (frame `d`) into the frame, for its `{`.
+    fn read_attributes(&mut self, e: &BytesStart<'_>, d: usize) -> Result<(), Fail> {
+        let mut attrs = std::mem::take(&mut self.frames[d].attrs);
+        let mut buf = std::mem::take(&mut self.frames[d].attr_buf);
+        buf.clear();
+        let strip = matches!(self.rules.namespaces, super::Namespaces::Strip);
+        let mut result = Ok(());
+        // quick-xml's duplicate check allocates per element; a repeated attribute is still
+        // refused, as a repeated field, when the attributes are written.
+        for a in e.attributes().with_checks(false) {
+            let step = (|| {
+                let a = a.map_err(|err| format!("malformed attribute: {err}"))?;
+                let raw = a.key.as_ref();
+                if strip && (raw == b"xmlns" || raw.starts_with(b"xmlns:")) {
+                    return Ok(());
+                }
+                let mut own_key = Vec::new();
+                let info = self.lookup(d, raw, true, Some((&mut String::new(), &mut own_key)))?;
+                let k0 = buf.len();
+                if info.node == NO_NODE {
+                    buf.push_str(&String::from_utf8_lossy(&own_key));
+                }
+                let k1 = buf.len();
+                let value = utf8(self.doc, &a.value, "attribute value")?;
+                let value = quick_xml::escape::unescape(value).map_err(|err| {
+                    format!("attribute `{}`: {err}", String::from_utf8_lossy(raw))
+                })?;
+                buf.push_str(&value);
+                attrs.push(Attr {
+                    node: info.node,
+                    key: (k0, k1),
+                    value: (k1, buf.len()),
+                });
+                Ok(())
+            })();
+            if step.is_err() {
+                result = step;
+                break;
+            }
+        }
+        let f = &mut self.frames[d];
+        f.attrs = attrs;
+        f.attr_buf = buf;
+        result
     }
 
     fn text(&mut self, s: &str) -> Result<(), Fail> {
         if self.depth == 1 {
-            return if s.trim().is_empty() {
-                Ok(())
-            } else {
-                Err("text outside the root element".to_owned())
-            };
+            return outside_root(s);
         }
-        self.frames[self.depth - 1].text.push_str(s);
+        self.frames[self.depth - 1].push_text(s);
+        Ok(())
+    }
+
+    /// Text borrowed from the document for as long as the conversion runs.
+    fn piece(&mut self, s: &'i str) -> Result<(), Fail> {
+        if self.depth == 1 {
+            return outside_root(s);
+        }
+        let f = &mut self.frames[self.depth - 1];
+        if f.piece.is_none() && f.text.is_empty() {
+            f.piece = Some(s);
+        } else {
+            f.push_text(s);
+        }
         Ok(())
     }
 
@@ -627,43 +884,56 @@ impl<'r, W: Write> Conv<'r, W> {
             return Err("unbalanced end tag".to_owned());
         }
         let idx = self.depth - 1;
-        let text_key = self.rules.text_key.as_str();
-        let (transparent, opened, has_attrs, typing) = {
-            let f = &self.frames[idx];
-            (f.transparent, f.opened, !f.attrs.is_empty(), f.typing)
-        };
-        let mut text = std::mem::take(&mut self.frames[idx].text);
-        if transparent {
-            // Its owner is an ancestor: `owner()` skips transparent frames.
-            if !text.trim().is_empty() {
-                let owner = self.owner();
-                self.key(owner, NO_NODE, text_key, false)?;
-                json_str(&mut self.buf, text.trim())?;
+        let f = &mut self.frames[idx];
+        let (transparent, opened, has_attrs, typing, owner) = (
+            f.transparent,
+            f.opened,
+            !f.attrs.is_empty(),
+            f.typing,
+            f.owner,
+        );
+        let piece = f.piece.take();
+        let owned = std::mem::take(&mut f.text);
+        let text: &str = piece.unwrap_or(owned.as_str());
+        let result = if transparent {
+            // Its owner is an ancestor.
+            let t = text.trim();
+            if t.is_empty() {
+                Ok(())
+            } else {
+                self.key_text(owner, idx)
+                    .map(|()| json_str(&mut self.buf, t))
             }
         } else if opened {
             // Mixed content keeps its text under the text key, trimmed of layout whitespace.
             let t = text.trim();
-            if !t.is_empty() {
-                self.key(idx, NO_NODE, text_key, false)?;
-                self.scalar(t, typing)?;
-            }
+            let r = if t.is_empty() {
+                Ok(())
+            } else {
+                self.key_text(idx, idx)
+                    .and_then(|()| self.scalar(t, typing, idx))
+            };
             if self.frames[idx].open_array.is_some() {
-                self.raw(b"]")?;
+                self.buf.push(b']');
             }
-            self.raw(b"}")?;
+            self.buf.push(b'}');
+            r
         } else if has_attrs {
-            self.open(idx)?;
-            if !text.is_empty() {
-                self.key(idx, NO_NODE, text_key, false)?;
-                self.scalar(&text, typing)?;
-            }
-            self.raw(b"}")?;
+            let r = self.open(idx).and_then(|()| {
+                if text.is_empty() {
+                    Ok(())
+                } else {
+                    self.key_text(idx, idx)
+                        .and_then(|()| self.scalar(text, typing, idx))
+                }
+            });
+            self.buf.push(b'}');
+            r
         } else {
-            self.scalar(&text, typing)?;
-        }
-        text.clear();
-        self.frames[idx].text = text;
-        self.path.truncate(self.frames[idx].path_len);
+            self.scalar(text, typing, idx)
+        };
+        self.frames[idx].text = owned;
+        result?;
         self.depth -= 1;
         if self.buf.len() >= FLUSH_AT {
             self.flush_buf()?;
@@ -675,16 +945,16 @@ impl<'r, W: Write> Conv<'r, W> {
         if self.depth > 1 {
             return Err(format!(
                 "unclosed element `{}` at end of document",
-                self.path
+                self.path(self.depth - 1)
             ));
         }
         if self.roots == 0 {
             return Err("the document has no root element".to_owned());
         }
         if self.frames[0].open_array.is_some() {
-            self.raw(b"]")?;
+            self.buf.push(b']');
         }
-        self.raw(b"}")?;
+        self.buf.push(b'}');
         self.flush_buf()?;
         self.out.flush().map_err(|e| format!("write failed: {e}"))
     }
@@ -697,6 +967,14 @@ mod tests {
 
     fn conv(xml: &str, rules: &XmlRules) -> Value {
         xml_to_value(xml.as_bytes(), rules).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escape_test_is_exact(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let slow = s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(needs_escape(&s), slow);
+        }
     }
 
     #[test]
