@@ -17,7 +17,7 @@ mod stream;
 mod write;
 
 pub use read::xml_reader_to_json;
-pub use read::{xml_to_json, xml_to_value};
+pub use read::{xml_to_json, xml_to_json_vec, xml_to_value};
 pub use rules::{Namespaces, Typing, XmlRules};
 pub use stream::json_reader_to_xml;
 pub use write::{json_to_xml, sanitize_name};

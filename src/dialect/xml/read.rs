@@ -20,6 +20,35 @@ use super::rules::{Typing, XmlRules};
 
 /// Converts an XML document (held in memory: errors give line and column) to JSON text.
 pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(), XmlError> {
+    let buf = Vec::with_capacity(input.len().min(FLUSH_AT) + 256);
+    convert(input, rules, out, buf, FLUSH_AT).0
+}
+
+/// Converts an XML document held in memory to JSON text appended to `out` (on error, what
+/// was appended is unspecified). Written in place: no copy through a writer.
+pub fn xml_to_json_vec(input: &[u8], rules: &XmlRules, out: &mut Vec<u8>) -> Result<(), XmlError> {
+    let mut buf = std::mem::take(out);
+    buf.reserve(input.len() + 256);
+    let (result, buf) = convert(input, rules, std::io::sink(), buf, usize::MAX);
+    *out = buf;
+    result
+}
+
+/// The conversion of an in-memory document; output collects in `buf`, handed to `out` when
+/// it reaches `flush_at`. Gives `buf` back.
+fn convert<W: Write>(
+    input: &[u8],
+    rules: &XmlRules,
+    out: W,
+    buf: Vec<u8>,
+    flush_at: usize,
+) -> (Result<(), XmlError>, Vec<u8>) {
+    let mut conv = Conv::new(rules, out, buf, flush_at);
+    let result = run(input, &mut conv);
+    (result, std::mem::take(&mut conv.buf))
+}
+
+fn run<'i, W: Write>(input: &'i [u8], conv: &mut Conv<'_, 'i, W>) -> Result<(), XmlError> {
     // One pass of UTF-8 validation over the whole document (vectorized, far faster than a
     // check per name and text) makes every slice between markup characters a valid `str`.
     let doc = std::str::from_utf8(input).map_err(|e| {
@@ -30,15 +59,19 @@ pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(
         )
     })?;
     // Events borrow from the input: no copy of names or text into a read buffer.
+    conv.set_doc(doc);
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv::new(rules, out, input.len(), Some(doc));
     let fail = |reader: &Reader<&[u8]>, msg: String| {
         XmlError::at(input, reader.buffer_position() as usize, msg)
     };
     conv.begin().map_err(|m| fail(&reader, m))?;
     loop {
-        let event = match reader.read_event() {
+        // The event is read where quick-xml wrote it, never moved: copying it out with wide
+        // loads right after narrower stores defeats store forwarding, and that stall was
+        // measured at over a tenth of the conversion's time.
+        let result = reader.read_event();
+        let event = match &result {
             Ok(e) => e,
             Err(e) => {
                 return Err(XmlError::at(
@@ -59,8 +92,8 @@ pub fn xml_to_json<W: Write>(input: &[u8], rules: &XmlRules, out: W) -> Result<(
 
 /// Converts an XML document to a JSON value.
 pub fn xml_to_value(input: &[u8], rules: &XmlRules) -> Result<Value, XmlError> {
-    let mut out = Vec::with_capacity(input.len());
-    xml_to_json(input, rules, &mut out)?;
+    let mut out = Vec::new();
+    xml_to_json_vec(input, rules, &mut out)?;
     serde_json::from_slice(&out).map_err(|e| XmlError {
         line: 0,
         column: 0,
@@ -77,7 +110,7 @@ pub fn xml_reader_to_json<R: BufRead, W: Write>(
 ) -> Result<(), XmlError> {
     let mut reader = Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
-    let mut conv = Conv::new(rules, out, FLUSH_AT, None);
+    let mut conv = Conv::new(rules, out, Vec::with_capacity(FLUSH_AT + 256), FLUSH_AT);
     let fail = |reader: &Reader<R>, msg: String| XmlError {
         line: 0,
         column: reader.buffer_position() as usize,
@@ -86,7 +119,8 @@ pub fn xml_reader_to_json<R: BufRead, W: Write>(
     conv.begin().map_err(|m| fail(&reader, m))?;
     let mut buf = Vec::new();
     loop {
-        let event = match reader.read_event_into(&mut buf) {
+        let result = reader.read_event_into(&mut buf);
+        let event = match &result {
             Ok(e) => e,
             Err(e) => {
                 return Err(XmlError {
@@ -106,6 +140,97 @@ pub fn xml_reader_to_json<R: BufRead, W: Write>(
     conv.finish().map_err(|m| fail(&reader, m))
 }
 
+/// Path tries kept between conversions under one set of rules. A route converts documents
+/// of one shape again and again; keeping the trie means that after the first document no
+/// node is built, no path matched against the rules and nothing allocated for them (for a
+/// one-record document that was over half the conversion).
+#[derive(Default, Clone)]
+pub(crate) struct Tries(std::sync::Arc<std::sync::Mutex<Vec<Trie>>>);
+
+/// A trie and the settings its keys were built under (public fields of the rules that can
+/// change without a builder method).
+struct Trie {
+    nodes: Vec<Node>,
+    /// Spent frames, for their buffers.
+    frames: Vec<Frame<'static>>,
+    settings: (String, String, super::Namespaces),
+}
+
+/// Tries kept at most per rule set (about one per converting thread is enough).
+const POOLED: usize = 16;
+/// A trie grown past this many nodes (a document of unusual shape, or a hostile one) is
+/// dropped rather than kept.
+const POOLED_NODES: usize = 1024;
+
+impl std::fmt::Debug for Tries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tries")
+    }
+}
+
+impl Tries {
+    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Trie>> {
+        // A conversion never panics holding the lock; if one did, the tries are still
+        // sound (they are only ever pushed and popped whole).
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, rules: &XmlRules) -> Trie {
+        let trie = self.pool().pop();
+        match trie {
+            Some(t)
+                if t.settings.0 == rules.attr_prefix
+                    && t.settings.1 == rules.text_key
+                    && t.settings.2 == rules.namespaces =>
+            {
+                t
+            }
+            Some(_) | None => Trie {
+                nodes: vec![Node {
+                    array: false,
+                    unwrap: false,
+                    typing: Typing::String,
+                    key: Box::default(),
+                    padded: None,
+                    hash: 0,
+                    path: Box::default(),
+                    children: Names::default(),
+                    attrs: Names::default(),
+                }],
+                frames: Vec::new(),
+                settings: (
+                    rules.attr_prefix.clone(),
+                    rules.text_key.clone(),
+                    rules.namespaces.clone(),
+                ),
+            },
+        }
+    }
+
+    fn give(&self, trie: Trie) {
+        if trie.nodes.is_empty() || trie.nodes.len() > POOLED_NODES {
+            return;
+        }
+        let mut pool = self.pool();
+        if pool.len() < POOLED {
+            pool.push(trie);
+        }
+    }
+}
+
+/// Room for a padded key (see `Node::padded`).
+const PAD: usize = 32;
+
+/// `,` and `key` padded to `PAD` bytes, when it fits.
+fn padded(key: &[u8]) -> Option<[u8; PAD]> {
+    let mut p = [0; PAD];
+    p[0] = b',';
+    p.get_mut(1..=key.len())?.copy_from_slice(key);
+    Some(p)
+}
+
 /// Distinct paths remembered at most: a hostile document cannot grow the trie without
 /// bound. Paths beyond it are still converted correctly, only without the shortcuts.
 const NODE_LIMIT: usize = 4096;
@@ -118,8 +243,12 @@ struct Node {
     array: bool,
     unwrap: bool,
     typing: Typing,
-    /// The JSON field name, quoted and escaped, ready to write.
+    /// The JSON field name, quoted and escaped, with its `:` (`:[` for an array), ready to
+    /// write.
     key: Box<[u8]>,
+    /// `,` and the key, zero-padded, when it fits: written with a fixed-size copy and a
+    /// truncate instead of a `memcpy` call (keys are written once per element).
+    padded: Option<[u8; PAD]>,
     /// Hash of the field name, for repeat detection among an object's fields.
     hash: u64,
     /// The path the rules matched (mapped names joined by `/`), for children and messages.
@@ -133,29 +262,77 @@ struct Node {
 /// the one after the last match is tried first.
 #[derive(Default)]
 struct Names {
-    list: Vec<(Box<[u8]>, u32)>,
+    list: Vec<Name>,
     last: usize,
 }
 
+struct Name {
+    /// The first eight bytes, zero-padded (see `head`): most names are decided by it.
+    head: u64,
+    raw: Box<[u8]>,
+    id: u32,
+}
+
+impl Name {
+    #[inline(always)]
+    fn is(&self, raw: &[u8], head: u64) -> bool {
+        self.head == head
+            && self.raw.len() == raw.len()
+            && (raw.len() <= 8 || self.raw[8..] == raw[8..])
+    }
+}
+
 impl Names {
-    fn find(&mut self, raw: &[u8]) -> Option<u32> {
+    /// `head` is `head(…, raw)`.
+    #[inline]
+    fn find(&mut self, raw: &[u8], head: u64) -> Option<u32> {
         let n = self.list.len();
         if n == 0 {
             return None;
         }
         let guess = if self.last + 1 == n { 0 } else { self.last + 1 };
-        let i = if *self.list[guess].0 == *raw {
+        let i = if self.list[guess].is(raw, head) {
             guess
         } else {
-            self.list.iter().position(|(name, _)| **name == *raw)?
+            self.list.iter().position(|name| name.is(raw, head))?
         };
         self.last = i;
-        Some(self.list[i].1)
+        Some(self.list[i].id)
     }
 
     fn add(&mut self, raw: &[u8], id: u32) {
-        self.list.push((raw.into(), id));
+        self.list.push(Name {
+            head: head(None, raw),
+            raw: raw.into(),
+            id,
+        });
         self.last = self.list.len() - 1;
+    }
+}
+
+/// The first eight bytes of a name as a word, zero-padded: one comparison tells most names
+/// apart. A name inside the in-memory document is read as one eight-byte load from it
+/// (masked to the name's length) rather than copied byte by byte.
+#[inline(always)]
+fn head(doc: Option<&str>, raw: &[u8]) -> u64 {
+    let n = raw.len().min(8);
+    let mask = if n == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    let word = doc.and_then(|d| {
+        let at = (raw.as_ptr() as usize).checked_sub(d.as_ptr() as usize)?;
+        let w: [u8; 8] = d.as_bytes().get(at..at.checked_add(8)?)?.try_into().ok()?;
+        Some(u64::from_le_bytes(w))
+    });
+    match word {
+        Some(w) => w & mask,
+        None => {
+            let mut w = [0; 8];
+            w[..n].copy_from_slice(&raw[..n]);
+            u64::from_le_bytes(w)
+        }
     }
 }
 
@@ -179,15 +356,6 @@ impl Info {
     }
 }
 
-/// An attribute waiting for its element's `{`.
-struct Attr {
-    node: u32,
-    /// Ranges in the frame's `attr_buf`: the JSON-encoded key (only without a node) and
-    /// the value.
-    key: (usize, usize),
-    value: (usize, usize),
-}
-
 struct Frame<'i> {
     node: u32,
     typing: Typing,
@@ -196,16 +364,16 @@ struct Frame<'i> {
     /// Index of the frame whose object receives this element's children (itself unless
     /// unwrapped): kept here so no element start searches the stack for it.
     owner: usize,
-    /// This element's children are written into this frame's object (`{` emitted).
+    /// This element is an object (`{` written): it has attributes or child elements.
     opened: bool,
+    /// It has child elements: its own text is then mixed content, trimmed.
+    children: bool,
     fields: usize,
     /// Hash of the name of the array field left open (its `]` not yet written).
     open_array: Option<u64>,
     /// Hashes of the field names written so far: repeat detection without string compares
     /// (a 64-bit collision among one element's fields is not a practical risk).
     seen: Vec<u64>,
-    attrs: Vec<Attr>,
-    attr_buf: String,
     /// The element's text when it came as one piece of the in-memory document (the usual
     /// case): borrowed, not copied. More pieces (entities, CDATA, comments between) or a
     /// streamed document collect in `text`.
@@ -224,11 +392,10 @@ impl<'i> Frame<'i> {
             transparent: false,
             owner: 0,
             opened: false,
+            children: false,
             fields: 0,
             open_array: None,
             seen: Vec::new(),
-            attrs: Vec::new(),
-            attr_buf: String::new(),
             piece: None,
             text: String::new(),
             own_path: String::new(),
@@ -244,12 +411,31 @@ impl<'i> Frame<'i> {
         self.transparent = info.unwrap;
         self.owner = owner;
         self.opened = false;
+        self.children = false;
         self.fields = 0;
         self.open_array = None;
         self.seen.clear();
-        self.attrs.clear();
         self.piece = None;
         self.text.clear();
+    }
+
+    /// The frame without its borrowed text, to be kept beyond the document.
+    fn detach(self) -> Frame<'static> {
+        Frame {
+            node: self.node,
+            typing: self.typing,
+            transparent: self.transparent,
+            owner: self.owner,
+            opened: self.opened,
+            children: self.children,
+            fields: self.fields,
+            open_array: self.open_array,
+            seen: self.seen,
+            piece: None,
+            text: self.text,
+            own_path: self.own_path,
+            own_key: self.own_key,
+        }
     }
 
     fn push_text(&mut self, s: &str) {
@@ -266,17 +452,23 @@ struct Conv<'r, 'i, W> {
     /// The whole document when it is in memory and valid UTF-8: names and text are sliced
     /// from it instead of being validated and copied piece by piece.
     doc: Option<&'i str>,
+    /// The document has a `\r` somewhere, so text must be checked for line ends to
+    /// normalize (looked for once, not in every piece of text).
+    cr: bool,
     /// `frames[..depth]` are the open elements; the rest are spent frames kept for reuse
     /// (frames are updated in place: moving one costs more than the work done on it).
     frames: Vec<Frame<'i>>,
     depth: usize,
     roots: usize,
     nodes: Vec<Node>,
+    /// What the trie was built under, for when it is given back.
+    settings: (String, String, super::Namespaces),
     text_key: Box<[u8]>,
     text_hash: u64,
     /// Output collected here and handed to `out` in large blocks: the converter writes
     /// many tiny pieces (`,`, `:`, quotes) that a `Write` call each would dominate.
     buf: Vec<u8>,
+    flush_at: usize,
 }
 
 /// Output handed to the writer once this much has collected.
@@ -328,25 +520,28 @@ fn needs_escape(s: &[u8]) -> bool {
     // A byte of `x` is zero ⇔ its high bit is set in `zero(x)` (the classic bit trick;
     // false positives only ever occur above a true zero byte, so the test is exact).
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
+    let word = |c: &[u8]| {
         let mut w = [0; 8];
         w.copy_from_slice(c);
         let x = u64::from_le_bytes(w);
         // Bytes below 0x20: `x - 0x20` borrows into the high bit for those (and ASCII
         // bytes only; bytes ≥ 0x80 are masked out by `!x`).
         let control = x.wrapping_sub(0x20 * ONES) & !x & HIGH;
-        if control | zero(x ^ (u64::from(b'"') * ONES)) | zero(x ^ (u64::from(b'\\') * ONES)) != 0 {
-            return true;
-        }
+        control | zero(x ^ (u64::from(b'"') * ONES)) | zero(x ^ (u64::from(b'\\') * ONES)) != 0
+    };
+    if s.len() < 8 {
+        return s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    let mut chunks = s.chunks_exact(8);
+    if chunks.any(word) {
+        return true;
+    }
+    // The last eight bytes, overlapping the chunks already tested: no byte-by-byte tail.
+    !chunks.remainder().is_empty() && word(&s[s.len() - 8..])
 }
 
 /// Writes `s` as a JSON string. Most text needs no escaping: then it is one copy.
+#[inline]
 fn json_str(out: &mut Vec<u8>, s: &str) {
     if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
@@ -359,10 +554,22 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn json_key(name: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(name.len() + 2);
+/// A field name as written: quoted, escaped, with its `:` (`:[` opening an array).
+fn json_key(name: &str, array: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 4);
     json_str(&mut key, name);
+    key.extend_from_slice(if array { b":[" } else { b":" });
     key
+}
+
+/// The hash of a key by its name alone (without the `:`/`:[` after it): an array and a
+/// plain field of the same name are the same field.
+fn key_hash(key: &[u8]) -> u64 {
+    let end = key
+        .iter()
+        .rposition(|&b| b == b'"')
+        .map_or(key.len(), |i| i + 1);
+    fnv1a(&key[..end])
 }
 
 /// `part` as a slice of `doc` when it lies inside it (events of an in-memory document
@@ -389,6 +596,83 @@ fn has_attributes(e: &BytesStart<'_>) -> bool {
         .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
+/// Reads the next attribute of a start tag's attribute text (what follows the element
+/// name), advancing `rest`: its raw name, its raw value and whether the value holds a
+/// reference to unescape. A repeated name is refused later, as a repeated field.
+///
+/// quick-xml's attribute iterator walks byte by byte and allocates to find duplicates;
+/// on tenant documents it cost more than the rest of the conversion of a lookup element.
+#[allow(clippy::type_complexity)]
+fn next_attribute<'a>(rest: &mut &'a [u8]) -> Result<Option<(&'a [u8], &'a [u8], bool)>, Fail> {
+    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let s = *rest;
+    let mut i = s.iter().position(|&b| !ws(b)).unwrap_or(s.len());
+    if i == s.len() {
+        *rest = &[];
+        return Ok(None);
+    }
+    if i == 0 {
+        return Err("malformed attribute: attributes must be separated by whitespace".to_owned());
+    }
+    let start = i;
+    i += s[i..]
+        .iter()
+        .position(|&b| b == b'=' || ws(b))
+        .unwrap_or(s.len() - i);
+    let name = &s[start..i];
+    let named = || String::from_utf8_lossy(name).into_owned();
+    while i < s.len() && ws(s[i]) {
+        i += 1;
+    }
+    if name.is_empty() || s.get(i) != Some(&b'=') {
+        return Err(format!("malformed attribute: `{}` has no value", named()));
+    }
+    i += 1;
+    while i < s.len() && ws(s[i]) {
+        i += 1;
+    }
+    let quote = match s.get(i) {
+        Some(&q @ (b'"' | b'\'')) => q,
+        Some(_) | None => {
+            return Err(format!(
+                "malformed attribute: the value of `{}` is not quoted",
+                named()
+            ));
+        }
+    };
+    // One search finds the closing quote, a stray `<` and any reference.
+    let from = i + 1;
+    let mut end = from;
+    let mut escaped = false;
+    loop {
+        match memchr::memchr3(quote, b'<', b'&', &s[end..]).map(|at| (end + at, s[end + at])) {
+            Some((at, b'&')) => {
+                escaped = true;
+                end = at + 1;
+            }
+            Some((at, b'<')) => {
+                let _ = at;
+                return Err(format!(
+                    "malformed attribute: `<` in the value of `{}`",
+                    named()
+                ));
+            }
+            Some((at, _)) => {
+                end = at;
+                break;
+            }
+            None => {
+                return Err(format!(
+                    "malformed attribute: the value of `{}` is not closed",
+                    named()
+                ));
+            }
+        }
+    }
+    *rest = &s[end + 1..];
+    Ok(Some((name, &s[from..end], escaped)))
+}
+
 /// Why a field cannot be written.
 #[derive(Debug, Clone, Copy)]
 enum Clash {
@@ -400,7 +684,7 @@ enum Clash {
 
 fn clash(c: Clash, key: &[u8], path: &str) -> Fail {
     let name = String::from_utf8_lossy(key);
-    let name = name.trim_matches('"');
+    let name = name.trim_end_matches([':', '[']).trim_matches('"');
     match c {
         Clash::Repeats => format!("element `{name}` repeats at `{path}`; declare it an array"),
         Clash::Interrupted => {
@@ -409,12 +693,13 @@ fn clash(c: Clash, key: &[u8], path: &str) -> Fail {
     }
 }
 
-/// Writes the key of a field of frame `f` (and `[` or `,` for arrays). `hash` is the
-/// hash of the encoded `key`.
+/// Writes the key of a field of frame `f` (`key` ends with `:[` for an array; the next item
+/// of an open array is only a `,`). `hash` is the `key_hash` of `key`.
 fn field(
     f: &mut Frame<'_>,
     out: &mut Vec<u8>,
     key: &[u8],
+    padded: Option<&[u8; PAD]>,
     hash: u64,
     array: bool,
 ) -> Result<(), Clash> {
@@ -439,61 +724,93 @@ fn field(
     if close {
         out.push(b']');
     }
-    if comma {
-        out.push(b',');
+    let at = out.len();
+    match (padded, comma) {
+        (Some(p), true) => {
+            out.extend_from_slice(p);
+            out.truncate(at + 1 + key.len());
+        }
+        (Some(p), false) => {
+            out.extend_from_slice(&p[1..]);
+            out.truncate(at + key.len());
+        }
+        (None, true) => {
+            out.push(b',');
+            out.extend_from_slice(key);
+        }
+        (None, false) => out.extend_from_slice(key),
     }
-    out.extend_from_slice(key);
-    out.extend_from_slice(if array { b":[" } else { b":" });
     Ok(())
+}
+
+impl<W> Drop for Conv<'_, '_, W> {
+    fn drop(&mut self) {
+        let frames = std::mem::take(&mut self.frames);
+        self.rules.tries.give(Trie {
+            frames: frames.into_iter().map(Frame::detach).collect(),
+            nodes: std::mem::take(&mut self.nodes),
+            settings: std::mem::take(&mut self.settings),
+        });
+    }
 }
 
 impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
     /// `size_hint`: the input's size when known (the output is about as large).
-    fn new(rules: &'r XmlRules, out: W, size_hint: usize, doc: Option<&'i str>) -> Self {
+    /// `buf`: where output collects (kept, cleared or not); handed to `out` at `flush_at`.
+    fn new(rules: &'r XmlRules, out: W, buf: Vec<u8>, flush_at: usize) -> Self {
+        let trie = rules.tries.take(rules);
         Self {
             rules,
             out,
-            doc,
-            frames: Vec::new(),
+            doc: None,
+            cr: true,
+            frames: trie.frames,
             depth: 0,
             roots: 0,
-            nodes: vec![Node {
-                array: false,
-                unwrap: false,
-                typing: Typing::String,
-                key: Box::default(),
-                hash: 0,
-                path: Box::default(),
-                children: Names::default(),
-                attrs: Names::default(),
-            }],
-            text_key: json_key(&rules.text_key).into(),
-            text_hash: fnv1a(&json_key(&rules.text_key)),
-            buf: Vec::with_capacity(size_hint.min(FLUSH_AT) + 256),
+            nodes: trie.nodes,
+            settings: trie.settings,
+            text_key: json_key(&rules.text_key, false).into(),
+            text_hash: fnv1a(&json_key(&rules.text_key, false)),
+            buf,
+            flush_at,
         }
+    }
+
+    /// The document is in memory and valid UTF-8.
+    fn set_doc(&mut self, doc: &'i str) {
+        self.doc = Some(doc);
+        self.cr = memchr::memchr(b'\r', doc.as_bytes()).is_some();
     }
 
     /// Opens the virtual top frame: the output is always an object.
     fn begin(&mut self) -> Result<(), Fail> {
-        let mut top = Frame::new();
-        top.opened = true;
-        self.frames.push(top);
+        if self.frames.is_empty() {
+            self.frames.push(Frame::new());
+        }
+        let top = Info {
+            node: TOP,
+            array: false,
+            unwrap: false,
+            typing: Typing::String,
+        };
+        self.frames[0].reset(top, 0);
+        self.frames[0].opened = true;
         self.depth = 1;
         self.buf.push(b'{');
         Ok(())
     }
 
     /// Handles one event; `true` at the end of the document.
-    fn event(&mut self, event: Event<'_>) -> Result<bool, Fail> {
+    fn event(&mut self, event: &Event<'_>) -> Result<bool, Fail> {
         match event {
-            Event::Start(e) => self.start(&e)?,
+            Event::Start(e) => self.start(e)?,
             Event::Empty(e) => {
-                self.start(&e)?;
+                self.start(e)?;
                 self.end()?;
             }
             Event::End(_) => self.end()?,
             Event::Text(t) => {
-                if let Some(s) = within(self.doc, &t).filter(|s| !s.contains('\r')) {
+                if let Some(s) = within(self.doc, t).filter(|s| !self.cr || !s.contains('\r')) {
                     self.piece(s)?;
                 } else {
                     // XML 1.0 line ends: `\r\n` and `\r` read as `\n`.
@@ -504,11 +821,11 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
                 }
             }
             Event::CData(c) => {
-                let s = utf8(self.doc, &c, "CDATA")?;
+                let s = utf8(self.doc, c, "CDATA")?;
                 self.text(s)?;
             }
             Event::GeneralRef(r) => {
-                let c = resolve_ref(&r)?;
+                let c = resolve_ref(r)?;
                 self.text(c.encode_utf8(&mut [0; 4]))?;
             }
             Event::DocType(_) => {
@@ -540,12 +857,13 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         if pnode == NO_NODE {
             return None;
         }
+        let word = head(self.doc, raw);
         let names = if attr {
             &mut self.nodes[pnode as usize].attrs
         } else {
             &mut self.nodes[pnode as usize].children
         };
-        let id = names.find(raw)?;
+        let id = names.find(raw, word)?;
         let n = &self.nodes[id as usize];
         Some(Info {
             node: id,
@@ -553,23 +871,6 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             unwrap: n.unwrap,
             typing: n.typing,
         })
-    }
-
-    /// Finds or creates the node of element (or attribute, `attr`) `raw` under frame
-    /// `parent`. Only a name seen for the first time at its path is mapped and matched
-    /// against the rules. Past the node limit the path and key are written to `own`.
-    #[inline]
-    fn lookup(
-        &mut self,
-        parent: usize,
-        raw: &[u8],
-        attr: bool,
-        own: Option<(&mut String, &mut Vec<u8>)>,
-    ) -> Result<Info, Fail> {
-        match self.find(parent, raw, attr) {
-            Some(info) => Ok(info),
-            None => self.new_node(parent, raw, attr, own),
-        }
     }
 
     /// A name not seen before at its path: mapped, matched against the rules, remembered.
@@ -603,23 +904,29 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             key.push_str(&self.rules.attr_prefix);
         }
         key.push_str(&name);
-        if pnode == NO_NODE || self.nodes.len() >= NODE_LIMIT {
-            let info = Info::of(self.rules, &path, NO_NODE);
+        let limited = pnode == NO_NODE || self.nodes.len() >= NODE_LIMIT;
+        let id = if limited {
+            NO_NODE
+        } else {
+            self.nodes.len() as u32
+        };
+        let mut info = Info::of(self.rules, &path, id);
+        // Attributes are fields of their element, never arrays.
+        info.array &= !attr;
+        let key = json_key(&key, info.array);
+        if limited {
             if let Some((own_path, own_key)) = own {
                 *own_path = path;
-                own_key.clear();
-                json_str(own_key, &key);
+                *own_key = key;
             }
             return Ok(info);
         }
-        let id = self.nodes.len() as u32;
-        let info = Info::of(self.rules, &path, id);
-        let key = json_key(&key);
         self.nodes.push(Node {
             array: info.array,
             unwrap: info.unwrap,
             typing: info.typing,
-            hash: fnv1a(&key),
+            hash: key_hash(&key),
+            padded: padded(&key),
             key: key.into(),
             path: path.into(),
             children: Names::default(),
@@ -645,14 +952,28 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
     /// Writes into frame `i` the key of `node`.
     fn key_node(&mut self, i: usize, node: u32, array: bool) -> Result<(), Fail> {
         let n = &self.nodes[node as usize];
-        field(&mut self.frames[i], &mut self.buf, &n.key, n.hash, array)
-            .map_err(|c| clash(c, &n.key, &n.path))
+        field(
+            &mut self.frames[i],
+            &mut self.buf,
+            &n.key,
+            n.padded.as_ref(),
+            n.hash,
+            array,
+        )
+        .map_err(|c| clash(c, &n.key, &n.path))
     }
 
-    /// Writes into frame `i` a JSON-encoded key that has no node; `path` names it.
+    /// Writes into frame `i` a key that has no node (see `json_key`); `path` names it.
     fn key_raw(&mut self, i: usize, key: &[u8], array: bool, path: &str) -> Result<(), Fail> {
-        field(&mut self.frames[i], &mut self.buf, key, fnv1a(key), array)
-            .map_err(|c| clash(c, key, path))
+        field(
+            &mut self.frames[i],
+            &mut self.buf,
+            key,
+            None,
+            key_hash(key),
+            array,
+        )
+        .map_err(|c| clash(c, key, path))
     }
 
     /// Writes into frame `i` the text key (mixed content, text beside attributes).
@@ -661,6 +982,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             &mut self.frames[i],
             &mut self.buf,
             &self.text_key,
+            None,
             self.text_hash,
             false,
         ) {
@@ -669,44 +991,14 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         }
     }
 
-    /// Writes `{` and pending attributes of frame `i` if not yet done.
-    fn open(&mut self, i: usize) -> Result<(), Fail> {
-        if self.frames[i].opened {
-            return Ok(());
+    /// Writes the `{` of frame `i` if not yet done: it has turned out to be an object.
+    #[inline]
+    fn open(&mut self, i: usize) {
+        let f = &mut self.frames[i];
+        if !f.opened {
+            f.opened = true;
+            self.buf.push(b'{');
         }
-        self.frames[i].opened = true;
-        self.buf.push(b'{');
-        if self.frames[i].attrs.is_empty() {
-            return Ok(());
-        }
-        self.attributes(i, i)
-    }
-
-    /// Writes the pending attributes of frame `of` as fields of frame `into`.
-    fn attributes(&mut self, of: usize, into: usize) -> Result<(), Fail> {
-        let attrs = std::mem::take(&mut self.frames[of].attrs);
-        let buf = std::mem::take(&mut self.frames[of].attr_buf);
-        let mut result = Ok(());
-        for a in &attrs {
-            let value = &buf[a.value.0..a.value.1];
-            result = if a.node == NO_NODE {
-                let path = self.path(of).to_owned();
-                self.key_raw(into, &buf.as_bytes()[a.key.0..a.key.1], false, &path)
-                    .and_then(|()| self.scalar(value, Typing::String, of))
-            } else {
-                let typing = self.nodes[a.node as usize].typing;
-                self.key_node(into, a.node, false)
-                    .and_then(|()| self.scalar(value, typing, of))
-            };
-            if result.is_err() {
-                break;
-            }
-        }
-        let f = &mut self.frames[of];
-        f.attrs = attrs;
-        f.attrs.clear();
-        f.attr_buf = buf;
-        result
     }
 
     /// Writes `text` typed; `of` is the frame it belongs to, for messages.
@@ -786,75 +1078,67 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             }
         };
         let owner = self.frames[parent].owner;
+        self.frames[parent].children = true;
         self.frames[d].reset(info, if info.unwrap { owner } else { d });
-        self.open(owner)?;
+        self.open(owner);
         // Counted open before its key is written: messages name its path.
         self.depth += 1;
-        if has_attributes(e) {
-            self.read_attributes(e, d)?;
-            if info.unwrap {
-                // An unwrapped level's attributes become fields of the object it merges into.
-                self.attributes(d, owner)?;
+        if !info.unwrap {
+            if info.node == NO_NODE {
+                let key = std::mem::take(&mut self.frames[d].own_key);
+                let path = self.frames[d].own_path.clone();
+                let r = self.key_raw(owner, &key, info.array, &path);
+                self.frames[d].own_key = key;
+                r?;
+            } else {
+                self.key_node(owner, info.node, info.array)?;
             }
         }
-        if info.unwrap {
-            return Ok(());
+        if has_attributes(e) {
+            // An unwrapped level's attributes become fields of the object it merges into.
+            let into = if info.unwrap { owner } else { d };
+            self.attributes(e, d, into)?;
         }
-        if info.node == NO_NODE {
-            let key = std::mem::take(&mut self.frames[d].own_key);
-            let path = self.frames[d].own_path.clone();
-            let r = self.key_raw(owner, &key, info.array, &path);
-            self.frames[d].own_key = key;
-            r
-        } else {
-            self.key_node(owner, info.node, info.array)
-        }
+        Ok(())
     }
 
-    /// Reads the attributes of element `e` (frame `d`) into the frame, for its `{`.
-    fn read_attributes(&mut self, e: &BytesStart<'_>, d: usize) -> Result<(), Fail> {
-        let mut attrs = std::mem::take(&mut self.frames[d].attrs);
-        let mut buf = std::mem::take(&mut self.frames[d].attr_buf);
-        buf.clear();
+    /// Writes the attributes of element `e` (frame `d`) as fields of frame `into`, opening
+    /// it: an element with attributes is an object.
+    fn attributes(&mut self, e: &BytesStart<'_>, d: usize, into: usize) -> Result<(), Fail> {
         let strip = matches!(self.rules.namespaces, super::Namespaces::Strip);
-        let mut result = Ok(());
-        // quick-xml's duplicate check allocates per element; a repeated attribute is still
-        // refused, as a repeated field, when the attributes are written.
-        for a in e.attributes().with_checks(false) {
-            let step = (|| {
-                let a = a.map_err(|err| format!("malformed attribute: {err}"))?;
-                let raw = a.key.as_ref();
-                if strip && (raw == b"xmlns" || raw.starts_with(b"xmlns:")) {
-                    return Ok(());
+        let mut rest = e.attributes_raw();
+        while let Some((raw, value, escaped)) = next_attribute(&mut rest)? {
+            if strip && (raw == b"xmlns" || raw.starts_with(b"xmlns:")) {
+                continue;
+            }
+            let value = utf8(self.doc, value, "attribute value")?;
+            let value = if escaped {
+                quick_xml::escape::unescape(value)
+                    .map_err(|err| format!("attribute `{}`: {err}", String::from_utf8_lossy(raw)))?
+            } else {
+                std::borrow::Cow::Borrowed(value)
+            };
+            self.open(into);
+            match self.find(d, raw, true) {
+                Some(info) => {
+                    self.key_node(into, info.node, false)?;
+                    self.scalar(&value, info.typing, d)?;
                 }
-                let mut own_key = Vec::new();
-                let info = self.lookup(d, raw, true, Some((&mut String::new(), &mut own_key)))?;
-                let k0 = buf.len();
-                if info.node == NO_NODE {
-                    buf.push_str(&String::from_utf8_lossy(&own_key));
+                None => {
+                    let mut path = String::new();
+                    let mut key = Vec::new();
+                    let info = self.new_node(d, raw, true, Some((&mut path, &mut key)))?;
+                    if info.node == NO_NODE {
+                        let path = self.path(d).to_owned();
+                        self.key_raw(into, &key, false, &path)?;
+                    } else {
+                        self.key_node(into, info.node, false)?;
+                    }
+                    self.scalar(&value, info.typing, d)?;
                 }
-                let k1 = buf.len();
-                let value = utf8(self.doc, &a.value, "attribute value")?;
-                let value = quick_xml::escape::unescape(value).map_err(|err| {
-                    format!("attribute `{}`: {err}", String::from_utf8_lossy(raw))
-                })?;
-                buf.push_str(&value);
-                attrs.push(Attr {
-                    node: info.node,
-                    key: (k0, k1),
-                    value: (k1, buf.len()),
-                });
-                Ok(())
-            })();
-            if step.is_err() {
-                result = step;
-                break;
             }
         }
-        let f = &mut self.frames[d];
-        f.attrs = attrs;
-        f.attr_buf = buf;
-        result
+        Ok(())
     }
 
     fn text(&mut self, s: &str) -> Result<(), Fail> {
@@ -885,17 +1169,32 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         }
         let idx = self.depth - 1;
         let f = &mut self.frames[idx];
-        let (transparent, opened, has_attrs, typing, owner) = (
-            f.transparent,
-            f.opened,
-            !f.attrs.is_empty(),
-            f.typing,
-            f.owner,
-        );
-        let piece = f.piece.take();
-        let owned = std::mem::take(&mut f.text);
-        let text: &str = piece.unwrap_or(owned.as_str());
-        let result = if transparent {
+        // The usual element: one piece of text, borrowed, written as a string.
+        match f.piece.take() {
+            Some(piece) if !f.opened && !f.transparent && f.typing == Typing::String => {
+                json_str(&mut self.buf, piece);
+            }
+            Some(piece) => self.close(idx, piece)?,
+            None => {
+                let owned = std::mem::take(&mut f.text);
+                let result = self.close(idx, &owned);
+                self.frames[idx].text = owned;
+                result?;
+            }
+        }
+        self.depth -= 1;
+        if self.buf.len() >= self.flush_at {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left of element `idx` at its end, given its text.
+    fn close(&mut self, idx: usize, text: &str) -> Result<(), Fail> {
+        let f = &self.frames[idx];
+        let (transparent, opened, children, typing, owner) =
+            (f.transparent, f.opened, f.children, f.typing, f.owner);
+        if transparent {
             // Its owner is an ancestor.
             let t = text.trim();
             if t.is_empty() {
@@ -905,8 +1204,9 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
                     .map(|()| json_str(&mut self.buf, t))
             }
         } else if opened {
-            // Mixed content keeps its text under the text key, trimmed of layout whitespace.
-            let t = text.trim();
+            // Beside child elements, text is mixed content: trimmed of layout whitespace.
+            // Beside attributes only, it is the element's value, kept as it is.
+            let t = if children { text.trim() } else { text };
             let r = if t.is_empty() {
                 Ok(())
             } else {
@@ -918,27 +1218,9 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             }
             self.buf.push(b'}');
             r
-        } else if has_attrs {
-            let r = self.open(idx).and_then(|()| {
-                if text.is_empty() {
-                    Ok(())
-                } else {
-                    self.key_text(idx, idx)
-                        .and_then(|()| self.scalar(text, typing, idx))
-                }
-            });
-            self.buf.push(b'}');
-            r
         } else {
             self.scalar(text, typing, idx)
-        };
-        self.frames[idx].text = owned;
-        result?;
-        self.depth -= 1;
-        if self.buf.len() >= FLUSH_AT {
-            self.flush_buf()?;
         }
-        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), Fail> {
@@ -955,7 +1237,9 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             self.buf.push(b']');
         }
         self.buf.push(b'}');
-        self.flush_buf()?;
+        if self.flush_at < usize::MAX {
+            self.flush_buf()?;
+        }
         self.out.flush().map_err(|e| format!("write failed: {e}"))
     }
 }
@@ -975,6 +1259,53 @@ mod tests {
             let slow = s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
             proptest::prop_assert_eq!(needs_escape(&s), slow);
         }
+    }
+
+    #[test]
+    fn malformed_attributes_are_refused() {
+        for (doc, says) in [
+            (r#"<r a></r>"#, "has no value"),
+            (r#"<r a=1></r>"#, "not quoted"),
+            (r#"<r a="1></r>"#, "not closed"),
+            (r#"<r a="<"></r>"#, "`<`"),
+            (r#"<r a="1"b="2"></r>"#, "separated by whitespace"),
+            (r#"<r a="1" a="2"></r>"#, "repeats"),
+            (r#"<r a="&bogus;"></r>"#, "attribute `a`"),
+        ] {
+            let e = xml_to_value(doc.as_bytes(), &XmlRules::default()).unwrap_err();
+            assert!(e.message.contains(says), "{doc}: {e}");
+        }
+        let v = conv("<r a = 'x &amp; y'\n\tb=\"2\"/>", &XmlRules::default());
+        assert_eq!(v, json!({"r": {"@a": "x & y", "@b": "2"}}));
+    }
+
+    #[test]
+    fn rules_reused_across_documents_give_the_same_answers() {
+        let rules = XmlRules::default().array("r/x").typed("n", Typing::Number);
+        let a = "<r><x>1</x><x>2</x><n>3</n></r>";
+        let b = r#"<r><n>4</n><y k="v">t</y></r>"#;
+        for _ in 0..3 {
+            assert_eq!(conv(a, &rules), json!({"r": {"x": ["1", "2"], "n": 3}}));
+            assert_eq!(
+                conv(b, &rules),
+                json!({"r": {"n": 4, "y": {"@k": "v", "#text": "t"}}})
+            );
+        }
+        // A public setting changed after conversions is honoured: kept tries are not reused.
+        let mut changed = rules.clone();
+        changed.attr_prefix = "-".into();
+        assert_eq!(
+            conv(b, &changed),
+            json!({"r": {"n": 4, "y": {"-k": "v", "#text": "t"}}})
+        );
+        // Appending to a buffer leaves what was there.
+        let mut out = b"[".to_vec();
+        xml_to_json_vec(a.as_bytes(), &rules, &mut out).unwrap();
+        assert!(
+            out.starts_with(b"[{\"r\""),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct XmlRules {
     pub max_depth: usize,
     /// JSON→XML: booleans written as `1`/`0` everywhere (LongJump's convention).
     pub bool_digits: bool,
+    /// XML→JSON path tries kept between conversions under these rules (emptied by every
+    /// builder method, so a trie never outlives the rules it was built under).
+    pub(super) tries: super::read::Tries,
 }
 
 impl Default for XmlRules {
@@ -63,6 +66,7 @@ impl Default for XmlRules {
             declaration: true,
             max_depth: 64,
             bool_digits: false,
+            tries: super::read::Tries::default(),
         }
     }
 }
@@ -70,49 +74,58 @@ impl Default for XmlRules {
 impl XmlRules {
     /// Forces the element at `path` to be an array.
     pub fn array(mut self, path: &str) -> Self {
+        self.tries = super::read::Tries::default();
         self.arrays.add(path);
         self
     }
 
     /// Removes the level at `path`: its children belong to its parent.
     pub fn unwrap(mut self, path: &str) -> Self {
+        self.tries = super::read::Tries::default();
         self.unwrap.add(path);
         self
     }
 
     /// Types the text at `path`.
     pub fn typed(mut self, path: &str, typing: Typing) -> Self {
+        self.tries = super::read::Tries::default();
         self.types.push((PathRule::new(path), typing));
         self
     }
 
     /// Names the items of the array at `path` (JSON→XML).
     pub fn item_name(mut self, path: &str, name: &str) -> Self {
+        self.tries = super::read::Tries::default();
         self.item_names.push((PathRule::new(path), name.to_owned()));
         self
     }
 
     pub fn root(mut self, name: &str) -> Self {
+        self.tries = super::read::Tries::default();
         self.root = name.to_owned();
         self
     }
 
     pub fn namespaces(mut self, ns: Namespaces) -> Self {
+        self.tries = super::read::Tries::default();
         self.namespaces = ns;
         self
     }
 
     pub fn declaration(mut self, yes: bool) -> Self {
+        self.tries = super::read::Tries::default();
         self.declaration = yes;
         self
     }
 
     pub fn bool_digits(mut self, yes: bool) -> Self {
+        self.tries = super::read::Tries::default();
         self.bool_digits = yes;
         self
     }
 
     pub fn max_depth(mut self, depth: usize) -> Self {
+        self.tries = super::read::Tries::default();
         self.max_depth = depth;
         self
     }
