@@ -8,7 +8,7 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
 use quick_xml::Reader;
 use quick_xml::events::Event;
-use rosetta::dialect::xml::{Typing, XmlRules, json_to_xml, xml_to_json_vec, xml_to_value};
+use rosetta::dialect::xml::{Typing, XmlRules, json_to_xml_vec, xml_to_json_vec, xml_to_value};
 
 fn tenants(n: usize) -> String {
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><platform>");
@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
             let mut out = Vec::with_capacity(doc.len());
             b.iter(|| {
                 out.clear();
-                json_to_xml(black_box(v), &rules, &mut out).unwrap();
+                json_to_xml_vec(black_box(v), &rules, &mut out).unwrap();
             })
         });
     }
@@ -149,7 +149,7 @@ fn interleaved() {
             let t = Instant::now();
             for _ in 0..reps {
                 out.clear();
-                json_to_xml(black_box(&json), &rules, &mut out).unwrap();
+                json_to_xml_vec(black_box(&json), &rules, &mut out).unwrap();
             }
             back.push(rate(json_len, t));
         }

@@ -20,7 +20,7 @@ pub use read::xml_reader_to_json;
 pub use read::{xml_to_json, xml_to_json_vec, xml_to_value};
 pub use rules::{Namespaces, Typing, XmlRules};
 pub use stream::json_reader_to_xml;
-pub use write::{json_to_xml, sanitize_name};
+pub use write::{json_to_xml, json_to_xml_vec, sanitize_name};
 
 /// A document that cannot be converted, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,8 +3,10 @@
 //! Keys under the attribute prefix become attributes, the text key becomes text, arrays
 //! become repeated elements (or a wrapper with named items when a rule names them), null an
 //! empty element. Names XML forbids are repaired, text is escaped; the writer walks the value
-//! once and writes as it goes.
+//! once and writes as it goes, into one buffer: names that need no repair and text that needs
+//! no escaping (nearly all of them) are copied as they are, never allocated.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use serde_json::{Map, Value};
@@ -12,41 +14,77 @@ use serde_json::{Map, Value};
 use super::XmlError;
 use super::rules::{Typing, XmlRules};
 
+/// Output handed to the writer once this much has collected.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// Writes `value` as an XML document rooted at `rules.root`.
 pub fn json_to_xml<W: Write>(value: &Value, rules: &XmlRules, out: W) -> Result<(), XmlError> {
     let mut w = Writer {
         rules,
         out,
+        buf: Vec::with_capacity(FLUSH_AT + 256),
+        flush_at: FLUSH_AT,
         path: String::new(),
         depth: 0,
     };
-    w.document(value).map_err(|message| XmlError {
+    w.document(value).map_err(failed)
+}
+
+/// Writes `value` as an XML document appended to `out` (on error, what was appended is
+/// unspecified). Written in place: no copy through a writer.
+pub fn json_to_xml_vec(value: &Value, rules: &XmlRules, out: &mut Vec<u8>) -> Result<(), XmlError> {
+    let mut w = Writer {
+        rules,
+        out: std::io::sink(),
+        buf: std::mem::take(out),
+        flush_at: usize::MAX,
+        path: String::new(),
+        depth: 0,
+    };
+    let result = w.document(value);
+    *out = std::mem::take(&mut w.buf);
+    result.map_err(failed)
+}
+
+fn failed(message: String) -> XmlError {
+    XmlError {
         line: 0,
         column: 0,
         message,
-    })
+    }
 }
 
 struct Writer<'r, W> {
     rules: &'r XmlRules,
     out: W,
+    buf: Vec<u8>,
+    flush_at: usize,
     path: String,
     depth: usize,
 }
 
 impl<W: Write> Writer<'_, W> {
-    fn raw(&mut self, s: &str) -> Result<(), String> {
+    fn raw(&mut self, s: &str) {
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    fn flush_buf(&mut self) -> Result<(), String> {
         self.out
-            .write_all(s.as_bytes())
-            .map_err(|e| format!("write failed: {e}"))
+            .write_all(&self.buf)
+            .map_err(|e| format!("write failed: {e}"))?;
+        self.buf.clear();
+        Ok(())
     }
 
     fn document(&mut self, value: &Value) -> Result<(), String> {
         if self.rules.declaration {
-            self.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+            self.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
         }
-        let root = self.rules.root.clone();
-        self.element(&root, value)?;
+        let rules = self.rules;
+        self.element(&rules.root, value)?;
+        if self.flush_at < usize::MAX {
+            self.flush_buf()?;
+        }
         self.out.flush().map_err(|e| format!("write failed: {e}"))
     }
 
@@ -58,7 +96,7 @@ impl<W: Write> Writer<'_, W> {
                 self.rules.max_depth
             ));
         }
-        let name = sanitize_name(name);
+        let name = name_of(name);
         let path_len = self.path.len();
         if !self.path.is_empty() {
             self.path.push('/');
@@ -67,89 +105,103 @@ impl<W: Write> Writer<'_, W> {
         match value {
             Value::Array(items) => {
                 // An array directly inside an array: each item is wrapped in the item name.
-                let item = self
-                    .rules
-                    .item_name_of(&self.path)
-                    .unwrap_or("item")
-                    .to_owned();
-                self.open(&name, None)?;
+                let rules = self.rules;
+                let item = rules.item_name_of(&self.path).unwrap_or("item");
+                self.open(&name);
                 for v in items {
-                    self.element(&item, v)?;
+                    self.element(item, v)?;
                 }
-                self.close(&name)?;
+                self.close(&name);
             }
             Value::Object(map) => self.object(&name, map)?,
-            Value::Null => self.empty(&name, None)?,
+            Value::Null => {
+                self.start_tag(&name);
+                self.raw("/>");
+            }
             scalar @ (Value::Bool(_) | Value::Number(_) | Value::String(_)) => {
-                self.open(&name, None)?;
-                let text = self.text_of(scalar);
-                self.raw(&escape(&text))?;
-                self.close(&name)?;
+                self.open(&name);
+                self.text(scalar);
+                self.close(&name);
             }
         }
         self.path.truncate(path_len);
         self.depth -= 1;
+        if self.buf.len() >= self.flush_at {
+            self.flush_buf()?;
+        }
         Ok(())
     }
 
-    fn text_of(&self, v: &Value) -> String {
+    /// Writes the text of a scalar, escaped.
+    fn text(&mut self, v: &Value) {
         match v {
-            Value::String(s) => s.clone(),
+            Value::String(s) => escape_into(&mut self.buf, s),
             // LongJump booleans are 0/1: everywhere with `bool_digits`, or where a rule types them.
             Value::Bool(b)
                 if self.rules.bool_digits || self.rules.typing(&self.path) == Typing::Boolean =>
             {
-                if *b { "1" } else { "0" }.to_owned()
+                self.raw(if *b { "1" } else { "0" });
             }
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
-            Value::Null => String::new(),
-            Value::Array(_) | Value::Object(_) => v.to_string(),
+            Value::Bool(b) => self.raw(if *b { "true" } else { "false" }),
+            // Writing to a Vec cannot fail; numbers need no escaping.
+            Value::Number(n) => {
+                let _ = write!(self.buf, "{n}");
+            }
+            Value::Null => {}
+            Value::Array(_) | Value::Object(_) => escape_into(&mut self.buf, &v.to_string()),
         }
     }
 
     fn object(&mut self, name: &str, map: &Map<String, Value>) -> Result<(), String> {
-        let prefix = self.rules.attr_prefix.clone();
-        let text_key = self.rules.text_key.clone();
-        let attrs: Vec<(&String, &Value)> = map
-            .iter()
-            .filter(|(k, _)| k.starts_with(&prefix) && **k != text_key)
-            .collect();
-        let children: Vec<(&String, &Value)> = map
-            .iter()
-            .filter(|(k, _)| !k.starts_with(&prefix) && **k != text_key)
-            .collect();
-        let text = map.get(&text_key);
-        if children.is_empty() && text.is_none_or(Value::is_null) {
-            return self.empty(name, Some(&attrs));
+        let rules = self.rules;
+        let (prefix, text_key) = (rules.attr_prefix.as_str(), rules.text_key.as_str());
+        let is_attr = |k: &str| k.starts_with(prefix) && k != text_key;
+        let text = map.get(text_key).filter(|t| !t.is_null());
+        let children = map.keys().any(|k| !k.starts_with(prefix) && k != text_key);
+        self.start_tag(name);
+        for (k, v) in map.iter().filter(|(k, _)| is_attr(k)) {
+            self.raw(" ");
+            self.raw(&name_of(&k[prefix.len()..]));
+            self.raw("=\"");
+            self.text(v);
+            self.raw("\"");
         }
-        self.open(name, Some(&attrs))?;
-        if let Some(t) = text.filter(|t| !t.is_null()) {
-            let t = self.text_of(t);
-            self.raw(&escape(&t))?;
+        if !children && text.is_none() {
+            self.raw("/>");
+            return Ok(());
         }
-        for (k, v) in children {
+        self.raw(">");
+        if let Some(t) = text {
+            self.text(t);
+        }
+        for (k, v) in map
+            .iter()
+            .filter(|(k, _)| !k.starts_with(prefix) && *k != text_key)
+        {
             match v {
                 Value::Array(items) => {
-                    let path = format!("{}/{}", self.path, sanitize_name(k));
-                    match self.rules.item_name_of(&path).map(str::to_owned) {
+                    let k = name_of(k);
+                    let len = self.path.len();
+                    self.path.push('/');
+                    self.path.push_str(&k);
+                    let item = rules.item_name_of(&self.path);
+                    self.path.truncate(len);
+                    match item {
                         // A named item: `<k><item/>…</k>`.
                         Some(item) => {
-                            let k = sanitize_name(k);
-                            let len = self.path.len();
                             self.path.push('/');
                             self.path.push_str(&k);
-                            self.open(&k, None)?;
+                            self.open(&k);
                             for v in items {
-                                self.element(&item, v)?;
+                                self.element(item, v)?;
                             }
-                            self.close(&k)?;
+                            self.close(&k);
                             self.path.truncate(len);
                         }
                         // Otherwise the element repeats: `<k/><k/>`.
                         None => {
                             for v in items {
-                                self.element(k, v)?;
+                                self.element(&k, v)?;
                             }
                         }
                     }
@@ -161,39 +213,56 @@ impl<W: Write> Writer<'_, W> {
                 | Value::Object(_)) => self.element(k, other)?,
             }
         }
-        self.close(name)
-    }
-
-    fn start_tag(&mut self, name: &str, attrs: Option<&[(&String, &Value)]>) -> Result<(), String> {
-        self.raw("<")?;
-        self.raw(name)?;
-        for (k, v) in attrs.unwrap_or_default() {
-            let attr = sanitize_name(&k[self.rules.attr_prefix.len()..]);
-            let v = self.text_of(v);
-            self.raw(&format!(" {attr}=\"{}\"", escape(&v)))?;
-        }
+        self.close(name);
         Ok(())
     }
 
-    fn open(&mut self, name: &str, attrs: Option<&[(&String, &Value)]>) -> Result<(), String> {
-        self.start_tag(name, attrs)?;
-        self.raw(">")
+    fn start_tag(&mut self, name: &str) {
+        self.raw("<");
+        self.raw(name);
     }
 
-    fn empty(&mut self, name: &str, attrs: Option<&[(&String, &Value)]>) -> Result<(), String> {
-        self.start_tag(name, attrs)?;
-        self.raw("/>")
+    fn open(&mut self, name: &str) {
+        self.start_tag(name);
+        self.raw(">");
     }
 
-    fn close(&mut self, name: &str) -> Result<(), String> {
-        self.raw("</")?;
-        self.raw(name)?;
-        self.raw(">")
+    fn close(&mut self, name: &str) {
+        self.raw("</");
+        self.raw(name);
+        self.raw(">");
+    }
+}
+
+/// Bytes that send text to the careful path: markup characters, CR, control characters
+/// XML cannot carry, and 0xEF (the lead byte of U+FFFE and U+FFFF).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = !matches!(b, 0x09 | 0x0A);
+        b += 1;
+    }
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[0xEF] = true;
+    t
+};
+
+/// Writes `s` escaped: one copy when nothing needs escaping.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| SPECIAL[usize::from(b)]) {
+        out.extend_from_slice(escape(s).as_bytes());
+    } else {
+        out.extend_from_slice(s.as_bytes());
     }
 }
 
 /// Escapes text and attribute values.
-pub(super) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(s: &str) -> Cow<'_, str> {
     if !s.contains(['&', '<', '>', '"', '\'', '\r']) && !s.chars().any(forbidden_char) {
         return s.into();
     }
@@ -217,6 +286,23 @@ pub(super) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 
 fn forbidden_char(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+}
+
+/// `name` as a valid element name: itself when it already is one (the usual case, checked
+/// on its bytes without allocating), else repaired by [`sanitize_name`].
+pub(super) fn name_of(name: &str) -> Cow<'_, str> {
+    let b = name.as_bytes();
+    let ok_byte = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':');
+    let valid = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'_' | b':'))
+        && b.iter().all(ok_byte)
+        && !b.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(b"xml"));
+    if valid {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(sanitize_name(name))
+    }
 }
 
 /// A valid XML element name for `name`: forbidden characters become `_`, and a name that
