@@ -1172,7 +1172,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         // The usual element: one piece of text, borrowed, written as a string.
         match f.piece.take() {
             Some(piece) if !f.opened && !f.transparent && f.typing == Typing::String => {
-                json_str(&mut self.buf, piece);
+                self.doc_str(piece);
             }
             Some(piece) => self.close(idx, piece)?,
             None => {
@@ -1187,6 +1187,33 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             self.flush_buf()?;
         }
         Ok(())
+    }
+
+    /// Writes `s`, a slice of the document, as a JSON string. Short text needing no escape
+    /// (most element text) is copied as a fixed-size block read from the document, then cut
+    /// to length: no `memcpy` call for a few bytes.
+    #[inline]
+    fn doc_str(&mut self, s: &str) {
+        const BLOCK: usize = 32;
+        let block = self.doc.and_then(|d| {
+            let at = (s.as_ptr() as usize).checked_sub(d.as_ptr() as usize)?;
+            let b: &[u8; BLOCK] = d
+                .as_bytes()
+                .get(at..at.checked_add(BLOCK)?)?
+                .try_into()
+                .ok()?;
+            Some(b)
+        });
+        match block {
+            Some(b) if s.len() <= BLOCK && !needs_escape(s.as_bytes()) => {
+                let at = self.buf.len();
+                self.buf.push(b'"');
+                self.buf.extend_from_slice(b);
+                self.buf.truncate(at + 1 + s.len());
+                self.buf.push(b'"');
+            }
+            Some(_) | None => json_str(&mut self.buf, s),
+        }
     }
 
     /// Writes what is left of element `idx` at its end, given its text.
