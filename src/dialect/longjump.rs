@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::xml::{XmlRules, json_to_xml, xml_to_value};
+use super::xml::{XmlRules, json_to_xml_vec, xml_to_value};
 use crate::context::RequestMeta;
 use crate::error::{BadRequest, GatewayError};
 
@@ -101,10 +101,17 @@ pub fn longjump_document(value: &Value) -> Bytes {
     write(&Value::Object(out))
 }
 
+/// The rules LongJump documents are written under: built once (the XML converter keeps
+/// per-rules state between documents).
+pub fn platform_rules() -> &'static XmlRules {
+    static RULES: std::sync::LazyLock<XmlRules> =
+        std::sync::LazyLock::new(|| XmlRules::default().root("platform").bool_digits(true));
+    &RULES
+}
+
 fn write(doc: &Value) -> Bytes {
-    let rules = XmlRules::default().root("platform").bool_digits(true);
     let mut out = Vec::with_capacity(256);
-    match json_to_xml(doc, &rules, &mut out) {
+    match json_to_xml_vec(doc, platform_rules(), &mut out) {
         Ok(()) => Bytes::from(out),
         // Only a nesting beyond the writer's limit can fail; answer that as an error document.
         Err(e) => Bytes::from(format!(
@@ -116,8 +123,18 @@ fn write(doc: &Value) -> Bytes {
 
 /// Reads a `<platform>` request body; the envelope level is removed (`{tenant: {…}}`).
 pub fn decode(bytes: &[u8], max_depth: usize) -> Result<Value, BadRequest> {
-    let rules = XmlRules::default().unwrap("/platform").max_depth(max_depth);
-    xml_to_value(bytes, &rules).map_err(|e| BadRequest::new(format!("malformed XML body: {e}")))
+    // One depth is configured per process: its rules are built once and kept (the converter
+    // keeps per-rules state between documents); another depth gets rules of its own.
+    static RULES: std::sync::OnceLock<XmlRules> = std::sync::OnceLock::new();
+    let kept = RULES.get_or_init(|| XmlRules::default().unwrap("/platform").max_depth(max_depth));
+    let own;
+    let rules = if kept.max_depth == max_depth {
+        kept
+    } else {
+        own = XmlRules::default().unwrap("/platform").max_depth(max_depth);
+        &own
+    };
+    xml_to_value(bytes, rules).map_err(|e| BadRequest::new(format!("malformed XML body: {e}")))
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind, UpstreamFormat
 use super::template::{Template, lookup};
 use crate::capture::{CallLog, Exchange};
 use crate::context::RequestMeta;
-use crate::dialect::xml::{XmlRules, json_to_xml, xml_to_value};
+use crate::dialect::longjump;
+use crate::dialect::xml::{json_to_xml_vec, xml_to_value};
 use crate::error::{GatewayError, UpstreamError};
 use crate::upstream::{UpstreamRequest, UpstreamResponse, Upstreams};
 
@@ -661,9 +662,8 @@ fn build_request(
             })?;
             headers.insert(header::CONTENT_TYPE, media);
             if xml {
-                let rules = XmlRules::default().root("platform").bool_digits(true);
                 let mut out = Vec::with_capacity(256);
-                json_to_xml(&value, &rules, &mut out).map_err(|e| {
+                json_to_xml_vec(&value, longjump::platform_rules(), &mut out).map_err(|e| {
                     GatewayError::Internal(format!(
                         "route {} step {step} body as XML: {e}",
                         route.id
