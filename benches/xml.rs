@@ -8,35 +8,15 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
 use quick_xml::Reader;
 use quick_xml::events::Event;
-use rosetta::dialect::xml::{Typing, XmlRules, json_to_xml_vec, xml_to_json_vec, xml_to_value};
+use rosetta::demo::canned;
+use rosetta::dialect::xml::{XmlRules, json_to_xml_vec, xml_to_json_vec, xml_to_value};
 
 fn tenants(n: usize) -> String {
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><platform>");
-    for i in 0..n {
-        s.push_str(&format!(
-            "<record><id>{i:09}</id><company>Tenant {i} &amp; Partners</company><name>tenant-{i}</name><active>1</active><msp>{msp}</msp>\
-             <partner type=\"Tenant\" uri=\"/networking/rest/tenant/{p}\" displayValue=\"Partner {p}\">{p}</partner>\
-             <country>US</country><city>Springfield</city><street>{i} Main Street</street><state>IL</state><zip>62701</zip>\
-             <phone>+1-555-{i:04}</phone><start_date>2024-01-01</start_date><date_modified>2024-06-01T10:00:00Z</date_modified></record>",
-            msp = i % 2,
-            p = i / 10
-        ));
-    }
-    s.push_str(&format!(
-        "<totalRecordCount>{n}</totalRecordCount></platform>"
-    ));
-    s
+    canned::tenant_records(n)
 }
 
 fn rules() -> XmlRules {
-    XmlRules::default()
-        .unwrap("/platform")
-        .array("/platform/record")
-        .typed("record/active", Typing::Boolean)
-        .typed("record/msp", Typing::Boolean)
-        .typed("totalRecordCount", Typing::Number)
-        .root("platform")
-        .item_name("platform/record", "record")
+    canned::tenant_rules()
 }
 
 fn tokenize(doc: &[u8]) -> usize {

@@ -1,6 +1,41 @@
 //! Canned upstream answers for the load benchmarks: the same AppDirect JSON and LongJump XML
 //! documents whether they travel over loopback (`examples/load_upstream.rs`, `benches/load.sh`)
-//! or come straight from memory (`benches/stack.rs`), so both measure the same work.
+//! or come straight from memory (`benches/stack.rs`), so both measure the same work. Also the
+//! LongJump-like tenant documents the XML converter is measured and profiled on.
+
+use crate::dialect::xml::{Typing, XmlRules};
+
+/// A LongJump-like `<platform>` document of `n` tenant records (with a lookup field and an
+/// escaped entity in each), as `benches/xml.rs` and `examples/xml_profile.rs` convert it.
+pub fn tenant_records(n: usize) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><platform>");
+    for i in 0..n {
+        s.push_str(&format!(
+            "<record><id>{i:09}</id><company>Tenant {i} &amp; Partners</company><name>tenant-{i}</name><active>1</active><msp>{msp}</msp>\
+             <partner type=\"Tenant\" uri=\"/networking/rest/tenant/{p}\" displayValue=\"Partner {p}\">{p}</partner>\
+             <country>US</country><city>Springfield</city><street>{i} Main Street</street><state>IL</state><zip>62701</zip>\
+             <phone>+1-555-{i:04}</phone><start_date>2024-01-01</start_date><date_modified>2024-06-01T10:00:00Z</date_modified></record>",
+            msp = i % 2,
+            p = i / 10
+        ));
+    }
+    s.push_str(&format!(
+        "<totalRecordCount>{n}</totalRecordCount></platform>"
+    ));
+    s
+}
+
+/// The rules `tenant_records` documents are converted under.
+pub fn tenant_rules() -> XmlRules {
+    XmlRules::default()
+        .unwrap("/platform")
+        .array("/platform/record")
+        .typed("record/active", Typing::Boolean)
+        .typed("record/msp", Typing::Boolean)
+        .typed("totalRecordCount", Typing::Number)
+        .root("platform")
+        .item_name("platform/record", "record")
+}
 
 pub const COMPANY: &str = r#"{"id":"6e0f3b4a-0000-4000-8000-000000000002","externalId":"contoso","name":"Contoso Partners","enabled":true,"reseller":true,"vendor":false,"channelAdmin":false,"countryCode":"US","phoneNumber":"+1-555-0102","emailAddress":"admin@contoso.example","website":"https://contoso.example","address":{"street1":"2 Main Street","street2":null,"city":"Springfield","state":"IL","zip":"62701","country":"US"},"createdOn":1600086400000}"#;
 pub const ASSOCIATIONS: &str = r#"{"content":[{"id":"8c3e1f40-0000-4000-b000-000000000002","resellerCompany":{"id":"6e0f3b4a-0000-4000-8000-000000000001","name":"Northwind Distribution"},"customerCompany":{"id":"6e0f3b4a-0000-4000-8000-000000000002","name":"Contoso Partners"},"createdOn":1600086400000}],"page":{"size":50,"totalElements":1,"totalPages":1,"number":0}}"#;
