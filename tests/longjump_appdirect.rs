@@ -275,6 +275,15 @@ async fn bad_xml_bodies_are_400_naming_the_problem_and_nothing_is_sent() {
         ),
         (deep.into_bytes(), "deeper"),
         (
+            b"<platform><tenant><company a=1>x</company></tenant></platform>".to_vec(),
+            "not quoted",
+        ),
+        (
+            b"<platform><tenant a=\"1\" a=\"2\"><company>x</company></tenant></platform>"
+                .to_vec(),
+            "attribute `a` repeats",
+        ),
+        (
             b"<platform><tenant><company>\xff\xfe</company></tenant></platform>".to_vec(),
             "UTF-8",
         ),

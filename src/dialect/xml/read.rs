@@ -157,6 +157,9 @@ struct Trie {
     /// Spent frames, for their buffers.
     frames: Vec<Frame<'static>>,
     settings: (String, String, super::Namespaces),
+    /// The text key as written, and its hash (they depend on the settings only).
+    text_key: Box<[u8]>,
+    text_hash: u64,
 }
 
 /// Tries kept at most per rule set (about one per converting thread is enough).
@@ -208,6 +211,8 @@ impl Tries {
                     rules.text_key.clone(),
                     rules.namespaces.clone(),
                 ),
+                text_key: json_key(&rules.text_key, false).into(),
+                text_hash: key_hash(&json_key(&rules.text_key, false)),
             },
         }
     }
@@ -324,19 +329,20 @@ fn head(doc: Option<&str>, raw: &[u8]) -> u64 {
     } else {
         (1u64 << (8 * n)) - 1
     };
-    let word = doc.and_then(|d| {
-        let at = (raw.as_ptr() as usize).checked_sub(d.as_ptr() as usize)?;
-        let w: [u8; 8] = d.as_bytes().get(at..at.checked_add(8)?)?.try_into().ok()?;
-        Some(u64::from_le_bytes(w))
-    });
-    match word {
-        Some(w) => w & mask,
+    match block::<8>(doc, raw) {
+        Some(w) => u64::from_le_bytes(*w) & mask,
         None => {
             let mut w = [0; 8];
             w[..n].copy_from_slice(&raw[..n]);
             u64::from_le_bytes(w)
         }
     }
+}
+
+/// The path and written key of a name past the node limit (it has no node to hold them).
+struct Own {
+    path: String,
+    key: Vec<u8>,
 }
 
 /// What one element needs to know about itself, cached or computed.
@@ -464,7 +470,7 @@ struct Conv<'r, 'i, W> {
     depth: usize,
     roots: usize,
     nodes: Vec<Node>,
-    /// What the trie was built under, for when it is given back.
+    /// What the trie was built under, for when it is given back (with the text key).
     settings: (String, String, super::Namespaces),
     text_key: Box<[u8]>,
     text_hash: u64,
@@ -575,12 +581,27 @@ fn key_hash(key: &[u8]) -> u64 {
     fnv1a(&key[..end])
 }
 
-/// `part` as a slice of `doc` when it lies inside it (events of an in-memory document
-/// borrow from it): no validation needed, and the result lives as long as the document.
+/// Where `part` starts in `doc`, when it lies inside it (events of an in-memory document
+/// borrow from it).
+fn offset(doc: &str, part: &[u8]) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize)?;
+    (at.checked_add(part.len())? <= doc.len()).then_some(at)
+}
+
+/// The `N` bytes of `doc` from where `part` starts, when there are that many: a fixed-size
+/// read that the compiler turns into plain loads.
+fn block<'i, const N: usize>(doc: Option<&'i str>, part: &[u8]) -> Option<&'i [u8; N]> {
+    let doc = doc?;
+    let at = offset(doc, part)?;
+    doc.as_bytes().get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// `part` as a slice of `doc` when it lies inside it: no validation needed, and the result
+/// lives as long as the document.
 fn within<'i>(doc: Option<&'i str>, part: &[u8]) -> Option<&'i str> {
     let doc = doc?;
-    let start = (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize)?;
-    doc.get(start..start.checked_add(part.len())?)
+    let at = offset(doc, part)?;
+    doc.get(at..at + part.len())
 }
 
 /// `part` as text: sliced from the document, or validated.
@@ -599,14 +620,21 @@ fn has_attributes(e: &BytesStart<'_>) -> bool {
         .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
+/// One attribute as written in its tag.
+struct RawAttr<'a> {
+    name: &'a [u8],
+    /// Still escaped.
+    value: &'a [u8],
+    /// The value holds a reference (`&…;`) to unescape.
+    escaped: bool,
+}
+
 /// Reads the next attribute of a start tag's attribute text (what follows the element
-/// name), advancing `rest`: its raw name, its raw value and whether the value holds a
-/// reference to unescape. A repeated name is refused later, as a repeated field.
+/// name), advancing `rest`. A repeated name is refused when the attributes are written.
 ///
 /// quick-xml's attribute iterator walks byte by byte and allocates to find duplicates;
 /// on tenant documents it cost more than the rest of the conversion of a lookup element.
-#[allow(clippy::type_complexity)]
-fn next_attribute<'a>(rest: &mut &'a [u8]) -> Result<Option<(&'a [u8], &'a [u8], bool)>, Fail> {
+fn next_attribute<'a>(rest: &mut &'a [u8]) -> Result<Option<RawAttr<'a>>, Fail> {
     let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let s = *rest;
     let mut i = s.iter().position(|&b| !ws(b)).unwrap_or(s.len());
@@ -653,8 +681,7 @@ fn next_attribute<'a>(rest: &mut &'a [u8]) -> Result<Option<(&'a [u8], &'a [u8],
                 escaped = true;
                 end = at + 1;
             }
-            Some((at, b'<')) => {
-                let _ = at;
+            Some((_, b'<')) => {
                 return Err(format!(
                     "malformed attribute: `<` in the value of `{}`",
                     named()
@@ -673,7 +700,11 @@ fn next_attribute<'a>(rest: &mut &'a [u8]) -> Result<Option<(&'a [u8], &'a [u8],
         }
     }
     *rest = &s[end + 1..];
-    Ok(Some((name, &s[from..end], escaped)))
+    Ok(Some(RawAttr {
+        name,
+        value: &s[from..end],
+        escaped,
+    }))
 }
 
 /// Why a field cannot be written.
@@ -753,12 +784,13 @@ impl<W> Drop for Conv<'_, '_, W> {
             frames: frames.into_iter().map(Frame::detach).collect(),
             nodes: std::mem::take(&mut self.nodes),
             settings: std::mem::take(&mut self.settings),
+            text_key: std::mem::take(&mut self.text_key),
+            text_hash: self.text_hash,
         });
     }
 }
 
 impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
-    /// `size_hint`: the input's size when known (the output is about as large).
     /// `buf`: where output collects (kept, cleared or not); handed to `out` at `flush_at`.
     fn new(rules: &'r XmlRules, out: W, buf: Vec<u8>, flush_at: usize) -> Self {
         let trie = rules.tries.take(rules);
@@ -772,8 +804,8 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
             roots: 0,
             nodes: trie.nodes,
             settings: trie.settings,
-            text_key: json_key(&rules.text_key, false).into(),
-            text_hash: fnv1a(&json_key(&rules.text_key, false)),
+            text_key: trie.text_key,
+            text_hash: trie.text_hash,
             buf,
             flush_at,
         }
@@ -877,6 +909,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
     }
 
     /// A name not seen before at its path: mapped, matched against the rules, remembered.
+    /// Past the node limit nothing is remembered, and the path and key come back instead.
     #[cold]
     #[inline(never)]
     fn new_node(
@@ -884,8 +917,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         parent: usize,
         raw: &[u8],
         attr: bool,
-        own: Option<(&mut String, &mut Vec<u8>)>,
-    ) -> Result<Info, Fail> {
+    ) -> Result<(Info, Option<Own>), Fail> {
         let pnode = self.frames[parent].node;
         let what = if attr {
             "attribute name"
@@ -918,11 +950,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         info.array &= !attr;
         let key = json_key(&key, info.array);
         if limited {
-            if let Some((own_path, own_key)) = own {
-                *own_path = path;
-                *own_key = key;
-            }
-            return Ok(info);
+            return Ok((info, Some(Own { path, key })));
         }
         self.nodes.push(Node {
             array: info.array,
@@ -941,7 +969,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         } else {
             p.children.add(raw, id);
         }
-        Ok(info)
+        Ok((info, None))
     }
 
     fn flush_buf(&mut self) -> Result<(), Fail> {
@@ -966,17 +994,20 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         .map_err(|c| clash(c, &n.key, &n.path))
     }
 
-    /// Writes into frame `i` a key that has no node (see `json_key`); `path` names it.
-    fn key_raw(&mut self, i: usize, key: &[u8], array: bool, path: &str) -> Result<(), Fail> {
-        field(
+    /// Writes into frame `i` a key that has no node (see `json_key`); the path of frame
+    /// `of` names it in a message.
+    fn key_raw(&mut self, i: usize, key: &[u8], array: bool, of: usize) -> Result<(), Fail> {
+        match field(
             &mut self.frames[i],
             &mut self.buf,
             key,
             None,
             key_hash(key),
             array,
-        )
-        .map_err(|c| clash(c, key, path))
+        ) {
+            Ok(()) => Ok(()),
+            Err(c) => Err(clash(c, key, self.path(of))),
+        }
     }
 
     /// Writes into frame `i` the text key (mixed content, text beside attributes).
@@ -1064,20 +1095,13 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         let info = match self.find(parent, name.as_ref(), false) {
             Some(info) => info,
             None => {
-                let (mut own_path, mut own_key) = (
-                    std::mem::take(&mut self.frames[d].own_path),
-                    std::mem::take(&mut self.frames[d].own_key),
-                );
-                let info = self.new_node(
-                    parent,
-                    name.as_ref(),
-                    false,
-                    Some((&mut own_path, &mut own_key)),
-                );
-                let f = &mut self.frames[d];
-                f.own_path = own_path;
-                f.own_key = own_key;
-                info?
+                let (info, own) = self.new_node(parent, name.as_ref(), false)?;
+                if let Some(own) = own {
+                    let f = &mut self.frames[d];
+                    f.own_path = own.path;
+                    f.own_key = own.key;
+                }
+                info
             }
         };
         let owner = self.frames[parent].owner;
@@ -1089,8 +1113,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
         if !info.unwrap {
             if info.node == NO_NODE {
                 let key = std::mem::take(&mut self.frames[d].own_key);
-                let path = self.frames[d].own_path.clone();
-                let r = self.key_raw(owner, &key, info.array, &path);
+                let r = self.key_raw(owner, &key, info.array, d);
                 self.frames[d].own_key = key;
                 r?;
             } else {
@@ -1110,7 +1133,12 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
     fn attributes(&mut self, e: &BytesStart<'_>, d: usize, into: usize) -> Result<(), Fail> {
         let strip = matches!(self.rules.namespaces, super::Namespaces::Strip);
         let mut rest = e.attributes_raw();
-        while let Some((raw, value, escaped)) = next_attribute(&mut rest)? {
+        while let Some(RawAttr {
+            name: raw,
+            value,
+            escaped,
+        }) = next_attribute(&mut rest)?
+        {
             if strip && (raw == b"xmlns" || raw.starts_with(b"xmlns:")) {
                 continue;
             }
@@ -1122,24 +1150,22 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
                 std::borrow::Cow::Borrowed(value)
             };
             self.open(into);
-            match self.find(d, raw, true) {
-                Some(info) => {
-                    self.key_node(into, info.node, false)?;
-                    self.scalar(&value, info.typing, d)?;
-                }
-                None => {
-                    let mut path = String::new();
-                    let mut key = Vec::new();
-                    let info = self.new_node(d, raw, true, Some((&mut path, &mut key)))?;
-                    if info.node == NO_NODE {
-                        let path = self.path(d).to_owned();
-                        self.key_raw(into, &key, false, &path)?;
-                    } else {
-                        self.key_node(into, info.node, false)?;
-                    }
-                    self.scalar(&value, info.typing, d)?;
-                }
+            let (info, own) = match self.find(d, raw, true) {
+                Some(info) => (info, None),
+                None => self.new_node(d, raw, true)?,
+            };
+            let written = match own {
+                Some(own) => self.key_raw(into, &own.key, false, d),
+                None => self.key_node(into, info.node, false),
+            };
+            if written.is_err() {
+                return Err(format!(
+                    "attribute `{}` repeats at `{}`",
+                    String::from_utf8_lossy(raw),
+                    self.path(d)
+                ));
             }
+            self.scalar(&value, info.typing, d)?;
         }
         Ok(())
     }
@@ -1198,16 +1224,7 @@ impl<'r, 'i, W: Write> Conv<'r, 'i, W> {
     #[inline]
     fn doc_str(&mut self, s: &str) {
         const BLOCK: usize = 32;
-        let block = self.doc.and_then(|d| {
-            let at = (s.as_ptr() as usize).checked_sub(d.as_ptr() as usize)?;
-            let b: &[u8; BLOCK] = d
-                .as_bytes()
-                .get(at..at.checked_add(BLOCK)?)?
-                .try_into()
-                .ok()?;
-            Some(b)
-        });
-        match block {
+        match block::<BLOCK>(self.doc, s.as_bytes()) {
             Some(b) if s.len() <= BLOCK && !needs_escape(s.as_bytes()) => {
                 let at = self.buf.len();
                 self.buf.push(b'"');

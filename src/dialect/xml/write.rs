@@ -156,8 +156,9 @@ impl<W: Write> Writer<'_, W> {
         let rules = self.rules;
         let (prefix, text_key) = (rules.attr_prefix.as_str(), rules.text_key.as_str());
         let is_attr = |k: &str| k.starts_with(prefix) && k != text_key;
+        let is_child = |k: &str| !k.starts_with(prefix) && k != text_key;
         let text = map.get(text_key).filter(|t| !t.is_null());
-        let children = map.keys().any(|k| !k.starts_with(prefix) && k != text_key);
+        let children = map.keys().any(|k| is_child(k));
         self.start_tag(name);
         for (k, v) in map.iter().filter(|(k, _)| is_attr(k)) {
             self.raw(" ");
@@ -174,10 +175,7 @@ impl<W: Write> Writer<'_, W> {
         if let Some(t) = text {
             self.text(t);
         }
-        for (k, v) in map
-            .iter()
-            .filter(|(k, _)| !k.starts_with(prefix) && *k != text_key)
-        {
+        for (k, v) in map.iter().filter(|(k, _)| is_child(k)) {
             match v {
                 Value::Array(items) => {
                     let k = name_of(k);
