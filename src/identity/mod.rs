@@ -6,7 +6,7 @@
 
 pub mod passwords;
 mod static_keys;
-mod store_auth;
+pub mod store_auth;
 
 use std::future::Future;
 use std::pin::Pin;

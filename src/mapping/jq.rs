@@ -4,7 +4,11 @@
 //! not code. Filters are compiled when the pack loads (a filter that does not compile is a
 //! load error naming the route) and shared read-only between requests.
 
-use jaq_core::load::{Arena, File, Loader};
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use jaq_core::load::parse::{BinaryOp, Def, Pattern, Term};
+use jaq_core::load::{Arena, File, Loader, lex::StrPart};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::{Map, Num, Val};
 use serde_json::Value;
@@ -50,23 +54,23 @@ impl JqFilter {
         Ok(f)
     }
 
-    /// Parses and compiles `code` with jq's standard library.
+    /// Parses and compiles `code` with the part of jq's standard library it can reach.
     pub fn compile(code: &str) -> Result<Self, JqError> {
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
-        let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
-            .chain(jaq_json::funs());
-        let loader = Loader::new(defs);
-        let arena = Arena::default();
-        let modules = loader
-            .load(&arena, File { code, path: () })
-            .map_err(|errs| JqError::Compile(describe_load_errors(code, &errs)))?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errs| JqError::Compile(describe_compile_errors(code, &errs)))?;
+        // Every definition handed to jaq is compiled into the filter's own table: the whole
+        // library made each filter about 100 KiB, 12 MiB for the shipped packs. Only the
+        // definitions the code names (and what those name) are given; the names are an
+        // over-approximation, so a filter compiles to the same program either way. If
+        // anything still does not resolve, the whole library decides (and words the error).
+        let filter = match compile_pruned(code) {
+            Ok(f) => f,
+            Err(_) => {
+                let f = compile_whole(code)?;
+                // The whole library resolved what the reachable part did not: a name jaq
+                // calls that `called` does not see. Correct, just larger; counted for tests.
+                PRUNING_MISSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                f
+            }
+        };
         Ok(Self {
             filter,
             source: code.to_owned(),
@@ -114,6 +118,163 @@ impl JqFilter {
             Some(Err(e)) => Err(JqError::Runtime(e.to_string())),
             None => Err(JqError::NoOutput),
         }
+    }
+}
+
+/// Filters that compiled only with the whole library (see [`JqFilter::compile`]).
+static PRUNING_MISSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn compile_pruned(code: &str) -> Result<jaq_core::Filter<Data>, JqError> {
+    let (defs, wanted) = reachable(code);
+    compile_with(code, defs, |name| wanted.contains(name))
+}
+
+fn compile_whole(code: &str) -> Result<jaq_core::Filter<Data>, JqError> {
+    let defs = STD_DEFS.iter().map(|(d, _)| d.clone()).collect();
+    compile_with(code, defs, |_| true)
+}
+
+/// Compiles `code` with `defs` and the native filters whose names `native` accepts.
+fn compile_with(
+    code: &str,
+    defs: Vec<Def<&'static str>>,
+    native: impl Fn(&str) -> bool,
+) -> Result<jaq_core::Filter<Data>, JqError> {
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .filter(|(name, _, _)| native(name));
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(&arena, File { code, path: () })
+        .map_err(|errs| JqError::Compile(describe_load_errors(code, &errs)))?;
+    Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|errs| JqError::Compile(describe_compile_errors(code, &errs)))
+}
+
+/// jq's standard definitions, parsed once, each with the names its body calls.
+static STD_DEFS: LazyLock<Vec<(Def<&'static str>, Vec<&'static str>)>> = LazyLock::new(|| {
+    jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs())
+        .map(|d| {
+            let mut names = Vec::new();
+            called(&d.body, &mut names);
+            (d, names)
+        })
+        .collect()
+});
+
+/// The standard definitions `code` can reach, in library order (a definition sees only
+/// those before it), and every name it or they call. A name counts whatever its arity,
+/// and any word of the code counts as a name (a key or a string's text too): more is
+/// compiled than is called, never less.
+fn reachable(code: &str) -> (Vec<Def<&'static str>>, HashSet<&str>) {
+    let mut wanted: HashSet<&str> = words(code).collect();
+    let mut keep = vec![false; STD_DEFS.len()];
+    loop {
+        let mut grew = false;
+        for ((def, names), kept) in STD_DEFS.iter().zip(keep.iter_mut()) {
+            if !*kept && wanted.contains(def.name) {
+                *kept = true;
+                wanted.extend(names.iter().copied());
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let defs = STD_DEFS
+        .iter()
+        .zip(keep)
+        .filter(|(_, kept)| *kept)
+        .map(|((d, _), _)| d.clone())
+        .collect();
+    (defs, wanted)
+}
+
+/// Identifier-like words of jq source, `@format` names included.
+fn words(code: &str) -> impl Iterator<Item = &str> {
+    code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '@'))
+        .filter(|w| !w.is_empty())
+}
+
+/// The names a parsed term calls, `@format` strings included (they compile to a call).
+fn called(t: &Term<&'static str>, out: &mut Vec<&'static str>) {
+    match t {
+        Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => {}
+        Term::Str(fmt, parts) => {
+            out.extend(fmt.iter().copied());
+            for part in parts {
+                match part {
+                    StrPart::Term(t) => called(t, out),
+                    StrPart::Str(_) | StrPart::Char(_) => {}
+                }
+            }
+        }
+        Term::Arr(t) => t.iter().for_each(|t| called(t, out)),
+        Term::Obj(kvs) => kvs.iter().for_each(|(k, v)| {
+            called(k, out);
+            v.iter().for_each(|v| called(v, out));
+        }),
+        Term::Neg(t) | Term::Label(_, t) => called(t, out),
+        Term::BinOp(l, op, r) => {
+            called(l, out);
+            if let BinaryOp::Pipe(Some(p)) = op {
+                pattern_calls(p, out);
+            }
+            called(r, out);
+        }
+        Term::Fold(_, xs, pat, args) => {
+            called(xs, out);
+            pattern_calls(pat, out);
+            args.iter().for_each(|a| called(a, out));
+        }
+        Term::TryCatch(t, c) => {
+            called(t, out);
+            c.iter().for_each(|c| called(c, out));
+        }
+        Term::IfThenElse(branches, else_) => {
+            for (i, t) in branches {
+                called(i, out);
+                called(t, out);
+            }
+            else_.iter().for_each(|e| called(e, out));
+        }
+        Term::Def(defs, t) => {
+            defs.iter().for_each(|d| called(&d.body, out));
+            called(t, out);
+        }
+        Term::Call(name, args) => {
+            out.push(name);
+            args.iter().for_each(|a| called(a, out));
+        }
+        Term::Path(t, path) => {
+            called(t, out);
+            for (part, _) in &path.0 {
+                match part {
+                    jaq_core::path::Part::Index(i) => called(i, out),
+                    jaq_core::path::Part::Range(from, to) => {
+                        from.iter().chain(to).for_each(|t| called(t, out));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn pattern_calls(p: &Pattern<&'static str>, out: &mut Vec<&'static str>) {
+    match p {
+        Pattern::Var(_) => {}
+        Pattern::Arr(ps) => ps.iter().for_each(|p| pattern_calls(p, out)),
+        Pattern::Obj(kvs) => kvs.iter().for_each(|(k, p)| {
+            called(k, out);
+            pattern_calls(p, out);
+        }),
     }
 }
 
@@ -232,6 +393,73 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// Filters that reach deep into the library: definitions calling definitions, natives
+    /// called only from definitions, `@format` strings, paths, folds, patterns, try/catch.
+    const LIBRARY_USERS: &[&str] = &[
+        "map(select(.a > 1)) | sort_by(.a) | group_by(.b) | map(length)",
+        "to_entries | from_entries | with_entries(.value |= tostring)",
+        "[paths] | length",
+        "walk(if type == \"string\" then ascii_downcase else . end)",
+        "[limit(2; .[]?)], first(.[]?), ([.[]?] | last)",
+        "@base64 \"x\\(.)\" | @base64d",
+        "tojson | fromjson | @json",
+        "[range(0; 3)] | add | tostring | test(\"^3$\")",
+        "(\"a-b-c\" | split(\"-\") | join(\"+\")), (\"abc\" | sub(\"b\"; \"x\"))",
+        "reduce .[]? as $x (0; . + 1) | [foreach range(3) as $i (0; . + $i)]",
+        "try (. as [$a, {b: $c}] | [$a, $c]) catch \"not a pair\"",
+        "try error(\"no\") catch ascii_upcase",
+        "def twice(f): f | f; [1, 2] | map(twice(. * 2)) | any(. > 7), all(. > 0)",
+        "del(.[0]?) | getpath([\"x\"])? // \"none\" | ltrimstr(\"n\") | splits(\"o\")",
+        "todate? // now | type",
+        "[.[]?] | unique | min, max, (flatten | reverse) | indices(1)",
+        "(env | type), ([splits(\", *\")?] | length), ([..] | length), (keys? // 0)",
+    ];
+
+    #[test]
+    fn a_filter_compiles_with_only_the_library_it_reaches_and_answers_the_same() {
+        let inputs = [
+            json!([3, 1, 2]),
+            json!([{"a": 2, "b": "x"}, {"a": 3, "b": "x"}, {"a": 1, "b": "y"}]),
+            json!({"x": "no", "y": ["A", {"z": "B"}]}),
+            json!("s"),
+            json!(null),
+        ];
+        for code in LIBRARY_USERS {
+            let whole = compile_whole(code).unwrap_or_else(|e| panic!("{code}: {e}"));
+            let pruned = compile_pruned(code)
+                .unwrap_or_else(|e| panic!("{code} does not compile pruned: {e}"));
+            for input in &inputs {
+                let run = |f: &jaq_core::Filter<Data>| {
+                    let ctx = Ctx::<Data>::new(&f.lut, Vars::new([]));
+                    f.id.run((ctx, to_val(input)))
+                        .map(|r| {
+                            unwrap_valr(r)
+                                .map(|v| from_val(&v))
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(run(&pruned), run(&whole), "{code} on {input}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_shipped_filter_compiles_pruned() {
+        let cfg = crate::config::Config::load_with_env(
+            std::path::Path::new("config/bench.toml"),
+            Vec::new(),
+        )
+        .unwrap();
+        let catalog = crate::mapping::pack::load_catalog(&cfg).unwrap();
+        assert!(catalog.routes.len() > 40, "{} routes", catalog.routes.len());
+        assert_eq!(
+            PRUNING_MISSED.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "a filter needed the whole library"
+        );
+    }
 
     #[test]
     fn plain_paths_are_recognised_and_nothing_else() {

@@ -17,7 +17,8 @@ type QuotaCache = Cache<String, Option<Arc<(QuotaRules, i32)>>, foldhash::fast::
 type Plans = Cache<(QuotaRules, i32), Arc<(QuotaRules, i32)>, foldhash::fast::RandomState>;
 
 /// Users' quotas and timezones (cached briefly, dropped by the admin API on every change so
-/// a `PUT` takes effect at once) and the usage counter.
+/// a `PUT` takes effect at once; as many users as the credential cache keeps, for the same
+/// reason) and the usage counter.
 #[derive(Clone)]
 pub struct QuotaBook {
     pub store: Arc<dyn Store>,
@@ -42,7 +43,7 @@ impl QuotaBook {
             policies,
             cache: Arc::new(
                 Cache::builder()
-                    .max_capacity(100_000)
+                    .max_capacity(crate::identity::store_auth::CACHE_ENTRIES)
                     .time_to_live(Duration::from_secs(30))
                     .build_with_hasher(foldhash::fast::RandomState::default()),
             ),
