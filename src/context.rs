@@ -28,9 +28,17 @@ impl RequestMeta {
     pub fn new(request_id: Option<&str>) -> Self {
         use rand::Rng;
         let mut rng = rand::rng();
-        let trace: u128 = rng.random();
-        let trace_id = format!("{trace:032x}");
-        let tracecode = format!("{:016x}", rng.random::<u64>());
+        // Hex written on the stack and copied once into its `Arc` (a `format!` first was a
+        // second allocation per id on every request).
+        let mut trace_id = [0u8; 32];
+        let mut tracecode = [0u8; 16];
+        let hex = |bytes: &[u8], out: &mut [u8]| -> Arc<str> {
+            // Lowercase hex of bytes that fit `out` exactly: cannot fail.
+            let _ = hex::encode_to_slice(bytes, out);
+            Arc::from(std::str::from_utf8(out).unwrap_or_default())
+        };
+        let trace_id = hex(&rng.random::<u128>().to_be_bytes(), &mut trace_id);
+        let tracecode = hex(&rng.random::<u64>().to_be_bytes(), &mut tracecode);
         let request_id = match request_id {
             Some(id) if is_sane_request_id(id) => Arc::from(id),
             // From the thread's CSPRNG: `Uuid::new_v4` asks the OS for every id (a syscall per
@@ -44,8 +52,8 @@ impl RequestMeta {
         };
         Self {
             request_id,
-            tracecode: Arc::from(tracecode),
-            trace_id: Arc::from(trace_id),
+            tracecode,
+            trace_id,
             started: Instant::now(),
         }
     }
@@ -87,5 +95,18 @@ mod tests {
         assert_eq!(parts[0], "00");
         assert_eq!(parts[1], &*m.trace_id);
         assert_eq!(parts[2].len(), 16);
+    }
+
+    #[test]
+    fn ids_are_lowercase_hex_of_their_length_and_differ() {
+        let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let (a, b) = (RequestMeta::new(None), RequestMeta::new(None));
+        for m in [&a, &b] {
+            assert_eq!(m.trace_id.len(), 32);
+            assert_eq!(m.tracecode.len(), 16);
+            assert!(hex(&m.trace_id) && hex(&m.tracecode), "{m:?}");
+        }
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_ne!(a.tracecode, b.tracecode);
     }
 }

@@ -290,11 +290,11 @@ pub fn iso_duration(ms: u64) -> String {
 
 fn audit_json(r: &AuditRow) -> Value {
     json!({
-        "username": r.username,
-        "company_key": r.company_key,
-        "tracedata": {"code": r.tracecode, "client": r.client, "server": r.server,
-                      "service": r.service, "operation": r.operation, "time": rfc3339_ms(r.time_ms)},
-        "method_group": r.method_group,
+        "username": &*r.username,
+        "company_key": &*r.company_key,
+        "tracedata": {"code": &*r.tracecode, "client": r.client, "server": &*r.server,
+                      "service": &*r.service, "operation": &*r.operation, "time": rfc3339_ms(r.time_ms)},
+        "method_group": &*r.method_group,
         "statistics": {"points_count": r.points, "duration": iso_duration(r.duration_ms)},
         "status": r.status,
     })

@@ -390,7 +390,7 @@ pub struct ResponseSpec {
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
-    pub id: String,
+    pub id: Arc<str>,
     pub pack: Arc<PackMeta>,
     pub method: Method,
     pub pattern: PathPattern,
@@ -475,7 +475,7 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
             if pack_enabled && !names.contains(&**target) {
                 errors.push(LoadError {
                     file: r.file.clone(),
-                    route: Some(r.id.clone()),
+                    route: Some(r.id.to_string()),
                     line: Some(r.line),
                     message: format!("invalidates unknown route `{target}`"),
                 });
@@ -487,7 +487,7 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
         if let Err(existing) = router.insert(r.method.clone(), &r.pattern, r.clone()) {
             errors.push(LoadError {
                 file: r.file.clone(),
-                route: Some(r.id.clone()),
+                route: Some(r.id.to_string()),
                 line: Some(r.line),
                 message: format!(
                     "{} {} collides with route `{}` ({}:{})",
@@ -921,7 +921,7 @@ fn compile_route(
     }
     let id = def.id;
     Ok(Route {
-        id: id.clone(),
+        id: Arc::from(id.as_str()),
         pack: pack.clone(),
         method,
         pattern,

@@ -10,6 +10,7 @@ mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use sqlite::SqliteStore;
 
@@ -108,17 +109,19 @@ pub struct UserStats {
 /// One proxied request, as the audit trail keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
+    // Shared strings: a row is made on every proxied request, and all but the client and
+    // the fingerprint are already held by the principal, the route or the request.
     pub time_ms: i64,
-    pub username: String,
-    pub company_key: String,
-    pub tracecode: String,
+    pub username: Arc<str>,
+    pub company_key: Arc<str>,
+    pub tracecode: Arc<str>,
     pub client: String,
-    pub server: String,
+    pub server: Arc<str>,
     /// The pack's service name.
-    pub service: String,
+    pub service: Arc<str>,
     /// The route id.
-    pub operation: String,
-    pub method_group: String,
+    pub operation: Arc<str>,
+    pub method_group: Arc<str>,
     pub points: u32,
     pub duration_ms: u64,
     pub status: u16,

@@ -1081,7 +1081,7 @@ mod tests {
             time_ms: t,
             username: user.into(),
             company_key: "acme".into(),
-            tracecode: format!("tc-{t}"),
+            tracecode: format!("tc-{t}").into(),
             client: format!("acme_|_{user}"),
             server: "test".into(),
             service: "REDAPI_V1".into(),

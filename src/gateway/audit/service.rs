@@ -72,24 +72,21 @@ where
                         .map_or(points, |s| s.0),
                     Err(_) => points,
                 };
-                let (tracecode, duration_ms) = meta.map_or((String::new(), 0), |m| {
-                    (
-                        m.tracecode.to_string(),
-                        m.started.elapsed().as_millis() as u64,
-                    )
+                let (tracecode, duration_ms) = meta.map_or((Arc::from(""), 0), |m| {
+                    (m.tracecode, m.started.elapsed().as_millis() as u64)
                 });
                 let points = u32::try_from(points).unwrap_or(u32::MAX);
                 store.record_audit(AuditRow {
                     time_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                         as i64,
-                    username: p.user.to_string(),
-                    company_key: p.company.to_string(),
-                    tracecode,
                     client: format!("{}_|_{}", p.company, p.user),
-                    server: server.to_string(),
-                    service: route.pack.service.to_string(),
+                    username: p.user,
+                    company_key: p.company,
+                    tracecode,
+                    server,
+                    service: route.pack.service.clone(),
                     operation: route.id.clone(),
-                    method_group: route.method_group.to_string(),
+                    method_group: route.method_group.clone(),
                     points,
                     duration_ms,
                     status,
