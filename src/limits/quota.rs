@@ -364,8 +364,11 @@ impl LocalQuotas {
     pub fn sweep(&self) {
         let now = self.now_secs();
         let Ok(mut t) = self.table.lock() else { return };
+        // Saturating: a reservation made between reading the clock and taking the lock is
+        // newer than `now`.
         t.map.retain(|_, u| {
-            u.inflight > 0 || (u.touched > 0 && u64::from(now - u.touched) < IDLE.as_secs())
+            u.inflight > 0
+                || (u.touched > 0 && u64::from(now.saturating_sub(u.touched)) < IDLE.as_secs())
         });
         t.map.shrink_to_fit();
     }
