@@ -148,3 +148,38 @@ impl Authenticate for StoreAuth {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    #[tokio::test]
+    async fn the_cache_holds_at_most_its_bound_however_many_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let auth = StoreAuth::new(store);
+        for i in 0..CACHE_ENTRIES * 2 {
+            let key = cache_key(&Credentials::ApiKey(format!("key-{i}")));
+            auth.cache.insert(key, Principal::anonymous()).await;
+        }
+        auth.cache.run_pending_tasks().await;
+        let held = auth.cache.entry_count();
+        assert!(held <= CACHE_ENTRIES, "{held} entries");
+        assert!(held > 0);
+    }
+
+    #[test]
+    fn cache_keys_tell_kinds_and_credential_splits_apart() {
+        let basic = |u: &str, p: &str| {
+            cache_key(&Credentials::Basic {
+                user: u.into(),
+                password: p.into(),
+            })
+        };
+        assert_ne!(basic("ab", "c"), basic("a", "bc"));
+        assert_ne!(basic("a\0", "b"), basic("a", "\0b"));
+        assert_ne!(cache_key(&Credentials::ApiKey("x".into())), basic("x", ""));
+        assert_eq!(basic("a", "b"), basic("a", "b"));
+    }
+}

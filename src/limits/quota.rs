@@ -690,6 +690,12 @@ mod tests {
     }
 
     #[test]
+    fn a_held_key_fits_in_64_bytes() {
+        // What benches/memory.sh's bound rests on: one such entry per active (user, service).
+        assert!(std::mem::size_of::<((Arc<str>, u32), Held)>() <= 64);
+    }
+
+    #[test]
     fn packed_days_keep_order_and_equality_and_read_back() {
         let days = [
             "0001-01-01",
