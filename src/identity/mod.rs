@@ -6,14 +6,14 @@
 
 pub mod passwords;
 mod static_keys;
-pub mod store_auth;
+mod store_auth;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 pub use static_keys::StaticKeys;
-pub use store_auth::StoreAuth;
+pub use store_auth::{CACHE_ENTRIES, StoreAuth};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,11 +106,11 @@ pub struct UserStats {
     pub admins: u64,
 }
 
-/// One proxied request, as the audit trail keeps it.
+/// One proxied request, as the audit trail keeps it. The strings are shared: a row is made
+/// on every proxied request, and all but the client and the fingerprint are already held by
+/// the principal, the route or the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
-    // Shared strings: a row is made on every proxied request, and all but the client and
-    // the fingerprint are already held by the principal, the route or the request.
     pub time_ms: i64,
     pub username: Arc<str>,
     pub company_key: Arc<str>,

@@ -43,7 +43,7 @@ impl QuotaBook {
             policies,
             cache: Arc::new(
                 Cache::builder()
-                    .max_capacity(crate::identity::store_auth::CACHE_ENTRIES)
+                    .max_capacity(crate::identity::CACHE_ENTRIES)
                     .time_to_live(Duration::from_secs(30))
                     .build_with_hasher(foldhash::fast::RandomState::default()),
             ),
