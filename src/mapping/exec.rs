@@ -204,7 +204,9 @@ pub async fn execute(
             // A plain path (`.steps.up`) moves the value out: no conversion, no interpreter.
             let out = match f.take_path(&mut ctx) {
                 Some(v) => v,
-                None => run_jq(route, "response", f, to_val(&ctx))?,
+                None => f.run(&ctx).map_err(|e| {
+                    GatewayError::Internal(format!("route {} response: {e}", route.id))
+                })?,
             };
             if route.paged {
                 page_body(route, out)?
@@ -266,6 +268,23 @@ fn run_jq(route: &Route, what: &str, f: &JqFilter, input: Val) -> Result<Value, 
         .map_err(|e| GatewayError::Internal(format!("route {} {what}: {e}", route.id)))
 }
 
+/// Runs `f` on the route context: directly when the filter allows, else through jaq on the
+/// context converted once for the stage.
+fn run_ctx(
+    route: &Route,
+    what: &str,
+    f: &JqFilter,
+    ctx: &Value,
+    ctx_val: &LazyVal<'_>,
+) -> Result<Value, GatewayError> {
+    match f.run_native(ctx) {
+        Some(answer) => {
+            answer.map_err(|e| GatewayError::Internal(format!("route {} {what}: {e}", route.id)))
+        }
+        None => run_jq(route, what, f, ctx_val.get().clone()),
+    }
+}
+
 fn truthy(v: &Value) -> bool {
     !matches!(v, Value::Null | Value::Bool(false))
 }
@@ -278,11 +297,12 @@ async fn run_step(
     env: &ExecEnv<'_>,
 ) -> Result<StepOut, GatewayError> {
     if let Some(when) = &step.when
-        && !truthy(&run_jq(
+        && !truthy(&run_ctx(
             route,
             &format!("step {} when", step.name),
             when,
-            ctx_val.get().clone(),
+            ctx,
+            ctx_val,
         )?)
     {
         return Ok(StepOut {
@@ -293,12 +313,7 @@ async fn run_step(
     }
     match &step.kind {
         StepKind::Compute(f) => {
-            let value = run_jq(
-                route,
-                &format!("step {}", step.name),
-                f,
-                ctx_val.get().clone(),
-            )?;
+            let value = run_ctx(route, &format!("step {}", step.name), f, ctx, ctx_val)?;
             Ok(StepOut {
                 value,
                 status: None,
@@ -319,11 +334,12 @@ async fn run_step(
                 concurrency,
                 max_items,
             } => {
-                let items = run_jq(
+                let items = run_ctx(
                     route,
                     &format!("step {} for_each", step.name),
                     items,
-                    ctx_val.get().clone(),
+                    ctx,
+                    ctx_val,
                 )?;
                 let Value::Array(items) = items else {
                     return Err(GatewayError::Internal(format!(
@@ -379,11 +395,12 @@ async fn run_step(
                 max_nodes,
                 concurrency,
             } => {
-                let start = run_jq(
+                let start = run_ctx(
                     route,
                     &format!("step {} walk.start", step.name),
                     start,
-                    ctx_val.get().clone(),
+                    ctx,
+                    ctx_val,
                 )?;
                 let value = walk(
                     route,
@@ -454,12 +471,12 @@ async fn walk(
             .await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {
             let (_, response) = answer?;
-            let kids = run_jq(
-                route,
-                &format!("step {} walk.children", step.name),
-                children,
-                to_val(&response),
-            )?;
+            let kids = children.run(&response).map_err(|e| {
+                GatewayError::Internal(format!(
+                    "route {} step {} walk.children: {e}",
+                    route.id, step.name
+                ))
+            })?;
             for kid in as_list(kids) {
                 if visited.len() >= max_nodes {
                     break;
@@ -653,11 +670,21 @@ fn build_request(
     let body = match &call.body {
         None => Bytes::new(),
         Some(f) => {
-            let input = match extra {
-                None => ctx_val.get().clone(),
-                Some((k, v)) => with_key(ctx_val.get(), k, to_val(v)),
+            let native = match extra {
+                None => f.run_native(ctx),
+                Some(_) => None,
             };
-            let value = f.run_val(input).map_err(|e| {
+            let value = match native {
+                Some(answer) => answer,
+                None => {
+                    let input = match extra {
+                        None => ctx_val.get().clone(),
+                        Some((k, v)) => with_key(ctx_val.get(), k, to_val(v)),
+                    };
+                    f.run_val(input)
+                }
+            }
+            .map_err(|e| {
                 GatewayError::Internal(format!("route {} step {step} body: {e}", route.id))
             })?;
             headers.insert(header::CONTENT_TYPE, media);

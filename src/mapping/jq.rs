@@ -22,6 +22,9 @@ pub struct JqFilter {
     /// Set when the filter is a plain path of object keys (`.steps.up`): such a filter is
     /// answered by walking the input, with no conversion to jaq values and back.
     path: Option<Vec<String>>,
+    /// The same filter for the direct evaluator, when it translates whole (most route
+    /// filters): run first, jaq only when it defers.
+    native: Option<Box<super::native::Program>>,
 }
 
 impl std::fmt::Debug for JqFilter {
@@ -49,6 +52,7 @@ impl JqFilter {
         }
         let mut f = Self::compile(&format!("{prelude}\n{code}"))?;
         f.source = code.to_owned();
+        f.native = super::native::Program::compile(prelude, code).map(Box::new);
         // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
         f.path = plain_path(code);
         Ok(f)
@@ -75,6 +79,7 @@ impl JqFilter {
             filter,
             source: code.to_owned(),
             path: plain_path(code),
+            native: super::native::Program::compile("", code).map(Box::new),
         })
     }
 
@@ -106,6 +111,29 @@ impl JqFilter {
 
     /// Runs the filter on `input` and returns its first output.
     pub fn run(&self, input: &Value) -> Result<Value, JqError> {
+        match self.run_native(input) {
+            Some(answer) => answer,
+            None => self.run_val(to_val(input)),
+        }
+    }
+
+    /// The direct evaluator's answer on `input`; `None` when jaq must give it (the caller
+    /// may hold the input already converted for jaq).
+    pub fn run_native(&self, input: &Value) -> Option<Result<Value, JqError>> {
+        match self.native.as_ref()?.run(input) {
+            Ok(v) => Some(Ok(v)),
+            Err(super::native::Outcome::NoOutput) => Some(Err(JqError::NoOutput)),
+            Err(super::native::Outcome::Defer) => None,
+        }
+    }
+
+    /// Whether the direct evaluator translated this filter (tests and benchmarks).
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// The jaq answer alone, bypassing the direct evaluator (tests compare the two).
+    pub fn run_jaq(&self, input: &Value) -> Result<Value, JqError> {
         self.run_val(to_val(input))
     }
 
