@@ -77,8 +77,8 @@ pub(crate) fn upstream_failed(
 #[derive(Debug, Clone)]
 pub struct RouteCtx {
     pub route: Arc<Route>,
-    /// Path variables, decoded and checked.
-    pub params: Vec<(String, String)>,
+    /// Path variables, decoded and checked; shared, since several layers keep the context.
+    pub params: Arc<[(String, String)]>,
 }
 
 /// The points a request finally cost, when its route settles them from the answer

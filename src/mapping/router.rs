@@ -107,15 +107,24 @@ impl<T: Clone> Router<T> {
 
     /// Matches `method` and the raw (still percent-encoded) `path`.
     pub fn at(&self, method: &Method, path: &str) -> Result<Match<'_, T>, MatchError<T>> {
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        if segs.len() > MAX_SEGMENTS {
-            return Err(MatchError::NotFound {
-                nearest: self.root.sample.clone(),
-            });
+        // Segments and captures live on the stack: matching allocates only the answer.
+        let mut segs = [""; MAX_SEGMENTS];
+        let mut len = 0;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            let Some(slot) = segs.get_mut(len) else {
+                return Err(MatchError::NotFound {
+                    nearest: self.root.sample.clone(),
+                });
+            };
+            *slot = seg;
+            len += 1;
         }
-        let mut captured: Vec<&str> = Vec::new();
+        let mut captured = Captured {
+            vals: [""; MAX_SEGMENTS],
+            len: 0,
+        };
         let mut deepest: (usize, Option<&T>) = (0, self.root.sample.as_ref());
-        let Some(node) = find(&self.root, &segs, 0, &mut captured, &mut deepest) else {
+        let Some(node) = find(&self.root, &segs[..len], 0, &mut captured, &mut deepest) else {
             return Err(MatchError::NotFound {
                 nearest: deepest.1.cloned(),
             });
@@ -125,8 +134,8 @@ impl<T: Clone> Router<T> {
             let nearest = node.entries[0].value.clone();
             return Err(MatchError::MethodNotAllowed { allow, nearest });
         };
-        let mut params = Vec::with_capacity(captured.len());
-        for (name, raw) in entry.vars.iter().zip(captured) {
+        let mut params = Vec::with_capacity(captured.len);
+        for (name, raw) in entry.vars.iter().zip(&captured.vals[..captured.len]) {
             match check_param(raw) {
                 Ok(v) => params.push((name.clone(), v)),
                 Err(detail) => {
@@ -145,11 +154,17 @@ impl<T: Clone> Router<T> {
     }
 }
 
+/// The variable segments met on the way down (at most one per segment).
+struct Captured<'s> {
+    vals: [&'s str; MAX_SEGMENTS],
+    len: usize,
+}
+
 fn find<'n, 's, T>(
     node: &'n Node<T>,
     segs: &[&'s str],
     depth: usize,
-    captured: &mut Vec<&'s str>,
+    captured: &mut Captured<'s>,
     deepest: &mut (usize, Option<&'n T>),
 ) -> Option<&'n Node<T>> {
     if depth > deepest.0 && node.sample.is_some() {
@@ -164,11 +179,13 @@ fn find<'n, 's, T>(
         return Some(found);
     }
     if let Some(child) = &node.var {
-        captured.push(first);
+        // `segs` holds at most MAX_SEGMENTS, so there is always a slot.
+        captured.vals[captured.len] = first;
+        captured.len += 1;
         if let Some(found) = find(child, rest, depth + 1, captured, deepest) {
             return Some(found);
         }
-        captured.pop();
+        captured.len -= 1;
     }
     None
 }

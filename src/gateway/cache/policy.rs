@@ -43,8 +43,9 @@ pub struct CacheKey {
     pub request: String,
     /// The scope's value: company key, user name, or empty for public.
     pub scope: String,
-    /// The route's path parameters, for targeted invalidation.
-    pub params: Vec<String>,
+    /// The route's path parameters (names and values), for targeted invalidation; shared
+    /// with the request's route context, not copied.
+    pub params: Arc<[(String, String)]>,
 }
 
 impl std::hash::Hash for CacheKey {
@@ -89,7 +90,7 @@ pub fn affected(key: &CacheKey, routes: &[Arc<str>], values: &[String]) -> bool 
     routes.contains(&key.route)
         && (key.params.is_empty()
             || values.is_empty()
-            || key.params.iter().any(|p| values.contains(p)))
+            || key.params.iter().any(|(_, p)| values.contains(p)))
 }
 
 #[cfg(test)]
@@ -150,7 +151,10 @@ mod tests {
             route: Arc::from(route),
             request: String::new(),
             scope: String::new(),
-            params: params.iter().map(|s| s.to_string()).collect(),
+            params: params
+                .iter()
+                .map(|s| ("id".to_owned(), s.to_string()))
+                .collect(),
         };
         let routes: Vec<Arc<str>> =
             vec![Arc::from("p:companies.get"), Arc::from("p:companies.mine")];

@@ -118,8 +118,7 @@ where
             .headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+            .unwrap_or("");
         let key = CacheKey {
             route: route.cache_name.clone(),
             request: format!(
@@ -129,7 +128,7 @@ where
                 route.pack.client_dialect.name()
             ),
             scope,
-            params: rc.params.iter().map(|(_, v)| v.clone()).collect(),
+            params: rc.params.clone(),
         };
         let if_none = req
             .headers()

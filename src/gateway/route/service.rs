@@ -81,7 +81,7 @@ where
         let dialect = m.value.pack.client_dialect;
         req.extensions_mut().insert(RouteCtx {
             route: m.value.clone(),
-            params: m.params,
+            params: m.params.into(),
         });
         Either::Right(TaggedFuture {
             inner: self.inner.call(req).map_err(tagger(dialect)),
