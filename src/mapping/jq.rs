@@ -25,6 +25,8 @@ pub struct JqFilter {
     /// The same filter for the direct evaluator, when it translates whole (most route
     /// filters): run first, jaq only when it defers.
     native: Option<Box<super::native::Program>>,
+    /// The top-level keys of its input the filter can read (`None`: any).
+    reads: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for JqFilter {
@@ -53,6 +55,7 @@ impl JqFilter {
         let mut f = Self::compile(&format!("{prelude}\n{code}"))?;
         f.source = code.to_owned();
         f.native = super::native::Program::compile(prelude, code).map(Box::new);
+        f.reads = super::native::roots(code);
         // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
         f.path = plain_path(code);
         Ok(f)
@@ -80,6 +83,7 @@ impl JqFilter {
             source: code.to_owned(),
             path: plain_path(code),
             native: super::native::Program::compile("", code).map(Box::new),
+            reads: super::native::roots(code),
         })
     }
 
@@ -125,6 +129,12 @@ impl JqFilter {
             Err(super::native::Outcome::NoOutput) => Some(Err(JqError::NoOutput)),
             Err(super::native::Outcome::Defer) => None,
         }
+    }
+
+    /// The top-level keys of its input the filter can read; `None` when it may read any
+    /// (the caller must then give it the whole input).
+    pub fn reads(&self) -> Option<&[String]> {
+        self.reads.as_deref()
     }
 
     /// Whether the direct evaluator translated this filter (tests and benchmarks).

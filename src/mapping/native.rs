@@ -148,6 +148,128 @@ impl Program {
     }
 }
 
+/// The top-level keys of its input that the filter `code` can read, or `None` when it may
+/// read the input whole (a bare `.`, a function applied to it, an update, a fold…). Over-
+/// approximates: a key read from a deeper value counts too. Lets a route build only the
+/// parts of its context its filters look at.
+pub fn roots(code: &str) -> Option<Vec<String>> {
+    let term = jaq_core::load::parse(code, |p| p.term())?;
+    let mut out = Vec::new();
+    scan(&term, true, &mut out).ok()?;
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// Collects the root keys `t` reads; `root` says whether `t`'s input is the filter's input.
+fn scan(t: &Term<&str>, root: bool, out: &mut Vec<String>) -> Result<(), ()> {
+    let whole = |root: bool| if root { Err(()) } else { Ok(()) };
+    match t {
+        Term::Id | Term::Recurse => whole(root),
+        Term::Num(_) | Term::Var(_) | Term::Break(_) => Ok(()),
+        // `@json` and the like format their input.
+        Term::Str(Some(_), _) => whole(root),
+        Term::Str(None, parts) => {
+            for part in parts {
+                match part {
+                    StrPart::Term(t) => scan(t, root, out)?,
+                    StrPart::Str(_) | StrPart::Char(_) => {}
+                }
+            }
+            Ok(())
+        }
+        Term::Arr(t) => t.iter().try_for_each(|t| scan(t, root, out)),
+        Term::Obj(entries) => {
+            for (k, v) in entries {
+                match (k, v) {
+                    (k, Some(v)) => {
+                        scan(k, root, out)?;
+                        scan(v, root, out)?;
+                    }
+                    (Term::Var(_), None) => {}
+                    // `{a}` reads `.a`.
+                    (Term::Str(None, parts), None) => match parts.as_slice() {
+                        [StrPart::Str(key)] if root => out.push((*key).to_owned()),
+                        _ => whole(root)?,
+                    },
+                    (_, None) => whole(root)?,
+                }
+            }
+            Ok(())
+        }
+        Term::Neg(t) | Term::Label(_, t) => scan(t, root, out),
+        Term::BinOp(l, op, r) => match op {
+            // The right side reads what the left gives: the input only if the left is `.`.
+            BinaryOp::Pipe(None) => {
+                scan(l, root, out)?;
+                scan(r, root && matches!(**l, Term::Id), out)
+            }
+            BinaryOp::Pipe(Some(Pattern::Var(_)))
+            | BinaryOp::Comma
+            | BinaryOp::Alt
+            | BinaryOp::Or
+            | BinaryOp::And
+            | BinaryOp::Math(_)
+            | BinaryOp::Cmp(_) => {
+                scan(l, root, out)?;
+                scan(r, root, out)
+            }
+            BinaryOp::Pipe(Some(Pattern::Arr(_) | Pattern::Obj(_)))
+            | BinaryOp::Assign
+            | BinaryOp::Update
+            | BinaryOp::UpdateMath(_)
+            | BinaryOp::UpdateAlt => whole(root),
+        },
+        Term::TryCatch(t, c) => {
+            scan(t, root, out)?;
+            // The handler's input is the error.
+            c.iter().try_for_each(|c| scan(c, false, out))
+        }
+        Term::IfThenElse(branches, otherwise) => {
+            for (cond, then) in branches {
+                scan(cond, root, out)?;
+                scan(then, root, out)?;
+            }
+            otherwise.iter().try_for_each(|e| scan(e, root, out))
+        }
+        Term::Fold(..) | Term::Def(..) => whole(root),
+        // Constants ignore their input; any other call may read it whole (its arguments
+        // run on the same input, so they are covered by that).
+        Term::Call(name, args) => {
+            if args.is_empty() && matches!(*name, "null" | "true" | "false" | "empty") {
+                Ok(())
+            } else {
+                whole(root)
+            }
+        }
+        Term::Path(base, path) => {
+            let mut parts = path.0.iter();
+            if matches!(**base, Term::Id) && root {
+                // `.k…`: only the first key is read of the input itself.
+                match parts.next() {
+                    Some((Part::Index(Term::Str(None, key)), _)) => match key.as_slice() {
+                        [StrPart::Str(k)] => out.push((*k).to_owned()),
+                        _ => return Err(()),
+                    },
+                    Some(_) | None => return Err(()),
+                }
+            } else {
+                scan(base, root, out)?;
+            }
+            // Index expressions run on the path's input, not on the value being indexed.
+            for (part, _) in parts {
+                match part {
+                    Part::Index(i) => scan(i, root, out)?,
+                    Part::Range(from, to) => {
+                        from.iter().chain(to).try_for_each(|t| scan(t, root, out))?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A native run that gave no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -1055,6 +1177,85 @@ mod tests {
         assert!(!f.is_native(), "error is not translated");
         let f = JqFilter::compile(".a, .b.c").unwrap();
         assert_eq!(f.run_native(&json!({"a": 1, "b": 2})), Some(Ok(json!(1))));
+    }
+
+    #[test]
+    fn the_root_keys_a_filter_reads_are_known_or_it_reads_the_whole_input() {
+        let r = |code: &str| roots(code);
+        let keys = |k: &[&str]| Some(k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(r(".steps.s"), keys(&["steps"]));
+        assert_eq!(
+            r("(.steps.assoc.content[0].x // null) as $p | .steps.company | f($p)"),
+            keys(&["steps"])
+        );
+        assert_eq!(r(".steps.t.tenant[0] | v1_company"), keys(&["steps"]));
+        assert_eq!(
+            r("{a: .path.id, b: .query[.principal.k]}"),
+            keys(&["path", "principal", "query"])
+        );
+        assert_eq!(r("{principal}"), keys(&["principal"]));
+        assert_eq!(
+            r("if .body then null else \"\\(.page.size)\" end"),
+            keys(&["body", "page"])
+        );
+        assert_eq!(r("try .a catch ."), keys(&["a"]));
+        assert_eq!(r("1, true, empty"), keys(&[]));
+        for whole in [
+            ".",
+            "..",
+            "f",
+            "tojson",
+            ". as $c | $c.path",
+            ".[0]",
+            ".[]",
+            ".a |= 1",
+            "reduce .x[] as $i (0; .)",
+            "def f: .; f",
+            "(.a, .) | .b",
+            "{(.a): .}",
+            "@json",
+            "@base64 \"\\(.a)\"",
+            ". as [$x] | $x",
+            "if . then 1 else 2 end",
+            "length",
+        ] {
+            assert_eq!(r(whole), None, "{whole}");
+        }
+    }
+
+    #[test]
+    fn routes_build_only_the_context_their_templates_and_filters_read() {
+        use crate::mapping::pack::ContextUse;
+        let cfg = crate::config::Config::load_with_env(
+            std::path::Path::new("config/bench.toml"),
+            Vec::new(),
+        )
+        .unwrap();
+        let catalog = crate::mapping::pack::load_catalog(&cfg).unwrap();
+        let uses = |pack: &str, id: &str| {
+            catalog
+                .routes
+                .iter()
+                .find(|r| r.pack.name == pack && &*r.id == id)
+                .unwrap()
+                .context
+        };
+        let none = ContextUse {
+            path: false,
+            query: false,
+            principal: false,
+            request: false,
+        };
+        assert_eq!(uses("bench-passthrough", "pass"), none);
+        // `{companyId}` in the call path; filters read only `.steps`.
+        assert_eq!(
+            uses("redapi-v1-appdirect", "companies.get"),
+            ContextUse { path: true, ..none }
+        );
+        // `{principal.company}` in the call path.
+        assert!(uses("redapi-v1-appdirect", "companies.mine").principal);
+        // Every route reading the context whole gets all of it; some shipped routes do.
+        assert!(catalog.routes.iter().any(|r| r.context == ContextUse::ALL));
     }
 
     #[test]

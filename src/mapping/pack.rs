@@ -387,6 +387,92 @@ pub struct ResponseSpec {
     pub status_from: Option<String>,
 }
 
+/// Which optional parts of a route's context (`path`, `query`, `principal`, `request`)
+/// its templates and filters can read: the others are not built per request. A filter
+/// that may read its input whole (see [`JqFilter::reads`]) needs them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextUse {
+    pub path: bool,
+    pub query: bool,
+    pub principal: bool,
+    pub request: bool,
+}
+
+impl ContextUse {
+    /// Everything: what a route whose uses are unknown gets.
+    pub const ALL: Self = Self {
+        path: true,
+        query: true,
+        principal: true,
+        request: true,
+    };
+
+    fn root(&mut self, key: &str) {
+        match key {
+            "path" => self.path = true,
+            "query" => self.query = true,
+            "principal" => self.principal = true,
+            "request" => self.request = true,
+            // Always present (body, steps), built when the route has them (page, search),
+            // bound per call (item, node), or not in the context at all.
+            _ => {}
+        }
+    }
+
+    fn filter(&mut self, f: &JqFilter) {
+        match f.reads() {
+            Some(keys) => keys.iter().for_each(|k| self.root(k)),
+            None => *self = Self::ALL,
+        }
+    }
+
+    fn call(&mut self, call: &Call) {
+        for t in std::iter::once(&call.path).chain(call.query.iter().map(|(_, t)| t)) {
+            t.vars().for_each(|v| self.root(&v[0]));
+        }
+        if let Some(b) = &call.body {
+            self.filter(b);
+        }
+    }
+
+    /// What `stages`, `validate`, `response` and `points_settle` (which sees the request's
+    /// path and query) read of the context.
+    fn of(
+        stages: &[Vec<Step>],
+        validate: Option<&JqFilter>,
+        response: &ResponseSpec,
+        settles: bool,
+    ) -> Self {
+        let mut u = Self {
+            path: settles,
+            query: settles,
+            principal: false,
+            request: false,
+        };
+        validate
+            .into_iter()
+            .chain(&response.jq)
+            .for_each(|f| u.filter(f));
+        for step in stages.iter().flatten() {
+            step.when.iter().for_each(|f| u.filter(f));
+            step.compensate.iter().for_each(|c| u.call(c));
+            match &step.kind {
+                StepKind::Compute(f) => u.filter(f),
+                StepKind::Call { call, fan } => {
+                    u.call(call);
+                    match fan {
+                        Fan::One => {}
+                        Fan::ForEach { items, .. } => u.filter(items),
+                        // `children` reads each answer, not the context.
+                        Fan::Walk { start, .. } => u.filter(start),
+                    }
+                }
+            }
+        }
+        u
+    }
+}
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
@@ -424,6 +510,8 @@ pub struct Route {
     pub cache_name: Arc<str>,
     /// LongJump search parameters applied by Rosetta to the route's records.
     pub search: Option<SearchSpec>,
+    /// The parts of the request context the route's templates and filters can read.
+    pub context: ContextUse,
     pub description: Option<String>,
     pub file: PathBuf,
     pub line: usize,
@@ -920,7 +1008,14 @@ fn compile_route(
         return Err(errs);
     }
     let id = def.id;
+    let context = ContextUse::of(
+        &stages,
+        validate.as_ref(),
+        &response,
+        points_settle.is_some(),
+    );
     Ok(Route {
+        context,
         id: Arc::from(id.as_str()),
         pack: pack.clone(),
         method,

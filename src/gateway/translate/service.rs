@@ -110,12 +110,14 @@ where
                     .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
                     .transpose()?;
                 let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
+                if route.context.request {
+                    ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
+                }
             // Kept only for a route that settles its points from the answer.
             let settle_request = route
                 .points_settle
                 .as_ref()
                 .map(|_| json!({"path": ctx["path"].clone(), "query": ctx["query"].clone()}));
-                ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
                 if let Some((spec, q)) = &search {
                     ctx["search"] = Value::Object(pushdown(spec, q));
                 }
@@ -382,6 +384,9 @@ pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(
     Ok(())
 }
 
+/// The route's context: `body` always, `page` when the route pages, and of `path`,
+/// `query`, `principal` what the route's templates and filters can read (building the
+/// rest was a third of a passthrough request's allocations).
 fn context(
     rc: &RouteCtx,
     pairs: &[(String, String)],
@@ -389,33 +394,45 @@ fn context(
     p: &Principal,
     page: Option<&PageRequest>,
 ) -> Value {
-    let path: Map<String, Value> = rc
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let mut query = Map::new();
-    for (k, v) in pairs {
-        query
-            .entry(k.clone())
-            .or_insert_with(|| Value::String(v.clone()));
+    let uses = rc.route.context;
+    let mut ctx = Map::new();
+    if uses.path {
+        let path: Map<String, Value> = rc
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        ctx.insert("path".into(), Value::Object(path));
     }
-    let mut ctx = json!({
-        "path": path,
-        "query": query,
-        "body": body,
-        "principal": {"user": &*p.user, "company": &*p.company, "roles": &*p.roles},
-    });
+    if uses.query {
+        let mut query = Map::new();
+        for (k, v) in pairs {
+            query
+                .entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
+        }
+        ctx.insert("query".into(), Value::Object(query));
+    }
+    ctx.insert("body".into(), body);
+    if uses.principal {
+        ctx.insert(
+            "principal".into(),
+            json!({"user": &*p.user, "company": &*p.company, "roles": &*p.roles}),
+        );
+    }
     if let Some(pg) = page {
-        ctx["page"] = json!({
-            "index": pg.index,
-            "number": pg.index + 1,
-            "size": pg.size,
-            "offset": pg.offset(),
-            "want_total": pg.want_total,
-        });
+        ctx.insert(
+            "page".into(),
+            json!({
+                "index": pg.index,
+                "number": pg.index + 1,
+                "size": pg.size,
+                "offset": pg.offset(),
+                "want_total": pg.want_total,
+            }),
+        );
     }
-    ctx
+    Value::Object(ctx)
 }
 
 fn render(
