@@ -377,8 +377,10 @@ mod tests {
         }
 
         /// XML → JSON → XML through the streaming writer gives the same document back.
+        /// Names starting with `xml` are reserved by XML: the writer repairs them (to `_xml…`,
+        /// see `forbidden_names_are_repaired`), so they cannot come back unchanged.
         #[test]
-        fn round_trip_through_the_stream(names in prop::collection::btree_set("[a-z]{1,5}", 1..6), texts in prop::collection::vec("[a-zA-Z0-9 &<>]{0,8}", 1..6)) {
+        fn round_trip_through_the_stream(names in prop::collection::btree_set("[a-z]{1,5}".prop_filter("reserved", |n| !n.starts_with("xml")), 1..6), texts in prop::collection::vec("[a-zA-Z0-9 &<>]{0,8}", 1..6)) {
             let mut xml = String::from("<root>");
             for (n, t) in names.iter().zip(texts.iter().cycle()) {
                 let t = t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
