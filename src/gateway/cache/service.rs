@@ -119,17 +119,17 @@ where
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let key = CacheKey {
-            route: route.cache_name.clone(),
-            request: format!(
+        let key = CacheKey::new(
+            route.cache_name.clone(),
+            format!(
                 "{}?{}\0{}\0{accept}",
                 req.uri().path(),
                 normalise_query(req.uri().query()),
                 route.pack.client_dialect.name()
             ),
             scope,
-            params: rc.params.clone(),
-        };
+            rc.params.clone(),
+        );
         let if_none = req
             .headers()
             .get(header::IF_NONE_MATCH)
