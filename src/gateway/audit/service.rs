@@ -35,7 +35,6 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = super::super::take_ready(&mut self.inner);
         let (store, server) = (self.store.clone(), self.server.clone());
         let rc = req.extensions().get::<RouteCtx>().cloned();
         let principal = req.extensions().get::<Principal>().cloned();
@@ -58,8 +57,10 @@ where
             ));
             format!("{h:016x}")
         };
+        // Called now rather than in the future: no copy of the stack below per request.
+        let answer = self.inner.call(req);
         Box::pin(async move {
-            let result = inner.call(req).await;
+            let result = answer.await;
             if let (Some(route), Some(p)) = (route, principal) {
                 let status = match &result {
                     Ok(r) => r.status().as_u16(),

@@ -35,7 +35,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = super::super::take_ready(&mut self.inner);
+        // The inner service is called here, not in the future: no copy of the stack below is
+        // made per request (it is all `Arc`s, but their counts are shared between threads).
         let policy = req
             .extensions()
             .get::<RouteCtx>()
@@ -43,7 +44,7 @@ where
             .and_then(|name| self.policies.get(name))
             .cloned();
         let Some(policy) = policy else {
-            return Box::pin(inner.call(req));
+            return Box::pin(self.inner.call(req));
         };
         let principal = req.extensions().get::<Principal>();
         let ip = match &policy.key {
@@ -82,8 +83,9 @@ where
             })));
         }
         let limiter = self.limiter.clone();
+        let answer = self.inner.call(req);
         Box::pin(async move {
-            let result = inner.call(req).await;
+            let result = answer.await;
             // `count = "success"`: a request the upstream failed (5xx, timeout) gives its cell
             // back, as the quota layer gives back its points.
             if policy.count_success && super::super::upstream_failed(&result) {
