@@ -11,6 +11,9 @@
 //! it does not reproduce exactly (an error whose text jq words, several outputs where jaq's
 //! order would matter) gives up and jaq runs the filter from the start. Filters are pure, so
 //! running again is safe. Tests compare both evaluators on every shipped filter.
+//!
+//! [`roots`] answers a related question from the same parse: which top-level keys of its
+//! input a filter can read, so that a route builds only those parts of its context.
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -23,6 +26,10 @@ use serde_json::{Map, Value};
 
 /// How deep definitions may be inlined into each other (recursion is not translated).
 const MAX_INLINE: usize = 24;
+
+/// How many terms a translation may build: inlining copies a definition's body at each
+/// call, so definitions calling each other twice over could otherwise grow without bound.
+const MAX_TERMS: usize = 20_000;
 
 static NULL: Value = Value::Null;
 static TRUE: Value = Value::Bool(true);
@@ -110,6 +117,8 @@ struct Scope<'s> {
     visible: usize,
     /// Definitions inlined around this point.
     depth: usize,
+    /// Terms still allowed to be built (shared by the whole translation).
+    budget: Rc<std::cell::Cell<usize>>,
 }
 
 impl Program {
@@ -127,6 +136,7 @@ impl Program {
             visible: defs.len(),
             defs: Rc::new(defs.iter().collect()),
             depth: 0,
+            budget: Rc::new(std::cell::Cell::new(MAX_TERMS)),
         };
         let root = build(&term, &scope).ok()?;
         Some(Self { root })
@@ -281,6 +291,8 @@ pub enum Outcome {
 
 /// Translates one term; `Err` when any part of it is outside the subset.
 fn build<'s>(t: &'s Term<&'s str>, s: &Scope<'s>) -> Built {
+    let left = s.budget.get().checked_sub(1).ok_or(())?;
+    s.budget.set(left);
     match t {
         Term::Id => Ok(Node::Id),
         Term::Num(n) => n
@@ -465,6 +477,7 @@ fn inline<'s>(at: usize, args: &'s [Term<&'s str>], s: &Scope<'s>) -> Built {
         // The definition sees those before it and itself (so recursion meets the bound).
         visible: at + 1,
         depth: s.depth + 1,
+        budget: s.budget.clone(),
     };
     let mut node = build(&def.body, &body)?;
     for b in binds.into_iter().rev() {
@@ -1273,6 +1286,13 @@ mod tests {
         assert_eq!(f.run(&json!(null)), Ok(json!(13)));
         // Recursion is not inlined.
         let f = JqFilter::compile_with_prelude("def r: r;", "r").unwrap();
+        assert!(!f.is_native());
+        // Nor is a program that would double at each of 20 definitions.
+        let mut prelude = String::from("def d0: .a;\n");
+        for i in 1..20 {
+            prelude.push_str(&format!("def d{i}: [d{}, d{}];\n", i - 1, i - 1));
+        }
+        let f = JqFilter::compile_with_prelude(&prelude, "d19").unwrap();
         assert!(!f.is_native());
     }
 
