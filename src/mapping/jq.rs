@@ -485,12 +485,7 @@ mod tests {
 
     #[test]
     fn every_shipped_filter_compiles_pruned() {
-        let cfg = crate::config::Config::load_with_env(
-            std::path::Path::new("config/bench.toml"),
-            Vec::new(),
-        )
-        .unwrap();
-        let catalog = crate::mapping::pack::load_catalog(&cfg).unwrap();
+        let catalog = crate::mapping::pack::shipped_catalog();
         assert!(catalog.routes.len() > 40, "{} routes", catalog.routes.len());
         assert_eq!(
             PRUNING_MISSED.load(std::sync::atomic::Ordering::Relaxed),

@@ -537,6 +537,14 @@ impl fmt::Debug for Catalog {
 // Loading
 
 /// Loads and validates every pack the configuration enables.
+/// Every shipped pack, as `config/bench.toml` enables them (tests over the real filters).
+#[cfg(test)]
+pub(crate) fn shipped_catalog() -> Catalog {
+    let cfg = Config::load_with_env(std::path::Path::new("config/bench.toml"), Vec::new())
+        .expect("config/bench.toml loads");
+    load_catalog(&cfg).expect("the shipped packs load")
+}
+
 pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
     let dir = cfg.mappings_path();
     let mut errors = Vec::new();
