@@ -125,7 +125,7 @@ where
 /// Who is calling, as the error's `tracedata.client` reads.
 fn client_of(p: Option<&Principal>) -> Value {
     p.map_or(Value::Null, |p| {
-        json!(format!("{}_|_{}", p.company, p.user))
+        json!(crate::identity::client_label(&p.company, &p.user))
     })
 }
 
@@ -292,7 +292,7 @@ fn audit_json(r: &AuditRow) -> Value {
     json!({
         "username": &*r.username,
         "company_key": &*r.company_key,
-        "tracedata": {"code": &*r.tracecode, "client": r.client, "server": &*r.server,
+        "tracedata": {"code": &*r.tracecode, "client": r.client(), "server": &*r.server,
                       "service": &*r.service, "operation": &*r.operation, "time": rfc3339_ms(r.time_ms)},
         "method_group": &*r.method_group,
         "statistics": {"points_count": r.points, "duration": iso_duration(r.duration_ms)},

@@ -28,6 +28,11 @@ pub struct Principal {
     pub key_id: Option<Arc<str>>,
 }
 
+/// How RedAPI names a caller in `tracedata.client` and the audit trail: `company_|_user`.
+pub fn client_label(company: &str, user: &str) -> String {
+    format!("{company}_|_{user}")
+}
+
 impl Principal {
     /// The anonymous caller of routes a pack marks `anonymous`.
     pub fn anonymous() -> Self {
@@ -155,8 +160,13 @@ pub fn credentials_from_headers(headers: &http::HeaderMap) -> Result<Credentials
 
 /// Hex SHA-256 of an API key, as stored in `identity.static_keys`.
 pub fn sha256_hex(key: &str) -> String {
+    hex::encode(sha256(key))
+}
+
+/// The SHA-256 digest of `key`: how keys are looked up (raw, on the request path).
+pub fn sha256(key: &str) -> [u8; 32] {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    sha2::Sha256::digest(key.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{AuthFuture, Authenticate, Credentials, Principal};
+use super::{AuthFuture, Authenticate, Credentials, Principal, sha256};
 use crate::config::StaticKeyConfig;
 
 /// The `identity.static_keys` provider.
@@ -41,11 +41,7 @@ impl StaticKeys {
 impl Authenticate for StaticKeys {
     fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a> {
         let found = match credentials {
-            Credentials::ApiKey(key) => {
-                use sha2::Digest;
-                let digest: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
-                self.by_hash.get(&digest).cloned()
-            }
+            Credentials::ApiKey(key) => self.by_hash.get(&sha256(key)).cloned(),
             Credentials::Basic { .. } => None,
         };
         Box::pin(std::future::ready(Ok(found)))
@@ -57,45 +53,50 @@ mod tests {
     use super::*;
     use crate::identity::sha256_hex;
 
-    #[tokio::test]
-    async fn finds_a_declared_key_by_its_hash_only() {
-        let keys = StaticKeys::new(&[StaticKeyConfig {
-            sha256: sha256_hex("demo-key"),
-            user: "alice".into(),
+    /// The principal `keys` finds for `credentials`, if any.
+    async fn who(keys: &StaticKeys, credentials: Credentials) -> Option<Principal> {
+        keys.authenticate(&credentials).await.unwrap()
+    }
+
+    fn declared(sha256: String, user: &str) -> StaticKeys {
+        StaticKeys::new(&[StaticKeyConfig {
+            sha256,
+            user: user.into(),
             company: "acme".into(),
             roles: vec!["USER".into()],
-        }]);
-        let p = keys
-            .authenticate(&Credentials::ApiKey("demo-key".into()))
+        }])
+    }
+
+    #[tokio::test]
+    async fn finds_a_declared_key_by_its_hash_only() {
+        let keys = declared(sha256_hex("demo-key"), "alice");
+        let p = who(&keys, Credentials::ApiKey("demo-key".into()))
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(&*p.user, "alice");
         assert_eq!(&*p.company, "acme");
+        assert_eq!(p.key_id.as_deref(), Some(&sha256_hex("demo-key")[..12]));
         assert!(
-            keys.authenticate(&Credentials::ApiKey("other".into()))
+            who(&keys, Credentials::ApiKey("other".into()))
                 .await
-                .unwrap()
                 .is_none()
         );
-        // Upper-case hex in the config is the same digest.
-        let upper = StaticKeys::new(&[StaticKeyConfig {
-            sha256: sha256_hex("demo-key").to_ascii_uppercase(),
-            user: "bob".into(),
-            company: "acme".into(),
-            roles: vec![],
-        }]);
-        let p = upper
-            .authenticate(&Credentials::ApiKey("demo-key".into()))
+        // Upper-case hex in the config is the same digest; a digest that is not hex is none.
+        let upper = declared(sha256_hex("demo-key").to_ascii_uppercase(), "bob");
+        let p = who(&upper, Credentials::ApiKey("demo-key".into()))
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(&*p.user, "bob");
-        assert_eq!(p.key_id.as_deref(), Some(&sha256_hex("demo-key")[..12]));
+        let garbled = declared("zz".repeat(32), "eve");
+        assert!(
+            who(&garbled, Credentials::ApiKey("demo-key".into()))
+                .await
+                .is_none()
+        );
         let basic = Credentials::Basic {
             user: "alice".into(),
             password: "demo-key".into(),
         };
-        assert!(keys.authenticate(&basic).await.unwrap().is_none());
+        assert!(who(&keys, basic).await.is_none());
     }
 }

@@ -106,16 +106,16 @@ pub struct UserStats {
     pub admins: u64,
 }
 
-/// One proxied request, as the audit trail keeps it. The strings are shared: a row is made
-/// on every proxied request, and all but the client and the fingerprint are already held by
-/// the principal, the route or the request.
+/// One proxied request, as the audit trail keeps it. A row is made on every proxied request,
+/// so it holds only what the request already has (shared strings, numbers): what derives
+/// from them (the client label, the fingerprint's text) is made by the writer, off the
+/// request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
     pub time_ms: i64,
     pub username: Arc<str>,
     pub company_key: Arc<str>,
     pub tracecode: Arc<str>,
-    pub client: String,
     pub server: Arc<str>,
     /// The pack's service name.
     pub service: Arc<str>,
@@ -125,8 +125,21 @@ pub struct AuditRow {
     pub points: u32,
     pub duration_ms: u64,
     pub status: u16,
-    /// Identifies "the same request" for unique points: a hash of method, path and query.
-    pub fingerprint: String,
+    /// Identifies "the same request" for unique points: a hash of method, path and query
+    /// (stored as 16 hex digits).
+    pub fingerprint: u64,
+}
+
+impl AuditRow {
+    /// `company_|_user`, as `tracedata.client` reads.
+    pub fn client(&self) -> String {
+        crate::identity::client_label(&self.company_key, &self.username)
+    }
+
+    /// The fingerprint as stored.
+    pub fn fingerprint_text(&self) -> String {
+        format!("{:016x}", self.fingerprint)
+    }
 }
 
 /// A user's quotas as stored: base and dated windows, each seed 003's `services` list.

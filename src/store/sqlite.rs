@@ -299,7 +299,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                 r.username,
                 r.company_key,
                 r.tracecode,
-                r.client,
+                r.client(),
                 r.server,
                 r.service,
                 r.operation,
@@ -307,7 +307,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                 r.points,
                 r.duration_ms as i64,
                 r.status,
-                r.fingerprint,
+                r.fingerprint_text(),
             ])
             .map_err(backend)?;
         }
@@ -790,7 +790,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let sql = format!(
-                "SELECT time_ms, username, company_key, tracecode, client, server, service, operation,
+                "SELECT time_ms, username, company_key, tracecode, server, service, operation,
                         method_group, points, duration_ms, status, fingerprint FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
                 order(
                     q.sort_field.as_deref(),
@@ -818,15 +818,15 @@ impl Store for SqliteStore {
                         username: r.get(1)?,
                         company_key: r.get(2)?,
                         tracecode: r.get(3)?,
-                        client: r.get(4)?,
-                        server: r.get(5)?,
-                        service: r.get(6)?,
-                        operation: r.get(7)?,
-                        method_group: r.get(8)?,
-                        points: r.get(9)?,
-                        duration_ms: r.get::<_, i64>(10)? as u64,
-                        status: r.get(11)?,
-                        fingerprint: r.get(12)?,
+                        server: r.get(4)?,
+                        service: r.get(5)?,
+                        operation: r.get(6)?,
+                        method_group: r.get(7)?,
+                        points: r.get(8)?,
+                        duration_ms: r.get::<_, i64>(9)? as u64,
+                        status: r.get(10)?,
+                        fingerprint: u64::from_str_radix(&r.get::<_, String>(11)?, 16)
+                            .unwrap_or(0),
                     })
                 })
                 .map_err(backend)?
@@ -1082,7 +1082,6 @@ mod tests {
             username: user.into(),
             company_key: "acme".into(),
             tracecode: format!("tc-{t}").into(),
-            client: format!("acme_|_{user}"),
             server: "test".into(),
             service: "REDAPI_V1".into(),
             operation: "companies.get".into(),
@@ -1090,7 +1089,7 @@ mod tests {
             points: 1,
             duration_ms: 3,
             status: 200,
-            fingerprint: format!("f{}", t % 3),
+            fingerprint: (t % 3) as u64,
         }
     }
 

@@ -51,11 +51,10 @@ where
         // hash is enough (and cheap on every request); nothing here is secret.
         let fingerprint = {
             use std::hash::BuildHasher;
-            let h = foldhash::fast::FixedState::with_seed(0x0072_6f73_6574_7461).hash_one((
+            foldhash::fast::FixedState::with_seed(0x0072_6f73_6574_7461).hash_one((
                 req.method().as_str(),
                 req.uri().path_and_query().map_or("", |p| p.as_str()),
-            ));
-            format!("{h:016x}")
+            ))
         };
         // Called now rather than in the future: no copy of the stack below per request.
         let answer = self.inner.call(req);
@@ -80,7 +79,6 @@ where
                 store.record_audit(AuditRow {
                     time_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                         as i64,
-                    client: format!("{}_|_{}", p.company, p.user),
                     username: p.user,
                     company_key: p.company,
                     tracecode,
