@@ -263,7 +263,13 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn run_jq(route: &Route, what: &str, f: &JqFilter, input: Val) -> Result<Value, GatewayError> {
+/// `what` names the filter in an error; formatted only then (steps run on every request).
+fn run_jq(
+    route: &Route,
+    what: std::fmt::Arguments<'_>,
+    f: &JqFilter,
+    input: Val,
+) -> Result<Value, GatewayError> {
     f.run_val(input)
         .map_err(|e| GatewayError::Internal(format!("route {} {what}: {e}", route.id)))
 }
@@ -272,7 +278,7 @@ fn run_jq(route: &Route, what: &str, f: &JqFilter, input: Val) -> Result<Value, 
 /// context converted once for the stage.
 fn run_ctx(
     route: &Route,
-    what: &str,
+    what: std::fmt::Arguments<'_>,
     f: &JqFilter,
     ctx: &Value,
     ctx_val: &LazyVal<'_>,
@@ -299,7 +305,7 @@ async fn run_step(
     if let Some(when) = &step.when
         && !truthy(&run_ctx(
             route,
-            &format!("step {} when", step.name),
+            format_args!("step {} when", step.name),
             when,
             ctx,
             ctx_val,
@@ -313,7 +319,7 @@ async fn run_step(
     }
     match &step.kind {
         StepKind::Compute(f) => {
-            let value = run_ctx(route, &format!("step {}", step.name), f, ctx, ctx_val)?;
+            let value = run_ctx(route, format_args!("step {}", step.name), f, ctx, ctx_val)?;
             Ok(StepOut {
                 value,
                 status: None,
@@ -336,7 +342,7 @@ async fn run_step(
             } => {
                 let items = run_ctx(
                     route,
-                    &format!("step {} for_each", step.name),
+                    format_args!("step {} for_each", step.name),
                     items,
                     ctx,
                     ctx_val,
@@ -397,7 +403,7 @@ async fn run_step(
             } => {
                 let start = run_ctx(
                     route,
-                    &format!("step {} walk.start", step.name),
+                    format_args!("step {} walk.start", step.name),
                     start,
                     ctx,
                     ctx_val,
@@ -670,23 +676,15 @@ fn build_request(
     let body = match &call.body {
         None => Bytes::new(),
         Some(f) => {
-            let native = match extra {
-                None => f.run_native(ctx),
-                Some(_) => None,
+            let value = match extra {
+                None => run_ctx(route, format_args!("step {step} body"), f, ctx, ctx_val)?,
+                Some((k, v)) => run_jq(
+                    route,
+                    format_args!("step {step} body"),
+                    f,
+                    with_key(ctx_val.get(), k, to_val(v)),
+                )?,
             };
-            let value = match native {
-                Some(answer) => answer,
-                None => {
-                    let input = match extra {
-                        None => ctx_val.get().clone(),
-                        Some((k, v)) => with_key(ctx_val.get(), k, to_val(v)),
-                    };
-                    f.run_val(input)
-                }
-            }
-            .map_err(|e| {
-                GatewayError::Internal(format!("route {} step {step} body: {e}", route.id))
-            })?;
             headers.insert(header::CONTENT_TYPE, media);
             if xml {
                 let mut out = Vec::with_capacity(256);

@@ -52,39 +52,25 @@ impl JqFilter {
         if prelude.trim().is_empty() {
             return Self::compile(code);
         }
-        let mut f = Self::compile(&format!("{prelude}\n{code}"))?;
-        f.source = code.to_owned();
-        f.native = super::native::Program::compile(prelude, code).map(Box::new);
-        f.reads = super::native::roots(code);
-        // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
-        f.path = plain_path(code);
-        Ok(f)
+        let filter = compile_jaq(&format!("{prelude}\n{code}"))?;
+        Ok(Self::new(filter, prelude, code))
     }
 
     /// Parses and compiles `code` with the part of jq's standard library it can reach.
     pub fn compile(code: &str) -> Result<Self, JqError> {
-        // Every definition handed to jaq is compiled into the filter's own table: the whole
-        // library made each filter about 100 KiB, 12 MiB for the shipped packs. Only the
-        // definitions the code names (and what those name) are given; the names are an
-        // over-approximation, so a filter compiles to the same program either way. If
-        // anything still does not resolve, the whole library decides (and words the error).
-        let filter = match compile_pruned(code) {
-            Ok(f) => f,
-            Err(_) => {
-                let f = compile_whole(code)?;
-                // The whole library resolved what the reachable part did not: a name jaq
-                // calls that `called` does not see. Correct, just larger; counted for tests.
-                PRUNING_MISSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                f
-            }
-        };
-        Ok(Self {
+        Ok(Self::new(compile_jaq(code)?, "", code))
+    }
+
+    fn new(filter: jaq_core::Filter<Data>, prelude: &str, code: &str) -> Self {
+        let t = super::native::translate(prelude, code);
+        Self {
             filter,
             source: code.to_owned(),
+            // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
             path: plain_path(code),
-            native: super::native::Program::compile("", code).map(Box::new),
-            reads: super::native::roots(code),
-        })
+            native: t.program.map(Box::new),
+            reads: t.roots,
+        }
     }
 
     /// The filter's answer for a plain-path filter, moved out of `input`; `None` when the
@@ -161,6 +147,24 @@ impl JqFilter {
 
 /// Filters that compiled only with the whole library (see [`JqFilter::compile`]).
 static PRUNING_MISSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// jaq's compilation of `code`. Every definition handed to jaq is compiled into the filter's
+/// own table: the whole library made each filter about 100 KiB, 12 MiB for the shipped packs.
+/// Only the definitions the code names (and what those name) are given; the names are an
+/// over-approximation, so a filter compiles to the same program either way. If anything
+/// still does not resolve, the whole library decides (and words the error).
+fn compile_jaq(code: &str) -> Result<jaq_core::Filter<Data>, JqError> {
+    match compile_pruned(code) {
+        Ok(f) => Ok(f),
+        Err(_) => {
+            let f = compile_whole(code)?;
+            // The whole library resolved what the reachable part did not: a name jaq calls
+            // that `called` does not see. Correct, just larger; counted for tests.
+            PRUNING_MISSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(f)
+        }
+    }
+}
 
 fn compile_pruned(code: &str) -> Result<jaq_core::Filter<Data>, JqError> {
     let (defs, wanted) = reachable(code);

@@ -12,7 +12,7 @@
 //! order would matter) gives up and jaq runs the filter from the start. Filters are pure, so
 //! running again is safe. Tests compare both evaluators on every shipped filter.
 //!
-//! [`roots`] answers a related question from the same parse: which top-level keys of its
+//! [`translate`] also answers a related question from the same parse: which top-level keys of its
 //! input a filter can read, so that a route builds only those parts of its context.
 
 use std::borrow::Cow;
@@ -121,16 +121,43 @@ struct Scope<'s> {
     budget: Rc<std::cell::Cell<usize>>,
 }
 
+/// What one parse of a route's filter gives besides jaq's own compilation.
+#[derive(Debug, Default)]
+pub struct Translation {
+    /// The filter for the direct evaluator; `None` when any part of it is outside what this
+    /// evaluator reproduces.
+    pub program: Option<Program>,
+    /// The top-level keys of its input the filter can read, or `None` when it may read the
+    /// input whole (a bare `.`, a function applied to it, an update, a fold…). Over-
+    /// approximates: a key read from a deeper value counts too. Lets a route build only the
+    /// parts of its context its filters look at.
+    pub roots: Option<Vec<String>>,
+}
+
+/// Parses `code` (after the `prelude` definitions) once for both questions.
+pub fn translate(prelude: &str, code: &str) -> Translation {
+    let Some(term) = jaq_core::load::parse(code, |p| p.term()) else {
+        return Translation::default();
+    };
+    let mut roots = Vec::new();
+    let roots = scan(&term, true, &mut roots).ok().map(|()| {
+        roots.sort();
+        roots.dedup();
+        roots
+    });
+    Translation {
+        program: Program::compile(prelude, &term),
+        roots,
+    }
+}
+
 impl Program {
-    /// Translates `code` (after the `prelude` definitions); `None` when any part of it is
-    /// outside what this evaluator reproduces.
-    pub fn compile(prelude: &str, code: &str) -> Option<Self> {
+    fn compile(prelude: &str, term: &Term<&str>) -> Option<Self> {
         let defs: Vec<Def<&str>> = if prelude.trim().is_empty() {
             Vec::new()
         } else {
             jaq_core::load::parse(prelude, |p| p.defs())?
         };
-        let term = jaq_core::load::parse(code, |p| p.term())?;
         let scope = Scope {
             vars: Vec::new(),
             visible: defs.len(),
@@ -138,7 +165,7 @@ impl Program {
             depth: 0,
             budget: Rc::new(std::cell::Cell::new(MAX_TERMS)),
         };
-        let root = build(&term, &scope).ok()?;
+        let root = build(term, &scope).ok()?;
         Some(Self { root })
     }
 
@@ -156,19 +183,6 @@ impl Program {
             Err(Stop::Fail | Stop::Unsupported) => Err(Outcome::Defer),
         }
     }
-}
-
-/// The top-level keys of its input that the filter `code` can read, or `None` when it may
-/// read the input whole (a bare `.`, a function applied to it, an update, a fold…). Over-
-/// approximates: a key read from a deeper value counts too. Lets a route build only the
-/// parts of its context its filters look at.
-pub fn roots(code: &str) -> Option<Vec<String>> {
-    let term = jaq_core::load::parse(code, |p| p.term())?;
-    let mut out = Vec::new();
-    scan(&term, true, &mut out).ok()?;
-    out.sort();
-    out.dedup();
-    Some(out)
 }
 
 /// Collects the root keys `t` reads; `root` says whether `t`'s input is the filter's input.
@@ -1202,7 +1216,7 @@ mod tests {
 
     #[test]
     fn the_root_keys_a_filter_reads_are_known_or_it_reads_the_whole_input() {
-        let r = |code: &str| roots(code);
+        let r = |code: &str| translate("", code).roots;
         let keys = |k: &[&str]| Some(k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(r(".steps.s"), keys(&["steps"]));
         assert_eq!(

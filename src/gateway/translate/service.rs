@@ -109,10 +109,9 @@ where
                     .as_ref()
                     .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
                     .transpose()?;
-                let mut ctx = context(&rc, &query_pairs, body_value, &principal, page.as_ref());
-                if route.context.request {
-                    ctx["request"] = json!({"base_url": base_url(public_url.as_deref(), &parts)});
-                }
+                let base = || base_url(public_url.as_deref(), &parts);
+                let mut ctx =
+                    context(&rc, &query_pairs, body_value, &principal, page.as_ref(), base);
             // Kept only for a route that settles its points from the answer.
             let settle_request = route
                 .points_settle
@@ -385,14 +384,15 @@ pub fn check_params(specs: &[ParamSpec], pairs: &[(String, String)]) -> Result<(
 }
 
 /// The route's context: `body` always, `page` when the route pages, and of `path`,
-/// `query`, `principal` what the route's templates and filters can read (building the
-/// rest was a third of a passthrough request's allocations).
+/// `query`, `principal`, `request` what the route's templates and filters can read
+/// (building the rest was a third of a passthrough request's allocations).
 fn context(
     rc: &RouteCtx,
     pairs: &[(String, String)],
     body: Value,
     p: &Principal,
     page: Option<&PageRequest>,
+    base_url: impl FnOnce() -> String,
 ) -> Value {
     let uses = rc.route.context;
     let mut ctx = Map::new();
@@ -431,6 +431,9 @@ fn context(
                 "want_total": pg.want_total,
             }),
         );
+    }
+    if uses.request {
+        ctx.insert("request".into(), json!({"base_url": base_url()}));
     }
     Value::Object(ctx)
 }
