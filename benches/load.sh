@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load benchmark (issue 7): one run, one table. Starts a fixed upstream (examples/load_upstream),
 # nginx as a plain keep-alive reverse proxy to it, and Rosetta (release, config/bench.toml), then
-# drives each with wrk and prints rps, p50 and p99 beside the ratio to nginx.
+# drives each with wrk and prints rps, p50 and p99 beside the ratio to nginx, and the CPU time the
+# server under test spent per request.
 #   benches/load.sh                      # 10 s per row, 32 connections, 1 wrk thread
+#   ROUNDS=3 benches/load.sh             # the table three times (rows drift on a shared machine)
 #   DURATION=5s CONNS=64 benches/load.sh
 #   ONLY='passthrough|cache' benches/load.sh   # some rows (nginx's is always run, for the ratio)
 set -euo pipefail
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-1}
 
 need() {
     command -v "$1" >/dev/null 2>&1 && return
@@ -42,7 +45,8 @@ wait_for() { # url [header]
 
 # The fixed upstream.
 target/release/examples/load_upstream 127.0.0.1:0 >"$work/up.log" &
-pids+=($!)
+UPID=$!
+pids+=($UPID)
 for _ in $(seq 1 100); do grep -q listening "$work/up.log" && break; sleep 0.05; done
 UP=$(sed -n 's/listening on //p' "$work/up.log")
 
@@ -69,7 +73,8 @@ NGX
 
 # The floor: hyper's server and pooled client and nothing else (examples/bare_proxy.rs).
 target/release/examples/bare_proxy 127.0.0.1:0 "$UP" >"$work/bare.log" &
-pids+=($!)
+BPID=$!
+pids+=($BPID)
 for _ in $(seq 1 100); do grep -q listening "$work/bare.log" && break; sleep 0.05; done
 BARE=$(sed -n 's/listening on //p' "$work/bare.log")
 
@@ -96,36 +101,53 @@ request = function()
     return wrk.format(nil, path)
 end
 LUA
+# name|url|header|mode|pids whose CPU the row is charged
+NGINX_WORKERS=$(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ')
 rows=(
-    "direct upstream|http://$UP/static||"
-    "nginx proxy|http://127.0.0.1:18081/static||"
-    "hyper-only proxy (bare_proxy)|http://$BARE/static||"
-    "rosetta passthrough|http://127.0.0.1:18080/pass/static|$AUTH|"
-    "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{n}|$AUTH|vary"
-    "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{n}|$AUTH|vary"
-    "rosetta cache hit|http://127.0.0.1:18080/companies/$CID|$AUTH|"
+    "direct upstream|http://$UP/static|||$UPID"
+    "nginx proxy|http://127.0.0.1:18081/static|||$NGINX_WORKERS"
+    "hyper-only proxy (bare_proxy)|http://$BARE/static|||$BPID"
+    "rosetta passthrough|http://127.0.0.1:18080/pass/static|$AUTH||$RS"
+    "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{n}|$AUTH|vary|$RS"
+    "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{n}|$AUTH|vary|$RS"
+    "rosetta cache hit|http://127.0.0.1:18080/companies/$CID|$AUTH||$RS"
 )
+
+# CPU time (user + system, all threads) the given processes have used, in clock ticks. Steadier
+# than rps on a shared machine: the load generator and the upstream share the cores, so a
+# server's rps moves with them, while the CPU it spends per request is its own.
+TICK=$(getconf CLK_TCK)
+ticks() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '{ print $14 + $15 }' "/proc/$p/stat") )); done; echo "$s"; }
 
 # wrk latency figures to milliseconds.
 ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
 echo "wrk -t$THREADS -c$CONNS -d$DURATION on $(nproc) cores, $(uname -srm)"
-printf "%-34s %10s %9s %9s %9s\n" "target" "rps" "p50 ms" "p99 ms" "× nginx"
-nginx_rps=""
-for row in "${rows[@]}"; do
-    IFS='|' read -r name url h1 mode <<<"$row"
-    if [ -n "${ONLY:-}" ] && [ "$name" != "nginx proxy" ] && ! grep -Eq "$ONLY" <<<"$name"; then continue; fi
-    args=(--latency -t"$THREADS" -c"$CONNS" -d"$DURATION")
-    [ -n "${h1:-}" ] && args+=(-H "$h1")
-    [ "${mode:-}" = vary ] && args+=(-s "$work/vary.lua")
-    out=$(wrk "${args[@]}" "$url")
-    rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-    p50=$(ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-    p99=$(ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-    non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
-    [ "$name" = "nginx proxy" ] && nginx_rps=$rps
-    ratio="-"
-    [ -n "$nginx_rps" ] && ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
-    printf "%-34s %10.0f %9s %9s %9s%s\n" "$name" "$rps" "$p50" "$p99" "$ratio" "${non2xx:+  ($non2xx non-2xx)}"
+printf "%-34s %10s %9s %9s %9s %13s\n" "target" "rps" "p50 ms" "p99 ms" "× nginx" "cpu µs/req"
+for round in $(seq 1 "$ROUNDS"); do
+    [ "$ROUNDS" -gt 1 ] && echo "round $round"
+    nginx_rps=""
+    for row in "${rows[@]}"; do
+        IFS='|' read -r name url h1 mode charged <<<"$row"
+        if [ -n "${ONLY:-}" ] && [ "$name" != "nginx proxy" ] && ! grep -Eq "$ONLY" <<<"$name"; then continue; fi
+        args=(--latency -t"$THREADS" -c"$CONNS" -d"$DURATION")
+        [ -n "${h1:-}" ] && args+=(-H "$h1")
+        [ "${mode:-}" = vary ] && args+=(-s "$work/vary.lua")
+        # shellcheck disable=SC2086 # the charged pids are a list
+        c0=$(ticks $charged)
+        out=$(wrk "${args[@]}" "$url")
+        # shellcheck disable=SC2086
+        c1=$(ticks $charged)
+        n=$(awk '/requests in/ { print $1 }' <<<"$out")
+        cpu=$(awk -v t=$(( c1 - c0 )) -v n="$n" -v hz="$TICK" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+        rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+        p50=$(ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+        p99=$(ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+        non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+        [ "$name" = "nginx proxy" ] && nginx_rps=$rps
+        ratio="-"
+        [ -n "$nginx_rps" ] && ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
+        printf "%-34s %10.0f %9s %9s %9s %13s%s\n" "$name" "$rps" "$p50" "$p99" "$ratio" "$cpu" "${non2xx:+  ($non2xx non-2xx)}"
+    done
 done
 echo "rosetta RSS after the run: $(( $(ps -o rss= -p "$RS") / 1024 )) MiB"

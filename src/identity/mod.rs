@@ -30,7 +30,16 @@ pub struct Principal {
 
 /// How RedAPI names a caller in `tracedata.client` and the audit trail: `company_|_user`.
 pub fn client_label(company: &str, user: &str) -> String {
-    format!("{company}_|_{user}")
+    let mut out = String::with_capacity(company.len() + user.len() + 3);
+    push_client_label(&mut out, company, user);
+    out
+}
+
+/// [`client_label`] appended to `out` (the audit writer reuses one buffer for every row).
+pub fn push_client_label(out: &mut String, company: &str, user: &str) {
+    out.push_str(company);
+    out.push_str("_|_");
+    out.push_str(user);
 }
 
 impl Principal {

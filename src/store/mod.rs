@@ -135,11 +135,6 @@ impl AuditRow {
     pub fn client(&self) -> String {
         crate::identity::client_label(&self.company_key, &self.username)
     }
-
-    /// The fingerprint as stored.
-    pub fn fingerprint_text(&self) -> String {
-        format!("{:016x}", self.fingerprint)
-    }
 }
 
 /// A user's quotas as stored: base and dated windows, each seed 003's `services` list.

@@ -5,6 +5,7 @@
 //! one transaction per batch, so a proxied request never waits on the disk. The schema is
 //! versioned (`PRAGMA user_version`); pending migrations run in one transaction at open.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -293,13 +294,20 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(backend)?;
+        // The derived texts are written into two buffers reused for every row (a `format!`
+        // per row was a fifth of the writer's own time).
+        let (mut client, mut fingerprint) = (String::new(), String::new());
         for r in rows {
+            client.clear();
+            crate::identity::push_client_label(&mut client, &r.company_key, &r.username);
+            fingerprint.clear();
+            let _ = write!(fingerprint, "{:016x}", r.fingerprint);
             st.execute(params![
                 r.time_ms,
                 r.username,
                 r.company_key,
                 r.tracecode,
-                r.client(),
+                client,
                 r.server,
                 r.service,
                 r.operation,
@@ -307,7 +315,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                 r.points,
                 r.duration_ms as i64,
                 r.status,
-                r.fingerprint_text(),
+                fingerprint,
             ])
             .map_err(backend)?;
         }
