@@ -47,8 +47,12 @@ async fn proxy(
     Ok(Response::from_parts(parts, Full::new(bytes)))
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+// Rosetta's runtime (the same scheduler settings), so the gap to Rosetta is its own work.
+fn main() -> std::io::Result<()> {
+    rosetta::server::runtime()?.block_on(run())
+}
+
+async fn run() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let upstream = args.next().expect("usage: bare_proxy LISTEN UPSTREAM");
