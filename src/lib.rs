@@ -24,3 +24,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_support;

@@ -264,6 +264,37 @@ async fn upstream_answering_non_json_is_502() {
 }
 
 #[tokio::test]
+async fn a_passed_on_answer_that_is_not_json_is_502_and_not_kept() {
+    // products.get passes RedAPI's body on without parsing it into values; it is still
+    // checked, and a broken one is the same 502 as on a route that parses.
+    let env = start().await;
+    let id = env.get("/products").await.json()[0]["id"].clone();
+    let path = format!("/products/{id}");
+    for kind in [
+        FaultKind::NotJson,
+        FaultKind::JsonText(r#"{"id": 1, "name": "cut off"#.into()),
+        FaultKind::JsonText(r#"{"id": 1} trailing"#.into()),
+    ] {
+        env.redapi.faults().push(Fault {
+            method: None,
+            path_prefix: "/v2/products/".into(),
+            kind,
+            times: Some(1),
+        });
+        let doc = env.get(&path).await.assert_problem(502);
+        let detail = doc["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("unreadable") && detail.contains("expected JSON"),
+            "{doc}"
+        );
+    }
+    // Nothing was cached from the broken answers: the next read is the real product.
+    let r = env.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["id"], id);
+}
+
+#[tokio::test]
 async fn upstream_client_errors_keep_their_status() {
     let env = start().await;
     for status in [400u16, 404, 409] {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_shape, start};
 use http::Method;
-use rosetta::demo::{CUSTOMER_ID, DISTRIBUTOR_ID, PARTNER_ID};
+use rosetta::demo::{CUSTOMER_ID, DISTRIBUTOR_ID, Fault, FaultKind, PARTNER_ID};
 use serde_json::{Value, json};
 
 fn company() -> Value {
@@ -360,6 +360,44 @@ async fn list_products() {
     let doc = r.json();
     assert_shape(&doc, &json!([product()]), NULLABLE);
     assert!(!doc.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_passed_on_answer_reaches_the_client_byte_for_byte() {
+    // products.get answers RedAPI's body unchanged: checked as JSON, not parsed into values
+    // and written again, so what values would not keep survives (a decimal's spelling, an
+    // integer past u64, an escape, key order); the surrounding whitespace is dropped.
+    let env = start().await;
+    let text = r#"{"id":7,"price":1.10,"big":123456789012345678901234567890,"name":"caf\u00e9","z":1,"a":2}"#;
+    env.redapi.faults().push(Fault {
+        method: None,
+        path_prefix: "/v2/products/7".into(),
+        kind: FaultKind::JsonText(format!("  {text}\n")),
+        times: Some(1),
+    });
+    let r = env.get("/products/7").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(std::str::from_utf8(&r.body).unwrap(), text);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    // The cached copy is the same bytes (the fault is spent: this is not the upstream).
+    let again = env.get("/products/7").await;
+    assert_eq!(
+        again.header("cache-status").map(|h| h.contains("hit")),
+        Some(true)
+    );
+    assert_eq!(again.body, r.body);
+    let product_calls = env
+        .redapi
+        .log()
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v2/products/7"))
+        .count();
+    assert_eq!(product_calls, 1);
 }
 
 #[tokio::test]

@@ -88,6 +88,9 @@ pub enum FaultKind {
     Delay(Duration),
     /// Answer 200 with an HTML page.
     NotJson,
+    /// Answer 200 with this text as `application/json`, byte for byte (spacing, number
+    /// spelling, escapes: what a value would not keep).
+    JsonText(String),
     /// Answer normally, with this header added (e.g. `Cache-Control`).
     Header(String, String),
 }
@@ -354,6 +357,14 @@ async fn serve_one(
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/html"),
+            );
+            return Ok(r);
+        }
+        Some(FaultKind::JsonText(text)) => {
+            let mut r = Response::new(Full::new(Bytes::from(text.clone())));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
             );
             return Ok(r);
         }

@@ -104,6 +104,17 @@ impl Dialect {
         }
     }
 
+    /// A JSON document (checked, as an upstream sent it) in this dialect: as it is for JSON
+    /// clients; LongJump's converts it.
+    pub fn encode_json_text(self, json: Bytes) -> Bytes {
+        match self {
+            Dialect::RedapiV1 | Dialect::AppDirect | Dialect::Fusion | Dialect::Admin => json,
+            Dialect::LongJump => {
+                longjump_document(&serde_json::from_slice(&json).unwrap_or(Value::Null))
+            }
+        }
+    }
+
     /// Renders `err` the way this dialect's clients expect, with the tracecode.
     pub fn render_error(
         self,

@@ -23,8 +23,8 @@ use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind, UpstreamFormat
 use super::template::{Template, lookup};
 use crate::capture::{CallLog, Exchange};
 use crate::context::RequestMeta;
-use crate::dialect::longjump;
 use crate::dialect::xml::{json_to_xml_vec, xml_to_value};
+use crate::dialect::{Dialect, longjump};
 use crate::error::{GatewayError, UpstreamError};
 use crate::upstream::{UpstreamRequest, UpstreamResponse, Upstreams};
 
@@ -48,6 +48,9 @@ impl CallUpstream for Upstreams {
 pub enum OutBody {
     Empty,
     Json(Value),
+    /// An upstream's JSON answer as it came (checked, never parsed into values): the answer
+    /// of a route that passes one call's body on unchanged ([`verbatim_call`]).
+    Raw(Bytes),
     /// One page of a paged route: the dialect builds its envelope.
     Page {
         items: Vec<Value>,
@@ -157,6 +160,9 @@ pub async fn execute(
         ctx = Value::Object(Map::new());
     }
     ctx["steps"] = Value::Object(Map::new());
+    if let Some((step, call)) = verbatim_call(route) {
+        return verbatim(route, step, call, &ctx, env).await;
+    }
     let mut statuses: HashMap<&str, u16> = HashMap::new();
     let mut done: Vec<&Step> = Vec::new();
     for stage in &route.stages {
@@ -218,15 +224,98 @@ pub async fn execute(
             }
         }
     };
-    let cache = env.directive.lock().map(|d| *d).unwrap_or(CacheDirective {
-        no_store: true,
-        private: false,
-        max_age: None,
-    });
     Ok(Outcome {
         status,
         body,
-        cache,
+        cache: directive(env),
+    })
+}
+
+/// What the upstream answers so far allow a cache to do (nothing, if the lock was poisoned).
+fn directive(env: &ExecEnv<'_>) -> CacheDirective {
+    env.directive.lock().map(|d| *d).unwrap_or(CacheDirective {
+        no_store: true,
+        private: false,
+        max_age: None,
+    })
+}
+
+/// The call whose upstream answer is the route's answer unchanged: a route of one call (no
+/// `when`, no fan-out) whose response is `.steps.<that call>`, from a JSON upstream to a JSON
+/// client, not paged and with no `points_settle` (which reads the answer). Such an answer is
+/// checked as JSON and sent on as it came: parsing it into values only to write the same JSON
+/// again was the largest part of these routes' work for bodies of any size, and the bytes as
+/// sent keep what values would not (number spelling beyond `f64`, key order, escapes).
+pub fn verbatim_call(route: &Route) -> Option<(&Step, &Call)> {
+    let [stage] = route.stages.as_slice() else {
+        return None;
+    };
+    let [step] = stage.as_slice() else {
+        return None;
+    };
+    let StepKind::Call {
+        call,
+        fan: Fan::One,
+    } = &step.kind
+    else {
+        return None;
+    };
+    let json_client = match route.pack.client_dialect {
+        Dialect::RedapiV1 | Dialect::AppDirect | Dialect::Fusion | Dialect::Admin => true,
+        Dialect::LongJump => false,
+    };
+    let json_upstream = match route.pack.upstream_format {
+        UpstreamFormat::Json => true,
+        UpstreamFormat::LongJumpXml(_) => false,
+    };
+    if !json_client
+        || !json_upstream
+        || step.when.is_some()
+        || route.paged
+        || route.points_settle.is_some()
+        || route.search.is_some()
+    {
+        return None;
+    }
+    match route.response.jq.as_ref()?.path()? {
+        [steps, name] if steps == "steps" && *name == step.name => Some((step, call)),
+        _ => None,
+    }
+}
+
+/// Runs a [`verbatim_call`] route: the call, its status checks as [`perform`] makes them, and
+/// its body passed on as [`OutBody::Raw`].
+async fn verbatim(
+    route: &Route,
+    step: &Step,
+    call: &Call,
+    ctx: &Value,
+    env: &ExecEnv<'_>,
+) -> Result<Outcome, GatewayError> {
+    let resp = send(route, step, call, ctx, &LazyVal::new(ctx), None, env).await?;
+    let status = resp.status.as_u16();
+    if !resp.status.is_success() && !step.allow_status.contains(&status) {
+        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
+        return Err(refused(call, &resp, &body));
+    }
+    let text = resp.body.trim_ascii();
+    let body = if text.is_empty() || text == b"null" {
+        // As a value, `null` is "no body" (an upstream 202/204 passed through).
+        OutBody::Empty
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(text)
+            .map_err(|e| unreadable(&call.upstream, &resp, "JSON", e))?;
+        OutBody::Raw(resp.body.slice_ref(text))
+    };
+    let status = match &route.response.status_from {
+        Some(from) if *from == step.name => StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        Some(_) => StatusCode::OK,
+        None => StatusCode::from_u16(route.response.status).unwrap_or(StatusCode::OK),
+    };
+    Ok(Outcome {
+        status,
+        body,
+        cache: directive(env),
     })
 }
 
@@ -561,6 +650,38 @@ async fn perform(
     extra: Option<(&str, &Value)>,
     env: &ExecEnv<'_>,
 ) -> Result<(u16, Value), GatewayError> {
+    let resp = send(route, step, call, ctx, ctx_val, extra, env).await?;
+    let status = resp.status.as_u16();
+    let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
+    if resp.status.is_success() {
+        return Ok((status, body));
+    }
+    if step.allow_status.contains(&status) {
+        return Ok((status, body));
+    }
+    Err(refused(call, &resp, &body))
+}
+
+/// The upstream's refusal of a call (a status the step does not allow), with its message.
+fn refused(call: &Call, resp: &UpstreamResponse, body: &Value) -> GatewayError {
+    GatewayError::Upstream(UpstreamError::Status {
+        upstream: call.upstream.clone(),
+        status: resp.status,
+        message: upstream_message(body),
+    })
+}
+
+/// Makes one call: builds the request, records the exchange when capturing, and folds the
+/// answer's cache headers into the route's directive.
+async fn send(
+    route: &Route,
+    step: &Step,
+    call: &Call,
+    ctx: &Value,
+    ctx_val: &LazyVal<'_>,
+    extra: Option<(&str, &Value)>,
+    env: &ExecEnv<'_>,
+) -> Result<UpstreamResponse, GatewayError> {
     let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
     let record = env.calls.map(|log| {
         (
@@ -592,19 +713,7 @@ async fn perform(
     if let Ok(mut d) = env.directive.lock() {
         d.observe(&resp.headers);
     }
-    let status = resp.status.as_u16();
-    let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
-    if resp.status.is_success() {
-        return Ok((status, body));
-    }
-    if step.allow_status.contains(&status) {
-        return Ok((status, body));
-    }
-    Err(GatewayError::Upstream(UpstreamError::Status {
-        upstream: call.upstream.clone(),
-        status: resp.status,
-        message: upstream_message(&body),
-    }))
+    Ok(resp)
 }
 
 fn build_request(
@@ -717,23 +826,31 @@ fn decode_upstream(
     if resp.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
+    match format {
+        UpstreamFormat::LongJumpXml(rules) => xml_to_value(&resp.body, rules)
+            .map_err(|e| unreadable(upstream, resp, "LongJump XML", e)),
+        UpstreamFormat::Json => {
+            serde_json::from_slice(&resp.body).map_err(|e| unreadable(upstream, resp, "JSON", e))
+        }
+    }
+}
+
+/// An upstream answer that is not the format its pack declares.
+fn unreadable(
+    upstream: &str,
+    resp: &UpstreamResponse,
+    expected: &str,
+    e: impl std::fmt::Display,
+) -> GatewayError {
     let ct = resp
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("none");
-    let invalid = |detail: String| {
-        GatewayError::Upstream(UpstreamError::InvalidResponse {
-            upstream: upstream.to_owned(),
-            detail,
-        })
-    };
-    match format {
-        UpstreamFormat::LongJumpXml(rules) => xml_to_value(&resp.body, rules)
-            .map_err(|e| invalid(format!("expected LongJump XML (content-type {ct}): {e}"))),
-        UpstreamFormat::Json => serde_json::from_slice(&resp.body)
-            .map_err(|e| invalid(format!("expected JSON (content-type {ct}): {e}"))),
-    }
+    GatewayError::Upstream(UpstreamError::InvalidResponse {
+        upstream: upstream.to_owned(),
+        detail: format!("expected {expected} (content-type {ct}): {e}"),
+    })
 }
 
 fn upstream_message(body: &Value) -> Option<String> {
@@ -786,7 +903,7 @@ mod tests {
 
     /// Answers by `METHOD path` prefix; records every call.
     struct Fake {
-        answers: Vec<(String, u16, Value)>,
+        answers: Vec<(String, u16, Bytes)>,
         calls: Mutex<Vec<(String, Value)>>,
     }
 
@@ -795,7 +912,18 @@ mod tests {
             Self {
                 answers: answers
                     .iter()
-                    .map(|(k, s, v)| ((*k).to_owned(), *s, v.clone()))
+                    .map(|(k, s, v)| ((*k).to_owned(), *s, serde_json::to_vec(v).unwrap().into()))
+                    .collect(),
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// Answers bodies as written (spacing, spelling, broken documents).
+        fn text(answers: &[(&str, u16, &str)]) -> Self {
+            Self {
+                answers: answers
+                    .iter()
+                    .map(|(k, s, t)| ((*k).to_owned(), *s, Bytes::copy_from_slice(t.as_bytes())))
                     .collect(),
                 calls: Mutex::new(Vec::new()),
             }
@@ -819,17 +947,17 @@ mod tests {
                 serde_json::from_slice(&req.body).unwrap()
             };
             self.calls.lock().unwrap().push((line.clone(), body));
-            let (status, value) = self
+            let (status, body) = self
                 .answers
                 .iter()
                 .find(|(k, _, _)| line.starts_with(k.as_str()))
-                .map(|(_, s, v)| (*s, v.clone()))
-                .unwrap_or((404, json!({"message": "no such thing"})));
+                .map(|(_, s, b)| (*s, b.clone()))
+                .unwrap_or((404, Bytes::from_static(br#"{"message":"no such thing"}"#)));
             Box::pin(async move {
                 Ok(UpstreamResponse {
                     status: StatusCode::from_u16(status).unwrap(),
                     headers: HeaderMap::new(),
-                    body: Bytes::from(serde_json::to_vec(&value).unwrap()),
+                    body,
                 })
             })
         }
@@ -1063,5 +1191,177 @@ call = "POST up /assoc-new"
                 total: Some(9)
             }
         );
+    }
+
+    /// One call to `GET up /a`, answered by `response` (`.steps.up` passes it on verbatim).
+    fn one_call(response: &str, extra: &str) -> (tempfile::TempDir, Catalog) {
+        catalog(&format!(
+            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n{extra}\n[[route.step]]\nname = \"up\"\ncall = \"GET up /a\"\n[route.response]\nstatus_from = \"up\"\njq = '{response}'\n"
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_passed_on_answer_is_the_upstream_text_checked_not_rewritten() {
+        let text =
+            r#"{"price":1.10,"big":123456789012345678901234567890,"s":"caf\u00e9","z":1,"a":2}"#;
+        let (_d, cat) = one_call(".steps.up", "");
+        assert!(verbatim_call(&cat.routes[0]).is_some());
+        let fake = Fake::text(&[("GET /a", 200, &format!("\n  {text} \r\n"))]);
+        let out = run(&cat, &fake, json!({})).await.unwrap();
+        assert_eq!(out.status, StatusCode::OK);
+        assert_eq!(
+            out.body,
+            OutBody::Raw(Bytes::copy_from_slice(text.as_bytes()))
+        );
+        // The same route through values would have rewritten it.
+        let (_d2, parsed) = one_call(".steps.up | .", "");
+        assert!(verbatim_call(&parsed.routes[0]).is_none());
+        let OutBody::Json(v) = run(&parsed, &fake, json!({})).await.unwrap().body else {
+            panic!("a value");
+        };
+        assert_ne!(serde_json::to_string(&v).unwrap(), text);
+    }
+
+    #[tokio::test]
+    async fn a_passed_on_answer_fails_and_empties_as_a_parsed_one_does() {
+        let (_d, raw) = one_call(".steps.up", "");
+        let (_d2, parsed) = one_call(".steps.up | .", "");
+        let outcome = |cat: &Catalog, status: u16, body: &'static str| {
+            let fake = Fake::text(&[("GET /a", status, body)]);
+            let route = cat.routes[0].clone();
+            async move {
+                let meta = RequestMeta::new(None);
+                let env = ExecEnv {
+                    upstreams: &fake,
+                    meta: &meta,
+                    query_pairs: &[],
+                    calls: None,
+                    capture_cap: 0,
+                    directive: Default::default(),
+                };
+                execute(&route, json!({}), &env)
+                    .await
+                    .map(|o| (o.status, o.body))
+                    .map_err(|e| (e.status(), e.to_string()))
+            }
+        };
+        for (status, body) in [
+            (200, r#"{"a": 1"#),
+            (200, "{} x"),
+            (200, "<html></html>"),
+            (404, r#"{"message": "no such thing"}"#),
+            (500, "not json"),
+        ] {
+            let (a, b) = (
+                outcome(&raw, status, body).await,
+                outcome(&parsed, status, body).await,
+            );
+            assert!(a.is_err(), "{status} {body}: {a:?}");
+            assert_eq!(a, b, "{status} {body}");
+        }
+        for body in ["", "  \n", "null", " null "] {
+            assert_eq!(
+                outcome(&raw, 200, body).await,
+                Ok((StatusCode::OK, OutBody::Empty))
+            );
+            assert_eq!(
+                outcome(&parsed, 200, body).await,
+                Ok((StatusCode::OK, OutBody::Empty))
+            );
+        }
+        // An allowed status passes its answer on, with that status.
+        let (_d3, allowed) = catalog(
+            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n[[route.step]]\nname = \"up\"\ncall = \"GET up /a\"\nallow_status = [404]\n[route.response]\nstatus_from = \"up\"\njq = \".steps.up\"\n",
+        );
+        assert_eq!(
+            outcome(&allowed, 404, r#"{"gone":true}"#).await,
+            Ok((
+                StatusCode::NOT_FOUND,
+                OutBody::Raw(Bytes::from_static(br#"{"gone":true}"#))
+            ))
+        );
+    }
+
+    #[test]
+    fn only_routes_answering_one_json_call_unchanged_pass_it_on() {
+        let cat = crate::mapping::pack::shipped_catalog();
+        let verbatim: Vec<&str> = cat
+            .routes
+            .iter()
+            .filter(|r| verbatim_call(r).is_some())
+            .map(|r| &*r.id)
+            .collect();
+        for id in ["products.get", "products.list", "pass"] {
+            assert!(verbatim.contains(&id), "{id} in {verbatim:?}");
+        }
+        for r in &cat.routes {
+            if verbatim.contains(&&*r.id) {
+                assert_eq!(r.stages.len(), 1, "{}", r.id);
+                assert!(!r.paged && r.points_settle.is_none(), "{}", r.id);
+                assert!(
+                    matches!(r.pack.upstream_format, UpstreamFormat::Json),
+                    "{}",
+                    r.id
+                );
+                assert!(
+                    !matches!(r.pack.client_dialect, Dialect::LongJump),
+                    "{}",
+                    r.id
+                );
+            }
+        }
+        // Two calls, a transform, XML on either side: values as before.
+        for id in ["companies.get", "companies.search"] {
+            assert!(!verbatim.contains(&id), "{id}");
+        }
+        assert!(
+            cat.routes
+                .iter()
+                .any(|r| matches!(r.pack.upstream_format, UpstreamFormat::LongJumpXml(_)))
+        );
+        let (_d, when) = catalog(
+            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n[[route.step]]\nname = \"up\"\nwhen = \"true\"\ncall = \"GET up /a\"\n[route.response]\njq = \".steps.up\"\n",
+        );
+        assert!(
+            verbatim_call(&when.routes[0]).is_none(),
+            "a step that may be skipped"
+        );
+        let (_d2, other) = one_call(".steps.other", "");
+        assert!(
+            verbatim_call(&other.routes[0]).is_none(),
+            "another step's answer"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever JSON an upstream sends, compact or spaced out, the passed-on answer means
+        /// what the parsed route answers, and compact text is passed on as it came.
+        #[test]
+        fn a_passed_on_answer_means_what_the_parsed_one_does(
+            v in crate::test_support::arb_json(),
+            pretty in proptest::bool::ANY,
+        ) {
+            static CATALOGS: std::sync::LazyLock<[(tempfile::TempDir, Catalog); 2]> =
+                std::sync::LazyLock::new(|| [one_call(".steps.up", ""), one_call(".steps.up | .", "")]);
+            let text = if pretty {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                serde_json::to_string(&v).unwrap()
+            };
+            let fake = Fake::text(&[("GET /a", 200, &text)]);
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let raw = rt.block_on(run(&CATALOGS[0].1, &fake, json!({}))).unwrap().body;
+            let parsed = rt.block_on(run(&CATALOGS[1].1, &fake, json!({}))).unwrap().body;
+            match (raw, parsed) {
+                (OutBody::Empty, OutBody::Empty) => proptest::prop_assert!(v.is_null()),
+                (OutBody::Raw(b), OutBody::Json(p)) => {
+                    proptest::prop_assert_eq!(&serde_json::from_slice::<Value>(&b).unwrap(), &p);
+                    if !pretty {
+                        proptest::prop_assert_eq!(&b[..], text.as_bytes());
+                    }
+                }
+                (a, b) => proptest::prop_assert!(false, "{a:?} vs {b:?}"),
+            }
+        }
     }
 }

@@ -94,6 +94,11 @@ impl JqFilter {
         Some(cur.take())
     }
 
+    /// The object keys of a plain-path filter (`.steps.up` → `["steps", "up"]`).
+    pub fn path(&self) -> Option<&[String]> {
+        self.path.as_deref()
+    }
+
     /// The filter's source text.
     pub fn source(&self) -> &str {
         &self.source

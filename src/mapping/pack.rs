@@ -536,7 +536,6 @@ impl fmt::Debug for Catalog {
 // ---------------------------------------------------------------------------------------
 // Loading
 
-/// Loads and validates every pack the configuration enables.
 /// Every shipped pack, as `config/bench.toml` enables them (tests over the real filters).
 #[cfg(test)]
 pub(crate) fn shipped_catalog() -> Catalog {
@@ -545,6 +544,7 @@ pub(crate) fn shipped_catalog() -> Catalog {
     load_catalog(&cfg).expect("the shipped packs load")
 }
 
+/// Loads and validates every pack the configuration enables.
 pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
     let dir = cfg.mappings_path();
     let mut errors = Vec::new();

@@ -300,6 +300,7 @@ fn scalar_text<W: Write>(w: &Stream<'_, W>, v: &Value) -> String {
 mod tests {
     use super::super::{json_to_xml, xml_to_value};
     use super::*;
+    use crate::test_support::arb_json;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -349,22 +350,6 @@ mod tests {
         assert!(e.message.contains("deeper"), "{e}");
         let e = json_reader_to_xml(&b"{} {}"[..], &XmlRules::default(), Vec::new()).unwrap_err();
         assert!(e.message.contains("trailing"), "{e}");
-    }
-
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| json!(n)),
-            "[^\u{0}-\u{8}]{0,12}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 40, 5, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z]{1,6}", inner, 0..5)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
     }
 
     proptest! {

@@ -171,6 +171,7 @@ where
                 let response = match &outcome.body {
                     OutBody::Empty => Value::Null,
                     OutBody::Json(v) => v.clone(),
+                    OutBody::Raw(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
                     OutBody::Page { items, total } => json!({"items": items, "total": total}),
                 };
                 let input = json!({"response": response, "request": settle_request});
@@ -448,6 +449,7 @@ fn render(
     let body = match outcome.body {
         OutBody::Empty => None,
         OutBody::Json(v) => Some(dialect.encode_body(&v)),
+        OutBody::Raw(b) => Some(dialect.encode_json_text(b)),
         OutBody::Page { items, total } => {
             let page = page.copied().unwrap_or(PageRequest {
                 index: 0,
