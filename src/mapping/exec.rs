@@ -292,7 +292,8 @@ async fn verbatim(
     ctx: &Value,
     env: &ExecEnv<'_>,
 ) -> Result<Outcome, GatewayError> {
-    let resp = send(route, step, call, ctx, &LazyVal::new(ctx), None, env).await?;
+    let req = build_request(route, &step.name, call, ctx, &LazyVal::new(ctx), None, env)?;
+    let resp = send(call, req, env).await?;
     let status = resp.status.as_u16();
     if !resp.status.is_success() && !step.allow_status.contains(&status) {
         let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
@@ -650,7 +651,8 @@ async fn perform(
     extra: Option<(&str, &Value)>,
     env: &ExecEnv<'_>,
 ) -> Result<(u16, Value), GatewayError> {
-    let resp = send(route, step, call, ctx, ctx_val, extra, env).await?;
+    let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
+    let resp = send(call, req, env).await?;
     let status = resp.status.as_u16();
     let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
     if resp.status.is_success() {
@@ -671,18 +673,13 @@ fn refused(call: &Call, resp: &UpstreamResponse, body: &Value) -> GatewayError {
     })
 }
 
-/// Makes one call: builds the request, records the exchange when capturing, and folds the
-/// answer's cache headers into the route's directive.
+/// Makes one call: records the exchange when capturing, and folds the answer's cache headers
+/// into the route's directive.
 async fn send(
-    route: &Route,
-    step: &Step,
     call: &Call,
-    ctx: &Value,
-    ctx_val: &LazyVal<'_>,
-    extra: Option<(&str, &Value)>,
+    req: UpstreamRequest,
     env: &ExecEnv<'_>,
 ) -> Result<UpstreamResponse, GatewayError> {
-    let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
     let record = env.calls.map(|log| {
         (
             log,
