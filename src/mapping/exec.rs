@@ -304,7 +304,8 @@ async fn verbatim(
         // As a value, `null` is "no body" (an upstream 202/204 passed through).
         OutBody::Empty
     } else {
-        serde_json::from_slice::<serde::de::IgnoredAny>(text)
+        // The whole body, as the parsing path reads it: an error's line and column are the same.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body)
             .map_err(|e| unreadable(&call.upstream, &resp, "JSON", e))?;
         OutBody::Raw(resp.body.slice_ref(text))
     };
@@ -1244,6 +1245,7 @@ call = "POST up /assoc-new"
         };
         for (status, body) in [
             (200, r#"{"a": 1"#),
+            (200, "\n\n  {\"a\": ]"),
             (200, "{} x"),
             (200, "<html></html>"),
             (404, r#"{"message": "no such thing"}"#),
