@@ -27,8 +27,7 @@ use crate::body::Body;
 /// Built with `--cfg tokio_unstable` (set in `.cargo/config.toml`), the workers' LIFO slot is
 /// off. With it on, a task woken by the running one (a request's upstream connection task,
 /// a response waking the request) runs next on the same worker and cannot be stolen while it
-/// waits there; a proxy wakes such a task on every request, so one worker queues the work
-/// while the other sits idle. Measured (`benches/load.sh` rows, CPU per request of the
+/// waits there, and a proxy wakes such a task on every request. Measured (`benches/load.sh` rows, CPU per request of the
 /// process, alternating runs): passthrough 38.1–38.8 → 34.1–34.9 µs and 28k → 32k rps; cache
 /// hits, which wake no other task, unchanged.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

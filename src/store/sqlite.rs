@@ -294,8 +294,8 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(backend)?;
-        // The derived texts are written into two buffers reused for every row (a `format!`
-        // per row was a fifth of the writer's own time).
+        // The derived texts are written into two buffers reused for every row, not two
+        // `format!` allocations per row (~3% of the writer's time in-process).
         let (mut client, mut fingerprint) = (String::new(), String::new());
         for r in rows {
             client.clear();
