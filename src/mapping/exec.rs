@@ -197,13 +197,7 @@ pub async fn execute(
             return Err(err);
         }
     }
-    let status = match &route.response.status_from {
-        Some(step) => statuses
-            .get(step.as_str())
-            .and_then(|s| StatusCode::from_u16(*s).ok())
-            .unwrap_or(StatusCode::OK),
-        None => StatusCode::from_u16(route.response.status).unwrap_or(StatusCode::OK),
-    };
+    let status = answer_status(route, |step| statuses.get(step).copied());
     let body = match &route.response.jq {
         None => OutBody::Empty,
         Some(f) => {
@@ -229,6 +223,22 @@ pub async fn execute(
         body,
         cache: directive(env),
     })
+}
+
+/// The route's answer status: its `status_from` step's upstream status (`status_of` gives a
+/// step's, when it ran), else its declared `status`.
+fn answer_status(route: &Route, status_of: impl Fn(&str) -> Option<u16>) -> StatusCode {
+    let code = match &route.response.status_from {
+        Some(step) => status_of(step),
+        None => Some(route.response.status),
+    };
+    code.and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK)
+}
+
+/// Whether a step takes its call's answer: a success, or a status the step allows.
+fn accepted(step: &Step, resp: &UpstreamResponse) -> bool {
+    resp.status.is_success() || step.allow_status.contains(&resp.status.as_u16())
 }
 
 /// What the upstream answers so far allow a cache to do (nothing, if the lock was poisoned).
@@ -295,7 +305,7 @@ async fn verbatim(
     let req = build_request(route, &step.name, call, ctx, &LazyVal::new(ctx), None, env)?;
     let resp = send(call, req, env).await?;
     let status = resp.status.as_u16();
-    if !resp.status.is_success() && !step.allow_status.contains(&status) {
+    if !accepted(step, &resp) {
         let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
         return Err(refused(call, &resp, &body));
     }
@@ -309,13 +319,8 @@ async fn verbatim(
             .map_err(|e| unreadable(&call.upstream, &resp, "JSON", e))?;
         OutBody::Raw(resp.body.slice_ref(text))
     };
-    let status = match &route.response.status_from {
-        Some(from) if *from == step.name => StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        Some(_) => StatusCode::OK,
-        None => StatusCode::from_u16(route.response.status).unwrap_or(StatusCode::OK),
-    };
     Ok(Outcome {
-        status,
+        status: answer_status(route, |name| (name == step.name).then_some(status)),
         body,
         cache: directive(env),
     })
@@ -654,15 +659,12 @@ async fn perform(
 ) -> Result<(u16, Value), GatewayError> {
     let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
     let resp = send(call, req, env).await?;
-    let status = resp.status.as_u16();
     let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
-    if resp.status.is_success() {
-        return Ok((status, body));
+    if accepted(step, &resp) {
+        Ok((resp.status.as_u16(), body))
+    } else {
+        Err(refused(call, &resp, &body))
     }
-    if step.allow_status.contains(&status) {
-        return Ok((status, body));
-    }
-    Err(refused(call, &resp, &body))
 }
 
 /// The upstream's refusal of a call (a status the step does not allow), with its message.

@@ -35,8 +35,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The inner service is called here, not in the future: no copy of the stack below is
-        // made per request (it is all `Arc`s, but their counts are shared between threads).
+        // The inner service is called here, not in the future: nothing below is awaited
+        // first, so no copy of the stack below is needed.
         let policy = req
             .extensions()
             .get::<RouteCtx>()
