@@ -134,17 +134,19 @@ ticks() { local s=0 p; for p in "$@"; do s=$(( s + $(awk '{ print $14 + $15 }' "
 # wrk latency figures to milliseconds.
 ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
-# One wrk run against a row: drive DURATION NAME URL HEADER MODE; a vary row asks for ids from
-# $offset on, which the caller moves on before each run (drive runs in a subshell).
+# One wrk run against a row: drive DURATION URL HEADER MODE. A vary row asks for ids from
+# $offset on (each of its threads 10^7 further), which the caller moves on before each run, as
+# drive runs in a subshell; 12 digits leave room for 999 runs of up to 100 threads.
 offset=0
 drive() {
     local args=(--latency -t"$THREADS" -c"$CONNS" -d"$1")
-    [ -n "${4:-}" ] && args+=(-H "$4")
-    [ "${5:-}" = vary ] && args+=(-s "$work/vary.lua")
-    args+=("$3")
-    [ "${5:-}" = vary ] && args+=(-- "$offset")
+    [ -n "${3:-}" ] && args+=(-H "$3")
+    [ "${4:-}" = vary ] && args+=(-s "$work/vary.lua")
+    args+=("$2")
+    [ "${4:-}" = vary ] && args+=(-- "$offset")
     wrk "${args[@]}"
 }
+next_range() { [ "$1" = vary ] && offset=$(( offset + 1000000000 )); return 0; }
 wanted() { [ -z "${ONLY:-}" ] || [ "$1" = "nginx proxy" ] || grep -Eq "$ONLY" <<<"$1"; }
 
 # Every server first gets an unmeasured run (upstream connections opened, allocator and caches
@@ -153,8 +155,8 @@ if [ "$WARMUP" != 0 ]; then
     for row in "${rows[@]}"; do
         IFS='|' read -r name url h1 mode charged <<<"$row"
         wanted "$name" || continue
-        offset=$(( offset + 100000000 ))
-        drive "$WARMUP" "$name" "$url" "$h1" "$mode" >/dev/null
+        next_range "$mode"
+        drive "$WARMUP" "$url" "$h1" "$mode" >/dev/null
     done
 fi
 
@@ -168,8 +170,8 @@ for round in $(seq 1 "$ROUNDS"); do
         wanted "$name" || continue
         # shellcheck disable=SC2086 # the charged pids are a list
         c0=$(ticks $charged)
-        offset=$(( offset + 100000000 ))
-        out=$(drive "$DURATION" "$name" "$url" "$h1" "$mode")
+        next_range "$mode"
+        out=$(drive "$DURATION" "$url" "$h1" "$mode")
         # shellcheck disable=SC2086
         c1=$(ticks $charged)
         n=$(awk '/requests in/ { print $1 }' <<<"$out")
