@@ -81,9 +81,9 @@ pub struct Admin {
 }
 
 impl Admin {
-    async fn quotas_changed(&self, username: &str) {
+    fn quotas_changed(&self, username: &str) {
         if let Some(b) = &self.quotas {
-            b.invalidate(username).await;
+            b.invalidate(username);
         }
     }
 }
@@ -510,7 +510,7 @@ where
                 .await
                 .map_err(store_err)?;
             admin.store_auth.invalidate();
-            admin.quotas_changed(&u.username).await;
+            admin.quotas_changed(&u.username);
             Ok(json_response(StatusCode::OK, &user_json(&u)))
         }
         (&Method::DELETE, ["v1", "users", name]) => {
@@ -613,7 +613,7 @@ where
                 .put_quotas(owner.username.clone(), window.clone(), services.clone())
                 .await
                 .map_err(store_err)?;
-            admin.quotas_changed(&owner.username).await;
+            admin.quotas_changed(&owner.username);
             let mut v = json!({"services": services});
             if let Some((from, to)) = window {
                 v["from"] = json!(from);
@@ -641,7 +641,7 @@ where
                 .delete_quotas(owner.username.clone(), window)
                 .await
                 .map_err(store_err)?;
-            admin.quotas_changed(&owner.username).await;
+            admin.quotas_changed(&owner.username);
             if n == 0 {
                 return Err(GatewayError::NotFound(format!(
                     "quotas of `{}`",

@@ -103,6 +103,15 @@ pub type AuthFuture<'a> =
 /// instance a known key that is revoked).
 pub trait Authenticate: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a>;
+
+    /// The answer [`Authenticate::authenticate`] would give, when it is known without
+    /// waiting (a declared key, a check still cached); `None` when finding it out needs the
+    /// store. Lets the authentication layer call the layers below at once, without keeping
+    /// a copy of them in a future, on almost every request.
+    fn known(&self, credentials: &Credentials) -> Option<Result<Option<Principal>, AuthError>> {
+        let _ = credentials;
+        None
+    }
 }
 
 /// Providers asked in order; the first that recognises the credentials answers.
@@ -128,6 +137,19 @@ impl AuthChain {
             }
         }
         Err(AuthError::Invalid)
+    }
+
+    /// [`AuthChain::authenticate`]'s answer when every provider it would ask knows its own
+    /// without waiting; `None` as soon as one would have to look.
+    pub fn known(&self, credentials: &Credentials) -> Option<Result<Principal, AuthError>> {
+        for p in &self.providers {
+            match p.known(credentials)? {
+                Ok(Some(principal)) => return Some(Ok(principal)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Err(AuthError::Invalid))
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{AuthFuture, Authenticate, Credentials, Principal, sha256};
+use super::{AuthError, AuthFuture, Authenticate, Credentials, Principal, sha256};
 use crate::config::StaticKeyConfig;
 
 /// The `identity.static_keys` provider.
@@ -36,15 +36,22 @@ impl StaticKeys {
             .collect();
         Self { by_hash }
     }
+
+    fn find(&self, credentials: &Credentials) -> Option<Principal> {
+        match credentials {
+            Credentials::ApiKey(key) => self.by_hash.get(&sha256(key)).cloned(),
+            Credentials::Basic { .. } => None,
+        }
+    }
 }
 
 impl Authenticate for StaticKeys {
     fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a> {
-        let found = match credentials {
-            Credentials::ApiKey(key) => self.by_hash.get(&sha256(key)).cloned(),
-            Credentials::Basic { .. } => None,
-        };
-        Box::pin(std::future::ready(Ok(found)))
+        Box::pin(std::future::ready(Ok(self.find(credentials))))
+    }
+
+    fn known(&self, credentials: &Credentials) -> Option<Result<Option<Principal>, AuthError>> {
+        Some(Ok(self.find(credentials)))
     }
 }
 

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
+// The synchronous cache: a cached check is answered inside the authentication layer's
+// `call` (see `Authenticate::known`), which cannot wait on the future cache's locks.
+use moka::sync::Cache;
 
 use super::passwords::verify_password;
 use super::{AuthError, AuthFuture, Authenticate, Credentials, Principal, sha256_hex};
@@ -137,15 +139,19 @@ impl Authenticate for StoreAuth {
     fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a> {
         Box::pin(async move {
             let key = cache_key(credentials);
-            if let Some(p) = self.cache.get(&key).await {
+            if let Some(p) = self.cache.get(&key) {
                 return Ok(Some(p));
             }
             let found = self.check(credentials).await?;
             if let Some(p) = &found {
-                self.cache.insert(key, p.clone()).await;
+                self.cache.insert(key, p.clone());
             }
             Ok(found)
         })
+    }
+
+    fn known(&self, credentials: &Credentials) -> Option<Result<Option<Principal>, AuthError>> {
+        self.cache.get(&cache_key(credentials)).map(|p| Ok(Some(p)))
     }
 }
 
@@ -161,12 +167,89 @@ mod tests {
         let auth = StoreAuth::new(store);
         for i in 0..CACHE_ENTRIES * 2 {
             let key = cache_key(&Credentials::ApiKey(format!("key-{i}")));
-            auth.cache.insert(key, Principal::anonymous()).await;
+            auth.cache.insert(key, Principal::anonymous());
         }
-        auth.cache.run_pending_tasks().await;
+        auth.cache.run_pending_tasks();
         let held = auth.cache.entry_count();
         assert!(held <= CACHE_ENTRIES, "{held} entries");
         assert!(held > 0);
+    }
+
+    #[tokio::test]
+    async fn a_chain_answers_at_once_only_what_it_already_knows() {
+        use crate::config::StaticKeyConfig;
+        use crate::identity::{AuthChain, StaticKeys};
+        use crate::store::{ApiKeyInfo, Company};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        store
+            .create_company(Company {
+                key: "acme".into(),
+                detail: None,
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        store
+            .create_user(
+                User {
+                    username: "ann".into(),
+                    name: None,
+                    email: None,
+                    phone: None,
+                    company_key: "acme".into(),
+                    enabled: true,
+                    roles: vec!["USER".into()],
+                    timezone: 0,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let info = ApiKeyInfo {
+            id: "k1".into(),
+            username: "ann".into(),
+            prefix: "rk_sto".into(),
+            created_ms: 1,
+            expires_ms: None,
+            revoked: false,
+        };
+        store
+            .create_key(info, sha256_hex("rk_stored"))
+            .await
+            .unwrap();
+        let declared = Arc::new(StaticKeys::new(&[StaticKeyConfig {
+            sha256: sha256_hex("rk_declared"),
+            user: "sam".into(),
+            company: "acme".into(),
+            roles: vec!["PARTNER".into()],
+        }]));
+        let auth = StoreAuth::new(store.clone());
+        let chain = AuthChain::new(vec![declared.clone(), Arc::new(auth.clone())]);
+        let key = |k: &str| Credentials::ApiKey(k.into());
+
+        let sam = chain.known(&key("rk_declared")).unwrap().unwrap();
+        assert_eq!(&*sam.user, "sam");
+        // A stored key is looked up once, then known until the admin API changes something.
+        assert_eq!(chain.known(&key("rk_stored")), None);
+        let ann = chain.authenticate(&key("rk_stored")).await.unwrap();
+        assert_eq!(&*ann.user, "ann");
+        assert_eq!(chain.known(&key("rk_stored")), Some(Ok(ann)));
+        auth.invalidate();
+        assert_eq!(chain.known(&key("rk_stored")), None);
+        // An unknown key is never known at once while the store may hold it…
+        assert_eq!(chain.known(&key("rk_nobody")), None);
+        assert_eq!(
+            chain.authenticate(&key("rk_nobody")).await,
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(chain.known(&key("rk_nobody")), None);
+        // …and refused at once when only declared keys are asked.
+        let only_declared = AuthChain::new(vec![declared]);
+        assert_eq!(
+            only_declared.known(&key("rk_nobody")),
+            Some(Err(AuthError::Invalid))
+        );
     }
 
     #[test]

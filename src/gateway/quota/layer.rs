@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
+// Synchronous caches: the quota layer decides in `call` when a user's quotas are cached,
+// which cannot wait on the future cache's locks.
+use moka::sync::Cache;
 use tower::Layer;
 
 use super::Quota;
@@ -57,7 +59,7 @@ impl QuotaBook {
 
     /// The user's quotas and timezone; `None` for a user without any (or not in the store).
     pub async fn of(&self, username: &str) -> Result<Option<Arc<(QuotaRules, i32)>>, StoreError> {
-        if let Some(hit) = self.cache.get(username).await {
+        if let Some(hit) = self.cached(username) {
             return Ok(hit);
         }
         let quotas = self.store.get_quotas(username.to_owned()).await?;
@@ -72,19 +74,21 @@ impl QuotaBook {
             // Kept compiled (the stored JSON is several allocations per number) and shared
             // by every user on the same quotas.
             let plan = (QuotaRules::compile(&quotas), tz);
-            Some(
-                self.plans
-                    .get_with(plan.clone(), async move { Arc::new(plan) })
-                    .await,
-            )
+            Some(self.plans.get_with(plan.clone(), || Arc::new(plan)))
         };
-        self.cache.insert(username.to_owned(), found.clone()).await;
+        self.cache.insert(username.to_owned(), found.clone());
         Ok(found)
     }
 
+    /// [`QuotaBook::of`] when it is known without the store: `Some(None)` for a user known
+    /// to have no quotas, `None` when the store has to be asked.
+    pub fn cached(&self, username: &str) -> Option<Option<Arc<(QuotaRules, i32)>>> {
+        self.cache.get(username)
+    }
+
     /// Forgets what is cached for `username` (quotas or timezone changed).
-    pub async fn invalidate(&self, username: &str) {
-        self.cache.invalidate(username).await;
+    pub fn invalidate(&self, username: &str) {
+        self.cache.invalidate(username);
     }
 }
 

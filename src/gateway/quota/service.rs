@@ -13,8 +13,11 @@ use super::QuotaBook;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::limits::quota::{QuotaCounter, Refusal, UsageKey, day_start_ms, local_day};
+use crate::limits::quota::{
+    QuotaCounter, QuotaRules, Refusal, Remaining, UsageKey, day_start_ms, local_day,
+};
 use crate::mapping::pack::{Points, Route};
+use futures_util::future::Either;
 
 /// See the module docs.
 #[derive(Clone)]
@@ -71,6 +74,171 @@ impl Drop for Reservation {
     }
 }
 
+/// What the quotas say of a request, decided without waiting when the user's quotas and
+/// usage are in memory.
+enum Admission {
+    /// No quota applies: the request goes on untouched.
+    Free,
+    /// The user's usage today (or in the window) is not counted in memory yet: it is read
+    /// from the audit trail first.
+    Unseeded(Seed),
+    Refused(GatewayError),
+    Admitted(Admitted),
+}
+
+/// Where to start counting a user's usage from, read from the store.
+struct Seed {
+    key: UsageKey,
+    today: String,
+    tz: i32,
+    now: i64,
+    window: Option<(String, String)>,
+    count_success: bool,
+}
+
+/// A request within its quotas: its points reserved, what remains to tell the client.
+struct Admitted {
+    reservation: Reservation,
+    remaining: Remaining,
+    count_success: bool,
+}
+
+/// Checks `p`'s quotas `q` for the request and, when they allow it, reserves its points
+/// (`seeded`: the usage was just read from the store, so it is not asked for again).
+fn admit(
+    book: &QuotaBook,
+    rc: &RouteCtx,
+    p: &Principal,
+    query: Option<&str>,
+    q: &(QuotaRules, i32),
+    seeded: bool,
+) -> Admission {
+    let (quotas, tz) = (&q.0, q.1);
+    let route = &rc.route;
+    let now = now_ms();
+    let (today, reset_in) = local_day(now, tz);
+    let limits = quotas.limits_for(&route.pack.service, &route.method_group, &today);
+    if limits.is_empty() {
+        return Admission::Free;
+    }
+    // `count = "success"` (default): a server error or upstream failure gives the points
+    // back; `count = "all"` keeps them (and reloading usage counts them too).
+    let count_success = route
+        .rate_limit
+        .as_ref()
+        .and_then(|n| book.policies.get(n))
+        .is_none_or(|p| p.count_success);
+    let key: UsageKey = (
+        p.user.clone(),
+        route.pack.service.clone(),
+        route.method_group.clone(),
+    );
+    let window = limits
+        .window
+        .as_ref()
+        .map(|(f, t, _)| (f.clone(), t.clone()));
+    if !seeded && !book.counter.knows(&key, &today, window.as_ref()) {
+        return Admission::Unseeded(Seed {
+            key,
+            today,
+            tz,
+            now,
+            window,
+            count_success,
+        });
+    }
+    let cost = route_cost(route, rc, query, p);
+    match book.counter.reserve(&key, &today, cost, &limits) {
+        Ok(remaining) => Admission::Admitted(Admitted {
+            reservation: Reservation {
+                counter: book.counter.clone(),
+                key,
+                cost,
+                refund: false,
+            },
+            remaining,
+            count_success,
+        }),
+        Err(refusal) => {
+            let retry_after = match &refusal {
+                Refusal::PerDay { .. } | Refusal::PerRequest { .. } => reset_in,
+                Refusal::Window { to, .. } => day_start_ms(to, tz)
+                    .map(|t| t + 86_400_000 - now)
+                    .map_or(reset_in, |ms| Duration::from_millis(ms.max(0) as u64)),
+                Refusal::Concurrency { .. } => Duration::from_secs(1),
+            };
+            Admission::Refused(GatewayError::QuotaExceeded {
+                limit: refusal.message(),
+                retry_after,
+            })
+        }
+    }
+}
+
+/// Reads the user's usage so far from the store into the counter.
+async fn seed(book: &QuotaBook, s: Seed) {
+    let (user, service, group) = &s.key;
+    let used = |from: i64, to: i64| {
+        book.store.points_used(
+            user.to_string(),
+            service.to_string(),
+            group.to_string(),
+            from,
+            to,
+            !s.count_success,
+        )
+    };
+    let day_from = day_start_ms(&s.today, s.tz).unwrap_or(s.now);
+    let day_used = used(day_from, s.now + 1).await.unwrap_or(0);
+    let window_used = match &s.window {
+        Some((f, t)) => {
+            let from = day_start_ms(f, s.tz).unwrap_or(s.now);
+            let to = day_start_ms(t, s.tz).map_or(s.now + 1, |t| t + 86_400_000);
+            used(from, to).await.unwrap_or(0)
+        }
+        None => 0,
+    };
+    book.counter
+        .seed(&s.key, &s.today, day_used, s.window, window_used);
+}
+
+/// Settles the reservation from the answer and tells the client what remains.
+async fn settle<F>(answer: F, admitted: Admitted) -> Result<Response<Body>, GatewayError>
+where
+    F: Future<Output = Result<Response<Body>, GatewayError>>,
+{
+    let Admitted {
+        mut reservation,
+        remaining,
+        count_success,
+    } = admitted;
+    let result = answer.await;
+    if let Ok(r) = &result
+        && let Some(SettledPoints(actual)) = r.extensions().get::<SettledPoints>()
+    {
+        reservation
+            .counter
+            .settle(&reservation.key, reservation.cost, *actual);
+        reservation.cost = *actual;
+    }
+    reservation.refund = count_success && super::super::upstream_failed(&result);
+    drop(reservation);
+    let mut resp = result?;
+    if let Some(d) = remaining.day {
+        resp.headers_mut().insert(
+            crate::header_names::X_QUOTA_DAY_REMAINING,
+            HeaderValue::from(d),
+        );
+    }
+    if let Some(w) = remaining.window {
+        resp.headers_mut().insert(
+            crate::header_names::X_QUOTA_WINDOW_REMAINING,
+            HeaderValue::from(w),
+        );
+    }
+    Ok(resp)
+}
+
 impl<S, B> Service<Request<B>> for Quota<S>
 where
     S: super::super::Inner<B>,
@@ -78,24 +246,61 @@ where
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+    /// The layers below's own future when no quota applies: no copy of them and no second
+    /// box for most callers.
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response<Body>, GatewayError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = super::super::take_ready(&mut self.inner);
-        let book = self.book.clone();
-        let rc = req.extensions().get::<RouteCtx>().cloned();
-        let principal = req.extensions().get::<Principal>().cloned();
-        let (Some(rc), Some(p)) = (rc, principal) else {
-            return Box::pin(inner.call(req));
+        let (Some(rc), Some(p)) = (
+            req.extensions().get::<RouteCtx>(),
+            req.extensions().get::<Principal>(),
+        ) else {
+            return Either::Left(self.inner.call(req));
         };
         if rc.route.anonymous {
-            return Box::pin(inner.call(req));
+            return Either::Left(self.inner.call(req));
         }
+        // Decided here when the user's quotas and usage are in memory (every request but a
+        // user's first in a while); otherwise in a future that reads them from the store.
+        let admission = match self.book.cached(&p.user) {
+            Some(None) => Admission::Free,
+            Some(Some(q)) => admit(&self.book, rc, p, req.uri().query(), &q, false),
+            None => return Either::Right(self.look_up(req)),
+        };
+        match admission {
+            Admission::Free => Either::Left(self.inner.call(req)),
+            Admission::Refused(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
+            Admission::Admitted(a) => Either::Right(Box::pin(settle(self.inner.call(req), a))),
+            Admission::Unseeded(_) => Either::Right(self.look_up(req)),
+        }
+    }
+}
+
+impl<S> Quota<S> {
+    /// The way with waiting: the user's quotas, and usage so far, read from the store. The
+    /// ready inner service is taken and a clone left behind, as tower requires when the call
+    /// continues in a future.
+    fn look_up<B>(
+        &mut self,
+        req: Request<B>,
+    ) -> BoxFuture<'static, Result<Response<Body>, GatewayError>>
+    where
+        S: super::super::Inner<B>,
+        B: Send + 'static,
+    {
+        let mut inner = super::super::take_ready(&mut self.inner);
+        let book = self.book.clone();
         Box::pin(async move {
+            let (Some(rc), Some(p)) = (
+                req.extensions().get::<RouteCtx>().cloned(),
+                req.extensions().get::<Principal>().cloned(),
+            ) else {
+                return inner.call(req).await;
+            };
             let Some(q) = book
                 .of(&p.user)
                 .await
@@ -103,98 +308,18 @@ where
             else {
                 return inner.call(req).await;
             };
-            let (quotas, tz) = (&q.0, q.1);
-            let route = rc.route.clone();
-            let service = route.pack.service.clone();
-            let group = route.method_group.clone();
-            let now = now_ms();
-            let (today, reset_in) = local_day(now, tz);
-            let limits = quotas.limits_for(&service, &group, &today);
-            if limits.is_empty() {
-                return inner.call(req).await;
+            let mut admission = admit(&book, &rc, &p, req.uri().query(), &q, false);
+            if let Admission::Unseeded(s) = admission {
+                seed(&book, s).await;
+                admission = admit(&book, &rc, &p, req.uri().query(), &q, true);
             }
-            // `count = "success"` (default): a server error or upstream failure gives the
-            // points back; `count = "all"` keeps them (and reloading usage counts them too).
-            let count_success = route
-                .rate_limit
-                .as_ref()
-                .and_then(|n| book.policies.get(n))
-                .is_none_or(|p| p.count_success);
-            let cost = route_cost(&route, &rc, req.uri().query(), &p);
-            let key: UsageKey = (p.user.clone(), service.clone(), group.clone());
-            let window = limits
-                .window
-                .as_ref()
-                .map(|(f, t, _)| (f.clone(), t.clone()));
-            if !book.counter.knows(&key, &today, window.as_ref()) {
-                let used = |from: i64, to: i64| {
-                    book.store.points_used(
-                        p.user.to_string(),
-                        service.to_string(),
-                        group.to_string(),
-                        from,
-                        to,
-                        !count_success,
-                    )
-                };
-                let day_from = day_start_ms(&today, tz).unwrap_or(now);
-                let day_used = used(day_from, now + 1).await.unwrap_or(0);
-                let window_used = match &window {
-                    Some((f, t)) => {
-                        let from = day_start_ms(f, tz).unwrap_or(now);
-                        let to = day_start_ms(t, tz).map_or(now + 1, |t| t + 86_400_000);
-                        used(from, to).await.unwrap_or(0)
-                    }
-                    None => 0,
-                };
-                book.counter
-                    .seed(&key, &today, day_used, window.clone(), window_used);
+            match admission {
+                Admission::Free => inner.call(req).await,
+                Admission::Refused(e) => Err(e),
+                Admission::Admitted(a) => settle(inner.call(req), a).await,
+                // Not asked again once seeded.
+                Admission::Unseeded(_) => unreachable!("admit does not ask for a seed twice"),
             }
-            let remaining = match book.counter.reserve(&key, &today, cost, &limits) {
-                Ok(r) => r,
-                Err(refusal) => {
-                    let retry_after = match &refusal {
-                        Refusal::PerDay { .. } | Refusal::PerRequest { .. } => reset_in,
-                        Refusal::Window { to, .. } => day_start_ms(to, tz)
-                            .map(|t| t + 86_400_000 - now)
-                            .map_or(reset_in, |ms| Duration::from_millis(ms.max(0) as u64)),
-                        Refusal::Concurrency { .. } => Duration::from_secs(1),
-                    };
-                    return Err(GatewayError::QuotaExceeded {
-                        limit: refusal.message(),
-                        retry_after,
-                    });
-                }
-            };
-            let mut reservation = Reservation {
-                counter: book.counter.clone(),
-                key,
-                cost,
-                refund: false,
-            };
-            let result = inner.call(req).await;
-            if let Ok(r) = &result
-                && let Some(SettledPoints(actual)) = r.extensions().get::<SettledPoints>()
-            {
-                book.counter.settle(&reservation.key, cost, *actual);
-                reservation.cost = *actual;
-            }
-            reservation.refund = count_success && super::super::upstream_failed(&result);
-            drop(reservation);
-            let mut resp = result?;
-            if let Some(d) = remaining.day {
-                resp.headers_mut().insert(
-                    crate::header_names::X_QUOTA_DAY_REMAINING,
-                    HeaderValue::from(d),
-                );
-            }
-            if let Some(w) = remaining.window {
-                resp.headers_mut().insert(
-                    crate::header_names::X_QUOTA_WINDOW_REMAINING,
-                    HeaderValue::from(w),
-                );
-            }
-            Ok(resp)
         })
     }
 }
