@@ -88,7 +88,7 @@ const BATCH: usize = 1000;
 const TICK: Duration = Duration::from_millis(5);
 
 enum Msg {
-    Audit(Box<AuditRow>),
+    Audit(AuditRow),
     Capture(String, i64, Vec<CapturedBody>),
     Flush(mpsc::Sender<Result<(), StoreError>>),
 }
@@ -214,7 +214,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
             let mut waiters = Vec::new();
             while rows.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(Msg::Audit(r)) => rows.push(*r),
+                    Ok(Msg::Audit(r)) => rows.push(r),
                     Ok(Msg::Capture(tc, t, bodies)) => captures.push((tc, t, bodies)),
                     Ok(Msg::Flush(w)) => waiters.push(w),
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -765,7 +765,7 @@ impl Store for SqliteStore {
 
     fn record_audit(&self, row: AuditRow) {
         crate::metrics::audit_queued();
-        if self.writer.send(Msg::Audit(Box::new(row))).is_err() {
+        if self.writer.send(Msg::Audit(row)).is_err() {
             tracing::error!("the audit writer has stopped; an audit row was dropped");
         }
     }
