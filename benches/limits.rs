@@ -1,12 +1,10 @@
 //! The rate-limit check per request, with 1, 10,000 and 1,000,000 distinct keys: the cost a
 //! limited route adds to every request (ns/op), and how it grows with the key count.
 
-use std::collections::HashMap;
-
 use criterion::{BenchmarkId, Criterion, black_box, criterion_group, criterion_main};
 use rosetta::config::RateLimitConfig;
 use rosetta::limits::quota::{Limits, LocalQuotas, QuotaCounter, UsageKey};
-use rosetta::limits::rate::{KeyInput, LocalLimiter, Policy, RateLimiter, bucket_key};
+use rosetta::limits::rate::{KeyInput, LocalLimiter, Policies, Policy, RateLimiter, bucket_key};
 
 fn bench(c: &mut Criterion) {
     let policy = Policy::from_config(
@@ -21,7 +19,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let mut g = c.benchmark_group("ratelimit check");
     for n in [1usize, 10_000, 1_000_000] {
-        let limiter = LocalLimiter::new(&HashMap::from([(
+        let limiter = LocalLimiter::new(&Policies::from_iter([(
             "p".to_owned(),
             std::sync::Arc::new(policy.clone()),
         )]));

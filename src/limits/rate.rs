@@ -123,8 +123,9 @@ impl Policy {
     }
 }
 
-/// Every compiled policy by name, shared by the rate-limit and quota layers.
-pub type Policies = HashMap<String, std::sync::Arc<Policy>>;
+/// Every compiled policy by name, shared by the rate-limit and quota layers. Looked up on
+/// every request by names from the config, so foldhash rather than SipHash.
+pub type Policies = HashMap<String, std::sync::Arc<Policy>, foldhash::fast::RandomState>;
 
 /// Compiles every configured policy.
 pub fn policies(
@@ -301,7 +302,7 @@ const SWEEP_EVERY: u64 = 8192;
 
 /// The in-process limiter: one keyed GCRA state per policy.
 pub struct LocalLimiter {
-    by_policy: HashMap<String, (Keyed, RefundableStore)>,
+    by_policy: HashMap<String, (Keyed, RefundableStore), foldhash::fast::RandomState>,
     checks: AtomicU64,
 }
 
@@ -424,7 +425,10 @@ mod tests {
     }
 
     fn limiter(p: &Policy) -> LocalLimiter {
-        LocalLimiter::new(&HashMap::from([("p".to_owned(), Arc::new(p.clone()))]))
+        LocalLimiter::new(&Policies::from_iter([(
+            "p".to_owned(),
+            Arc::new(p.clone()),
+        )]))
     }
 
     #[test]

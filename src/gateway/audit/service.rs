@@ -36,17 +36,27 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (store, server) = (self.store.clone(), self.server.clone());
-        let rc = req.extensions().get::<RouteCtx>().cloned();
-        let principal = req.extensions().get::<Principal>().cloned();
+        let rc = req.extensions().get::<RouteCtx>();
+        let principal = req.extensions().get::<Principal>();
         // The same cost the quota layer reserves.
-        let points = match (&rc, &principal) {
+        let points = match (rc, principal) {
             (Some(rc), Some(p)) => {
                 super::super::quota::route_cost(&rc.route, rc, req.uri().query(), p)
             }
             (None, _) | (_, None) => 0,
         };
-        let route = rc.map(|r| r.route);
-        let meta = req.extensions().get::<RequestMeta>().cloned();
+        // Only what the row needs is kept: every reference count taken here is shared with
+        // the other workers' requests (the same key, the same route), so each is a contended
+        // cache line.
+        let who = rc
+            .map(|r| r.route.clone())
+            .zip(principal.map(|p| (p.user.clone(), p.company.clone())));
+        let (tracecode, started) = req
+            .extensions()
+            .get::<RequestMeta>()
+            .map_or((None, None), |m| {
+                (Some(m.tracecode.clone()), Some(m.started))
+            });
         // Identifies "the same request" for unique points: a fixed-seed non-cryptographic
         // hash is enough (and cheap on every request); nothing here is secret.
         let fingerprint = {
@@ -60,7 +70,7 @@ where
         let answer = self.inner.call(req);
         Box::pin(async move {
             let result = answer.await;
-            if let (Some(route), Some(p)) = (route, principal) {
+            if let Some((route, (user, company))) = who {
                 let status = match &result {
                     Ok(r) => r.status().as_u16(),
                     Err(e) => e.status().as_u16(),
@@ -72,15 +82,14 @@ where
                         .map_or(points, |s| s.0),
                     Err(_) => points,
                 };
-                let (tracecode, duration_ms) = meta.map_or((Arc::from(""), 0), |m| {
-                    (m.tracecode, m.started.elapsed().as_millis() as u64)
-                });
+                let tracecode = tracecode.unwrap_or_else(|| Arc::from(""));
+                let duration_ms = started.map_or(0, |t| t.elapsed().as_millis() as u64);
                 let points = u32::try_from(points).unwrap_or(u32::MAX);
                 store.record_audit(AuditRow {
                     time_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                         as i64,
-                    username: p.user,
-                    company_key: p.company,
+                    username: user,
+                    company_key: company,
                     tracecode,
                     server,
                     service: route.pack.service.clone(),

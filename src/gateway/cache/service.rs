@@ -73,7 +73,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut inner = super::super::take_ready(&mut self.inner);
         let cache = self.cache.clone();
-        let Some(rc) = req.extensions().get::<RouteCtx>().cloned() else {
+        // Borrowed, not cloned: the reference counts are shared with every other request on
+        // the route (a contended cache line each); only what the key keeps is cloned.
+        let Some(rc) = req.extensions().get::<RouteCtx>() else {
             return Box::pin(inner.call(req));
         };
         let route = rc.route.clone();
@@ -106,12 +108,12 @@ where
                 });
             }
         };
-        let principal = req.extensions().get::<Principal>().cloned();
+        let principal = req.extensions().get::<Principal>();
         let scope_kind = route.cache_scope;
         let scope = scope_value(
             route.cache_scope,
-            principal.as_ref().map_or("", |p| &p.user),
-            principal.as_ref().map_or("", |p| &p.company),
+            principal.map_or("", |p| &p.user),
+            principal.map_or("", |p| &p.company),
         );
         let hit_points = route.cache_hit_points;
         let accept = req
