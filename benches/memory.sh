@@ -66,7 +66,8 @@ target/release/rosetta serve --config config/bench.toml 2>"$work/rosetta.log" &
 RS=$!
 pids+=($RS)
 wait_health
-rss() { echo $(( $(ps -o rss= -p "$RS") / 1024 )); }
+# One decimal: the bound is 64 MiB, and a floor would read 64.9 as 64.
+rss() { ps -o rss= -p "$RS" | awk '{ printf "%.1f", $1 / 1024 }'; }
 echo "users: $USERS (quotas: $QUOTAS); RSS at start: $(rss) MiB"
 
 cat >"$work/mix.lua" <<LUA

@@ -118,8 +118,13 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(backend)?;
+    // A 512 KiB page cache per connection instead of SQLite's 2 MB: the writer appends at
+    // the right edge of its B-trees and the lookups are point reads whose inner pages fit,
+    // while the 64 MiB memory bound (benches/memory.sh) was 64.2-65.7 MiB with the default
+    // and is 61.5-62.3 with this; CPU per request unchanged (the OS keeps the file cached).
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -512;",
     )
     .map_err(backend)?;
     Ok(conn)
