@@ -10,12 +10,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -36,6 +36,45 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     #[cfg(tokio_unstable)]
     builder.disable_lifo_slot();
     builder.build()
+}
+
+/// hyper's `Service` over a tower service, one per connection. hyper-util's
+/// `TowerToHyperService` clones the whole stack for every request (hyper calls through
+/// `&self`), each clone a dozen reference counts that every connection's requests share.
+/// Here the connection keeps its own copy behind a lock held only while `call` runs (never
+/// contended under HTTP/1, whose requests on one connection come one at a time), and clones
+/// only when the stack is not ready at once.
+struct PerConnection<S>(std::sync::Mutex<S>);
+
+impl<S> PerConnection<S> {
+    fn new(service: S) -> Self {
+        Self(std::sync::Mutex::new(service))
+    }
+}
+
+impl<S, R> hyper::service::Service<R> for PerConnection<S>
+where
+    S: tower::Service<R, Error = Infallible> + Clone,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, tower::util::Oneshot<S, R>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        // A call that panicked left nothing half-done in the stack (its layers keep no
+        // state across calls), so a poisoned lock is taken as it is.
+        let mut svc = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match svc.poll_ready(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => Either::Left(svc.call(req)),
+            std::task::Poll::Ready(Err(never)) => match never {},
+            // Waits for readiness the usual way, with a real waker, on a copy.
+            std::task::Poll::Pending => Either::Right(tower::ServiceExt::oneshot(svc.clone(), req)),
+        }
+    }
 }
 
 /// Listener behaviour, from `[server]`.
@@ -97,7 +136,7 @@ where
                     req.extensions_mut().insert(crate::context::PeerAddr(peer));
                     req
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc));
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), PerConnection::new(svc));
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -183,5 +222,70 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stack that counts its copies and, when told, is not ready at the first poll.
+    struct Counted {
+        clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.clones
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Self {
+                clones: self.clones.clone(),
+                busy: self.busy.clone(),
+            }
+        }
+    }
+
+    impl tower::Service<u32> for Counted {
+        type Response = u32;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<u32, Infallible>>;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            if self.busy.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, n: u32) -> Self::Future {
+            std::future::ready(Ok(n + 1))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_calls_its_own_stack_and_copies_it_only_to_wait() {
+        use std::sync::atomic::Ordering;
+        let stack = Counted {
+            clones: Default::default(),
+            busy: Default::default(),
+        };
+        let (clones, busy) = (stack.clones.clone(), stack.busy.clone());
+        let conn = PerConnection::new(stack);
+        for n in 0..3 {
+            assert_eq!(hyper::service::Service::call(&conn, n).await, Ok(n + 1));
+        }
+        assert_eq!(clones.load(Ordering::SeqCst), 0, "no copy per request");
+        busy.store(true, Ordering::SeqCst);
+        assert_eq!(hyper::service::Service::call(&conn, 9).await, Ok(10));
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            1,
+            "a copy waits for readiness"
+        );
     }
 }
