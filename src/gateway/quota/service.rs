@@ -317,8 +317,11 @@ impl<S> Quota<S> {
                 Admission::Free => inner.call(req).await,
                 Admission::Refused(e) => Err(e),
                 Admission::Admitted(a) => settle(inner.call(req), a).await,
-                // Not asked again once seeded.
-                Admission::Unseeded(_) => unreachable!("admit does not ask for a seed twice"),
+                // `admit` does not ask for a seed once told it is seeded; were it to, the
+                // request is refused rather than let through uncounted.
+                Admission::Unseeded(_) => Err(GatewayError::Internal(
+                    "quota usage could not be read".into(),
+                )),
             }
         })
     }
