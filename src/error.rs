@@ -120,6 +120,15 @@ pub enum UpstreamError {
     Auth { upstream: String, detail: String },
 }
 
+/// A failed authentication is a 401 naming why, wherever the credentials were checked.
+impl From<crate::identity::AuthError> for GatewayError {
+    fn from(e: crate::identity::AuthError) -> Self {
+        GatewayError::Unauthenticated {
+            reason: e.to_string(),
+        }
+    }
+}
+
 impl GatewayError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {

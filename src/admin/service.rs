@@ -20,9 +20,7 @@ use crate::dialect::decode_json;
 use crate::dialect::xml::{XmlRules, xml_to_value};
 use crate::error::{BadRequest, GatewayError};
 use crate::identity::passwords::{hash_password, new_api_key};
-use crate::identity::{
-    AuthChain, AuthError, Principal, StoreAuth, credentials_from_headers, sha256_hex,
-};
+use crate::identity::{AuthChain, Principal, StoreAuth, credentials_from_headers, sha256_hex};
 use crate::store::{
     ApiKeyInfo, AuditQuery, AuditRow, Company, StatRow, StatsQuery, Store, StoreError, User,
     UserQuery,
@@ -301,16 +299,8 @@ fn audit_json(r: &AuditRow) -> Value {
 }
 
 async fn authenticate(admin: &Admin, headers: &http::HeaderMap) -> Result<Principal, GatewayError> {
-    let creds = credentials_from_headers(headers).map_err(|e| GatewayError::Unauthenticated {
-        reason: e.to_string(),
-    })?;
-    admin
-        .auth
-        .authenticate(&creds)
-        .await
-        .map_err(|e: AuthError| GatewayError::Unauthenticated {
-            reason: e.to_string(),
-        })
+    let creds = credentials_from_headers(headers)?;
+    Ok(admin.auth.authenticate(&creds).await?)
 }
 
 async fn route<B>(

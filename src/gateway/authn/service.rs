@@ -9,7 +9,7 @@ use tower::Service;
 use super::super::{BoxFuture, RouteCtx};
 use crate::body::Body;
 use crate::error::GatewayError;
-use crate::identity::{AuthChain, AuthError, Credentials, Principal, credentials_from_headers};
+use crate::identity::{AuthChain, Credentials, Principal, credentials_from_headers};
 use futures_util::future::Either;
 
 /// See the module docs.
@@ -55,14 +55,8 @@ where
                 req.extensions_mut().insert(principal);
                 Either::Left(self.inner.call(req))
             }
-            Err(e) => Either::Right(Box::pin(std::future::ready(Err(unauthenticated(e))))),
+            Err(e) => Either::Right(Box::pin(std::future::ready(Err(e.into())))),
         }
-    }
-}
-
-fn unauthenticated(e: AuthError) -> GatewayError {
-    GatewayError::Unauthenticated {
-        reason: e.to_string(),
     }
 }
 
@@ -81,7 +75,7 @@ impl<S> Authn<S> {
         let mut inner = super::super::take_ready(&mut self.inner);
         let chain = self.chain.clone();
         Box::pin(async move {
-            let principal = chain.authenticate(&creds).await.map_err(unauthenticated)?;
+            let principal = chain.authenticate(&creds).await?;
             req.extensions_mut().insert(principal);
             inner.call(req).await
         })

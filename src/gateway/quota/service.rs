@@ -14,7 +14,7 @@ use crate::body::Body;
 use crate::error::GatewayError;
 use crate::identity::Principal;
 use crate::limits::quota::{
-    QuotaCounter, QuotaRules, Refusal, Remaining, UsageKey, day_start_ms, local_day,
+    Limits, QuotaCounter, QuotaRules, Refusal, Remaining, UsageKey, day_start_ms, local_day,
 };
 use crate::mapping::pack::{Points, Route};
 use futures_util::future::Either;
@@ -74,22 +74,12 @@ impl Drop for Reservation {
     }
 }
 
-/// What the quotas say of a request, decided without waiting when the user's quotas and
-/// usage are in memory.
-enum Admission {
-    /// No quota applies: the request goes on untouched.
-    Free,
-    /// The user's usage today (or in the window) is not counted in memory yet: it is read
-    /// from the audit trail first.
-    Unseeded(Seed),
-    Refused(GatewayError),
-    Admitted(Admitted),
-}
-
-/// Where to start counting a user's usage from, read from the store.
-struct Seed {
+/// The quotas that apply to a request, and the usage key they are counted under.
+struct Plan {
     key: UsageKey,
+    limits: Limits,
     today: String,
+    reset_in: Duration,
     tz: i32,
     now: i64,
     window: Option<(String, String)>,
@@ -103,23 +93,14 @@ struct Admitted {
     count_success: bool,
 }
 
-/// Checks `p`'s quotas `q` for the request and, when they allow it, reserves its points
-/// (`seeded`: the usage was just read from the store, so it is not asked for again).
-fn admit(
-    book: &QuotaBook,
-    rc: &RouteCtx,
-    p: &Principal,
-    query: Option<&str>,
-    q: &(QuotaRules, i32),
-    seeded: bool,
-) -> Admission {
+/// What `p`'s quotas `q` hold the request to; `None` when no quota applies.
+fn plan(book: &QuotaBook, route: &Route, p: &Principal, q: &(QuotaRules, i32)) -> Option<Plan> {
     let (quotas, tz) = (&q.0, q.1);
-    let route = &rc.route;
     let now = now_ms();
     let (today, reset_in) = local_day(now, tz);
     let limits = quotas.limits_for(&route.pack.service, &route.method_group, &today);
     if limits.is_empty() {
-        return Admission::Free;
+        return None;
     }
     // `count = "success"` (default): a server error or upstream failure gives the points
     // back; `count = "all"` keeps them (and reloading usage counts them too).
@@ -128,46 +109,67 @@ fn admit(
         .as_ref()
         .and_then(|n| book.policies.get(n))
         .is_none_or(|p| p.count_success);
-    let key: UsageKey = (
-        p.user.clone(),
-        route.pack.service.clone(),
-        route.method_group.clone(),
-    );
     let window = limits
         .window
         .as_ref()
         .map(|(f, t, _)| (f.clone(), t.clone()));
-    if !seeded && !book.counter.knows(&key, &today, window.as_ref()) {
-        return Admission::Unseeded(Seed {
-            key,
-            today,
-            tz,
-            now,
-            window,
-            count_success,
-        });
+    Some(Plan {
+        key: (
+            p.user.clone(),
+            route.pack.service.clone(),
+            route.method_group.clone(),
+        ),
+        limits,
+        today,
+        reset_in,
+        tz,
+        now,
+        window,
+        count_success,
+    })
+}
+
+impl Plan {
+    /// Whether the counter holds this key's usage for today (and the window) already;
+    /// otherwise it is read from the audit trail first ([`seed`]).
+    fn counted(&self, book: &QuotaBook) -> bool {
+        book.counter
+            .knows(&self.key, &self.today, self.window.as_ref())
     }
-    let cost = route_cost(route, rc, query, p);
-    match book.counter.reserve(&key, &today, cost, &limits) {
-        Ok(remaining) => Admission::Admitted(Admitted {
+}
+
+/// Reserves the request's points, or says which quota refuses it.
+fn reserve(
+    book: &QuotaBook,
+    rc: &RouteCtx,
+    p: &Principal,
+    query: Option<&str>,
+    plan: Plan,
+) -> Result<Admitted, GatewayError> {
+    let cost = route_cost(&rc.route, rc, query, p);
+    match book
+        .counter
+        .reserve(&plan.key, &plan.today, cost, &plan.limits)
+    {
+        Ok(remaining) => Ok(Admitted {
             reservation: Reservation {
                 counter: book.counter.clone(),
-                key,
+                key: plan.key,
                 cost,
                 refund: false,
             },
             remaining,
-            count_success,
+            count_success: plan.count_success,
         }),
         Err(refusal) => {
             let retry_after = match &refusal {
-                Refusal::PerDay { .. } | Refusal::PerRequest { .. } => reset_in,
-                Refusal::Window { to, .. } => day_start_ms(to, tz)
-                    .map(|t| t + 86_400_000 - now)
-                    .map_or(reset_in, |ms| Duration::from_millis(ms.max(0) as u64)),
+                Refusal::PerDay { .. } | Refusal::PerRequest { .. } => plan.reset_in,
+                Refusal::Window { to, .. } => day_start_ms(to, plan.tz)
+                    .map(|t| t + 86_400_000 - plan.now)
+                    .map_or(plan.reset_in, |ms| Duration::from_millis(ms.max(0) as u64)),
                 Refusal::Concurrency { .. } => Duration::from_secs(1),
             };
-            Admission::Refused(GatewayError::QuotaExceeded {
+            Err(GatewayError::QuotaExceeded {
                 limit: refusal.message(),
                 retry_after,
             })
@@ -176,8 +178,8 @@ fn admit(
 }
 
 /// Reads the user's usage so far from the store into the counter.
-async fn seed(book: &QuotaBook, s: Seed) {
-    let (user, service, group) = &s.key;
+async fn seed(book: &QuotaBook, plan: &Plan) {
+    let (user, service, group) = &plan.key;
     let used = |from: i64, to: i64| {
         book.store.points_used(
             user.to_string(),
@@ -185,21 +187,27 @@ async fn seed(book: &QuotaBook, s: Seed) {
             group.to_string(),
             from,
             to,
-            !s.count_success,
+            !plan.count_success,
         )
     };
-    let day_from = day_start_ms(&s.today, s.tz).unwrap_or(s.now);
-    let day_used = used(day_from, s.now + 1).await.unwrap_or(0);
-    let window_used = match &s.window {
+    let (tz, now) = (plan.tz, plan.now);
+    let day_from = day_start_ms(&plan.today, tz).unwrap_or(now);
+    let day_used = used(day_from, now + 1).await.unwrap_or(0);
+    let window_used = match &plan.window {
         Some((f, t)) => {
-            let from = day_start_ms(f, s.tz).unwrap_or(s.now);
-            let to = day_start_ms(t, s.tz).map_or(s.now + 1, |t| t + 86_400_000);
+            let from = day_start_ms(f, tz).unwrap_or(now);
+            let to = day_start_ms(t, tz).map_or(now + 1, |t| t + 86_400_000);
             used(from, to).await.unwrap_or(0)
         }
         None => 0,
     };
-    book.counter
-        .seed(&s.key, &s.today, day_used, s.window, window_used);
+    book.counter.seed(
+        &plan.key,
+        &plan.today,
+        day_used,
+        plan.window.clone(),
+        window_used,
+    );
 }
 
 /// Settles the reservation from the answer and tells the client what remains.
@@ -266,16 +274,20 @@ where
         }
         // Decided here when the user's quotas and usage are in memory (every request but a
         // user's first in a while); otherwise in a future that reads them from the store.
-        let admission = match self.book.cached(&p.user) {
-            Some(None) => Admission::Free,
-            Some(Some(q)) => admit(&self.book, rc, p, req.uri().query(), &q, false),
+        let plan = match self.book.cached(&p.user) {
+            Some(None) => None,
+            Some(Some(q)) => plan(&self.book, &rc.route, p, &q),
             None => return Either::Right(self.look_up(req)),
         };
-        match admission {
-            Admission::Free => Either::Left(self.inner.call(req)),
-            Admission::Refused(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
-            Admission::Admitted(a) => Either::Right(Box::pin(settle(self.inner.call(req), a))),
-            Admission::Unseeded(_) => Either::Right(self.look_up(req)),
+        let Some(plan) = plan else {
+            return Either::Left(self.inner.call(req));
+        };
+        if !plan.counted(&self.book) {
+            return Either::Right(self.look_up(req));
+        }
+        match reserve(&self.book, rc, p, req.uri().query(), plan) {
+            Ok(a) => Either::Right(Box::pin(settle(self.inner.call(req), a))),
+            Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
         }
     }
 }
@@ -308,21 +320,14 @@ impl<S> Quota<S> {
             else {
                 return inner.call(req).await;
             };
-            let mut admission = admit(&book, &rc, &p, req.uri().query(), &q, false);
-            if let Admission::Unseeded(s) = admission {
-                seed(&book, s).await;
-                admission = admit(&book, &rc, &p, req.uri().query(), &q, true);
+            let Some(plan) = plan(&book, &rc.route, &p, &q) else {
+                return inner.call(req).await;
+            };
+            if !plan.counted(&book) {
+                seed(&book, &plan).await;
             }
-            match admission {
-                Admission::Free => inner.call(req).await,
-                Admission::Refused(e) => Err(e),
-                Admission::Admitted(a) => settle(inner.call(req), a).await,
-                // `admit` does not ask for a seed once told it is seeded; were it to, the
-                // request is refused rather than let through uncounted.
-                Admission::Unseeded(_) => Err(GatewayError::Internal(
-                    "quota usage could not be read".into(),
-                )),
-            }
+            let admitted = reserve(&book, &rc, &p, req.uri().query(), plan)?;
+            settle(inner.call(req), admitted).await
         })
     }
 }
