@@ -330,6 +330,95 @@ mod tests {
         assert_eq!(body(resp).await, "companies.get u");
     }
 
+    /// Counts its copies: a stub inner service capturing one is copied with it.
+    struct Copies(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Clone for Copies {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Self(self.0.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cache_hit_is_answered_in_call_without_the_layers_below() {
+        use futures_util::FutureExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
+        let mut auth = AuthChain::default();
+        auth.push(Arc::new(StaticKeys::new(&[StaticKeyConfig {
+            sha256: sha256_hex("k"),
+            user: "u".into(),
+            company: "c".into(),
+            roles: vec![],
+        }])));
+        let (calls, copies) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counted, seen) = (Copies(copies.clone()), calls.clone());
+        let mut svc = ServiceBuilder::new()
+            .layer(RouteLayer::new(
+                Arc::new(load_catalog(&cfg).unwrap()),
+                Dialect::RedapiV1,
+            ))
+            .layer(AuthnLayer::new(Arc::new(auth)))
+            .layer(CacheLayer::new(ReadCache::new(
+                1 << 20,
+                std::time::Duration::from_secs(60),
+            )))
+            .service(service_fn(move |_req: Request<String>| {
+                let _ = &counted;
+                seen.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, GatewayError>(Response::new(full("{\"id\":1}"))) }
+            }));
+        let miss = ServiceExt::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(req("GET", "/companies/abc", Some("k")))
+            .await
+            .unwrap();
+        assert_eq!(miss.headers()["cache-status"], "rosetta; fwd=miss; stored");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let copies_after_miss = copies.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            let answer = ServiceExt::ready(&mut svc).await.unwrap().call(req(
+                "GET",
+                "/companies/abc",
+                Some("k"),
+            ));
+            // Ready when returned: nothing left to wait for.
+            let hit = answer
+                .now_or_never()
+                .expect("a hit is ready at once")
+                .unwrap();
+            assert!(
+                hit.headers()["cache-status"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("rosetta; hit; ttl="),
+                "{:?}",
+                hit.headers()
+            );
+            assert_eq!(body(hit).await, "{\"id\":1}");
+        }
+        // Neither called nor copied for the hits.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(copies.load(Ordering::SeqCst), copies_after_miss);
+        // A revalidation goes below again, and is not answered from the cache.
+        let mut r = req("GET", "/companies/abc", Some("k"));
+        r.headers_mut()
+            .insert("cache-control", http::HeaderValue::from_static("no-cache"));
+        let fresh = ServiceExt::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(r)
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh.headers()["cache-status"],
+            "rosetta; fwd=request; stored"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn rejections_are_problem_details() {
         let cases = [

@@ -4,8 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
+use std::future::Ready;
 use tower::Service;
 
 use super::super::{BoxFuture, RouteCtx};
@@ -64,19 +67,22 @@ where
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+    /// A hit the cache answers at once is ready here, without a box or a copy of the stack
+    /// below; everything else runs in the boxed future.
+    type Future = Either<
+        Ready<Result<Response<Body>, GatewayError>>,
+        BoxFuture<'static, Result<Response<Body>, GatewayError>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = super::super::take_ready(&mut self.inner);
-        let cache = self.cache.clone();
         // Borrowed, not cloned: the reference counts are shared with every other request on
         // the route (a contended cache line each); only what the key keeps is cloned.
         let Some(rc) = req.extensions().get::<RouteCtx>() else {
-            return Box::pin(inner.call(req));
+            return Either::Right(Box::pin(self.inner.call(req)));
         };
         let route = rc.route.clone();
         // Writes: a success invalidates the reads the route declares.
@@ -84,28 +90,31 @@ where
             (true, Some(ttl)) => ttl,
             // A read the route does not cache: say so (RFC 9211 `fwd=bypass`).
             (true, None) => {
-                return Box::pin(async move {
-                    let mut resp = inner.call(req).await?;
+                let answer = self.inner.call(req);
+                return Either::Right(Box::pin(async move {
+                    let mut resp = answer.await?;
                     resp.headers_mut().insert(
                         crate::header_names::CACHE_STATUS,
                         HeaderValue::from_static("rosetta; fwd=bypass"),
                     );
                     Ok(resp)
-                });
+                }));
             }
             (false, _) => {
                 if route.invalidates.is_empty() {
-                    return Box::pin(inner.call(req));
+                    return Either::Right(Box::pin(self.inner.call(req)));
                 }
                 let routes = route.invalidates.clone();
                 let values: Vec<String> = rc.params.iter().map(|(_, v)| v.clone()).collect();
-                return Box::pin(async move {
-                    let resp = inner.call(req).await?;
+                let cache = self.cache.clone();
+                let answer = self.inner.call(req);
+                return Either::Right(Box::pin(async move {
+                    let resp = answer.await?;
                     if resp.status().is_success() {
                         cache.invalidate(routes, values);
                     }
                     Ok(resp)
-                });
+                }));
             }
         };
         let principal = req.extensions().get::<Principal>();
@@ -146,17 +155,26 @@ where
                     .map(str::trim)
                     .any(|d| d.eq_ignore_ascii_case("no-cache") || d == "max-age=0")
             });
-        Box::pin(async move {
-            if !revalidate && let Some(e) = cache.cache.get(&key).await {
-                crate::metrics::cache_hit();
-                let line = format!("rosetta; hit; ttl={}", remaining_ttl(&e));
-                let mut resp = respond(&e, line, if_none.as_deref());
-                // A route may price its hits differently; the quota and audit layers settle.
-                if let Some(n) = hit_points {
-                    resp.extensions_mut()
-                        .insert(super::super::SettledPoints(u64::from(n)));
-                }
-                return Ok(resp);
+        // The lookup answers at once unless moka's maintenance is busy elsewhere (its future
+        // is cancel-safe; a lookup that would wait is made again, waiting, below).
+        let at_once = if revalidate {
+            Some(None)
+        } else {
+            self.cache.cache.get(&key).now_or_never()
+        };
+        if let Some(Some(e)) = at_once {
+            return Either::Left(std::future::ready(Ok(hit(
+                &e,
+                hit_points,
+                if_none.as_deref(),
+            ))));
+        }
+        let known_miss = at_once.is_some();
+        let cache = self.cache.clone();
+        let mut inner = super::super::take_ready(&mut self.inner);
+        Either::Right(Box::pin(async move {
+            if !known_miss && let Some(e) = cache.cache.get(&key).await {
+                return Ok(hit(&e, hit_points, if_none.as_deref()));
             }
             crate::metrics::cache_miss();
             if revalidate {
@@ -259,6 +277,19 @@ where
                     )),
                 },
             }
-        })
+        }))
     }
+}
+
+/// The answer to a hit. A route may price its hits differently; the quota and audit layers
+/// settle.
+fn hit(e: &Entry, hit_points: Option<u32>, if_none: Option<&str>) -> Response<Body> {
+    crate::metrics::cache_hit();
+    let line = format!("rosetta; hit; ttl={}", remaining_ttl(e));
+    let mut resp = respond(e, line, if_none);
+    if let Some(n) = hit_points {
+        resp.extensions_mut()
+            .insert(super::super::SettledPoints(u64::from(n)));
+    }
+    resp
 }
