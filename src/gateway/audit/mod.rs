@@ -3,8 +3,10 @@
 //! store's batch writer when the request completes, so the request never waits on the disk.
 //! It sits after authentication: a request nobody could be named for is not an action.
 
+mod future;
 mod layer;
 mod service;
 
+pub use future::AuditFuture;
 pub use layer::AuditLayer;
 pub use service::Audit;

@@ -3,8 +3,10 @@
 //! every answer of a limited route carries `RateLimit-Limit`, `RateLimit-Remaining` and
 //! `RateLimit-Reset`. The arithmetic is in [`crate::limits::rate`].
 
+mod future;
 mod layer;
 mod service;
 
+pub use future::RateLimitFuture;
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

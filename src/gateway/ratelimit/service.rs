@@ -3,15 +3,18 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response};
+use futures_util::future::Either;
+use http::{Request, Response};
+use std::future::Ready;
 use tower::Service;
 
-use super::super::{BoxFuture, RouteCtx};
+use super::super::RouteCtx;
+use super::future::{Admitted, RateLimitFuture};
 use crate::body::Body;
 use crate::context::PeerAddr;
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::limits::rate::{KeyInput, KeyKind, Policies, RateLimiter, bucket_key, ceil_secs};
+use crate::limits::rate::{KeyInput, KeyKind, Policies, RateLimiter, bucket_key};
 
 /// See the module docs.
 #[derive(Clone)]
@@ -28,7 +31,8 @@ where
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+    /// A refusal is ready at once; every other request is the layers below's answer.
+    type Future = Either<Ready<Result<Response<Body>, GatewayError>>, RateLimitFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -44,7 +48,7 @@ where
             .and_then(|name| self.policies.get(name))
             .cloned();
         let Some(policy) = policy else {
-            return Box::pin(self.inner.call(req));
+            return Either::Right(RateLimitFuture::new(self.inner.call(req), None));
         };
         let principal = req.extensions().get::<Principal>();
         let ip = match &policy.key {
@@ -76,36 +80,18 @@ where
         );
         let d = self.limiter.check(&policy, &key);
         if !d.allowed {
-            return Box::pin(std::future::ready(Err(GatewayError::RateLimited {
+            return Either::Left(std::future::ready(Err(GatewayError::RateLimited {
                 policy: policy.name.clone(),
                 retry_after: d.retry_after,
                 limit: d.limit,
             })));
         }
-        let limiter = self.limiter.clone();
-        let answer = self.inner.call(req);
-        Box::pin(async move {
-            let result = answer.await;
-            // `count = "success"`: a request the upstream failed (5xx, timeout) gives its cell
-            // back, as the quota layer gives back its points.
-            if policy.count_success && super::super::upstream_failed(&result) {
-                limiter.refund(&policy, &key);
-            }
-            let mut resp = result?;
-            let h = resp.headers_mut();
-            h.insert(
-                crate::header_names::RATELIMIT_LIMIT,
-                HeaderValue::from(d.limit),
-            );
-            h.insert(
-                crate::header_names::RATELIMIT_REMAINING,
-                HeaderValue::from(d.remaining),
-            );
-            h.insert(
-                crate::header_names::RATELIMIT_RESET,
-                HeaderValue::from(ceil_secs(d.reset)),
-            );
-            Ok(resp)
-        })
+        let admitted = Admitted {
+            policy,
+            key,
+            limiter: self.limiter.clone(),
+            decision: d,
+        };
+        Either::Right(RateLimitFuture::new(self.inner.call(req), Some(admitted)))
     }
 }

@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
-use super::super::{BoxFuture, Rejection};
+use super::super::Rejection;
+use super::future::RescueFuture;
 use crate::body::Body;
 use crate::context::RequestMeta;
 
@@ -24,7 +25,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Future = RescueFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // A rejection at readiness has no request to answer in a dialect; the inner stack
@@ -41,18 +42,7 @@ where
             .get::<RequestMeta>()
             .cloned()
             .unwrap_or_else(|| RequestMeta::new(None));
-        let path = req.uri().path().to_owned();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            match fut.await {
-                Ok(resp) => Ok(resp),
-                Err(rejection) => {
-                    tracing::debug!(error = %rejection.error, "request rejected");
-                    Ok(rejection
-                        .dialect
-                        .render_error(&rejection.error, &meta, &path))
-                }
-            }
-        })
+        let uri = req.uri().clone();
+        RescueFuture::new(self.inner.call(req), meta, uri)
     }
 }

@@ -1,0 +1,51 @@
+//! [`RescueFuture`]: the stack's answer, or its rejection rendered in the client's dialect.
+//! A named type rather than a boxed `async` block: no allocation per request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{Response, Uri};
+
+use super::super::Rejection;
+use crate::body::Body;
+use crate::context::RequestMeta;
+
+pin_project_lite::pin_project! {
+    /// The answer of the layers below, which cannot fail past here.
+    pub struct RescueFuture<F> {
+        #[pin]
+        inner: F,
+        // For a rejection's document: its tracecode and `instance`. The URI is a shared
+        // copy of the request's (a reference count), not a copy of its path.
+        meta: RequestMeta,
+        uri: Uri,
+    }
+}
+
+impl<F> RescueFuture<F> {
+    pub(super) fn new(inner: F, meta: RequestMeta, uri: Uri) -> Self {
+        Self { inner, meta, uri }
+    }
+}
+
+impl<F> Future for RescueFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Rejection>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
+            Ok(resp) => resp,
+            Err(rejection) => {
+                tracing::debug!(error = %rejection.error, "request rejected");
+                rejection
+                    .dialect
+                    .render_error(&rejection.error, this.meta, this.uri.path())
+            }
+        }))
+    }
+}
