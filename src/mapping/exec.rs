@@ -779,7 +779,7 @@ fn build_request(
     };
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, media.clone());
-    if let Ok(tp) = HeaderValue::from_str(&env.meta.traceparent()) {
+    if let Some(tp) = env.meta.traceparent() {
         headers.insert(crate::header_names::TRACEPARENT, tp);
     }
     let body = match &call.body {

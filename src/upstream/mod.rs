@@ -50,7 +50,11 @@ pub struct UpstreamResponse {
 /// One configured upstream.
 pub struct Upstream {
     pub name: Arc<str>,
-    base: String,
+    /// The base URL's parts, parsed once: a call's URI is put together from them.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// The base URL's path without its trailing `/` (empty for a bare host).
+    base_path: String,
     client: HttpClient,
     timeout: Duration,
     body_limit: usize,
@@ -61,7 +65,9 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.name)
-            .field("base", &self.base)
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("base_path", &self.base_path)
             .finish_non_exhaustive()
     }
 }
@@ -82,14 +88,32 @@ pub fn http_client(cfg: &UpstreamConfig) -> HttpClient {
 impl Upstream {
     /// Builds the client of upstream `name`.
     pub fn new(name: &str, cfg: &UpstreamConfig) -> Result<Self, ConfigError> {
-        let base = cfg.url.trim_end_matches('/').to_owned();
-        base.parse::<Uri>()
-            .map_err(|e| ConfigError::Invalid(format!("upstreams.{name}.url: {e}")))?;
+        let invalid = |why: String| ConfigError::Invalid(format!("upstreams.{name}.url: {why}"));
+        let base: Uri = cfg.url.parse().map_err(|e| invalid(format!("{e}")))?;
+        let parts = base.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            return Err(invalid(format!(
+                "`{}` is not an absolute URL (http://host[:port][/path])",
+                cfg.url
+            )));
+        };
+        let base_path = match parts.path_and_query {
+            Some(pq) if pq.query().is_some() => {
+                return Err(invalid(format!(
+                    "`{}` has a query; give a base path only",
+                    cfg.url
+                )));
+            }
+            Some(pq) => pq.path().trim_end_matches('/').to_owned(),
+            None => String::new(),
+        };
         let client = http_client(cfg);
         let auth = UpstreamAuth::new(name, &cfg.auth, client.clone(), cfg.timeout)?;
         Ok(Self {
             name: Arc::from(name),
-            base,
+            scheme,
+            authority,
+            base_path,
             client,
             timeout: cfg.timeout,
             body_limit: cfg.body_limit,
@@ -126,19 +150,16 @@ impl Upstream {
         req: &UpstreamRequest,
         credential: Option<&http::HeaderValue>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let uri: Uri = format!("{}{}", self.base, req.path_and_query)
-            .parse()
-            .map_err(|e| UpstreamError::InvalidResponse {
-                upstream: self.name.to_string(),
-                detail: format!("cannot build the upstream URI: {e}"),
-            })?;
+        let uri = self.uri(&req.path_and_query)?;
         let mut tries = 0;
         let resp = loop {
             let mut builder = Request::builder()
                 .method(req.method.clone())
                 .uri(uri.clone());
             if let Some(h) = builder.headers_mut() {
-                h.extend(req.headers.clone());
+                // The builder's map is empty: the request's headers replace it whole (extending
+                // it inserted each one again into a second map).
+                *h = req.headers.clone();
                 if let Some(c) = credential {
                     h.insert(http::header::AUTHORIZATION, c.clone());
                 }
@@ -185,6 +206,28 @@ impl Upstream {
 
 /// Whether a failed attempt may be made again: only idempotent methods, only when the
 /// connection never opened (so nothing was sent), and at most [`CONNECT_RETRIES`] times.
+impl Upstream {
+    /// The upstream URI of a call: the base's scheme and authority, parsed once when the
+    /// upstream was configured, and the base's path followed by the call's.
+    fn uri(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
+        let invalid = |e: &dyn std::fmt::Display| UpstreamError::InvalidResponse {
+            upstream: self.name.to_string(),
+            detail: format!("cannot build the upstream URI: {e}"),
+        };
+        let pq = if self.base_path.is_empty() {
+            http::uri::PathAndQuery::try_from(path_and_query)
+        } else {
+            http::uri::PathAndQuery::try_from(format!("{}{path_and_query}", self.base_path))
+        }
+        .map_err(|e| invalid(&e))?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).map_err(|e| invalid(&e))
+    }
+}
+
 pub fn retryable(method: &Method, connect_failed: bool, tries: usize) -> bool {
     let idempotent = matches!(
         *method,
@@ -288,5 +331,52 @@ mod tests {
         );
         assert!(!retryable(&Method::POST, true, 0));
         assert!(!retryable(&Method::PATCH, true, 0));
+    }
+
+    fn upstream(url: &str) -> Result<Upstream, ConfigError> {
+        let cfg: UpstreamConfig =
+            toml::from_str(&format!("url = {url:?}")).expect("a config with only a URL");
+        Upstream::new("up", &cfg)
+    }
+
+    #[tokio::test]
+    async fn a_call_goes_to_the_base_url_followed_by_its_path() {
+        let cases = [
+            (
+                "http://127.0.0.1:7001",
+                "/a/b?c=d",
+                "http://127.0.0.1:7001/a/b?c=d",
+            ),
+            ("http://127.0.0.1:7001/", "/a", "http://127.0.0.1:7001/a"),
+            (
+                "https://api.example.com/v2",
+                "/a?x",
+                "https://api.example.com/v2/a?x",
+            ),
+            ("http://h:1/base/path/", "/a", "http://h:1/base/path/a"),
+        ];
+        for (base, pq, want) in cases {
+            let u = upstream(base).unwrap();
+            assert_eq!(u.uri(pq).unwrap().to_string(), want, "{base} + {pq}");
+        }
+        // A path that is not one is refused, not sent.
+        assert!(upstream("http://h:1").unwrap().uri("/a b").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_base_url_must_be_absolute_and_without_a_query() {
+        for bad in [
+            "127.0.0.1:7001",
+            "/just/a/path",
+            "http://h:1/p?q=1",
+            "not a url",
+        ] {
+            match upstream(bad) {
+                Err(ConfigError::Invalid(msg)) => {
+                    assert!(msg.contains("upstreams.up.url"), "{msg}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }
