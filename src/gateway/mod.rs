@@ -81,6 +81,16 @@ pub struct RouteCtx {
     pub params: Arc<[(String, String)]>,
 }
 
+/// A response the gateway makes itself, its header map sized for what the layers add on the
+/// way out (trace ids, rate-limit, quota and cache headers, content type, ETag): it does
+/// not grow and rehash twice on the way up as an empty map did (~1,000 instructions of
+/// every cache hit under callgrind).
+pub(crate) fn answer(body: crate::body::Body) -> http::Response<crate::body::Body> {
+    let mut r = http::Response::new(body);
+    *r.headers_mut() = http::HeaderMap::with_capacity(12);
+    r
+}
+
 /// The points a request finally cost, when its route settles them from the answer
 /// (response extension, read by the quota and audit layers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

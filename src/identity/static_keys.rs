@@ -13,8 +13,10 @@ use crate::config::StaticKeyConfig;
 /// The `identity.static_keys` provider.
 #[derive(Debug, Default)]
 pub struct StaticKeys {
-    /// By the key's SHA-256 digest (raw bytes: no hex text made per request).
-    by_hash: HashMap<[u8; 32], Principal>,
+    /// By the key's SHA-256 digest (raw bytes: no hex text made per request). A presented
+    /// key reaches the map only as its digest, which no caller can steer into collisions:
+    /// a fast seeded hash is enough.
+    by_hash: HashMap<[u8; 32], Principal, foldhash::fast::RandomState>,
 }
 
 impl StaticKeys {

@@ -28,8 +28,8 @@ impl Scope {
 pub fn scope_value(scope: Scope, user: &str, company: &str) -> String {
     match scope {
         Scope::Public => String::new(),
-        Scope::Company => format!("c:{company}"),
-        Scope::User => format!("u:{user}"),
+        Scope::Company => ["c:", company].concat(),
+        Scope::User => ["u:", user].concat(),
     }
 }
 

@@ -468,14 +468,14 @@ fn render(
     let sent = body.clone().unwrap_or_default();
     let mut resp = match body {
         Some(b) => {
-            let mut r = Response::new(full(b));
+            let mut r = super::super::answer(full(b));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(dialect.content_type()),
             );
             r
         }
-        None => Response::new(empty()),
+        None => super::super::answer(empty()),
     };
     *resp.status_mut() = outcome.status;
     (resp, sent)
