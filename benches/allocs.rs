@@ -8,33 +8,10 @@
 //!
 //! `cargo bench --features count-allocations --bench allocs`
 
-use std::path::Path;
-use std::sync::Arc;
-
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::Full;
-use rosetta::config::Config;
-use rosetta::gateway::stack::Gateway;
-use rosetta::mapping::exec::{CallFuture, CallUpstream};
-use rosetta::upstream::{UpstreamRequest, UpstreamResponse};
 use tower::ServiceExt;
-
-struct Canned;
-
-impl CallUpstream for Canned {
-    fn call<'a>(&'a self, _upstream: &'a str, req: UpstreamRequest) -> CallFuture<'a> {
-        let path = req.path_and_query.split('?').next().unwrap_or("/");
-        let (ct, body) = rosetta::demo::canned::answer(path);
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
-        Box::pin(std::future::ready(Ok(UpstreamResponse {
-            status: StatusCode::OK,
-            headers,
-            body: Bytes::from_static(body.as_bytes()),
-        })))
-    }
-}
 
 const WARM: u64 = 100;
 
@@ -44,24 +21,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut cfg = Config::load_with_env(Path::new("config/bench.toml"), Vec::new()).unwrap();
-    cfg.store.path = dir.path().join("allocs.db");
-    let mut gateway = rt.block_on(async { Gateway::from_config(&cfg).unwrap() });
-    gateway.upstreams = Arc::new(Canned);
+    let gateway =
+        rt.block_on(async { rosetta::demo::canned::bench_gateway(&dir.path().join("allocs.db")) });
     let svc = rt.block_on(async { gateway.service::<Full<Bytes>>() });
-    type PathOf = fn(u64) -> String;
-    let rows: [(&str, PathOf); 4] = [
-        ("passthrough", |_| "/pass/static".into()),
-        ("V1→AppDirect companies.get (cache miss)", |n| {
-            format!("/companies/6e0f3b4a-0000-4000-8000-{n:012}")
-        }),
-        ("V1→LongJump companies.get (cache miss)", |n| {
-            format!("/lj/companies/{n}")
-        }),
-        ("cache hit", |_| {
-            "/companies/6e0f3b4a-0000-4000-8000-000000000002".into()
-        }),
-    ];
+    let rows = rosetta::demo::canned::BENCH_ROWS;
     // ROW= picks the rows whose name holds it and REQUESTS= how many are counted: for a
     // profiler attached to the allocator, say.
     let only = std::env::var("ROW").unwrap_or_default();

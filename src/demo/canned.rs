@@ -54,3 +54,60 @@ pub fn answer(path: &str) -> (&'static str, &'static str) {
         ("application/json", STATIC)
     }
 }
+
+/// Upstreams answering [`answer`]'s documents from memory, for the in-process benches
+/// (`benches/stack.rs`, `benches/allocs.rs`): the gateway's own work with no network.
+pub struct Canned;
+
+impl crate::mapping::exec::CallUpstream for Canned {
+    fn call<'a>(
+        &'a self,
+        _upstream: &'a str,
+        req: crate::upstream::UpstreamRequest,
+    ) -> crate::mapping::exec::CallFuture<'a> {
+        let path = req.path_and_query.split('?').next().unwrap_or("/");
+        let (ct, body) = answer(path);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ct),
+        );
+        Box::pin(std::future::ready(Ok(crate::upstream::UpstreamResponse {
+            status: http::StatusCode::OK,
+            headers,
+            body: bytes::Bytes::from_static(body.as_bytes()),
+        })))
+    }
+}
+
+/// The gateway of `config/bench.toml` with its store at `store` and its upstreams answering
+/// from memory ([`Canned`]): what the in-process benches drive. Called inside a tokio
+/// runtime (the upstream clients are built with it).
+pub fn bench_gateway(store: &std::path::Path) -> crate::gateway::stack::Gateway {
+    let mut cfg =
+        crate::config::Config::load_with_env(std::path::Path::new("config/bench.toml"), Vec::new())
+            .expect("config/bench.toml loads");
+    cfg.store.path = store.to_path_buf();
+    let mut gateway =
+        crate::gateway::stack::Gateway::from_config(&cfg).expect("the bench gateway builds");
+    gateway.upstreams = std::sync::Arc::new(Canned);
+    gateway
+}
+
+/// The path of a bench row's n-th request.
+pub type PathOf = fn(u64) -> String;
+
+/// The in-process benches' rows: a name and the path of the n-th request (each miss asks for
+/// a new company, so none is answered from the cache).
+pub const BENCH_ROWS: [(&str, PathOf); 4] = [
+    ("passthrough", |_| "/pass/static".into()),
+    ("V1→AppDirect companies.get (cache miss)", |n| {
+        format!("/companies/6e0f3b4a-0000-4000-8000-{n:012}")
+    }),
+    ("V1→LongJump companies.get (cache miss)", |n| {
+        format!("/lj/companies/{n}")
+    }),
+    ("cache hit", |_| {
+        "/companies/6e0f3b4a-0000-4000-8000-000000000002".into()
+    }),
+];

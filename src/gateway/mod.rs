@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod authn;
 pub mod cache;
+pub mod finish;
 pub mod quota;
 pub mod ratelimit;
 pub mod rescue;

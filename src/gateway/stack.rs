@@ -279,7 +279,8 @@ mod tests {
     use crate::gateway::RouteCtx;
     use crate::identity::{Principal, sha256_hex};
 
-    fn stack() -> impl Service<Request<String>, Response = Response<Body>, Error = Infallible> {
+    /// The shipped packs' routes and one declared key, `k` (user `u` of company `c`).
+    fn routes_and_key() -> (RouteLayer, AuthnLayer) {
         let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
         let catalog = Arc::new(load_catalog(&cfg).unwrap());
         let mut auth = AuthChain::default();
@@ -289,10 +290,18 @@ mod tests {
             company: "c".into(),
             roles: vec![],
         }])));
+        (
+            RouteLayer::new(catalog, Dialect::RedapiV1),
+            AuthnLayer::new(Arc::new(auth)),
+        )
+    }
+
+    fn stack() -> impl Service<Request<String>, Response = Response<Body>, Error = Infallible> {
+        let (routes, key) = routes_and_key();
         ServiceBuilder::new()
             .layer(RescueLayer)
-            .layer(RouteLayer::new(catalog, Dialect::RedapiV1))
-            .layer(AuthnLayer::new(Arc::new(auth)))
+            .layer(routes)
+            .layer(key)
             .service(service_fn(|req: Request<String>| async move {
                 let route = req.extensions().get::<RouteCtx>().unwrap().route.id.clone();
                 let user = req.extensions().get::<Principal>().unwrap().user.clone();
@@ -344,22 +353,12 @@ mod tests {
     async fn a_cache_hit_is_answered_in_call_without_the_layers_below() {
         use futures_util::FutureExt;
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
-        let mut auth = AuthChain::default();
-        auth.push(Arc::new(StaticKeys::new(&[StaticKeyConfig {
-            sha256: sha256_hex("k"),
-            user: "u".into(),
-            company: "c".into(),
-            roles: vec![],
-        }])));
+        let (routes, key) = routes_and_key();
         let (calls, copies) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (counted, seen) = (Copies(copies.clone()), calls.clone());
         let mut svc = ServiceBuilder::new()
-            .layer(RouteLayer::new(
-                Arc::new(load_catalog(&cfg).unwrap()),
-                Dialect::RedapiV1,
-            ))
-            .layer(AuthnLayer::new(Arc::new(auth)))
+            .layer(routes)
+            .layer(key)
             .layer(CacheLayer::new(ReadCache::new(
                 1 << 20,
                 std::time::Duration::from_secs(60),

@@ -1,22 +1,18 @@
 //! [`AuditFuture`]: the layers below's answer; when it comes, the request's row goes to the
-//! store's writer. A named type rather than a boxed `async` block: no allocation per
-//! request, and a request the cache answers at once stays ready.
+//! store's writer.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use http::Response;
-
-use crate::body::Body;
-use crate::error::GatewayError;
+use super::super::finish::{Answer, Finish, Finishing};
 use crate::mapping::pack::Route;
 use crate::store::{AuditRow, Store};
 
+/// The audit layer's future.
+pub type AuditFuture<F> = Finishing<F, Pending>;
+
 /// What the row needs from the request, taken when it was called.
-pub(super) struct Pending {
+pub struct Pending {
     pub(super) store: Arc<dyn Store>,
     pub(super) server: Arc<str>,
     pub(super) route: Arc<Route>,
@@ -29,39 +25,15 @@ pub(super) struct Pending {
     pub(super) fingerprint: u64,
 }
 
-pin_project_lite::pin_project! {
-    /// The layers below's answer, recorded when it comes.
-    pub struct AuditFuture<F> {
-        #[pin]
-        inner: F,
-        pending: Option<Pending>,
-    }
-}
-
-impl<F> AuditFuture<F> {
-    pub(super) fn new(inner: F, pending: Option<Pending>) -> Self {
-        Self { inner, pending }
-    }
-}
-
-impl<F> Future for AuditFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, GatewayError>>,
-{
-    type Output = Result<Response<Body>, GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        if let Some(p) = this.pending.take() {
-            p.record(&result);
-        }
-        Poll::Ready(result)
+impl Finish for Pending {
+    fn finish(self, answer: Answer) -> Answer {
+        self.record(&answer);
+        answer
     }
 }
 
 impl Pending {
-    fn record(self, result: &Result<Response<Body>, GatewayError>) {
+    fn record(self, result: &Answer) {
         let (status, points) = match result {
             Ok(r) => (
                 r.status().as_u16(),
