@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use std::future::Ready;
 use tower::Service;
 
+use super::super::finish::{Answer, Finish, Finishing};
 use super::super::{BoxFuture, RouteCtx};
 use super::layer::{Entry, ReadCache};
 use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query, scope_value};
@@ -26,8 +27,41 @@ pub struct Cache<S> {
     pub(super) cache: ReadCache,
 }
 
-/// A leader's own answer, kept aside when it is not stored.
-type Answer = Result<Response<Body>, GatewayError>;
+/// What the cache does to an answer it does not keep.
+pub enum Passing {
+    /// A read the route does not cache: say so (RFC 9211 `fwd=bypass`).
+    Bypass,
+    /// A write: a success drops the reads the route declares it affects.
+    Invalidate {
+        cache: ReadCache,
+        routes: Vec<Arc<str>>,
+        values: Vec<String>,
+    },
+}
+
+impl Finish for Passing {
+    fn finish(self, answer: Answer) -> Answer {
+        match self {
+            Passing::Bypass => answer.map(|mut r| {
+                r.headers_mut().insert(
+                    crate::header_names::CACHE_STATUS,
+                    HeaderValue::from_static("rosetta; fwd=bypass"),
+                );
+                r
+            }),
+            Passing::Invalidate {
+                cache,
+                routes,
+                values,
+            } => {
+                if answer.as_ref().is_ok_and(|r| r.status().is_success()) {
+                    cache.invalidate(routes, values);
+                }
+                answer
+            }
+        }
+    }
+}
 
 /// Statuses stored by default (RFC 9111's heuristically cacheable ones that apply here).
 const CACHEABLE: [u16; 7] = [200, 203, 204, 300, 301, 404, 410];
@@ -68,23 +102,6 @@ fn request_key(path: &str, query: &str, dialect: &str, accept: &str) -> String {
     k
 }
 
-/// `n` in decimal, without the formatting machinery (a `format!` per hit was ~400
-/// instructions).
-fn push_decimal(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
-}
-
 fn remaining_ttl(e: &Entry) -> u64 {
     e.ttl.saturating_sub(e.stored.elapsed()).as_secs()
 }
@@ -97,11 +114,10 @@ where
     type Response = Response<Body>;
     type Error = GatewayError;
     /// A hit the cache answers at once is ready here, without a box or a copy of the stack
-    /// below; everything else runs in the boxed future.
-    type Future = Either<
-        Ready<Result<Response<Body>, GatewayError>>,
-        BoxFuture<'static, Result<Response<Body>, GatewayError>>,
-    >;
+    /// below; a request the cache only passes on is the layers below's own future; a miss
+    /// on a cached read runs in the boxed future.
+    type Future =
+        Either<Ready<Answer>, Either<Finishing<S::Future, Passing>, BoxFuture<'static, Answer>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -111,39 +127,23 @@ where
         // Borrowed, not cloned: the reference counts are shared with every other request on
         // the route (a contended cache line each); only what the key keeps is cloned.
         let Some(rc) = req.extensions().get::<RouteCtx>() else {
-            return Either::Right(Box::pin(self.inner.call(req)));
+            return Either::Right(Either::Left(Finishing::new(self.inner.call(req), None)));
         };
         let route = rc.route.clone();
         // Writes: a success invalidates the reads the route declares.
         let ttl = match (req.method() == Method::GET, route.cache_ttl) {
             (true, Some(ttl)) => ttl,
-            // A read the route does not cache: say so (RFC 9211 `fwd=bypass`).
             (true, None) => {
                 let answer = self.inner.call(req);
-                return Either::Right(Box::pin(async move {
-                    let mut resp = answer.await?;
-                    resp.headers_mut().insert(
-                        crate::header_names::CACHE_STATUS,
-                        HeaderValue::from_static("rosetta; fwd=bypass"),
-                    );
-                    Ok(resp)
-                }));
+                return Either::Right(Either::Left(Finishing::new(answer, Some(Passing::Bypass))));
             }
             (false, _) => {
-                if route.invalidates.is_empty() {
-                    return Either::Right(Box::pin(self.inner.call(req)));
-                }
-                let routes = route.invalidates.clone();
-                let values: Vec<String> = rc.params.iter().map(|(_, v)| v.clone()).collect();
-                let cache = self.cache.clone();
-                let answer = self.inner.call(req);
-                return Either::Right(Box::pin(async move {
-                    let resp = answer.await?;
-                    if resp.status().is_success() {
-                        cache.invalidate(routes, values);
-                    }
-                    Ok(resp)
-                }));
+                let step = (!route.invalidates.is_empty()).then(|| Passing::Invalidate {
+                    cache: self.cache.clone(),
+                    routes: route.invalidates.clone(),
+                    values: rc.params.iter().map(|(_, v)| v.clone()).collect(),
+                });
+                return Either::Right(Either::Left(Finishing::new(self.inner.call(req), step)));
             }
         };
         let principal = req.extensions().get::<Principal>();
@@ -201,7 +201,7 @@ where
         let known_miss = at_once.is_some();
         let cache = self.cache.clone();
         let mut inner = super::super::take_ready(&mut self.inner);
-        Either::Right(Box::pin(async move {
+        Either::Right(Either::Right(Box::pin(async move {
             if !known_miss && let Some(e) = cache.cache.get(&key).await {
                 return Ok(hit(&e, hit_points, if_none.as_deref()));
             }
@@ -306,7 +306,7 @@ where
                     )),
                 },
             }
-        }))
+        })))
     }
 }
 
@@ -316,7 +316,7 @@ fn hit(e: &Entry, hit_points: Option<u32>, if_none: Option<&str>) -> Response<Bo
     crate::metrics::cache_hit();
     let mut line = String::with_capacity(40);
     line.push_str("rosetta; hit; ttl=");
-    push_decimal(&mut line, remaining_ttl(e));
+    line.push_str(itoa::Buffer::new().format(remaining_ttl(e)));
     let mut resp = respond(e, line, if_none);
     if let Some(n) = hit_points {
         resp.extensions_mut()
@@ -328,15 +328,6 @@ fn hit(e: &Entry, hit_points: Option<u32>, if_none: Option<&str>) -> Response<Bo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimals_as_format_writes_them() {
-        for n in [0, 7, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
-            let mut s = "ttl=".to_owned();
-            push_decimal(&mut s, n);
-            assert_eq!(s, format!("ttl={n}"));
-        }
-    }
 
     #[test]
     fn a_request_key_keeps_its_parts_apart() {

@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, Response};
 use serde_json::{Map, Value, json};
 use tower::Service;
 
+use super::super::finish::{Answer, Finish, Finishing};
 use super::super::{BoxFuture, RouteCtx, SettledPoints};
 use super::QuotaBook;
 use crate::body::Body;
@@ -87,7 +88,7 @@ struct Plan {
 }
 
 /// A request within its quotas: its points reserved, what remains to tell the client.
-struct Admitted {
+pub struct Admitted {
     reservation: Reservation,
     remaining: Remaining,
     count_success: bool,
@@ -211,40 +212,38 @@ async fn seed(book: &QuotaBook, plan: &Plan) {
 }
 
 /// Settles the reservation from the answer and tells the client what remains.
-async fn settle<F>(answer: F, admitted: Admitted) -> Result<Response<Body>, GatewayError>
-where
-    F: Future<Output = Result<Response<Body>, GatewayError>>,
-{
-    let Admitted {
-        mut reservation,
-        remaining,
-        count_success,
-    } = admitted;
-    let result = answer.await;
-    if let Ok(r) = &result
-        && let Some(SettledPoints(actual)) = r.extensions().get::<SettledPoints>()
-    {
-        reservation
-            .counter
-            .settle(&reservation.key, reservation.cost, *actual);
-        reservation.cost = *actual;
+impl Finish for Admitted {
+    fn finish(self, result: Answer) -> Answer {
+        let Admitted {
+            mut reservation,
+            remaining,
+            count_success,
+        } = self;
+        if let Ok(r) = &result
+            && let Some(SettledPoints(actual)) = r.extensions().get::<SettledPoints>()
+        {
+            reservation
+                .counter
+                .settle(&reservation.key, reservation.cost, *actual);
+            reservation.cost = *actual;
+        }
+        reservation.refund = count_success && super::super::upstream_failed(&result);
+        drop(reservation);
+        let mut resp = result?;
+        if let Some(d) = remaining.day {
+            resp.headers_mut().insert(
+                crate::header_names::X_QUOTA_DAY_REMAINING,
+                HeaderValue::from(d),
+            );
+        }
+        if let Some(w) = remaining.window {
+            resp.headers_mut().insert(
+                crate::header_names::X_QUOTA_WINDOW_REMAINING,
+                HeaderValue::from(w),
+            );
+        }
+        Ok(resp)
     }
-    reservation.refund = count_success && super::super::upstream_failed(&result);
-    drop(reservation);
-    let mut resp = result?;
-    if let Some(d) = remaining.day {
-        resp.headers_mut().insert(
-            crate::header_names::X_QUOTA_DAY_REMAINING,
-            HeaderValue::from(d),
-        );
-    }
-    if let Some(w) = remaining.window {
-        resp.headers_mut().insert(
-            crate::header_names::X_QUOTA_WINDOW_REMAINING,
-            HeaderValue::from(w),
-        );
-    }
-    Ok(resp)
 }
 
 impl<S, B> Service<Request<B>> for Quota<S>
@@ -254,9 +253,9 @@ where
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    /// The layers below's own future when no quota applies: no copy of them and no second
-    /// box for most callers.
-    type Future = Either<S::Future, BoxFuture<'static, Result<Response<Body>, GatewayError>>>;
+    /// The layers below's own future, finished here when a quota applies: no copy of them
+    /// and no box unless the user's quotas or usage must be read from the store first.
+    type Future = Either<Finishing<S::Future, Admitted>, BoxFuture<'static, Answer>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -267,10 +266,10 @@ where
             req.extensions().get::<RouteCtx>(),
             req.extensions().get::<Principal>(),
         ) else {
-            return Either::Left(self.inner.call(req));
+            return Either::Left(Finishing::new(self.inner.call(req), None));
         };
         if rc.route.anonymous {
-            return Either::Left(self.inner.call(req));
+            return Either::Left(Finishing::new(self.inner.call(req), None));
         }
         // Decided here when the user's quotas and usage are in memory (every request but a
         // user's first in a while); otherwise in a future that reads them from the store.
@@ -280,13 +279,13 @@ where
             None => return Either::Right(self.look_up(req)),
         };
         let Some(plan) = plan else {
-            return Either::Left(self.inner.call(req));
+            return Either::Left(Finishing::new(self.inner.call(req), None));
         };
         if !plan.counted(&self.book) {
             return Either::Right(self.look_up(req));
         }
         match reserve(&self.book, rc, p, req.uri().query(), plan) {
-            Ok(a) => Either::Right(Box::pin(settle(self.inner.call(req), a))),
+            Ok(a) => Either::Left(Finishing::new(self.inner.call(req), Some(a))),
             Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
         }
     }
@@ -296,10 +295,7 @@ impl<S> Quota<S> {
     /// The way with waiting: the user's quotas, and usage so far, read from the store. The
     /// ready inner service is taken and a clone left behind, as tower requires when the call
     /// continues in a future.
-    fn look_up<B>(
-        &mut self,
-        req: Request<B>,
-    ) -> BoxFuture<'static, Result<Response<Body>, GatewayError>>
+    fn look_up<B>(&mut self, req: Request<B>) -> BoxFuture<'static, Answer>
     where
         S: super::super::Inner<B>,
         B: Send + 'static,
@@ -327,7 +323,7 @@ impl<S> Quota<S> {
                 seed(&book, &plan).await;
             }
             let admitted = reserve(&book, &rc, &p, req.uri().query(), plan)?;
-            settle(inner.call(req), admitted).await
+            Finishing::new(inner.call(req), Some(admitted)).await
         })
     }
 }
