@@ -17,11 +17,10 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
 ONLY=${ONLY:-}
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    echo "installing $2 (Debian package)…" >&2
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$2" >/dev/null; else sudo apt-get install -y -q "$2" >/dev/null; fi
-}
+# shellcheck source=benches/common.sh
+. benches/common.sh
+# valgrind starts a process slowly.
+WAIT_SECONDS=60
 need wrk wrk
 need valgrind valgrind
 
@@ -42,14 +41,6 @@ for _ in $(seq 1 100); do grep -q listening "$work/up.log" && break; sleep 0.05;
 UP=$(sed -n 's/listening on //p' "$work/up.log")
 AUTH="Authorization: Bearer bench-key"
 
-wait_for() { # url [header]: valgrind starts a process slowly
-    for _ in $(seq 1 600); do
-        if curl -fs -o /dev/null ${2:+-H "$2"} "$1"; then return 0; fi
-        sleep 0.1
-    done
-    echo "not ready: $1" >&2
-    exit 1
-}
 
 # measure NAME PID URL [HEADER]: instructions per request of the row, by thread (callgrind
 # writes one file per thread). The store's threads run SQLite and no tokio task; in these rows

@@ -16,11 +16,8 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-2s}
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    echo "installing $2 (Debian package)…" >&2
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$2" >/dev/null; else sudo apt-get install -y -q "$2" >/dev/null; fi
-}
+# shellcheck source=benches/common.sh
+. benches/common.sh
 need wrk wrk
 need nginx nginx-light
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -36,14 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() { # url [header]
-    for _ in $(seq 1 200); do
-        if curl -fs -o /dev/null ${2:+-H "$2"} "$1"; then return 0; fi
-        sleep 0.05
-    done
-    echo "not ready: $1" >&2
-    exit 1
-}
 
 # The fixed upstream.
 target/release/examples/load_upstream 127.0.0.1:0 >"$work/up.log" &
