@@ -295,6 +295,37 @@ async fn a_passed_on_answer_that_is_not_json_is_502_and_not_kept() {
 }
 
 #[tokio::test]
+async fn an_answer_broken_where_the_route_does_not_look_is_still_502_and_not_kept() {
+    // companies.get parses only the fields its filter reads of AppDirect's company; the parts
+    // it skips are still checked, so a broken one is refused as a whole parse refuses it.
+    let env = start().await;
+    let path = format!("/companies/{PARTNER_ID}");
+    for kind in [
+        FaultKind::JsonText(r#"{"id": "x", "name": "n", "website": [1,}"#.into()),
+        FaultKind::JsonText(r#"{"id": "x", "name": "n", "address": {"city": "S"}"#.into()),
+        FaultKind::JsonText(r#"{"id": "x", "name": "n"} trailing"#.into()),
+        FaultKind::JsonText(r#"{"id": "x", "vendor": tru}"#.into()),
+    ] {
+        env.appdirect.faults().push(Fault {
+            method: None,
+            path_prefix: "/api/account/v2/companies/".into(),
+            kind,
+            times: Some(1),
+        });
+        let doc = env.get(&path).await.assert_problem(502);
+        let detail = doc["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("unreadable") && detail.contains("expected JSON"),
+            "{doc}"
+        );
+    }
+    // Nothing was cached from the broken answers: the next read is the real company.
+    let r = env.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["companyId"], PARTNER_ID);
+}
+
+#[tokio::test]
 async fn upstream_client_errors_keep_their_status() {
     let env = start().await;
     for status in [400u16, 404, 409] {

@@ -659,12 +659,28 @@ async fn perform(
 ) -> Result<(u16, Value), GatewayError> {
     let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
     let resp = send(call, req, env).await?;
-    let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
-    if accepted(step, &resp) {
-        Ok((resp.status.as_u16(), body))
-    } else {
-        Err(refused(call, &resp, &body))
+    if !accepted(step, &resp) {
+        // A refusal's message is read from the whole answer.
+        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
+        return Err(refused(call, &resp, &body));
     }
+    let body = match (
+        &route.pack.upstream_format,
+        route.projections.get(&step.name),
+    ) {
+        (UpstreamFormat::Json, Some(p)) if !blank(&resp.body) => p
+            .parse(&resp.body)
+            .map_err(|e| unreadable(&call.upstream, &resp, "JSON", e))?,
+        (UpstreamFormat::Json | UpstreamFormat::LongJumpXml(_), _) => {
+            decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?
+        }
+    };
+    Ok((resp.status.as_u16(), body))
+}
+
+/// An answer with no body (whitespace only), which decodes to `null`.
+fn blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
 }
 
 /// The upstream's refusal of a call (a status the step does not allow), with its message.
@@ -823,7 +839,7 @@ fn decode_upstream(
     upstream: &str,
     resp: &UpstreamResponse,
 ) -> Result<Value, GatewayError> {
-    if resp.body.iter().all(u8::is_ascii_whitespace) {
+    if blank(&resp.body) {
         return Ok(Value::Null);
     }
     match format {

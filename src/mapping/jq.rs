@@ -122,6 +122,12 @@ impl JqFilter {
         }
     }
 
+    /// What the filter can read of its input, when it has a direct translation (`None`:
+    /// anything).
+    pub fn demand(&self) -> Option<super::project::Demand> {
+        self.native.as_ref().map(|p| p.demand())
+    }
+
     /// The top-level keys of its input the filter can read; `None` when it may read any
     /// (the caller must then give it the whole input).
     pub fn reads(&self) -> Option<&[String]> {

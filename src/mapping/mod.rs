@@ -3,5 +3,6 @@ pub mod exec;
 pub mod jq;
 pub mod native;
 pub mod pack;
+pub mod project;
 pub mod router;
 pub mod template;

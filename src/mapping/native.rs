@@ -24,6 +24,8 @@ use jaq_core::ops::{Cmp, Math};
 use jaq_core::path::{Opt, Part};
 use serde_json::{Map, Value};
 
+use super::project::{Demand, Seg};
+
 /// How deep definitions may be inlined into each other (recursion is not translated).
 const MAX_INLINE: usize = 24;
 
@@ -181,6 +183,171 @@ impl Program {
             Ok(()) => Err(Outcome::NoOutput),
             Err(Stop::Found) => first.ok_or(Outcome::Defer),
             Err(Stop::Fail | Stop::Unsupported) => Err(Outcome::Defer),
+        }
+    }
+}
+
+impl Program {
+    /// What the filter can read of its input ([`super::project`]): every value it outputs,
+    /// compares, adds, measures or prints is read whole; a value it only walks into, tests
+    /// for truth or asks the type of is read in part.
+    pub fn demand(&self) -> Demand {
+        let mut d = Demand::default();
+        let outs = reads(&self.root, &vec![Vec::new()], &mut Vec::new(), &mut d);
+        whole_all(&outs, &mut d);
+        d
+    }
+}
+
+/// Paths into the filter's input that a term's outputs may be (none: values it makes).
+type Origins = Vec<Vec<Seg>>;
+
+fn whole_all(o: &Origins, d: &mut Demand) {
+    o.iter().for_each(|p| d.whole(p));
+}
+
+fn touch_all(o: &Origins, d: &mut Demand) {
+    o.iter().for_each(|p| d.touch(p));
+}
+
+fn extend(o: &Origins, seg: &Seg, d: &mut Demand) -> Origins {
+    o.iter()
+        .map(|p| {
+            let mut q = p.clone();
+            q.push(seg.clone());
+            // Walking into a value reads its kind (a key of an array fails) even when what
+            // is found there is never used.
+            d.touch(&q);
+            q
+        })
+        .collect()
+}
+
+/// The origins of `n`'s outputs when its input is one of `input`, the variable slots'
+/// origins in `env`; what `n` reads on the way is added to `d`. Mirrors [`eval`].
+fn reads(n: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> Origins {
+    match n {
+        Node::Id => input.clone(),
+        Node::Lit(_) | Node::Empty | Node::Arr(None) => Vec::new(),
+        Node::Var(i) => match env.get(*i) {
+            Some(o) => o.clone(),
+            // A slot the program cannot see is one eval gives up on (jaq then runs the
+            // filter over everything): nothing can be left out.
+            None => {
+                d.whole(&[]);
+                Vec::new()
+            }
+        },
+        Node::Interp(pieces) => {
+            for piece in pieces {
+                match piece {
+                    Piece::Text(_) => {}
+                    Piece::Term(t) => {
+                        let o = reads(t, input, env, d);
+                        whole_all(&o, d);
+                    }
+                }
+            }
+            Vec::new()
+        }
+        Node::Arr(Some(t)) => {
+            let o = reads(t, input, env, d);
+            whole_all(&o, d);
+            Vec::new()
+        }
+        Node::Obj(entries) => {
+            for (k, v) in entries {
+                let ko = reads(k, input, env, d);
+                whole_all(&ko, d);
+                let vo = reads(v, input, env, d);
+                whole_all(&vo, d);
+            }
+            Vec::new()
+        }
+        Node::Pipe(l, r) => {
+            let lo = reads(l, input, env, d);
+            reads(r, &lo, env, d)
+        }
+        Node::Bind(l, r) => {
+            let lo = reads(l, input, env, d);
+            env.push(lo);
+            let out = reads(r, input, env, d);
+            env.pop();
+            out
+        }
+        Node::Comma(l, r) => {
+            let mut out = reads(l, input, env, d);
+            out.extend(reads(r, input, env, d));
+            out
+        }
+        Node::Alt(l, r) => {
+            let mut out = reads(l, input, env, d);
+            touch_all(&out, d);
+            out.extend(reads(r, input, env, d));
+            out
+        }
+        Node::Logic(l, _, r) => {
+            let lo = reads(l, input, env, d);
+            touch_all(&lo, d);
+            let ro = reads(r, input, env, d);
+            touch_all(&ro, d);
+            Vec::new()
+        }
+        Node::Cmp(l, _, r) | Node::Add(l, r) => {
+            let lo = reads(l, input, env, d);
+            whole_all(&lo, d);
+            let ro = reads(r, input, env, d);
+            whole_all(&ro, d);
+            Vec::new()
+        }
+        Node::If(c, t, e) => {
+            let co = reads(c, input, env, d);
+            touch_all(&co, d);
+            let mut out = reads(t, input, env, d);
+            out.extend(reads(e, input, env, d));
+            out
+        }
+        Node::Try(t) => reads(t, input, env, d),
+        Node::Path(base, steps) => {
+            let mut at = reads(base, input, env, d);
+            touch_all(&at, d);
+            for (step, _) in steps {
+                at = match step {
+                    Step::Key(k) => extend(&at, &Seg::Key(k.clone()), d),
+                    Step::Index(_) => extend(&at, &Seg::Index, d),
+                    Step::Iter => extend(&at, &Seg::Iter, d),
+                    // A key or index computed from the path's input: any part may be read.
+                    Step::Dyn(f) => {
+                        let fo = reads(f, input, env, d);
+                        whole_all(&fo, d);
+                        whole_all(&at, d);
+                        Vec::new()
+                    }
+                };
+            }
+            at
+        }
+        Node::Builtin(b) => {
+            match b {
+                Builtin::Not | Builtin::Type => touch_all(input, d),
+                Builtin::Length
+                | Builtin::ToString
+                | Builtin::AsciiDowncase
+                | Builtin::AsciiUpcase => whole_all(input, d),
+            }
+            Vec::new()
+        }
+        Node::Select(f) => {
+            let fo = reads(f, input, env, d);
+            touch_all(&fo, d);
+            input.clone()
+        }
+        Node::Map(f) => {
+            touch_all(input, d);
+            let items = extend(input, &Seg::Iter, d);
+            let fo = reads(f, &items, env, d);
+            whole_all(&fo, d);
+            Vec::new()
         }
     }
 }
@@ -1397,6 +1564,105 @@ mod tests {
             Value::Array(a) => Value::Array(a.iter().map(|v| mutate(v, seed)).collect()),
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => v.clone(),
         }
+    }
+
+    /// `v` as `projection` keeps it, through its JSON text as an upstream would send it.
+    fn projected(p: &crate::mapping::project::Projection, v: &Value) -> Value {
+        p.parse(serde_json::to_string(v).unwrap().as_bytes())
+            .unwrap()
+    }
+
+    proptest! {
+        /// Every construct the evaluator translates, over its input cut to what its demand
+        /// says: the same answer (or the same error) from jaq and from the direct evaluator.
+        #[test]
+        fn a_filter_answers_the_same_over_what_its_demand_keeps(input in arb_input()) {
+            // Through text, as answers arrive (floats are then what serde_json reads).
+            let input = projected(&crate::mapping::project::Projection::Whole, &input);
+            for f in COMPILED.iter() {
+                let Some(d) = f.demand() else { continue };
+                let cut = projected(&d.projection(), &input);
+                prop_assert_eq!(f.run_jaq(&cut), f.run_jaq(&input), "{:?} on {} cut to {}", f, input, cut);
+                prop_assert_eq!(f.run(&cut), f.run(&input), "{:?} on {}", f, input);
+            }
+        }
+    }
+
+    /// `ctx` with each step answer `route` cuts replaced by what it keeps of it.
+    fn cut_steps(route: &Route, ctx: &Value) -> Value {
+        let mut ctx = ctx.clone();
+        if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
+            for (name, p) in &route.projections {
+                if let Some(v) = steps.get_mut(name) {
+                    *v = projected(p, v);
+                }
+            }
+        }
+        ctx
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Every shipped route that parses its answers in part, on route contexts whose values
+        /// were swapped for others of any kind: its response is the same as over whole answers.
+        #[test]
+        fn shipped_responses_are_the_same_over_cut_answers(seed in 1u64..) {
+            let mut seed = seed;
+            for ctx in contexts() {
+                let ctx = mutate(&ctx, &mut seed);
+                let ctx = projected(&crate::mapping::project::Projection::Whole, &ctx);
+                for route in SHIPPED.routes.iter().filter(|r| !r.projections.is_empty()) {
+                    let f = route.response.jq.as_ref().unwrap();
+                    let cut = cut_steps(route, &ctx);
+                    prop_assert_eq!(f.run_jaq(&cut), f.run_jaq(&ctx), "{} on {}", route.id, ctx);
+                    prop_assert_eq!(f.run(&cut), f.run(&ctx), "{}", route.id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_v1_company_read_parses_only_what_its_answer_needs() {
+        let route = SHIPPED
+            .routes
+            .iter()
+            .find(|r| &*r.id == "companies.get" && r.pack.name == "redapi-v1-appdirect")
+            .unwrap();
+        let company = projected(
+            &route.projections["company"],
+            &serde_json::from_str(crate::demo::canned::COMPANY).unwrap(),
+        );
+        assert_eq!(
+            company,
+            json!({"id": "6e0f3b4a-0000-4000-8000-000000000002", "name": "Contoso Partners",
+                   "enabled": true, "reseller": true})
+        );
+        let assoc = projected(
+            &route.projections["assoc"],
+            &serde_json::from_str(crate::demo::canned::ASSOCIATIONS).unwrap(),
+        );
+        assert_eq!(
+            assoc,
+            json!({"content": [{"resellerCompany": {"id": "6e0f3b4a-0000-4000-8000-000000000001"}}]})
+        );
+        // Routes whose steps something else reads (a later call's template) cut nothing.
+        let mine = SHIPPED
+            .routes
+            .iter()
+            .find(|r| &*r.id == "companies.mine" && r.pack.name == "redapi-v1-appdirect")
+            .unwrap();
+        assert!(mine.projections.is_empty());
+        let cutting: Vec<&str> = SHIPPED
+            .routes
+            .iter()
+            .filter(|r| !r.projections.is_empty())
+            .map(|r| &*r.id)
+            .collect();
+        eprintln!(
+            "{} of {} shipped routes cut answers: {cutting:?}",
+            cutting.len(),
+            SHIPPED.routes.len()
+        );
     }
 
     static SHIPPED: std::sync::LazyLock<crate::mapping::pack::Catalog> =

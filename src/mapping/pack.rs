@@ -512,6 +512,10 @@ pub struct Route {
     pub search: Option<SearchSpec>,
     /// The parts of the request context the route's templates and filters can read.
     pub context: ContextUse,
+    /// How much of each single call step's JSON answer is parsed: only what the response
+    /// filter can read of it (see [`super::project`]). Empty when anything else of the route
+    /// reads the steps, or the filter has no direct translation: answers are parsed whole.
+    pub projections: BTreeMap<String, super::project::Projection>,
     pub description: Option<String>,
     pub file: PathBuf,
     pub line: usize,
@@ -1022,8 +1026,16 @@ fn compile_route(
         &response,
         points_settle.is_some(),
     );
+    let projections = match pack.upstream_format {
+        UpstreamFormat::Json => {
+            projections(&stages, validate.as_ref(), &response, search.is_some())
+        }
+        // XML answers are converted, not parsed as JSON: nothing to cut.
+        UpstreamFormat::LongJumpXml(_) => BTreeMap::new(),
+    };
     Ok(Route {
         context,
+        projections,
         id: Arc::from(id.as_str()),
         pack: pack.clone(),
         method,
@@ -1059,6 +1071,64 @@ fn compile_route(
         file: file.to_owned(),
         line,
     })
+}
+
+/// [`Route::projections`]: for each step that calls once, what the response filter reads of
+/// its answer, when the response filter is the only reader of the steps (no template, `when`,
+/// body, fan-out or compute step, validation or search looks at them) and translates whole.
+fn projections(
+    stages: &[Vec<Step>],
+    validate: Option<&JqFilter>,
+    response: &ResponseSpec,
+    searched: bool,
+) -> BTreeMap<String, super::project::Projection> {
+    let none = BTreeMap::new();
+    let Some(demand) = response.jq.as_ref().and_then(JqFilter::demand) else {
+        return none;
+    };
+    let reads_steps = |f: &JqFilter| {
+        f.reads()
+            .is_none_or(|keys| keys.iter().any(|k| k == "steps"))
+    };
+    let call_reads_steps = |c: &Call| {
+        std::iter::once(&c.path)
+            .chain(c.query.iter().map(|(_, t)| t))
+            .any(|t| t.vars().any(|v| v[0] == "steps"))
+            || c.body.as_ref().is_some_and(reads_steps)
+    };
+    let elsewhere = searched
+        || validate.is_some_and(reads_steps)
+        || stages.iter().flatten().any(|step| {
+            step.when.as_ref().is_some_and(reads_steps)
+                || step.compensate.as_ref().is_some_and(call_reads_steps)
+                || match &step.kind {
+                    StepKind::Compute(f) => reads_steps(f),
+                    StepKind::Call { call, fan } => {
+                        call_reads_steps(call)
+                            || match fan {
+                                Fan::One => false,
+                                Fan::ForEach { items, .. } => reads_steps(items),
+                                Fan::Walk { start, .. } => reads_steps(start),
+                            }
+                    }
+                }
+        });
+    if elsewhere {
+        return none;
+    }
+    let Some(mut by_step) = super::project::step_demands(&demand) else {
+        return none;
+    };
+    let single_calls: Vec<&str> = stages
+        .iter()
+        .flatten()
+        .filter(|s| matches!(&s.kind, StepKind::Call { fan: Fan::One, .. }))
+        .map(|s| s.name.as_str())
+        .collect();
+    by_step.retain(|name, p| {
+        single_calls.contains(&name.as_str()) && !matches!(p, super::project::Projection::Whole)
+    });
+    by_step
 }
 
 fn compile_step(
