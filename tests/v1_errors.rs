@@ -263,6 +263,31 @@ async fn upstream_answering_non_json_is_502() {
     );
 }
 
+/// Each of `broken`, answered once by `upstream` for paths under `prefix`, makes the read of
+/// `path` a 502 naming an unreadable answer.
+async fn each_broken_answer_is_502(
+    env: &common::Env,
+    upstream: &rosetta::demo::DemoServer,
+    prefix: &str,
+    path: &str,
+    broken: impl IntoIterator<Item = FaultKind>,
+) {
+    for kind in broken {
+        upstream.faults().push(Fault {
+            method: None,
+            path_prefix: prefix.into(),
+            kind,
+            times: Some(1),
+        });
+        let doc = env.get(path).await.assert_problem(502);
+        let detail = doc["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("unreadable") && detail.contains("expected JSON"),
+            "{doc}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_passed_on_answer_that_is_not_json_is_502_and_not_kept() {
     // products.get passes RedAPI's body on without parsing it into values; it is still
@@ -270,24 +295,12 @@ async fn a_passed_on_answer_that_is_not_json_is_502_and_not_kept() {
     let env = start().await;
     let id = env.get("/products").await.json()[0]["id"].clone();
     let path = format!("/products/{id}");
-    for kind in [
+    let broken = [
         FaultKind::NotJson,
         FaultKind::JsonText(r#"{"id": 1, "name": "cut off"#.into()),
         FaultKind::JsonText(r#"{"id": 1} trailing"#.into()),
-    ] {
-        env.redapi.faults().push(Fault {
-            method: None,
-            path_prefix: "/v2/products/".into(),
-            kind,
-            times: Some(1),
-        });
-        let doc = env.get(&path).await.assert_problem(502);
-        let detail = doc["detail"].as_str().unwrap();
-        assert!(
-            detail.contains("unreadable") && detail.contains("expected JSON"),
-            "{doc}"
-        );
-    }
+    ];
+    each_broken_answer_is_502(&env, &env.redapi, "/v2/products/", &path, broken).await;
     // Nothing was cached from the broken answers: the next read is the real product.
     let r = env.get(&path).await;
     assert_eq!(r.status, 200);
@@ -300,25 +313,14 @@ async fn an_answer_broken_where_the_route_does_not_look_is_still_502_and_not_kep
     // it skips are still checked, so a broken one is refused as a whole parse refuses it.
     let env = start().await;
     let path = format!("/companies/{PARTNER_ID}");
-    for kind in [
+    let broken = [
         FaultKind::JsonText(r#"{"id": "x", "name": "n", "website": [1,}"#.into()),
         FaultKind::JsonText(r#"{"id": "x", "name": "n", "address": {"city": "S"}"#.into()),
         FaultKind::JsonText(r#"{"id": "x", "name": "n"} trailing"#.into()),
         FaultKind::JsonText(r#"{"id": "x", "vendor": tru}"#.into()),
-    ] {
-        env.appdirect.faults().push(Fault {
-            method: None,
-            path_prefix: "/api/account/v2/companies/".into(),
-            kind,
-            times: Some(1),
-        });
-        let doc = env.get(&path).await.assert_problem(502);
-        let detail = doc["detail"].as_str().unwrap();
-        assert!(
-            detail.contains("unreadable") && detail.contains("expected JSON"),
-            "{doc}"
-        );
-    }
+    ];
+    let prefix = "/api/account/v2/companies/";
+    each_broken_answer_is_502(&env, &env.appdirect, prefix, &path, broken).await;
     // Nothing was cached from the broken answers: the next read is the real company.
     let r = env.get(&path).await;
     assert_eq!(r.status, 200);
