@@ -1073,47 +1073,66 @@ fn compile_route(
     })
 }
 
-/// [`Route::projections`]: for each step that calls once, what the response filter reads of
-/// its answer, when the response filter is the only reader of the steps (no template, `when`,
-/// body, fan-out or compute step, validation or search looks at them) and translates whole.
+/// [`Route::projections`]: for each step that calls once, what the route can read of its
+/// answer: the union of what every filter over the context reads (response, validation,
+/// `when`, compute steps, bodies, fan-out sources; each must translate, or not read the steps
+/// at all) and the values every template names (read whole). A search route, whose records
+/// Rosetta filters itself, cuts nothing.
 fn projections(
     stages: &[Vec<Step>],
     validate: Option<&JqFilter>,
     response: &ResponseSpec,
     searched: bool,
 ) -> BTreeMap<String, super::project::Projection> {
+    use super::project::{Demand, Seg};
     let none = BTreeMap::new();
-    let Some(demand) = response.jq.as_ref().and_then(JqFilter::demand) else {
+    if searched {
         return none;
+    }
+    let mut demand = Demand::default();
+    let mut whole = false;
+    let mut filter = |f: &JqFilter, demand: &mut Demand| match f.demand() {
+        Some(d) => demand.include(&d),
+        None => {
+            whole |= f
+                .reads()
+                .is_none_or(|keys| keys.iter().any(|k| k == "steps"));
+        }
     };
-    let reads_steps = |f: &JqFilter| {
-        f.reads()
-            .is_none_or(|keys| keys.iter().any(|k| k == "steps"))
+    let call = |c: &Call, demand: &mut Demand, filter: &mut dyn FnMut(&JqFilter, &mut Demand)| {
+        for t in std::iter::once(&c.path).chain(c.query.iter().map(|(_, t)| t)) {
+            for v in t.vars() {
+                let path: Vec<Seg> = v.iter().map(|k| Seg::Key(k.clone())).collect();
+                demand.whole(&path);
+            }
+        }
+        if let Some(b) = &c.body {
+            filter(b, demand);
+        }
     };
-    let call_reads_steps = |c: &Call| {
-        std::iter::once(&c.path)
-            .chain(c.query.iter().map(|(_, t)| t))
-            .any(|t| t.vars().any(|v| v[0] == "steps"))
-            || c.body.as_ref().is_some_and(reads_steps)
-    };
-    let elsewhere = searched
-        || validate.is_some_and(reads_steps)
-        || stages.iter().flatten().any(|step| {
-            step.when.as_ref().is_some_and(reads_steps)
-                || step.compensate.as_ref().is_some_and(call_reads_steps)
-                || match &step.kind {
-                    StepKind::Compute(f) => reads_steps(f),
-                    StepKind::Call { call, fan } => {
-                        call_reads_steps(call)
-                            || match fan {
-                                Fan::One => false,
-                                Fan::ForEach { items, .. } => reads_steps(items),
-                                Fan::Walk { start, .. } => reads_steps(start),
-                            }
-                    }
+    validate
+        .into_iter()
+        .chain(&response.jq)
+        .for_each(|f| filter(f, &mut demand));
+    for step in stages.iter().flatten() {
+        step.when.iter().for_each(|f| filter(f, &mut demand));
+        if let Some(c) = &step.compensate {
+            call(c, &mut demand, &mut filter);
+        }
+        match &step.kind {
+            StepKind::Compute(f) => filter(f, &mut demand),
+            StepKind::Call { call: c, fan } => {
+                call(c, &mut demand, &mut filter);
+                match fan {
+                    Fan::One => {}
+                    Fan::ForEach { items, .. } => filter(items, &mut demand),
+                    // `children` reads each answer of the walk's own step, never cut.
+                    Fan::Walk { start, .. } => filter(start, &mut demand),
                 }
-        });
-    if elsewhere {
+            }
+        }
+    }
+    if whole {
         return none;
     }
     let Some(mut by_step) = super::project::step_demands(&demand) else {

@@ -77,6 +77,11 @@ impl Demand {
         child.at(rest)
     }
 
+    /// What `other` reads too.
+    pub fn include(&mut self, other: &Demand) {
+        *self = merge(self, other);
+    }
+
     /// The value at `path` is looked at (its kind, its truth).
     pub fn touch(&mut self, path: &[Seg]) {
         self.at(path);
