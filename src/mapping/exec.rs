@@ -23,7 +23,7 @@ use super::pack::{Call, Fan, ForwardQuery, Route, Step, StepKind, UpstreamFormat
 use super::template::{Template, lookup};
 use crate::capture::{CallLog, Exchange};
 use crate::context::RequestMeta;
-use crate::dialect::xml::{json_to_xml_vec, xml_to_value};
+use crate::dialect::xml::{json_to_xml_vec, xml_to_json_vec, xml_to_value};
 use crate::dialect::{Dialect, longjump};
 use crate::error::{GatewayError, UpstreamError};
 use crate::upstream::{UpstreamRequest, UpstreamResponse, Upstreams};
@@ -664,18 +664,35 @@ async fn perform(
         let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
         return Err(refused(call, &resp, &body));
     }
-    let body = match (
-        &route.pack.upstream_format,
-        route.projections.get(&step.name),
-    ) {
-        (UpstreamFormat::Json, Some(p)) if !blank(&resp.body) => p
-            .parse(&resp.body)
-            .map_err(|e| unreadable(&call.upstream, &resp, "JSON", e))?,
-        (UpstreamFormat::Json | UpstreamFormat::LongJumpXml(_), _) => {
-            decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?
-        }
+    let format = &route.pack.upstream_format;
+    let body = match route.projections.get(&step.name) {
+        Some(p) if !blank(&resp.body) => decode_cut(format, &call.upstream, &resp, p)?,
+        Some(_) | None => decode_upstream(format, &call.upstream, &resp)?,
     };
     Ok((resp.status.as_u16(), body))
+}
+
+/// [`decode_upstream`] keeping only what the route reads of the answer (`p`). A LongJump
+/// answer is converted to JSON text whole (the converter checks all of it) and only that
+/// text's value is cut.
+fn decode_cut(
+    format: &UpstreamFormat,
+    upstream: &str,
+    resp: &UpstreamResponse,
+    p: &super::project::Projection,
+) -> Result<Value, GatewayError> {
+    match format {
+        UpstreamFormat::Json => p
+            .parse(&resp.body)
+            .map_err(|e| unreadable(upstream, resp, "JSON", e)),
+        UpstreamFormat::LongJumpXml(rules) => {
+            let mut json = Vec::with_capacity(resp.body.len());
+            xml_to_json_vec(&resp.body, rules, &mut json)
+                .map_err(|e| unreadable(upstream, resp, "LongJump XML", e))?;
+            p.parse(&json)
+                .map_err(|e| unreadable(upstream, resp, "LongJump XML", e))
+        }
+    }
 }
 
 /// An answer with no body (whitespace only), which decodes to `null`.

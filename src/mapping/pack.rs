@@ -512,9 +512,9 @@ pub struct Route {
     pub search: Option<SearchSpec>,
     /// The parts of the request context the route's templates and filters can read.
     pub context: ContextUse,
-    /// How much of each single call step's JSON answer is parsed: only what the response
-    /// filter can read of it (see [`super::project`]). Empty when anything else of the route
-    /// reads the steps, or the filter has no direct translation: answers are parsed whole.
+    /// How much of each single call step's answer is made into values: only what the route
+    /// can read of it (see [`super::project`]; a LongJump answer is converted whole and its
+    /// JSON cut). Steps not named here are parsed whole.
     pub projections: BTreeMap<String, super::project::Projection>,
     pub description: Option<String>,
     pub file: PathBuf,
@@ -1026,13 +1026,7 @@ fn compile_route(
         &response,
         points_settle.is_some(),
     );
-    let projections = match pack.upstream_format {
-        UpstreamFormat::Json => {
-            projections(&stages, validate.as_ref(), &response, search.is_some())
-        }
-        // XML answers are converted, not parsed as JSON: nothing to cut.
-        UpstreamFormat::LongJumpXml(_) => BTreeMap::new(),
-    };
+    let projections = projections(&stages, validate.as_ref(), &response, search.is_some());
     Ok(Route {
         context,
         projections,
