@@ -1482,29 +1482,26 @@ mod tests {
         assert!(!f.is_native());
     }
 
+    /// Every filter of `route`: those over the context, and those over the quota's input or
+    /// one answer of a walk.
     fn filters(route: &Route) -> Vec<&JqFilter> {
-        let mut out: Vec<&JqFilter> = Vec::new();
-        out.extend(route.response.jq.as_ref());
-        out.extend(route.validate.as_ref());
+        let mut out = context_filters(route);
         out.extend(route.points_settle.as_ref());
         match &route.points {
             Points::Jq(f) => out.push(f),
             Points::Const(_) => {}
         }
         for step in route.stages.iter().flatten() {
-            out.extend(step.when.as_ref());
             match &step.kind {
-                StepKind::Compute(f) => out.push(f),
-                StepKind::Call { call, fan } => {
-                    out.extend(call.body.as_ref());
-                    match fan {
-                        Fan::One => {}
-                        Fan::ForEach { items, .. } => out.push(items),
-                        Fan::Walk {
-                            start, children, ..
-                        } => out.extend([start, children]),
-                    }
+                StepKind::Call {
+                    fan: Fan::Walk { children, .. },
+                    ..
+                } => out.push(children),
+                StepKind::Call {
+                    fan: Fan::One | Fan::ForEach { .. },
+                    ..
                 }
+                | StepKind::Compute(_) => {}
             }
         }
         out
@@ -1533,6 +1530,12 @@ mod tests {
                 "principal": principal, "steps": {}}),
             json!({"path": {}, "query": {}, "body": company, "principal": principal, "steps": steps}),
         ]
+    }
+
+    /// [`contexts`], each with values swapped by [`mutate`] from one `seed`.
+    fn mutated_contexts(seed: u64) -> Vec<Value> {
+        let mut seed = seed;
+        contexts().iter().map(|c| mutate(c, &mut seed)).collect()
     }
 
     /// `v` with some of its values replaced (by `seed`'s choice) with values of other kinds:
@@ -1634,9 +1637,7 @@ mod tests {
         /// the same as over whole answers.
         #[test]
         fn shipped_responses_are_the_same_over_cut_answers(seed in 1u64..) {
-            let mut seed = seed;
-            for ctx in contexts() {
-                let ctx = mutate(&ctx, &mut seed);
+            for ctx in mutated_contexts(seed) {
                 let ctx = projected(&crate::mapping::project::Projection::Whole, &ctx);
                 for route in SHIPPED.routes.iter().filter(|r| !r.projections.is_empty()) {
                     // Steps the contexts do not name get each canned answer in turn.
@@ -1718,9 +1719,7 @@ mod tests {
         /// any kind: whenever the direct evaluator answers, jaq answers the same.
         #[test]
         fn shipped_filters_agree_with_jaq_on_mutated_contexts(seed in 1u64..) {
-            let mut seed = seed;
-            for ctx in contexts() {
-                let ctx = mutate(&ctx, &mut seed);
+            for ctx in mutated_contexts(seed) {
                 for route in &SHIPPED.routes {
                     for f in filters(route) {
                         agree(f, &ctx);
