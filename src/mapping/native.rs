@@ -1180,7 +1180,7 @@ fn builtin(b: Builtin, v: &Value) -> Result<Cow<'_, Value>, Stop> {
 mod tests {
     use super::*;
     use crate::mapping::jq::{JqError, JqFilter};
-    use crate::mapping::pack::{Fan, Points, Route, StepKind};
+    use crate::mapping::pack::{Fan, Points, Reader, Route, StepKind};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -1596,24 +1596,11 @@ mod tests {
     /// The filters of `route` that run over the request's context (not over one answer, the
     /// response or the quota's input).
     fn context_filters(route: &Route) -> Vec<&JqFilter> {
-        let mut out: Vec<&JqFilter> = Vec::new();
-        out.extend(route.response.jq.as_ref());
-        out.extend(route.validate.as_ref());
-        for step in route.stages.iter().flatten() {
-            out.extend(step.when.as_ref());
-            out.extend(step.compensate.as_ref().and_then(|c| c.body.as_ref()));
-            match &step.kind {
-                StepKind::Compute(f) => out.push(f),
-                StepKind::Call { call, fan } => {
-                    out.extend(call.body.as_ref());
-                    match fan {
-                        Fan::One => {}
-                        Fan::ForEach { items, .. } => out.push(items),
-                        Fan::Walk { start, .. } => out.push(start),
-                    }
-                }
-            }
-        }
+        let mut out = Vec::new();
+        route.context_readers(|r| match r {
+            Reader::Filter(f) => out.push(f),
+            Reader::Template(_) => {}
+        });
         out
     }
 

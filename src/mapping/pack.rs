@@ -426,15 +426,6 @@ impl ContextUse {
         }
     }
 
-    fn call(&mut self, call: &Call) {
-        for t in std::iter::once(&call.path).chain(call.query.iter().map(|(_, t)| t)) {
-            t.vars().for_each(|v| self.root(&v[0]));
-        }
-        if let Some(b) = &call.body {
-            self.filter(b);
-        }
-    }
-
     /// What `stages`, `validate`, `response` and `points_settle` (which sees the request's
     /// path and query) read of the context.
     fn of(
@@ -449,27 +440,56 @@ impl ContextUse {
             principal: false,
             request: false,
         };
-        validate
-            .into_iter()
-            .chain(&response.jq)
-            .for_each(|f| u.filter(f));
-        for step in stages.iter().flatten() {
-            step.when.iter().for_each(|f| u.filter(f));
-            step.compensate.iter().for_each(|c| u.call(c));
-            match &step.kind {
-                StepKind::Compute(f) => u.filter(f),
-                StepKind::Call { call, fan } => {
-                    u.call(call);
-                    match fan {
-                        Fan::One => {}
-                        Fan::ForEach { items, .. } => u.filter(items),
-                        // `children` reads each answer, not the context.
-                        Fan::Walk { start, .. } => u.filter(start),
-                    }
+        context_readers(stages, validate, response, |r| match r {
+            Reader::Filter(f) => u.filter(f),
+            Reader::Template(t) => t.vars().for_each(|v| u.root(&v[0])),
+        });
+        u
+    }
+}
+
+/// Something of a route that reads the request's context.
+#[derive(Clone, Copy)]
+pub(crate) enum Reader<'a> {
+    Filter(&'a JqFilter),
+    Template(&'a Template),
+}
+
+/// Hands `visit` every filter and template of a route that reads its context: validation, the
+/// response, each step's `when`, compute steps, calls' (and compensations') path, query and
+/// body, fan-out sources. (A walk's `children` reads each answer; `points_settle` and jq
+/// points read the quota's own input.)
+fn context_readers<'a>(
+    stages: &'a [Vec<Step>],
+    validate: Option<&'a JqFilter>,
+    response: &'a ResponseSpec,
+    mut visit: impl FnMut(Reader<'a>),
+) {
+    let call = |c: &'a Call, visit: &mut dyn FnMut(Reader<'a>)| {
+        visit(Reader::Template(&c.path));
+        c.query.iter().for_each(|(_, t)| visit(Reader::Template(t)));
+        c.body.iter().for_each(|f| visit(Reader::Filter(f)));
+    };
+    validate
+        .into_iter()
+        .chain(&response.jq)
+        .for_each(|f| visit(Reader::Filter(f)));
+    for step in stages.iter().flatten() {
+        step.when.iter().for_each(|f| visit(Reader::Filter(f)));
+        if let Some(c) = &step.compensate {
+            call(c, &mut visit);
+        }
+        match &step.kind {
+            StepKind::Compute(f) => visit(Reader::Filter(f)),
+            StepKind::Call { call: c, fan } => {
+                call(c, &mut visit);
+                match fan {
+                    Fan::One => {}
+                    Fan::ForEach { items, .. } => visit(Reader::Filter(items)),
+                    Fan::Walk { start, .. } => visit(Reader::Filter(start)),
                 }
             }
         }
-        u
     }
 }
 
@@ -1067,6 +1087,14 @@ fn compile_route(
     })
 }
 
+#[cfg(test)]
+impl Route {
+    /// Every filter and template of the route that reads the request's context.
+    pub(crate) fn context_readers<'a>(&'a self, visit: impl FnMut(Reader<'a>)) {
+        context_readers(&self.stages, self.validate.as_ref(), &self.response, visit);
+    }
+}
+
 /// [`Route::projections`]: for each step that calls once, what the route can read of its
 /// answer: the union of what every filter over the context reads (response, validation,
 /// `when`, compute steps, bodies, fan-out sources; each must translate, or not read the steps
@@ -1085,47 +1113,22 @@ fn projections(
     }
     let mut demand = Demand::default();
     let mut whole = false;
-    let mut filter = |f: &JqFilter, demand: &mut Demand| match f.demand() {
-        Some(d) => demand.include(&d),
-        None => {
-            whole |= f
-                .reads()
-                .is_none_or(|keys| keys.iter().any(|k| k == "steps"));
-        }
-    };
-    let call = |c: &Call, demand: &mut Demand, filter: &mut dyn FnMut(&JqFilter, &mut Demand)| {
-        for t in std::iter::once(&c.path).chain(c.query.iter().map(|(_, t)| t)) {
+    context_readers(stages, validate, response, |r| match r {
+        Reader::Filter(f) => match f.demand() {
+            Some(d) => demand.include(&d),
+            None => {
+                whole |= f
+                    .reads()
+                    .is_none_or(|keys| keys.iter().any(|k| k == "steps"));
+            }
+        },
+        Reader::Template(t) => {
             for v in t.vars() {
                 let path: Vec<Seg> = v.iter().map(|k| Seg::Key(k.clone())).collect();
                 demand.whole(&path);
             }
         }
-        if let Some(b) = &c.body {
-            filter(b, demand);
-        }
-    };
-    validate
-        .into_iter()
-        .chain(&response.jq)
-        .for_each(|f| filter(f, &mut demand));
-    for step in stages.iter().flatten() {
-        step.when.iter().for_each(|f| filter(f, &mut demand));
-        if let Some(c) = &step.compensate {
-            call(c, &mut demand, &mut filter);
-        }
-        match &step.kind {
-            StepKind::Compute(f) => filter(f, &mut demand),
-            StepKind::Call { call: c, fan } => {
-                call(c, &mut demand, &mut filter);
-                match fan {
-                    Fan::One => {}
-                    Fan::ForEach { items, .. } => filter(items, &mut demand),
-                    // `children` reads each answer of the walk's own step, never cut.
-                    Fan::Walk { start, .. } => filter(start, &mut demand),
-                }
-            }
-        }
-    }
+    });
     if whole {
         return none;
     }
