@@ -71,6 +71,15 @@ enum Node {
     Logic(Box<Node>, bool, Box<Node>),
     Cmp(Box<Node>, Cmp, Box<Node>),
     Add(Box<Node>, Box<Node>),
+    /// `l / r` over numbers: jaq divides as floats, whole or not.
+    Div(Box<Node>, Box<Node>),
+    /// `range(from; upto)` over integers.
+    Range(Box<Node>, Box<Node>),
+    /// `join(sep)`, `contains(x)`: the argument runs on the call's input.
+    Join(Box<Node>),
+    Contains(Box<Node>),
+    /// `sort_by(f)`: `f` runs on each element.
+    SortBy(Box<Node>),
     If(Box<Node>, Box<Node>, Box<Node>),
     Try(Box<Node>),
     Var(usize),
@@ -94,6 +103,8 @@ enum Step {
     Iter,
     /// `.[f]`: `f` runs on the path's own input.
     Dyn(Box<Node>),
+    /// `.[from:upto]` on an array; the bounds run on the path's own input.
+    Slice(Option<Box<Node>>, Option<Box<Node>>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +115,16 @@ enum Builtin {
     ToString,
     AsciiDowncase,
     AsciiUpcase,
+    Floor,
+    ToDate,
+    ToNumber,
+    Reverse,
+    Max,
+    /// `add` of an array's or object's values.
+    Sum,
+    Keys,
+    ToEntries,
+    FromEntries,
 }
 
 /// Whether translation went through (`Err` = not translated; jaq runs the filter).
@@ -174,7 +195,11 @@ impl Program {
     /// The filter's first output on `input`, as jaq gives it; `Err(NoOutput)` is exact
     /// (the filter ran to its end without an output or an error).
     pub fn run(&self, input: &Value) -> Result<Value, Outcome> {
-        let mut env = Vec::new();
+        let kept = Kept::default();
+        let mut env = Env {
+            vars: Vec::new(),
+            kept: &kept,
+        };
         let mut first = None;
         match eval(&self.root, input, &mut env, &mut |v, _| {
             first = Some(v.into_owned());
@@ -293,7 +318,7 @@ fn reads(n: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> O
             touch_all(&ro, d);
             Vec::new()
         }
-        Node::Cmp(l, _, r) | Node::Add(l, r) => {
+        Node::Cmp(l, _, r) | Node::Add(l, r) | Node::Div(l, r) | Node::Range(l, r) => {
             let lo = reads(l, input, env, d);
             whole_all(&lo, d);
             let ro = reads(r, input, env, d);
@@ -323,6 +348,14 @@ fn reads(n: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> O
                         whole_all(&at, d);
                         Vec::new()
                     }
+                    Step::Slice(from, upto) => {
+                        for f in from.iter().chain(upto) {
+                            let fo = reads(f, input, env, d);
+                            whole_all(&fo, d);
+                        }
+                        whole_all(&at, d);
+                        Vec::new()
+                    }
                 };
             }
             at
@@ -333,7 +366,16 @@ fn reads(n: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> O
                 Builtin::Length
                 | Builtin::ToString
                 | Builtin::AsciiDowncase
-                | Builtin::AsciiUpcase => whole_all(input, d),
+                | Builtin::AsciiUpcase
+                | Builtin::Floor
+                | Builtin::ToDate
+                | Builtin::ToNumber
+                | Builtin::Reverse
+                | Builtin::Max
+                | Builtin::Sum
+                | Builtin::Keys
+                | Builtin::ToEntries
+                | Builtin::FromEntries => whole_all(input, d),
             }
             Vec::new()
         }
@@ -341,6 +383,20 @@ fn reads(n: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> O
             let fo = reads(f, input, env, d);
             touch_all(&fo, d);
             input.clone()
+        }
+        // What these output is made of their input, read whole.
+        Node::Join(f) | Node::Contains(f) => {
+            whole_all(input, d);
+            let fo = reads(f, input, env, d);
+            whole_all(&fo, d);
+            Vec::new()
+        }
+        Node::SortBy(f) => {
+            whole_all(input, d);
+            let items = extend(input, &Seg::Iter, d);
+            let fo = reads(f, &items, env, d);
+            whole_all(&fo, d);
+            Vec::new()
         }
         Node::Map(f) => {
             touch_all(input, d);
@@ -541,7 +597,8 @@ fn build<'s>(t: &'s Term<&'s str>, s: &Scope<'s>) -> Built {
                 BinaryOp::Or => Ok(Node::Logic(Box::new(l2?), true, Box::new(build(r, s)?))),
                 BinaryOp::Cmp(c) => Ok(Node::Cmp(Box::new(l2?), *c, Box::new(build(r, s)?))),
                 BinaryOp::Math(Math::Add) => Ok(Node::Add(Box::new(l2?), Box::new(build(r, s)?))),
-                BinaryOp::Math(Math::Sub | Math::Mul | Math::Div | Math::Rem)
+                BinaryOp::Math(Math::Div) => Ok(Node::Div(Box::new(l2?), Box::new(build(r, s)?))),
+                BinaryOp::Math(Math::Sub | Math::Mul | Math::Rem)
                 | BinaryOp::Assign
                 | BinaryOp::Update
                 | BinaryOp::UpdateMath(_)
@@ -581,7 +638,12 @@ fn build<'s>(t: &'s Term<&'s str>, s: &Scope<'s>) -> Built {
                     Part::Index(Term::Num(n)) => Step::Index(n.parse::<i64>().map_err(|_| ())?),
                     Part::Index(t) => Step::Dyn(Box::new(build(t, s)?)),
                     Part::Range(None, None) => Step::Iter,
-                    Part::Range(_, _) => return Err(()),
+                    Part::Range(from, upto) => {
+                        let bound = |t: &'s Option<Term<&'s str>>| -> Result<_, ()> {
+                            t.as_ref().map(|t| build(t, s).map(Box::new)).transpose()
+                        };
+                        Step::Slice(bound(from)?, bound(upto)?)
+                    }
                 };
                 steps.push((step, matches!(opt, Opt::Optional)));
             }
@@ -590,7 +652,15 @@ fn build<'s>(t: &'s Term<&'s str>, s: &Scope<'s>) -> Built {
         // Local definitions are rare in route filters: left to jaq.
         Term::Def(..) => Err(()),
         Term::Call(name, args) => call(name, args, s),
-        Term::Recurse | Term::Neg(_) | Term::Label(..) | Term::Break(_) | Term::Fold(..) => Err(()),
+        // `-1`: a negative literal (an index from the end, a slice bound).
+        Term::Neg(t) => match &**t {
+            Term::Num(n) => n
+                .parse::<i64>()
+                .map(|i| Node::Lit(Value::from(-i)))
+                .map_err(|_| ()),
+            _ => Err(()),
+        },
+        Term::Recurse | Term::Label(..) | Term::Break(_) | Term::Fold(..) => Err(()),
     }
 }
 
@@ -628,8 +698,28 @@ fn call<'s>(name: &'s str, args: &'s [Term<&'s str>], s: &Scope<'s>) -> Built {
         ("tostring", 0) => Ok(Node::Builtin(Builtin::ToString)),
         ("ascii_downcase", 0) => Ok(Node::Builtin(Builtin::AsciiDowncase)),
         ("ascii_upcase", 0) => Ok(Node::Builtin(Builtin::AsciiUpcase)),
+        ("floor", 0) => Ok(Node::Builtin(Builtin::Floor)),
+        ("todate" | "todateiso8601", 0) => Ok(Node::Builtin(Builtin::ToDate)),
+        ("tonumber", 0) => Ok(Node::Builtin(Builtin::ToNumber)),
+        ("reverse", 0) => Ok(Node::Builtin(Builtin::Reverse)),
+        ("max", 0) => Ok(Node::Builtin(Builtin::Max)),
+        ("add", 0) => Ok(Node::Builtin(Builtin::Sum)),
+        ("keys", 0) => Ok(Node::Builtin(Builtin::Keys)),
+        ("to_entries", 0) => Ok(Node::Builtin(Builtin::ToEntries)),
+        ("from_entries", 0) => Ok(Node::Builtin(Builtin::FromEntries)),
         ("select", 1) => one(Node::Select),
         ("map", 1) => one(Node::Map),
+        ("join", 1) => one(Node::Join),
+        ("contains", 1) => one(Node::Contains),
+        ("sort_by", 1) => one(Node::SortBy),
+        ("range", 1) => Ok(Node::Range(
+            Box::new(Node::Lit(Value::from(0))),
+            Box::new(build(&args[0], s)?),
+        )),
+        ("range", 2) => Ok(Node::Range(
+            Box::new(build(&args[0], s)?),
+            Box::new(build(&args[1], s)?),
+        )),
         _ => Err(()),
     }
 }
@@ -668,13 +758,44 @@ fn inline<'s>(at: usize, args: &'s [Term<&'s str>], s: &Scope<'s>) -> Built {
 }
 
 /// Where a term's outputs go, one by one, with the variable slots; an `Err` stops the term.
-type Sink<'a, 'i> = dyn FnMut(Cow<'i, Value>, &mut Vec<Value>) -> Result<(), Stop> + 'a;
+type Sink<'a, 'i> = dyn FnMut(Cow<'i, Value>, &mut Env<'i>) -> Result<(), Stop> + 'a;
+
+/// The variables in scope, by slot, borrowed for the whole run: a variable is read by
+/// reference however often a filter reads it (`. as $c | … $c.steps.list[$i] …` in a loop
+/// copied the whole context at every read while variables held their own values).
+struct Env<'i> {
+    vars: Vec<&'i Value>,
+    kept: &'i Kept,
+}
+
+/// Values made during a run that a later term borrows (a variable bound to a computed value,
+/// the input of the right side of a pipe), kept until the run ends. Made on first use: most
+/// runs of a route filter bind only what they were given.
+#[derive(Default)]
+struct Kept(std::cell::OnceCell<typed_arena::Arena<Value>>);
+
+impl Kept {
+    fn keep(&self, v: Value) -> &Value {
+        self.0
+            .get_or_init(|| typed_arena::Arena::with_capacity(8))
+            .alloc(v)
+    }
+}
+
+impl<'i> Env<'i> {
+    fn hold(&self, v: Cow<'i, Value>) -> &'i Value {
+        match v {
+            Cow::Borrowed(v) => v,
+            Cow::Owned(v) => self.kept.keep(v),
+        }
+    }
+}
 
 /// Runs `n` on `input`, handing each output to `out` until it or `n` stops.
 fn eval<'i>(
     n: &'i Node,
     input: &'i Value,
-    env: &mut Vec<Value>,
+    env: &mut Env<'i>,
     out: &mut Sink<'_, 'i>,
 ) -> Result<(), Stop> {
     match n {
@@ -682,8 +803,8 @@ fn eval<'i>(
         Node::Lit(v) => out(Cow::Borrowed(v), env),
         Node::Empty => Ok(()),
         Node::Var(i) => {
-            let v = env.get(*i).cloned().ok_or(Stop::Unsupported)?;
-            out(Cow::Owned(v), env)
+            let v = *env.vars.get(*i).ok_or(Stop::Unsupported)?;
+            out(Cow::Borrowed(v), env)
         }
         Node::Interp(pieces) => {
             let mut text = String::new();
@@ -725,16 +846,15 @@ fn eval<'i>(
             }
             out(Cow::Owned(Value::Object(map)), env)
         }
-        Node::Pipe(l, r) => eval(l, input, env, &mut |v, env| match v {
-            Cow::Borrowed(x) => eval(r, x, env, out),
-            Cow::Owned(x) => eval(r, &x, env, &mut |w, env| {
-                out(Cow::Owned(w.into_owned()), env)
-            }),
+        Node::Pipe(l, r) => eval(l, input, env, &mut |v, env| {
+            let x = env.hold(v);
+            eval(r, x, env, out)
         }),
         Node::Bind(l, r) => eval(l, input, env, &mut |v, env| {
-            env.push(v.into_owned());
+            let v = env.hold(v);
+            env.vars.push(v);
             let result = eval(r, input, env, out);
-            env.pop();
+            env.vars.pop();
             result
         }),
         Node::Comma(l, r) => {
@@ -779,6 +899,76 @@ fn eval<'i>(
         Node::Add(l, r) => {
             let (a, b) = (single(l, input, env)?, single(r, input, env)?);
             out(add(a, b)?, env)
+        }
+        Node::Div(l, r) => {
+            let (a, b) = (single(l, input, env)?, single(r, input, env)?);
+            out(Cow::Owned(divide(&a, &b)?), env)
+        }
+        Node::Range(from, upto) => {
+            let (a, b) = (single(from, input, env)?, single(upto, input, env)?);
+            let (Some(a), Some(b)) = (int(&a), int(&b)) else {
+                return Err(Stop::Unsupported);
+            };
+            for i in a..b {
+                out(Cow::Owned(Value::from(i)), env)?;
+            }
+            Ok(())
+        }
+        Node::Join(sep) => {
+            let sep = single(sep, input, env)?;
+            let (Value::Array(items), Value::String(sep)) = (input, sep.as_ref()) else {
+                return Err(Stop::Unsupported);
+            };
+            let mut text = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(sep);
+                }
+                to_text(item, &mut text)?;
+            }
+            out(Cow::Owned(Value::String(text)), env)
+        }
+        Node::Contains(x) => {
+            let x = single(x, input, env)?;
+            let (Value::String(a), Value::String(b)) = (input, x.as_ref()) else {
+                return Err(Stop::Unsupported);
+            };
+            out(
+                Cow::Borrowed(if a.contains(b.as_str()) {
+                    &TRUE
+                } else {
+                    &FALSE
+                }),
+                env,
+            )
+        }
+        Node::SortBy(f) => {
+            let Value::Array(items) = input else {
+                return Err(Stop::Unsupported);
+            };
+            let mut keyed = Vec::with_capacity(items.len());
+            for item in items {
+                let mut key = Vec::new();
+                eval(f, item, env, &mut |v, _| {
+                    if orderable(&v) {
+                        key.push(v);
+                        Ok(())
+                    } else {
+                        Err(Stop::Unsupported)
+                    }
+                })?;
+                keyed.push((key, item));
+            }
+            // Stable, as jaq's: equal keys keep their order.
+            keyed.sort_by(|(a, _), (b, _)| {
+                let pairs = a.iter().zip(b.iter());
+                pairs
+                    .map(|(x, y)| order(x, y))
+                    .find(|o| o.is_ne())
+                    .unwrap_or_else(|| a.len().cmp(&b.len()))
+            });
+            let sorted = keyed.into_iter().map(|(_, item)| item.clone()).collect();
+            out(Cow::Owned(Value::Array(sorted)), env)
         }
         Node::If(c, t, e) => eval(c, input, env, &mut |v, env| {
             if truthy(&v) {
@@ -836,7 +1026,7 @@ fn eval<'i>(
 
 /// The one output of `n`; several are refused (jaq's order of combinations is not
 /// reproduced), none is refused too (the caller's combination would have no output).
-fn single<'i>(n: &'i Node, input: &'i Value, env: &mut Vec<Value>) -> Result<Cow<'i, Value>, Stop> {
+fn single<'i>(n: &'i Node, input: &'i Value, env: &mut Env<'i>) -> Result<Cow<'i, Value>, Stop> {
     singles(n, input, env)?.ok_or(Stop::Unsupported)
 }
 
@@ -844,7 +1034,7 @@ fn single<'i>(n: &'i Node, input: &'i Value, env: &mut Vec<Value>) -> Result<Cow
 fn singles<'i>(
     n: &'i Node,
     input: &'i Value,
-    env: &mut Vec<Value>,
+    env: &mut Env<'i>,
 ) -> Result<Option<Cow<'i, Value>>, Stop> {
     let mut got: Option<Cow<'i, Value>> = None;
     let mut many = false;
@@ -864,7 +1054,7 @@ fn path<'i>(
     v: Cow<'i, Value>,
     steps: &'i [(Step, bool)],
     root: &'i Value,
-    env: &mut Vec<Value>,
+    env: &mut Env<'i>,
     out: &mut Sink<'_, 'i>,
 ) -> Result<(), Stop> {
     let Some(((step, optional), rest)) = steps.split_first() else {
@@ -896,6 +1086,28 @@ fn path<'i>(
                 Some(x) => path(x, rest, root, env, out),
                 None => fail,
             }
+        }
+        Step::Slice(from, upto) => {
+            let from = bound(from.as_deref(), root, env)?;
+            let upto = bound(upto.as_deref(), root, env)?;
+            let Value::Array(a) = v.as_ref() else {
+                return Err(Stop::Unsupported);
+            };
+            // jaq: a negative bound counts from the end; both are clamped to the array.
+            let at = |b: Option<i64>, default: usize| -> usize {
+                let len = a.len();
+                match b {
+                    None => default,
+                    Some(i) if i >= 0 => usize::try_from(i).unwrap_or(usize::MAX).min(len),
+                    Some(i) => usize::try_from(i.unsigned_abs())
+                        .ok()
+                        .and_then(|back| len.checked_sub(back))
+                        .unwrap_or(0),
+                }
+            };
+            let (start, end) = (at(from, 0), at(upto, a.len()));
+            let part = a[start..end.max(start)].to_vec();
+            path(Cow::Owned(Value::Array(part)), rest, root, env, out)
         }
         Step::Iter => match v {
             Cow::Borrowed(Value::Array(a)) => {
@@ -930,6 +1142,18 @@ fn path<'i>(
     }
 }
 
+/// A slice bound: absent or null is the array's end; an integer; anything else left to jaq.
+fn bound<'i>(b: Option<&'i Node>, root: &'i Value, env: &mut Env<'i>) -> Result<Option<i64>, Stop> {
+    let Some(b) = b else { return Ok(None) };
+    match single(b, root, env)?.as_ref() {
+        Value::Null => Ok(None),
+        Value::Number(n) => n.as_i64().map(Some).ok_or(Stop::Unsupported),
+        Value::Bool(_) | Value::String(_) | Value::Array(_) | Value::Object(_) => {
+            Err(Stop::Unsupported)
+        }
+    }
+}
+
 /// `.[k]` with a string: `None` is jaq's error (indexing what is not an object or null).
 fn key<'i>(v: Cow<'i, Value>, k: &str) -> Option<Cow<'i, Value>> {
     match v {
@@ -960,6 +1184,58 @@ fn index<'i>(v: Cow<'i, Value>, i: i64) -> Option<Cow<'i, Value>> {
         | Cow::Owned(Value::Null | Value::Object(_)) => Some(Cow::Borrowed(&NULL)),
         Cow::Borrowed(Value::Bool(_) | Value::Number(_) | Value::String(_))
         | Cow::Owned(Value::Bool(_) | Value::Number(_) | Value::String(_)) => None,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::Null | Value::Bool(_) | Value::String(_) | Value::Array(_) | Value::Object(_) => {
+            None
+        }
+    }
+}
+
+/// `a / b` as jaq divides numbers: as floats, the answer a float even when whole (`4 / 2`
+/// is `2.0`). Anything else (string splitting, errors, a non-finite answer) is jaq's.
+fn divide(a: &Value, b: &Value) -> Result<Value, Stop> {
+    let (Value::Number(x), Value::Number(y)) = (a, b) else {
+        return Err(Stop::Unsupported);
+    };
+    let (x, y) = (
+        num(x).ok_or(Stop::Unsupported)?,
+        num(y).ok_or(Stop::Unsupported)?,
+    );
+    serde_json::Number::from_f64(as_f64(x) / as_f64(y))
+        .map(Value::Number)
+        .ok_or(Stop::Unsupported)
+}
+
+/// Whether [`order`] ranks `v` as jaq does: scalars, numbers within `i64` (mixing floats
+/// in would rank through `f64` and lose the total order a sort needs).
+fn orderable(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => n.as_i64().is_some(),
+        Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+/// jaq's order of [`orderable`] values: null < false < true < numbers < strings (by bytes).
+fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let rank = |v: &Value| match v {
+        Value::Null => 0,
+        Value::Bool(false) => 1,
+        Value::Bool(true) => 2,
+        Value::Number(_) => 3,
+        Value::String(_) => 4,
+        Value::Array(_) => 5,
+        Value::Object(_) => 6,
+    };
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_i64().cmp(&y.as_i64()),
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => rank(a).cmp(&rank(b)),
     }
 }
 
@@ -1161,6 +1437,149 @@ fn builtin(b: Builtin, v: &Value) -> Result<Cow<'_, Value>, Stop> {
                 owned(Value::String(s))
             }
         },
+        Builtin::Floor => match v {
+            Value::Number(n) => match num(n).ok_or(Stop::Unsupported)? {
+                Ok(_) => Ok(Cow::Borrowed(v)),
+                // jaq: a whole float within the integers becomes an integer.
+                Err(f) => {
+                    let f = f.floor();
+                    if f.is_finite() && i64::MIN as f64 <= f && f <= i64::MAX as f64 {
+                        owned(Value::from(f as i64))
+                    } else {
+                        Err(Stop::Unsupported)
+                    }
+                }
+            },
+            Value::Null
+            | Value::Bool(_)
+            | Value::String(_)
+            | Value::Array(_)
+            | Value::Object(_) => Err(Stop::Unsupported),
+        },
+        // jaq's `todateiso8601`, through the same date library.
+        Builtin::ToDate => {
+            let at = match v {
+                Value::Number(n) => match num(n).ok_or(Stop::Unsupported)? {
+                    Ok(i) => jiff::Timestamp::from_second(i),
+                    Err(f) => jiff::Timestamp::from_microsecond((f * 1e6) as i64),
+                },
+                Value::Null
+                | Value::Bool(_)
+                | Value::String(_)
+                | Value::Array(_)
+                | Value::Object(_) => return Err(Stop::Unsupported),
+            };
+            owned(Value::String(
+                at.map_err(|_| Stop::Unsupported)?.to_string(),
+            ))
+        }
+        // Integers written plainly; any other text is jaq's to parse (or refuse).
+        Builtin::ToNumber => match v {
+            Value::Number(_) => Ok(Cow::Borrowed(v)),
+            Value::String(s) => {
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                let plain = !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && (digits == "0" || !digits.starts_with('0'))
+                    && s != "-0";
+                match s.parse::<i64>() {
+                    Ok(i) if plain => owned(Value::from(i)),
+                    Ok(_) | Err(_) => Err(Stop::Unsupported),
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
+                Err(Stop::Unsupported)
+            }
+        },
+        Builtin::Reverse => match v {
+            Value::Array(a) => owned(Value::Array(a.iter().rev().cloned().collect())),
+            Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Object(_) => Err(Stop::Unsupported),
+        },
+        // jaq's `max_by(.)`: of equal elements the last; null for none.
+        Builtin::Max => match v {
+            Value::Array(a) if a.iter().all(orderable) => Ok(Cow::Borrowed(
+                a.iter()
+                    .reduce(|best, x| if order(x, best).is_ge() { x } else { best })
+                    .unwrap_or(&NULL),
+            )),
+            Value::Array(_)
+            | Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Object(_) => Err(Stop::Unsupported),
+        },
+        // `reduce .[] as $x (null; . + $x)`.
+        Builtin::Sum => {
+            let mut items: Box<dyn Iterator<Item = &Value>> = match v {
+                Value::Array(a) => Box::new(a.iter()),
+                Value::Object(m) => Box::new(m.values()),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                    return Err(Stop::Unsupported);
+                }
+            };
+            items.try_fold(Cow::Borrowed(&NULL), |acc, x| add(acc, Cow::Borrowed(x)))
+        }
+        Builtin::Keys => match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_unstable();
+                owned(Value::Array(
+                    keys.into_iter().map(|k| Value::String(k.clone())).collect(),
+                ))
+            }
+            Value::Array(a) => owned(Value::Array((0..a.len()).map(Value::from).collect())),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                Err(Stop::Unsupported)
+            }
+        },
+        Builtin::ToEntries => {
+            let entry = |key: Value, value: &Value| {
+                let mut m = Map::with_capacity(2);
+                m.insert("key".to_owned(), key);
+                m.insert("value".to_owned(), value.clone());
+                Value::Object(m)
+            };
+            match v {
+                Value::Object(m) => owned(Value::Array(
+                    m.iter()
+                        .map(|(k, x)| entry(Value::String(k.clone()), x))
+                        .collect(),
+                )),
+                Value::Array(a) => owned(Value::Array(
+                    a.iter()
+                        .enumerate()
+                        .map(|(i, x)| entry(Value::from(i), x))
+                        .collect(),
+                )),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                    Err(Stop::Unsupported)
+                }
+            }
+        }
+        // `reduce (.[] | {(.key): .value}) as $x ({}; . + $x)`, string keys only.
+        Builtin::FromEntries => {
+            let items: Box<dyn Iterator<Item = &Value>> = match v {
+                Value::Array(a) => Box::new(a.iter()),
+                Value::Object(m) => Box::new(m.values()),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                    return Err(Stop::Unsupported);
+                }
+            };
+            let mut out = Map::new();
+            for item in items {
+                let Some(Value::String(k)) = item.get("key") else {
+                    return Err(Stop::Unsupported);
+                };
+                let value = item.get("value").cloned().unwrap_or(Value::Null);
+                out.insert(k.clone(), value);
+            }
+            owned(Value::Object(out))
+        }
         Builtin::AsciiDowncase | Builtin::AsciiUpcase => match v {
             Value::String(s) => owned(Value::String(if matches!(b, Builtin::AsciiDowncase) {
                 s.to_ascii_lowercase()
@@ -1266,6 +1685,54 @@ mod tests {
         "[{a: .c, b: empty}]",
         ".a.b | empty",
         "[.a[0][]?.c | empty]",
+        ". as $c | [.[]? | $c.a]",
+        ". as $c | [range(0; $c | length) as $i | $c[$i]]",
+        "[range(0; 3)]",
+        "[range(1; [.[]?] | length)]",
+        "[range(.a; 3)]?",
+        "[range([.[]?] | length)]",
+        ".a / 1000",
+        ".a / .b",
+        "(.a / 2) == (.b / 2)",
+        ".a / 1000 | floor",
+        ".a | floor",
+        "(.a + 1600086400000) / 1000 | floor | todate",
+        ".a | todate",
+        ".a | tonumber",
+        "(.a // \"0\") | tonumber",
+        "[.[]? | tostring] | join(\"/\")",
+        ".a | join(\", \")",
+        ".c as $s | [.a, .b] | join($s)",
+        "[.a, .b] | map(select(. != null and . != \"\")) | join(\" \")",
+        ".a | contains(\"a\")",
+        ".a | contains(.b)?",
+        "[.[]?] | sort_by(.a)",
+        ".a | sort_by(.)",
+        "[.[]?] | sort_by(.a // \"\" | tostring | ascii_downcase)",
+        "[.[]?] | sort_by(.a, .b)",
+        ".a | reverse",
+        "[.[]?] | reverse",
+        ".a[1:]",
+        ".a[:2]",
+        ".a[1:-1]",
+        ".a[-2:]",
+        ".a[.b:.c]",
+        ".a[1:]?",
+        "[.[]?] | .[1:] | length",
+        "[.[]?] | max",
+        ".a | max",
+        "[.a, .b, 1] | max",
+        ".a | add",
+        "[.[]?] | add",
+        "add // []",
+        ".a | keys",
+        "keys",
+        "to_entries",
+        ".a | to_entries",
+        "to_entries[] | .key",
+        ".a | from_entries",
+        "[.[]? | {key: (.a // \"k\" | tostring), value: .b}] | from_entries",
+        "[to_entries[]? | select(.value != null)] | from_entries",
     ];
 
     /// Filters the evaluator must leave to jaq.
@@ -1273,15 +1740,16 @@ mod tests {
         "first(.a)",
         "reduce .[]? as $x (0; . + 1)",
         ".a - 1",
+        ".a * 2",
         "1.5",
         "@json",
         "def f: .a; f",
         "..",
         "-.a",
+        "-1.5",
         ".a |= 1",
         ". as [$x] | $x",
         "try .a catch 1",
-        ".[1:]",
         "def f(g): g; f(.a)",
     ];
 
@@ -1491,6 +1959,13 @@ mod tests {
             Points::Jq(f) => out.push(f),
             Points::Const(_) => {}
         }
+        out.extend(walk_children(route));
+        out
+    }
+
+    /// The filters that find a walk's next nodes in one step answer.
+    fn walk_children(route: &Route) -> Vec<&JqFilter> {
+        let mut out = Vec::new();
         for step in route.stages.iter().flatten() {
             match &step.kind {
                 StepKind::Call {
@@ -1522,6 +1997,58 @@ mod tests {
         let page = json!({"index": 0, "number": 1, "size": 2, "offset": 0, "want_total": true});
         let steps = json!({"company": company, "assoc": assoc, "tenant": tenant,
             "find": tenant, "list": tenant, "customers": [company], "page": {"items": assoc["content"], "total": 1}});
+        // List routes' steps: several elements, names out of order and of mixed case
+        // (search, order and paging), dates, a walk's answers.
+        let named = |i: usize, name: &str| {
+            let mut a = assoc["content"][0].clone();
+            a["customerCompany"]["id"] = json!(format!("c{i}"));
+            a["customerCompany"]["name"] = json!(name);
+            a
+        };
+        let assocs: Vec<Value> = ["beta", "Alpha", "gamma", "alpha", "Delta"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| named(i, n))
+            .collect();
+        let companies: Vec<Value> = (0..3)
+            .map(|i| {
+                let mut c = company.clone();
+                c["id"] = json!(format!("c{i}"));
+                c["name"] = json!(["Zeta", "alpha", "Beta"][i]);
+                c
+            })
+            .collect();
+        let tenants: Vec<Value> = (0..3)
+            .map(|i| {
+                let mut t = tenant["tenant"][0].clone();
+                t["id"] = json!(format!("{}", 1000000010 + i));
+                t["company"] = json!(["Zeta", "alpha", "Beta"][i]);
+                t
+            })
+            .collect();
+        let member = |i: i64| {
+            json!({"user": {"id": format!("u{i}"), "firstName": "Ada", "lastName": if i == 1 { Value::Null } else { json!("Lovelace") },
+                "email": "ada@example.test", "createdOn": 1600086400123i64 + i * 86_400_000, "activated": i != 2},
+                "roles": if i == 0 { json!(["USER"]) } else { json!([]) }, "company": {"id": "c0", "name": "Zeta"}, "enabled": true})
+        };
+        let listing = json!({"tenant": tenants, "totalRecordCount": "3"});
+        let lists = json!({
+            "assocs": {"content": assocs, "page": {"totalElements": 5, "totalPages": 1}},
+            "members": {"content": [member(0), member(1), member(2)], "page": {"totalElements": 3}},
+            "list": listing, "all": listing, "matching": listing,
+            "tree": [{"response": {"content": assocs, "tenant": tenants}},
+                {"response": {"content": [], "tenant": []}}],
+            "first": {"content": companies, "page": {"totalPages": 2}},
+            "rest": [{"content": companies}],
+            "customers": companies,
+            "page": {"items": assocs[..3], "total": 5}});
+        // The AppDirect search's steps: a page of companies and one association answer each.
+        let search = json!({
+            "list": {"content": companies, "page": {"totalElements": 7}},
+            "assocs": [{"content": [named(0, "x")]}, {"content": []}, assoc]});
+        let list_page =
+            json!({"index": 1, "number": 2, "size": 2, "offset": 1, "want_total": true});
+        let request = json!({"base_url": "http://gw.test"});
         vec![
             json!({"path": {"companyId": "1000000002"}, "query": {}, "body": null,
                 "principal": principal, "page": page, "steps": steps}),
@@ -1529,6 +2056,12 @@ mod tests {
                 "body": {"tenant": {"company": "A", "active": "1", "is_partner": "true"}},
                 "principal": principal, "steps": {}}),
             json!({"path": {}, "query": {}, "body": company, "principal": principal, "steps": steps}),
+            json!({"path": {"companyId": "c0"}, "query": {"search": "A", "orderBy": "desc"},
+                "principal": principal, "page": list_page, "request": request, "steps": lists}),
+            json!({"path": {"companyId": "c0"}, "query": {"orderBy": "asc"},
+                "principal": principal, "page": page, "request": request, "steps": lists}),
+            json!({"path": {}, "query": {}, "principal": principal, "page": list_page,
+                "request": request, "response": {"items": companies}, "steps": search}),
         ]
     }
 
@@ -1719,22 +2252,34 @@ mod tests {
     #[test]
     fn shipped_filters_answer_directly_and_as_jaq_does() {
         let catalog = crate::mapping::pack::shipped_catalog();
+        let assoc: Value = serde_json::from_str(crate::demo::canned::ASSOCIATIONS).unwrap();
         let (mut total, mut native, mut answered) = (0, 0, 0);
         for route in &catalog.routes {
             for f in filters(route) {
                 total += 1;
                 native += usize::from(f.is_native());
+                let mut n = 0;
                 for ctx in contexts() {
-                    answered += usize::from(agree(f, &ctx));
+                    n += usize::from(agree(f, &ctx));
                 }
+                answered += n;
+                // A walk's children filter runs on one step answer, not on the context.
+                let walks = walk_children(route);
+                let on_answer = || agree(f, &assoc);
+                assert!(
+                    n > 0 || (walks.iter().any(|w| std::ptr::eq(*w, f)) && on_answer()),
+                    "{}:{} never answered directly: {}",
+                    route.pack.name,
+                    route.id,
+                    f.source()
+                );
             }
         }
         eprintln!("{native} of {total} shipped filters translated; {answered} direct answers");
         assert!(total > 60, "{total} filters");
-        assert!(
-            native * 10 >= total * 6,
-            "{native} of {total} shipped filters translated"
-        );
+        // Every shipped filter runs without jaq when the values allow: one outside the
+        // subset costs its route jaq's conversions (a page of 30 V1 users: ~1 ms).
+        assert_eq!(native, total, "shipped filters translated");
         assert!(answered > 0);
         // The translated routes of the load benchmark run with no jaq at all.
         for id in ["companies.get"] {
