@@ -846,14 +846,19 @@ fn eval<'i>(
             }
             out(Cow::Owned(Value::Object(map)), env)
         }
-        Node::Pipe(l, r) => eval(l, input, env, &mut |v, env| {
-            let x = env.hold(v);
-            eval(r, x, env, out)
-        }),
+        Node::Pipe(l, r) => eval(l, input, env, &mut |v, env| pipe(r, v, env, out)),
         Node::Bind(l, r) => eval(l, input, env, &mut |v, env| {
             let v = env.hold(v);
             env.vars.push(v);
-            let result = eval(r, input, env, out);
+            let result = eval(r, input, env, &mut |w, env| {
+                // An output leaves the variable's scope: what receives it sees the slots
+                // as they were before the binding (`(f as $x | g) as $y` reads `$y` from
+                // the slot `$x` had, which the translation gave to `$y`).
+                let own = env.vars.pop();
+                let result = out(w, env);
+                env.vars.extend(own);
+                result
+            });
             env.vars.pop();
             result
         }),
@@ -946,28 +951,10 @@ fn eval<'i>(
             let Value::Array(items) = input else {
                 return Err(Stop::Unsupported);
             };
-            let mut keyed = Vec::with_capacity(items.len());
-            for item in items {
-                let mut key = Vec::new();
-                eval(f, item, env, &mut |v, _| {
-                    if orderable(&v) {
-                        key.push(v);
-                        Ok(())
-                    } else {
-                        Err(Stop::Unsupported)
-                    }
-                })?;
-                keyed.push((key, item));
-            }
-            // Stable, as jaq's: equal keys keep their order.
-            keyed.sort_by(|(a, _), (b, _)| {
-                let pairs = a.iter().zip(b.iter());
-                pairs
-                    .map(|(x, y)| order(x, y))
-                    .find(|o| o.is_ne())
-                    .unwrap_or_else(|| a.len().cmp(&b.len()))
-            });
-            let sorted = keyed.into_iter().map(|(_, item)| item.clone()).collect();
+            let sorted = sort_order(items, f, env)?
+                .into_iter()
+                .map(|i| items[i].clone())
+                .collect();
             out(Cow::Owned(Value::Array(sorted)), env)
         }
         Node::If(c, t, e) => eval(c, input, env, &mut |v, env| {
@@ -1022,6 +1009,154 @@ fn eval<'i>(
             out(Cow::Owned(Value::Array(outs)), env)
         }
     }
+}
+
+/// Runs `r` on one output of the left side of a pipe.
+fn pipe<'i>(
+    r: &'i Node,
+    v: Cow<'i, Value>,
+    env: &mut Env<'i>,
+    out: &mut Sink<'_, 'i>,
+) -> Result<(), Stop> {
+    match v {
+        Cow::Borrowed(x) => eval(r, x, env, out),
+        Cow::Owned(x) => eval_owned(r, x, env, out),
+    }
+}
+
+/// Runs `n` on an input made during the run and owned here: an order, a reversal, `.`, a
+/// pipe or a branch takes it without copying its elements (a page filtered, ordered and cut
+/// from 500 associations copied each kept one twice); any other term borrows it from the
+/// run's keep, as [`eval`] would.
+fn eval_owned<'i>(
+    n: &'i Node,
+    input: Value,
+    env: &mut Env<'i>,
+    out: &mut Sink<'_, 'i>,
+) -> Result<(), Stop> {
+    let borrowed = |input: Value, env: &mut Env<'i>, out: &mut Sink<'_, 'i>| {
+        let x = env.kept.keep(input);
+        eval(n, x, env, out)
+    };
+    match n {
+        Node::Id => out(Cow::Owned(input), env),
+        Node::Pipe(l, r) => eval_owned(l, input, env, &mut |v, env| pipe(r, v, env, out)),
+        Node::SortBy(f) => match input {
+            Value::Array(mut items) => {
+                let order = {
+                    // The keys borrow the elements only while they are computed.
+                    let mut local = Env {
+                        vars: env.vars.clone(),
+                        kept: env.kept,
+                    };
+                    sort_order(&items, f, &mut local)?
+                };
+                let sorted = order
+                    .into_iter()
+                    .map(|i| std::mem::take(&mut items[i]))
+                    .collect();
+                out(Cow::Owned(Value::Array(sorted)), env)
+            }
+            other @ (Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Object(_)) => borrowed(other, env, out),
+        },
+        Node::Builtin(Builtin::Reverse) => match input {
+            Value::Array(mut items) => {
+                items.reverse();
+                out(Cow::Owned(Value::Array(items)), env)
+            }
+            other @ (Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Object(_)) => borrowed(other, env, out),
+        },
+        Node::If(c, t, e) => {
+            // The condition runs on a borrow of the input. One answer and no error: the
+            // branch takes the input. Anything else runs as `eval` runs it (lazily, each
+            // answer's branch before the next answer), the condition again: it is pure.
+            let mut answers = Vec::new();
+            let ran = {
+                let mut local = Env {
+                    vars: env.vars.clone(),
+                    kept: env.kept,
+                };
+                eval(c, &input, &mut local, &mut |a, _| {
+                    answers.push(truthy(&a));
+                    Ok(())
+                })
+            };
+            match (ran, answers.as_slice()) {
+                (Ok(()), [yes]) => eval_owned(if *yes { t } else { e }, input, env, out),
+                (Ok(()) | Err(_), _) => borrowed(input, env, out),
+            }
+        }
+        Node::Builtin(
+            Builtin::Not
+            | Builtin::Type
+            | Builtin::Length
+            | Builtin::ToString
+            | Builtin::AsciiDowncase
+            | Builtin::AsciiUpcase
+            | Builtin::Floor
+            | Builtin::ToDate
+            | Builtin::ToNumber
+            | Builtin::Max
+            | Builtin::Sum
+            | Builtin::Keys
+            | Builtin::ToEntries
+            | Builtin::FromEntries,
+        )
+        | Node::Lit(_)
+        | Node::Interp(_)
+        | Node::Arr(_)
+        | Node::Obj(_)
+        | Node::Bind(..)
+        | Node::Comma(..)
+        | Node::Alt(..)
+        | Node::Logic(..)
+        | Node::Cmp(..)
+        | Node::Add(..)
+        | Node::Div(..)
+        | Node::Range(..)
+        | Node::Join(_)
+        | Node::Contains(_)
+        | Node::Try(_)
+        | Node::Var(_)
+        | Node::Path(..)
+        | Node::Empty
+        | Node::Select(_)
+        | Node::Map(_) => borrowed(input, env, out),
+    }
+}
+
+/// The order `sort_by(f)` puts `items` in, as indices; stable, as jaq's (equal keys keep
+/// their order).
+fn sort_order<'x>(items: &'x [Value], f: &'x Node, env: &mut Env<'x>) -> Result<Vec<usize>, Stop> {
+    let mut keyed = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut key = Vec::new();
+        eval(f, item, env, &mut |v, _| {
+            if orderable(&v) {
+                key.push(v);
+                Ok(())
+            } else {
+                Err(Stop::Unsupported)
+            }
+        })?;
+        keyed.push((key, i));
+    }
+    keyed.sort_by(|(a, _), (b, _)| {
+        let pairs = a.iter().zip(b.iter());
+        pairs
+            .map(|(x, y)| order(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| a.len().cmp(&b.len()))
+    });
+    Ok(keyed.into_iter().map(|(_, i)| i).collect())
 }
 
 /// The one output of `n`; several are refused (jaq's order of combinations is not
@@ -1733,6 +1868,16 @@ mod tests {
         ".a | from_entries",
         "[.[]? | {key: (.a // \"k\" | tostring), value: .b}] | from_entries",
         "[to_entries[]? | select(.value != null)] | from_entries",
+        "[.[]?] | sort_by(.a) | reverse",
+        "[.[]?] | if .[0] then sort_by(.a) else . end | reverse",
+        "[.[]?] | if (.[0], true) then sort_by(.a) else reverse end",
+        "[.[]?] | if .[0].a.b then . else reverse end | .[1:]",
+        "try ([.[]?] | if (.[0] | length) > 0 then . else reverse end)",
+        "[.[]?] | (if .[0] == null then sort_by(.b) else . end | {n: length, f: .[0]})",
+        "[.a, .b] | reverse | reverse",
+        "(.a as $x | .b) as $y | $y",
+        "(.a as $x | [$x, .b]) as $y | {y: $y, c: .c}",
+        "[.[]? | (. as $x | $x) as $y | [$y]]",
     ];
 
     /// Filters the evaluator must leave to jaq.
@@ -1802,6 +1947,19 @@ mod tests {
                 agree(f, &input);
             }
         }
+    }
+
+    #[test]
+    fn a_binding_is_out_of_scope_for_what_receives_its_outputs() {
+        // `$y` was given the slot the inner `$x` still held while its outputs flowed out.
+        let f = JqFilter::compile_with_prelude(
+            "def f($p): [$p, .a];",
+            "f(.b) as $y | (.c as $x | $x) as $z | [$y, $z]",
+        )
+        .unwrap();
+        let input = json!({"a": 1, "b": 2, "c": 3});
+        assert_eq!(f.run_native(&input), Some(Ok(json!([[2, 1], 3]))));
+        assert!(agree(&f, &input));
     }
 
     #[test]
@@ -2060,6 +2218,8 @@ mod tests {
                 "principal": principal, "page": list_page, "request": request, "steps": lists}),
             json!({"path": {"companyId": "c0"}, "query": {"orderBy": "asc"},
                 "principal": principal, "page": page, "request": request, "steps": lists}),
+            json!({"path": {"companyId": "c0"}, "query": {},
+                "principal": principal, "page": list_page, "request": request, "steps": lists}),
             json!({"path": {}, "query": {}, "principal": principal, "page": list_page,
                 "request": request, "response": {"items": companies}, "steps": search}),
         ]
