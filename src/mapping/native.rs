@@ -391,21 +391,24 @@ fn reads(n: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> O
             whole_all(&fo, d);
             Vec::new()
         }
+        // An order outputs the elements themselves; `map` only walks into them.
         Node::SortBy(f) => {
             whole_all(input, d);
-            let items = extend(input, &Seg::Iter, d);
-            let fo = reads(f, &items, env, d);
-            whole_all(&fo, d);
-            Vec::new()
+            reads_each(f, input, env, d)
         }
         Node::Map(f) => {
             touch_all(input, d);
-            let items = extend(input, &Seg::Iter, d);
-            let fo = reads(f, &items, env, d);
-            whole_all(&fo, d);
-            Vec::new()
+            reads_each(f, input, env, d)
         }
     }
+}
+
+/// What `f`, run on each element of an `input`, reads; its outputs are kept, so read whole.
+fn reads_each(f: &Node, input: &Origins, env: &mut Vec<Origins>, d: &mut Demand) -> Origins {
+    let items = extend(input, &Seg::Iter, d);
+    let fo = reads(f, &items, env, d);
+    whole_all(&fo, d);
+    Vec::new()
 }
 
 /// Collects the root keys `t` reads; `root` says whether `t`'s input is the filter's input.
@@ -686,27 +689,17 @@ fn call<'s>(name: &'s str, args: &'s [Term<&'s str>], s: &Scope<'s>) -> Built {
     {
         return inline(at, args, s);
     }
+    if args.is_empty()
+        && let Some((_, b)) = BUILTINS.iter().find(|(n, _)| *n == name)
+    {
+        return Ok(Node::Builtin(*b));
+    }
     let one = |f: fn(Box<Node>) -> Node| -> Built { Ok(f(Box::new(build(&args[0], s)?))) };
     match (name, args.len()) {
         ("empty", 0) => Ok(Node::Empty),
         ("null", 0) => Ok(Node::Lit(Value::Null)),
         ("true", 0) => Ok(Node::Lit(Value::Bool(true))),
         ("false", 0) => Ok(Node::Lit(Value::Bool(false))),
-        ("not", 0) => Ok(Node::Builtin(Builtin::Not)),
-        ("type", 0) => Ok(Node::Builtin(Builtin::Type)),
-        ("length", 0) => Ok(Node::Builtin(Builtin::Length)),
-        ("tostring", 0) => Ok(Node::Builtin(Builtin::ToString)),
-        ("ascii_downcase", 0) => Ok(Node::Builtin(Builtin::AsciiDowncase)),
-        ("ascii_upcase", 0) => Ok(Node::Builtin(Builtin::AsciiUpcase)),
-        ("floor", 0) => Ok(Node::Builtin(Builtin::Floor)),
-        ("todate" | "todateiso8601", 0) => Ok(Node::Builtin(Builtin::ToDate)),
-        ("tonumber", 0) => Ok(Node::Builtin(Builtin::ToNumber)),
-        ("reverse", 0) => Ok(Node::Builtin(Builtin::Reverse)),
-        ("max", 0) => Ok(Node::Builtin(Builtin::Max)),
-        ("add", 0) => Ok(Node::Builtin(Builtin::Sum)),
-        ("keys", 0) => Ok(Node::Builtin(Builtin::Keys)),
-        ("to_entries", 0) => Ok(Node::Builtin(Builtin::ToEntries)),
-        ("from_entries", 0) => Ok(Node::Builtin(Builtin::FromEntries)),
         ("select", 1) => one(Node::Select),
         ("map", 1) => one(Node::Map),
         ("join", 1) => one(Node::Join),
@@ -723,6 +716,26 @@ fn call<'s>(name: &'s str, args: &'s [Term<&'s str>], s: &Scope<'s>) -> Built {
         _ => Err(()),
     }
 }
+
+/// jq's builtins without arguments that the evaluator reproduces, by name.
+const BUILTINS: &[(&str, Builtin)] = &[
+    ("not", Builtin::Not),
+    ("type", Builtin::Type),
+    ("length", Builtin::Length),
+    ("tostring", Builtin::ToString),
+    ("ascii_downcase", Builtin::AsciiDowncase),
+    ("ascii_upcase", Builtin::AsciiUpcase),
+    ("floor", Builtin::Floor),
+    ("todate", Builtin::ToDate),
+    ("todateiso8601", Builtin::ToDate),
+    ("tonumber", Builtin::ToNumber),
+    ("reverse", Builtin::Reverse),
+    ("max", Builtin::Max),
+    ("add", Builtin::Sum),
+    ("keys", Builtin::Keys),
+    ("to_entries", Builtin::ToEntries),
+    ("from_entries", Builtin::FromEntries),
+];
 
 /// A call to a prelude definition, inlined: `def f($a; $b): body` called as `f(x; y)` is
 /// `x as $a | y as $b | body`, the arguments running on the call's input and seeing only
@@ -783,6 +796,14 @@ impl Kept {
 }
 
 impl<'i> Env<'i> {
+    /// The same slots, for a term run on a value that lives shorter than the run.
+    fn local(&self) -> Self {
+        Env {
+            vars: self.vars.clone(),
+            kept: self.kept,
+        }
+    }
+
     fn hold(&self, v: Cow<'i, Value>) -> &'i Value {
         match v {
             Cow::Borrowed(v) => v,
@@ -1045,11 +1066,7 @@ fn eval_owned<'i>(
             Value::Array(mut items) => {
                 let order = {
                     // The keys borrow the elements only while they are computed.
-                    let mut local = Env {
-                        vars: env.vars.clone(),
-                        kept: env.kept,
-                    };
-                    sort_order(&items, f, &mut local)?
+                    sort_order(&items, f, &mut env.local())?
                 };
                 let sorted = order
                     .into_iter()
@@ -1080,11 +1097,7 @@ fn eval_owned<'i>(
             // answer's branch before the next answer), the condition again: it is pure.
             let mut answers = Vec::new();
             let ran = {
-                let mut local = Env {
-                    vars: env.vars.clone(),
-                    kept: env.kept,
-                };
-                eval(c, &input, &mut local, &mut |a, _| {
+                eval(c, &input, &mut env.local(), &mut |a, _| {
                     answers.push(truthy(&a));
                     Ok(())
                 })
@@ -1356,9 +1369,9 @@ fn orderable(v: &Value) -> bool {
     }
 }
 
-/// jaq's order of [`orderable`] values: null < false < true < numbers < strings (by bytes).
-fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
-    let rank = |v: &Value| match v {
+/// Where jq ranks a value's kind: null < false < true < numbers < strings < arrays < objects.
+fn rank(v: &Value) -> u8 {
+    match v {
         Value::Null => 0,
         Value::Bool(false) => 1,
         Value::Bool(true) => 2,
@@ -1366,7 +1379,11 @@ fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
         Value::String(_) => 4,
         Value::Array(_) => 5,
         Value::Object(_) => 6,
-    };
+    }
+}
+
+/// jaq's order of [`orderable`] values (strings by their bytes).
+fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_i64().cmp(&y.as_i64()),
         (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
@@ -1403,15 +1420,6 @@ fn compare(a: &Value, op: Cmp, b: &Value) -> Result<bool, Stop> {
         let eq = equal(a, b)?;
         return Ok(if matches!(op, Cmp::Eq) { eq } else { !eq });
     }
-    let rank = |v: &Value| match v {
-        Value::Null => 0,
-        Value::Bool(false) => 1,
-        Value::Bool(true) => 2,
-        Value::Number(_) => 3,
-        Value::String(_) => 4,
-        Value::Array(_) => 5,
-        Value::Object(_) => 6,
-    };
     let ord = match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             match (
