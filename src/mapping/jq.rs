@@ -119,6 +119,10 @@ impl JqFilter {
             Ok(v) => Some(Ok(v)),
             Err(super::native::Outcome::NoOutput) => Some(Err(JqError::NoOutput)),
             Err(super::native::Outcome::Defer) => None,
+            Err(super::native::Outcome::TooLong) => Some(Err(JqError::Runtime(format!(
+                "range of more than {} values",
+                super::native::MAX_RANGE
+            )))),
         }
     }
 

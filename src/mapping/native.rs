@@ -29,6 +29,10 @@ use super::project::{Demand, Seg};
 /// How deep definitions may be inlined into each other (recursion is not translated).
 const MAX_INLINE: usize = 24;
 
+/// The most values one `range` gives (a route's fan-out sources and item indices stay far
+/// below it; a filter that reaches it is refused with an error instead of run to the end).
+pub const MAX_RANGE: i64 = 1 << 20;
+
 /// How many terms a translation may build: inlining copies a definition's body at each
 /// call, so definitions calling each other twice over could otherwise grow without bound.
 const MAX_TERMS: usize = 20_000;
@@ -52,6 +56,9 @@ pub enum Stop {
     Unsupported,
     /// The first output was found (internal: ends the run early, as jaq's lazy run does).
     Found,
+    /// A `range` longer than [`MAX_RANGE`]: refused here, never handed to jaq (which would
+    /// count it out, an upstream's page count of 10^12 taking the process's memory).
+    TooLong,
 }
 
 #[derive(Debug)]
@@ -208,6 +215,7 @@ impl Program {
             Ok(()) => Err(Outcome::NoOutput),
             Err(Stop::Found) => first.ok_or(Outcome::Defer),
             Err(Stop::Fail | Stop::Unsupported) => Err(Outcome::Defer),
+            Err(Stop::TooLong) => Err(Outcome::TooLong),
         }
     }
 }
@@ -527,6 +535,8 @@ pub enum Outcome {
     NoOutput,
     /// jaq must run it (an error to word, or something not reproduced here).
     Defer,
+    /// A `range` past [`MAX_RANGE`]: an error, not run by jaq either.
+    TooLong,
 }
 
 /// Translates one term; `Err` when any part of it is outside the subset.
@@ -898,7 +908,7 @@ fn eval<'i>(
             }) {
                 Ok(()) => false,
                 Err(Stop::Fail) => true,
-                Err(e @ (Stop::Unsupported | Stop::Found)) => return Err(e),
+                Err(e @ (Stop::Unsupported | Stop::Found | Stop::TooLong)) => return Err(e),
             };
             if kept.is_empty() && !failed {
                 return eval(r, input, env, out);
@@ -935,6 +945,9 @@ fn eval<'i>(
             let (Some(a), Some(b)) = (int(&a), int(&b)) else {
                 return Err(Stop::Unsupported);
             };
+            if b.saturating_sub(a) > MAX_RANGE {
+                return Err(Stop::TooLong);
+            }
             for i in a..b {
                 out(Cow::Owned(Value::from(i)), env)?;
             }
@@ -1955,6 +1968,28 @@ mod tests {
                 agree(f, &input);
             }
         }
+    }
+
+    #[test]
+    fn a_range_past_the_limit_is_an_error_and_not_counted_out() {
+        // The LongJump tenant search's fan-out source, over an upstream's page count.
+        let f = JqFilter::compile("[range(1; .steps.first.page.totalPages // 1)]").unwrap();
+        let pages = |n: i64| json!({"steps": {"first": {"page": {"totalPages": n}}}});
+        assert_eq!(f.run(&pages(3)), Ok(json!([1, 2])));
+        let at_limit = f.run(&pages(MAX_RANGE + 1)).unwrap();
+        assert_eq!(at_limit.as_array().map(Vec::len), Some(MAX_RANGE as usize));
+        for n in [MAX_RANGE + 2, 1_000_000_000_000, i64::MAX] {
+            match f.run(&pages(n)) {
+                Err(JqError::Runtime(m)) => assert!(m.contains("range"), "{m}"),
+                other => panic!("{n}: {other:?}"),
+            }
+        }
+        // Not absorbed by `try` or `//` either: the run is refused whole.
+        let f = JqFilter::compile("try [range(0; .n)] // 1").unwrap();
+        assert!(matches!(
+            f.run(&json!({"n": i64::MAX})),
+            Err(JqError::Runtime(_))
+        ));
     }
 
     #[test]
