@@ -306,7 +306,7 @@ async fn verbatim(
     let resp = send(call, req, env).await?;
     let status = resp.status.as_u16();
     if !accepted(step, &resp) {
-        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
+        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
         return Err(refused(call, &resp, &body));
     }
     let text = resp.body.trim_ascii();
@@ -661,43 +661,12 @@ async fn perform(
     let resp = send(call, req, env).await?;
     if !accepted(step, &resp) {
         // A refusal's message is read from the whole answer.
-        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp)?;
+        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
         return Err(refused(call, &resp, &body));
     }
-    let format = &route.pack.upstream_format;
-    let body = match route.projections.get(&step.name) {
-        Some(p) if !blank(&resp.body) => decode_cut(format, &call.upstream, &resp, p)?,
-        Some(_) | None => decode_upstream(format, &call.upstream, &resp)?,
-    };
+    let cut = route.projections.get(&step.name);
+    let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, cut)?;
     Ok((resp.status.as_u16(), body))
-}
-
-/// [`decode_upstream`] keeping only what the route reads of the answer (`p`). A LongJump
-/// answer is converted to JSON text whole (the converter checks all of it) and only that
-/// text's value is cut.
-fn decode_cut(
-    format: &UpstreamFormat,
-    upstream: &str,
-    resp: &UpstreamResponse,
-    p: &super::project::Projection,
-) -> Result<Value, GatewayError> {
-    match format {
-        UpstreamFormat::Json => p
-            .parse(&resp.body)
-            .map_err(|e| unreadable(upstream, resp, "JSON", e)),
-        UpstreamFormat::LongJumpXml(rules) => {
-            let mut json = Vec::with_capacity(resp.body.len());
-            xml_to_json_vec(&resp.body, rules, &mut json)
-                .map_err(|e| unreadable(upstream, resp, "LongJump XML", e))?;
-            p.parse(&json)
-                .map_err(|e| unreadable(upstream, resp, "LongJump XML", e))
-        }
-    }
-}
-
-/// An answer with no body (whitespace only), which decodes to `null`.
-fn blank(body: &[u8]) -> bool {
-    body.iter().all(u8::is_ascii_whitespace)
 }
 
 /// The upstream's refusal of a call (a status the step does not allow), with its message.
@@ -850,21 +819,34 @@ fn build_request(
     })
 }
 
-/// Decodes an upstream body in the pack's upstream format; an empty body is null.
+/// Decodes an upstream body in the pack's upstream format; an empty body is null. With
+/// `cut`, only what the route reads of it is made into values (the rest is still checked);
+/// a LongJump answer is then converted to JSON text whole (the converter checks all of it)
+/// and that text is cut.
 fn decode_upstream(
     format: &UpstreamFormat,
     upstream: &str,
     resp: &UpstreamResponse,
+    cut: Option<&super::project::Projection>,
 ) -> Result<Value, GatewayError> {
-    if blank(&resp.body) {
+    if resp.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    match format {
-        UpstreamFormat::LongJumpXml(rules) => xml_to_value(&resp.body, rules)
-            .map_err(|e| unreadable(upstream, resp, "LongJump XML", e)),
-        UpstreamFormat::Json => {
-            serde_json::from_slice(&resp.body).map_err(|e| unreadable(upstream, resp, "JSON", e))
+    let xml = |e| unreadable(upstream, resp, "LongJump XML", e);
+    let json = |e| unreadable(upstream, resp, "JSON", e);
+    match (format, cut) {
+        (UpstreamFormat::LongJumpXml(rules), None) => {
+            xml_to_value(&resp.body, rules).map_err(|e| xml(e.to_string()))
         }
+        (UpstreamFormat::LongJumpXml(rules), Some(p)) => {
+            let mut text = Vec::with_capacity(resp.body.len());
+            xml_to_json_vec(&resp.body, rules, &mut text).map_err(|e| xml(e.to_string()))?;
+            p.parse(&text).map_err(|e| xml(e.to_string()))
+        }
+        (UpstreamFormat::Json, None) => {
+            serde_json::from_slice(&resp.body).map_err(|e| json(e.to_string()))
+        }
+        (UpstreamFormat::Json, Some(p)) => p.parse(&resp.body).map_err(|e| json(e.to_string())),
     }
 }
 

@@ -1075,8 +1075,8 @@ fn eval_owned<'i>(
     match n {
         Node::Id => out(Cow::Owned(input), env),
         Node::Pipe(l, r) => eval_owned(l, input, env, &mut |v, env| pipe(r, v, env, out)),
-        Node::SortBy(f) => match input {
-            Value::Array(mut items) => {
+        Node::SortBy(f) => match array(input) {
+            Ok(mut items) => {
                 let order = {
                     // The keys borrow the elements only while they are computed.
                     sort_order(&items, f, &mut env.local())?
@@ -1087,36 +1087,27 @@ fn eval_owned<'i>(
                     .collect();
                 out(Cow::Owned(Value::Array(sorted)), env)
             }
-            other @ (Value::Null
-            | Value::Bool(_)
-            | Value::Number(_)
-            | Value::String(_)
-            | Value::Object(_)) => borrowed(other, env, out),
+            Err(other) => borrowed(other, env, out),
         },
-        Node::Builtin(Builtin::Reverse) => match input {
-            Value::Array(mut items) => {
+        Node::Builtin(Builtin::Reverse) => match array(input) {
+            Ok(mut items) => {
                 items.reverse();
                 out(Cow::Owned(Value::Array(items)), env)
             }
-            other @ (Value::Null
-            | Value::Bool(_)
-            | Value::Number(_)
-            | Value::String(_)
-            | Value::Object(_)) => borrowed(other, env, out),
+            Err(other) => borrowed(other, env, out),
         },
         Node::If(c, t, e) => {
             // The condition runs on a borrow of the input. One answer and no error: the
             // branch takes the input. Anything else runs as `eval` runs it (lazily, each
             // answer's branch before the next answer), the condition again: it is pure.
-            let mut answers = Vec::new();
-            let ran = {
-                eval(c, &input, &mut env.local(), &mut |a, _| {
-                    answers.push(truthy(&a));
-                    Ok(())
-                })
-            };
-            match (ran, answers.as_slice()) {
-                (Ok(()), [yes]) => eval_owned(if *yes { t } else { e }, input, env, out),
+            let (mut first, mut answers) = (false, 0);
+            let ran = eval(c, &input, &mut env.local(), &mut |a, _| {
+                first |= answers == 0 && truthy(&a);
+                answers += 1;
+                Ok(())
+            });
+            match (ran, answers) {
+                (Ok(()), 1) => eval_owned(if first { t } else { e }, input, env, out),
                 (Ok(()) | Err(_), _) => borrowed(input, env, out),
             }
         }
@@ -1156,6 +1147,16 @@ fn eval_owned<'i>(
         | Node::Empty
         | Node::Select(_)
         | Node::Map(_) => borrowed(input, env, out),
+    }
+}
+
+/// An array's elements, or the value that is not one.
+fn array(v: Value) -> Result<Vec<Value>, Value> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Object(_) => {
+            Err(v)
+        }
     }
 }
 
