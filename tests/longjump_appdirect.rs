@@ -398,3 +398,32 @@ async fn errors_without_credentials_are_longjump_documents() {
     assert_eq!(resp.status.as_u16(), 405);
     assert_eq!(doc["message"]["code"], "-300");
 }
+
+#[tokio::test]
+async fn a_page_count_past_the_range_limit_is_a_longjump_error_and_no_page_is_fetched() {
+    // The search fans out over `range(1; totalPages)` of AppDirect's first page; a page count
+    // of 10^12 is refused as a filter error instead of being counted out into memory.
+    let env = start().await;
+    env.appdirect.faults().push(rosetta::demo::Fault {
+        method: Some(Method::GET),
+        path_prefix: "/api/account/v2/companies".into(),
+        kind: rosetta::demo::FaultKind::JsonText(
+            r#"{"content":[],"page":{"size":100,"totalElements":0,"totalPages":1000000000000,"number":0}}"#
+                .into(),
+        ),
+        times: Some(1),
+    });
+    let before = env.appdirect_calls();
+    let r = env.get(TENANT).await;
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let doc = lj_doc(&r.body);
+    assert_ne!(doc["message"]["code"], "0", "{doc}");
+    // The first page and the associations only: no further page was asked for.
+    assert!(
+        env.appdirect_calls() - before <= 2,
+        "{}",
+        env.appdirect_calls() - before
+    );
+    // The next search (a sane page count) answers.
+    assert_eq!(env.get(TENANT).await.status, 200);
+}
