@@ -98,6 +98,10 @@ async fn paging_parameters_are_checked_before_any_upstream_call() {
     for q in [
         "pageToken=not-a-token",
         "pageToken=e30",
+        // Page 2^63 and 2^32: well-formed, past the last page any scheme takes (2^63 once
+        // answered 500 on the customers list, its offset saturating in the route's filter).
+        "pageToken=eyJQYWdlIjo5MjIzMzcyMDM2ODU0Nzc1ODA4LCJQYWdlU2l6ZSI6MiwiVG90YWxDb3VudCI6M30",
+        "pageToken=eyJQYWdlIjo0Mjk0OTY3Mjk2LCJQYWdlU2l6ZSI6MiwiVG90YWxDb3VudCI6M30",
         "maxResults=-1",
         "maxResults=abc",
         "maxResults=99999999999",
@@ -109,6 +113,11 @@ async fn paging_parameters_are_checked_before_any_upstream_call() {
         let doc = r.assert_problem(400);
         let param = q.split('=').next().unwrap();
         assert!(doc["errors"][param].is_array(), "{q}: {doc}");
+        env.get(&format!(
+            "/companies/{DISTRIBUTOR_ID}/customers/transitive?{q}"
+        ))
+        .await
+        .assert_problem(400);
         // Pass-through routes check too: the RedAPI never sees the bad token.
         env.get(&format!(
             "/companies/{DISTRIBUTOR_ID}/backups/status/accounts?{q}"

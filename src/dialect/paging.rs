@@ -95,7 +95,7 @@ pub fn parse_request(
         }
         Scheme::AppDirect => Ok(PageRequest {
             index: get("page")
-                .map(|v| int(v, "page", u32::MAX as u64))
+                .map(|v| int(v, "page", MAX_PAGE))
                 .transpose()?
                 .unwrap_or(0),
             size: clamp(positive(get("size"), "size", defaults.size)?),
@@ -103,7 +103,7 @@ pub fn parse_request(
         }),
         Scheme::LongJump => Ok(PageRequest {
             index: get("page")
-                .map(|v| int(v, "page", u32::MAX as u64))
+                .map(|v| int(v, "page", MAX_PAGE))
                 .transpose()?
                 .unwrap_or(0),
             size: clamp(positive(get("pageSize"), "pageSize", defaults.size)?),
@@ -325,6 +325,10 @@ pub fn slice(len: usize, page: &PageRequest) -> std::ops::Range<usize> {
     start..end
 }
 
+/// The highest page a client may ask for, in any scheme: an offset of `MAX_PAGE` pages of
+/// the largest size stays an exact integer in JSON (below 2^53) and in a filter.
+pub const MAX_PAGE: u64 = u32::MAX as u64;
+
 /// The V1 `pageToken`: base64 of `{"Page":n,"PageSize":s,"TotalCount":t}`, `Page` 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -345,7 +349,10 @@ impl V1Token {
         let bad = || err("pageToken", "is not a page token this API issued");
         let raw = decode_b64(token).ok_or_else(bad)?;
         let t: V1Token = serde_json::from_slice(&raw).map_err(|_| bad())?;
-        if t.page < 1 || t.page_size < 1 {
+        // Pages past the other schemes' bound are none this API issued: with the size the
+        // offset (`(page - 1) × size`) saturated, and the list routes' `offset + size`
+        // failed in their filter, a client's token answered as a 500 instead of a 400.
+        if t.page < 1 || t.page > MAX_PAGE || t.page_size < 1 {
             return Err(bad());
         }
         Ok(t)
@@ -497,6 +504,27 @@ mod tests {
         );
         let p = parse_request(Scheme::RedapiV1, &q(&[("maxResults", "5000")]), &D).unwrap();
         assert_eq!(p.size, 1000, "clamped to the maximum");
+    }
+
+    #[test]
+    fn a_v1_token_past_the_last_page_any_scheme_takes_is_refused() {
+        let token = |page: u64| {
+            V1Token {
+                page,
+                page_size: 1000,
+                total_count: 0,
+            }
+            .encode()
+        };
+        let p =
+            parse_request(Scheme::RedapiV1, &q(&[("pageToken", &token(MAX_PAGE))]), &D).unwrap();
+        assert_eq!(p.index, MAX_PAGE - 1);
+        assert!(p.offset() < 1 << 53, "an exact integer in JSON");
+        for page in [MAX_PAGE + 1, 1 << 63, u64::MAX] {
+            let e = parse_request(Scheme::RedapiV1, &q(&[("pageToken", &token(page))]), &D)
+                .unwrap_err();
+            assert_eq!(e.param, "pageToken", "{page}");
+        }
     }
 
     #[test]
