@@ -214,6 +214,35 @@ async fn missing_or_unknown_api_keys_are_401() {
     )
     .await
     .assert_problem(401);
+    // Two Authorization fields, the valid key first or last: which one counts would depend
+    // on who reads them, so neither does.
+    let good = format!("Bearer {KEY}");
+    for pair in [
+        [good.as_str(), "Bearer wrong"],
+        ["Bearer wrong", good.as_str()],
+    ] {
+        let doc = env
+            .send(
+                Method::GET,
+                &path,
+                &[("authorization", pair[0]), ("authorization", pair[1])],
+                Bytes::new(),
+            )
+            .await
+            .assert_problem(401);
+        assert!(
+            doc["detail"].as_str().unwrap().contains("more than one"),
+            "{doc}"
+        );
+    }
+    env.send(
+        Method::GET,
+        &path,
+        &[("x-api-key", KEY), ("x-api-key", KEY)],
+        Bytes::new(),
+    )
+    .await
+    .assert_problem(401);
     assert_eq!(env.appdirect_calls(), 0);
     // X-API-Key works as well as Bearer.
     let ok = env

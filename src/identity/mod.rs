@@ -85,6 +85,10 @@ pub enum AuthError {
     Missing,
     #[error("the Authorization header is malformed")]
     Malformed,
+    /// Two `Authorization` (or two `X-API-Key`) fields: which one counts would depend on who
+    /// reads them (a proxy in front may check the last, this gateway read the first).
+    #[error("more than one Authorization or X-API-Key header was presented")]
+    Ambiguous,
     #[error("the credentials are not valid")]
     Invalid,
     #[error("the account is disabled")]
@@ -156,7 +160,7 @@ impl AuthChain {
 /// Reads credentials from request headers: `Authorization: Bearer|Basic`, then `X-API-Key`.
 pub fn credentials_from_headers(headers: &http::HeaderMap) -> Result<Credentials, AuthError> {
     use base64::Engine;
-    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+    if let Some(value) = single(headers, http::header::AUTHORIZATION)? {
         let value = value.to_str().map_err(|_| AuthError::Malformed)?.trim();
         let (scheme, rest) = value.split_once(' ').ok_or(AuthError::Malformed)?;
         let rest = rest.trim();
@@ -179,7 +183,7 @@ pub fn credentials_from_headers(headers: &http::HeaderMap) -> Result<Credentials
         }
         return Err(AuthError::Malformed);
     }
-    if let Some(value) = headers.get("x-api-key") {
+    if let Some(value) = single(headers, "x-api-key")? {
         let key = value.to_str().map_err(|_| AuthError::Malformed)?.trim();
         if key.is_empty() {
             return Err(AuthError::Malformed);
@@ -187,6 +191,18 @@ pub fn credentials_from_headers(headers: &http::HeaderMap) -> Result<Credentials
         return Ok(Credentials::ApiKey(key.to_owned()));
     }
     Err(AuthError::Missing)
+}
+
+/// The one field named `name`, if any; two or more are [`AuthError::Ambiguous`].
+fn single(
+    headers: &http::HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> Result<Option<&http::HeaderValue>, AuthError> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (first, None) => Ok(first),
+        (_, Some(_)) => Err(AuthError::Ambiguous),
+    }
 }
 
 /// Hex SHA-256 of an API key, as stored in `identity.static_keys`.
@@ -253,6 +269,34 @@ mod tests {
         assert_eq!(
             credentials_from_headers(&headers(&[("authorization", "Digest x")])),
             Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn two_fields_of_one_credential_header_are_ambiguous() {
+        for name in [http::header::AUTHORIZATION.as_str(), "x-api-key"] {
+            let mut h = HeaderMap::new();
+            let value = if name == "x-api-key" {
+                "k1"
+            } else {
+                "Bearer k1"
+            };
+            h.append(name, value.parse().unwrap());
+            assert!(credentials_from_headers(&h).is_ok(), "{name}");
+            h.append(name, value.parse().unwrap());
+            assert_eq!(
+                credentials_from_headers(&h),
+                Err(AuthError::Ambiguous),
+                "{name}"
+            );
+        }
+        // One of each is not: `Authorization` comes first, as documented.
+        assert_eq!(
+            credentials_from_headers(&headers(&[
+                ("authorization", "Bearer a"),
+                ("x-api-key", "b")
+            ])),
+            Ok(Credentials::ApiKey("a".into()))
         );
     }
 
