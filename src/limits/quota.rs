@@ -57,13 +57,17 @@ pub struct QuotaRules {
 
 impl QuotaRules {
     /// Keeps, per services list, the first entry of each service and the first method of each
-    /// group in it: the entries a lookup by service then group finds.
+    /// group in it: the entries a lookup by service then group finds. Dated windows are taken
+    /// in order of their first day, then last day, whatever order they came in: where windows
+    /// overlap, each field the later one sets replaces the earlier's (see `limits_for`).
     pub fn compile(q: &Quotas) -> Self {
+        let mut windows: Vec<_> = q.windows.iter().collect();
+        windows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let lists = q
             .base
             .iter()
             .map(|b| (None, b))
-            .chain(q.windows.iter().map(|(f, t, v)| (Some((f, t)), v)));
+            .chain(windows.into_iter().map(|(f, t, v)| (Some((f, t)), v)));
         let mut rules = Vec::new();
         for (window, services) in lists {
             let mut seen: Vec<&str> = Vec::new();
@@ -640,6 +644,49 @@ mod tests {
         );
         assert!(limits_for(&q, "S", "WRITE", "2026-12-10").is_empty());
         assert!(limits_for(&q, "T", "READ", "2026-12-10").is_empty());
+    }
+
+    #[test]
+    fn overlapping_windows_apply_in_order_of_their_first_day_field_by_field() {
+        let window = |from: &str, to: &str, methods: Value| {
+            (
+                from.to_owned(),
+                to.to_owned(),
+                json!([{"service": "S", "methods": [methods]}]),
+            )
+        };
+        let wide = window(
+            "2026-01-01",
+            "2026-12-31",
+            json!({"method_group": "READ", "points_per_date_window": 5, "points_per_day": 3}),
+        );
+        let late = window(
+            "2026-11-15",
+            "2026-12-15",
+            json!({"method_group": "READ", "points_per_date_window": 7}),
+        );
+        // Stored or sent in either order, the later-starting window's fields win.
+        for windows in [vec![wide.clone(), late.clone()], vec![late, wide]] {
+            let q = Quotas {
+                base: None,
+                windows,
+            };
+            let l = limits_for(&q, "S", "READ", "2026-11-27");
+            assert_eq!(
+                l.window,
+                Some(("2026-11-15".into(), "2026-12-15".into(), 7))
+            );
+            assert_eq!(
+                l.per_day,
+                Some(3),
+                "a field only the earlier sets still applies"
+            );
+            let l = limits_for(&q, "S", "READ", "2026-11-01");
+            assert_eq!(
+                l.window,
+                Some(("2026-01-01".into(), "2026-12-31".into(), 5))
+            );
+        }
     }
 
     #[test]
