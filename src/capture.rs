@@ -12,18 +12,20 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-/// Field names whose values are never captured (compared case-insensitively, `_`/`-` ignored).
-const SECRET_FIELDS: &[&str] = &[
+/// A field is a secret when its name, lower-cased with `_` and `-` left out, contains one of
+/// these (`userPassword`, `client_secret`, `x-api-key`, `private_key`, `db_credentials`)…
+const SECRET_PARTS: &[&str] = &[
     "password",
-    "newpassword",
-    "oldpassword",
+    "passwd",
     "secret",
-    "clientsecret",
-    "token",
-    "accesstoken",
-    "refreshtoken",
     "apikey",
+    "privatekey",
+    "credential",
 ];
+
+/// …or ends in `token` (`access_token`, `id_token`) but is no page token (`nextPageToken` is
+/// a paging position, kept so a capture shows where a client was), or is one of these.
+const SECRET_NAMES: &[&str] = &["pwd", "auth", "authorization", "cookie", "sessionid"];
 
 const MASK: &str = "***";
 
@@ -33,7 +35,9 @@ fn is_secret(name: &str) -> bool {
         .filter(|c| *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
         .collect();
-    SECRET_FIELDS.contains(&n.as_str())
+    SECRET_PARTS.iter().any(|p| n.contains(p))
+        || (n.ends_with("token") && !n.ends_with("pagetoken"))
+        || SECRET_NAMES.contains(&n.as_str())
 }
 
 fn redact_value(v: &mut Value) {
@@ -52,8 +56,10 @@ fn redact_value(v: &mut Value) {
     }
 }
 
-/// The body with secret fields masked. JSON is parsed and re-written; XML elements named
-/// like a secret have their text replaced; anything else is kept as is.
+/// The body with secret fields masked: JSON values, XML elements' content and attributes,
+/// and form fields (`a=1&password=x`) named like a secret. A body that does not parse is
+/// still masked (by a scan of its text), since the default capture mode keeps exactly the
+/// requests that failed, malformed bodies among them. Anything else is kept as is.
 pub fn redact(body: &[u8]) -> Vec<u8> {
     let trimmed = body.trim_ascii_start();
     if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
@@ -61,16 +67,229 @@ pub fn redact(body: &[u8]) -> Vec<u8> {
             redact_value(&mut v);
             return serde_json::to_vec(&v).unwrap_or_default();
         }
-        return body.to_vec();
+        return redact_json_text(body);
     }
     if trimmed.starts_with(b"<") {
         return redact_xml(body);
     }
+    if !body.is_empty() && body.contains(&b'=') && !body.iter().any(u8::is_ascii_whitespace) {
+        return redact_form(body);
+    }
     body.to_vec()
 }
 
-/// Masks the text of `<password>…</password>`-like elements (any namespace prefix).
+/// JSON text that does not parse (cut short, malformed): the value after each key named like
+/// a secret becomes `"***"`, up to where that value ends or the text does.
+fn redact_json_text(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] != b'"' {
+            out.push(body[i]);
+            i += 1;
+            continue;
+        }
+        let end = string_end(body, i);
+        let key = &body[i + 1..end.saturating_sub(1).max(i + 1)];
+        out.extend_from_slice(&body[i..end]);
+        i = end;
+        let colon = skip_space(body, i);
+        if body.get(colon) == Some(&b':') && is_secret(&String::from_utf8_lossy(key)) {
+            let value = skip_space(body, colon + 1);
+            out.extend_from_slice(&body[i..value]);
+            out.extend_from_slice(b"\"***\"");
+            i = value_end(body, value);
+        }
+    }
+    out
+}
+
+fn skip_space(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// Just past the string opening at `start`, or the end of the text.
+fn string_end(b: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// Just past the value starting at `start` (a string, an object or array with what it
+/// holds, a scalar), or the end of the text.
+fn value_end(b: &[u8], start: usize) -> usize {
+    match b.get(start) {
+        None => start,
+        Some(b'"') => string_end(b, start),
+        Some(b'{' | b'[') => {
+            let (mut depth, mut i) = (0usize, start);
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = string_end(b, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            b.len()
+        }
+        Some(_) => (start..b.len())
+            .find(|&i| matches!(b[i], b',' | b'}' | b']') || b[i].is_ascii_whitespace())
+            .unwrap_or(b.len()),
+    }
+}
+
+/// `a=1&password=x`: the values of fields named like a secret become `***`.
+fn redact_form(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for (n, pair) in body.split(|b| *b == b'&').enumerate() {
+        if n > 0 {
+            out.push(b'&');
+        }
+        match pair.iter().position(|b| *b == b'=') {
+            Some(eq) => {
+                let name: String = form_urlencoded::parse(&pair[..eq])
+                    .map(|(k, v)| format!("{k}{v}"))
+                    .collect();
+                out.extend_from_slice(&pair[..=eq]);
+                if is_secret(&name) {
+                    out.extend_from_slice(MASK.as_bytes());
+                } else {
+                    out.extend_from_slice(&pair[eq + 1..]);
+                }
+            }
+            None => out.extend_from_slice(pair),
+        }
+    }
+    out
+}
+
+/// XML through quick-xml: everything inside an element named like a secret (text, CDATA,
+/// child elements) becomes `***`, as do attributes named like one; the rest is copied byte
+/// for byte. Where the document stops parsing, the rest is masked by [`redact_xml_scan`],
+/// and an element named like a secret that is never closed masks everything after it.
 fn redact_xml(body: &[u8]) -> Vec<u8> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    // A capture keeps what was sent, well-formed or not: mismatched end tags are read on.
+    reader.config_mut().check_end_names = false;
+    let mut out = Vec::with_capacity(body.len());
+    let (mut depth, mut secret) = (0usize, None::<usize>);
+    loop {
+        let from = position(&reader);
+        let event = reader.read_event();
+        let raw = &body[from..position(&reader).max(from)];
+        match event {
+            Ok(Event::Eof) => break,
+            Ok(Event::Start(e)) => {
+                depth += 1;
+                if secret.is_none() {
+                    push_tag(&mut out, raw, &e);
+                    if is_secret(&String::from_utf8_lossy(e.local_name().as_ref())) {
+                        secret = Some(depth);
+                        out.extend_from_slice(MASK.as_bytes());
+                    }
+                }
+            }
+            Ok(Event::End(_)) => {
+                if secret == Some(depth) {
+                    secret = None;
+                }
+                if secret.is_none() {
+                    out.extend_from_slice(raw);
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Ok(Event::Empty(e)) => {
+                if secret.is_none() {
+                    push_tag(&mut out, raw, &e);
+                }
+            }
+            Ok(
+                Event::Text(_)
+                | Event::CData(_)
+                | Event::Comment(_)
+                | Event::Decl(_)
+                | Event::PI(_)
+                | Event::DocType(_)
+                | Event::GeneralRef(_),
+            ) => {
+                if secret.is_none() {
+                    out.extend_from_slice(raw);
+                }
+            }
+            Err(_) => {
+                if secret.is_none() {
+                    out.extend_from_slice(&redact_xml_scan(&body[from.min(body.len())..]));
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn position(r: &quick_xml::Reader<&[u8]>) -> usize {
+    usize::try_from(r.buffer_position()).unwrap_or(usize::MAX)
+}
+
+/// A start or empty tag as it came, or rebuilt with the values of attributes named like a
+/// secret masked (and any it cannot read left out).
+fn push_tag(out: &mut Vec<u8>, raw: &[u8], e: &quick_xml::events::BytesStart<'_>) {
+    let local = |k: &[u8]| {
+        let k = String::from_utf8_lossy(k).into_owned();
+        k.rsplit(':').next().map(str::to_owned).unwrap_or_default()
+    };
+    let secret_attr = e
+        .html_attributes()
+        .any(|a| a.map_or(true, |a| is_secret(&local(a.key.as_ref()))));
+    if !secret_attr {
+        out.extend_from_slice(raw);
+        return;
+    }
+    out.push(b'<');
+    out.extend_from_slice(e.name().as_ref());
+    for a in e.html_attributes().flatten() {
+        out.push(b' ');
+        out.extend_from_slice(a.key.as_ref());
+        out.extend_from_slice(b"=\"");
+        if is_secret(&local(a.key.as_ref())) {
+            out.extend_from_slice(MASK.as_bytes());
+        } else {
+            for &c in a.value.iter() {
+                match c {
+                    b'"' => out.extend_from_slice(b"&quot;"),
+                    c => out.push(c),
+                }
+            }
+        }
+        out.push(b'"');
+    }
+    out.extend_from_slice(if raw.ends_with(b"/>") { b"/>" } else { b">" });
+}
+
+/// What follows the point where an XML document stops parsing: the text of
+/// `<password>…</password>`-like elements (any namespace prefix) is masked, and one that is
+/// never closed masks the rest.
+fn redact_xml_scan(body: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(body);
     let mut out = String::with_capacity(text.len());
     let mut rest: &str = &text;
@@ -89,14 +308,17 @@ fn redact_xml(body: &[u8]) -> Vec<u8> {
             .unwrap_or("");
         let local = name.rsplit(':').next().unwrap_or(name);
         if !tag.ends_with("/>") && !name.starts_with(['/', '?', '!']) && is_secret(local) {
+            out.push_str(MASK);
             let close = format!("</{name}");
-            if let Some(c) = rest.find(&close) {
-                out.push_str(MASK);
-                rest = &rest[c..];
-            }
+            rest = rest.find(&close).map_or("", |c| &rest[c..]);
         }
     }
-    out.push_str(rest);
+    // The text after the last tag, or a tag cut short (its attributes may hold a secret):
+    // kept only if no word in it is named like a secret.
+    let named = rest
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | ':')))
+        .any(|w| is_secret(w.rsplit(':').next().unwrap_or(w)));
+    out.push_str(if named { MASK } else { rest });
     out.into_bytes()
 }
 
@@ -218,6 +440,136 @@ mod tests {
         assert!(
             s.contains("<company>A</company>") && s.contains("<password>***</password>"),
             "{s}"
+        );
+    }
+
+    fn masked(body: &[u8]) -> String {
+        String::from_utf8(redact(body)).unwrap()
+    }
+
+    #[test]
+    fn names_like_a_secret() {
+        for n in [
+            "password",
+            "userPassword",
+            "db_passwd",
+            "client-secret",
+            "X-API-Key",
+            "private_key",
+            "credentials",
+            "access_token",
+            "idToken",
+            "Authorization",
+            "auth",
+            "pwd",
+            "Cookie",
+        ] {
+            assert!(is_secret(n), "{n}");
+        }
+        for n in [
+            "name",
+            "nextPageToken",
+            "pageToken",
+            "author",
+            "email",
+            "type",
+        ] {
+            assert!(!is_secret(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn json_that_does_not_parse_is_masked_by_scanning() {
+        // Cut short inside the secret, after it, inside a nested secret object.
+        for (body, secret) in [
+            (&br#"{"user":"a","password":"hunter2"#[..], "hunter2"),
+            (br#"{"password": "hunter2", "name": "#, "hunter2"),
+            (
+                br#"{"auth": {"user": "a", "pass": "hunter2"}, "x": ["#,
+                "hunter2",
+            ),
+            (br#"{"api_key": 12345, oops}"#, "12345"),
+            (br#"[{"a": "\"password\":", "token": "t0k\"en"}"#, "t0k"),
+        ] {
+            let s = masked(body);
+            assert!(!s.contains(secret), "{s}");
+            assert!(s.contains(r#""***""#), "{s}");
+        }
+        assert_eq!(
+            masked(br#"{"name": "a", "n": [1, 2"#),
+            r#"{"name": "a", "n": [1, 2"#,
+            "nothing to mask: kept as it came"
+        );
+    }
+
+    #[test]
+    fn xml_attributes_and_what_does_not_parse_are_masked() {
+        let s = masked(br#"<platform><tenant api_key="k-123" id='7' x:Token="t-456"><company a="&quot;">A &amp; B</company><password><![CDATA[c-789]]><inner>i-000</inner></password></tenant></platform>"#);
+        for secret in ["k-123", "t-456", "c-789", "i-000"] {
+            assert!(!s.contains(secret), "{s}");
+        }
+        assert!(
+            s.contains("<company a=\"&quot;\">A &amp; B</company>"),
+            "{s}"
+        );
+        assert!(
+            s.contains(r#"id="7""#) && s.contains("<password>***</password>"),
+            "{s}"
+        );
+        // Never closed, cut short, broken after a secret, a secret in a broken tag.
+        for (body, secret) in [
+            (&b"<platform><tenant><password>hunter2"[..], "hunter2"),
+            (b"<platform><tenant><password>hunter2</pass", "hunter2"),
+            (b"<a></b></a><password>hunter2</password><c", "hunter2"),
+            (b"<a></b></a><tenant secret=\"hunter2", "hunter2"),
+            (b"<a>x</a></z><b>y</b><token>hunter2", "hunter2"),
+        ] {
+            let s = masked(body);
+            assert!(!s.contains(secret), "{s}");
+        }
+        let kept = b"<platform><tenant><company>A</company></tenant></platform>";
+        assert_eq!(redact(kept), kept.to_vec(), "copied byte for byte");
+    }
+
+    proptest::proptest! {
+        /// A body cut at any point (the captures of failed requests are often cut or
+        /// malformed) never shows a secret's characters: the secrets are the only upper-case
+        /// letters in these documents.
+        #[test]
+        fn a_secret_never_shows_wherever_the_body_is_cut(
+            secret in "[A-Z]{8,16}",
+            cut in 0usize..200,
+        ) {
+            let documents = [
+                format!(r#"{{"name": "a", "list": [1, {{"password": "{secret}"}}], "client_secret": "{secret}", "b": [true]}}"#),
+                format!(r#"<platform><tenant x="1" api_key="{secret}"><company>a &amp; b</company><password>{secret}</password><e/></tenant></platform>"#),
+                format!("<platform><token><![CDATA[{secret}]]><n>{secret}</n></token></platform>"),
+                format!("a=1&password={secret}&b=2"),
+            ];
+            for doc in documents {
+                let body = &doc.as_bytes()[..cut.min(doc.len())];
+                let out = masked(body);
+                proptest::prop_assert!(!out.chars().any(|c| c.is_ascii_uppercase()), "{} -> {}", String::from_utf8_lossy(body), out);
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_redacted_without_a_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = redact(&body);
+            let mut xml = b"<a>".to_vec();
+            xml.extend_from_slice(&body);
+            let _ = redact(&xml);
+            let mut json = b"{\"password\":".to_vec();
+            json.extend_from_slice(&body);
+            let _ = redact(&json);
+        }
+    }
+
+    #[test]
+    fn form_fields_are_masked() {
+        assert_eq!(
+            masked(b"grant_type=client_credentials&client_id=a&client_secret=s3&pass%77ord=p"),
+            "grant_type=client_credentials&client_id=a&client_secret=***&pass%77ord=***"
         );
     }
 

@@ -910,6 +910,48 @@ async fn bodies_are_captured_by_tracecode_with_secrets_masked() {
 }
 
 #[tokio::test]
+async fn malformed_bodies_are_captured_with_their_secrets_masked() {
+    // The default mode keeps the failed requests, so the bodies that do not parse.
+    let env = start().await;
+    let secret = "never-captured-51e7";
+    let xml = format!(
+        "<platform><tenant api_key=\"{secret}\"><company>Cut Co</company><password>{secret}"
+    );
+    let lj = env.xml(Method::POST, "/networking/rest/tenant", &xml).await;
+    assert_eq!(lj.status, 400);
+    let auth = format!("Bearer {}", common::KEY);
+    let v1 = env
+        .send(
+            Method::POST,
+            &format!("/companies/{}/customers", rosetta::demo::PARTNER_ID),
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            format!(
+                r#"{{"companyName": "Cut Co", "adminPassword": "{secret}", "token": "{secret}"#
+            ),
+        )
+        .await;
+    assert_eq!(v1.status, 400);
+    env.gw.store.flush().await.unwrap();
+    for r in [lj, v1] {
+        let tc = r.header("x-trace-code").unwrap().to_owned();
+        let kept = env
+            .root(
+                Method::GET,
+                &format!("/v1/tracecode/{tc}?data_flow_type=INPUT&data_flow_stage=0"),
+                None,
+            )
+            .await;
+        assert_eq!(kept.status, 200);
+        let text = String::from_utf8_lossy(&kept.body);
+        assert!(text.contains("Cut Co") && text.contains("***"), "{text}");
+        assert!(!text.contains(secret), "{text}");
+    }
+}
+
+#[tokio::test]
 async fn by_default_only_errors_are_captured() {
     let env = start().await;
     let ok = env
