@@ -29,7 +29,10 @@ use crate::body::Body;
 /// a response waking the request) runs next on the same worker and cannot be stolen while it
 /// waits there, and a proxy wakes such a task on every request. Measured (`benches/load.sh` rows, CPU per request of the
 /// process, alternating runs): passthrough 38.1–38.8 → 34.1–34.9 µs and 28k → 32k rps; cache
-/// hits, which wake no other task, unchanged.
+/// hits, which wake no other task, unchanged. Measured again on a faster machine (README
+/// §Performance): still ahead on every miss row (V1→AppDirect 17.4–17.9k → 19.6–20.0k rps),
+/// though the other worker, parked in `epoll_wait`, is now woken through the eventfd about
+/// once every six proxied requests.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
