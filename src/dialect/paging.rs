@@ -325,8 +325,8 @@ pub fn slice(len: usize, page: &PageRequest) -> std::ops::Range<usize> {
     start..end
 }
 
-/// The highest page a client may ask for, in any scheme: an offset of `MAX_PAGE` pages of
-/// the largest size stays an exact integer in JSON (below 2^53) and in a filter.
+/// The highest page a client may ask for, in any scheme: `MAX_PAGE` pages of 1000 records
+/// (the default largest page) are an offset still exact in JSON (below 2^53) and in a filter.
 pub const MAX_PAGE: u64 = u32::MAX as u64;
 
 /// The V1 `pageToken`: base64 of `{"Page":n,"PageSize":s,"TotalCount":t}`, `Page` 1-based.
@@ -349,9 +349,9 @@ impl V1Token {
         let bad = || err("pageToken", "is not a page token this API issued");
         let raw = decode_b64(token).ok_or_else(bad)?;
         let t: V1Token = serde_json::from_slice(&raw).map_err(|_| bad())?;
-        // Pages past the other schemes' bound are none this API issued: with the size the
-        // offset (`(page - 1) × size`) saturated, and the list routes' `offset + size`
-        // failed in their filter, a client's token answered as a 500 instead of a 400.
+        // A page past the other schemes' bound is none this API issued. Page 2^63 made an
+        // offset (`(page - 1) × size`) that saturated, the list routes' filter failed on
+        // `offset + size`, and the client's bad token was answered with a 500.
         if t.page < 1 || t.page > MAX_PAGE || t.page_size < 1 {
             return Err(bad());
         }
