@@ -166,11 +166,10 @@ fn redact_form(body: &[u8]) -> Vec<u8> {
         }
         match pair.iter().position(|b| *b == b'=') {
             Some(eq) => {
-                let name: String = form_urlencoded::parse(&pair[..eq])
-                    .map(|(k, v)| format!("{k}{v}"))
-                    .collect();
+                // The name as the form's reader decodes it (`pass%77ord`, `api+key`).
+                let name = form_urlencoded::parse(&pair[..eq]).next().map(|(k, _)| k);
                 out.extend_from_slice(&pair[..=eq]);
-                if is_secret(&name) {
+                if name.is_some_and(|k| is_secret(&k)) {
                     out.extend_from_slice(MASK.as_bytes());
                 } else {
                     out.extend_from_slice(&pair[eq + 1..]);
@@ -203,7 +202,7 @@ fn redact_xml(body: &[u8]) -> Vec<u8> {
                 depth += 1;
                 if secret.is_none() {
                     push_tag(&mut out, raw, &e);
-                    if is_secret(&String::from_utf8_lossy(e.local_name().as_ref())) {
+                    if is_secret(&local(e.local_name())) {
                         secret = Some(depth);
                         out.extend_from_slice(MASK.as_bytes());
                     }
@@ -247,6 +246,11 @@ fn redact_xml(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An element's or attribute's name without its namespace prefix, as text.
+fn local(name: quick_xml::name::LocalName<'_>) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(name.into_inner())
+}
+
 fn position(r: &quick_xml::Reader<&[u8]>) -> usize {
     usize::try_from(r.buffer_position()).unwrap_or(usize::MAX)
 }
@@ -254,13 +258,9 @@ fn position(r: &quick_xml::Reader<&[u8]>) -> usize {
 /// A start or empty tag as it came, or rebuilt with the values of attributes named like a
 /// secret masked (and any it cannot read left out).
 fn push_tag(out: &mut Vec<u8>, raw: &[u8], e: &quick_xml::events::BytesStart<'_>) {
-    let local = |k: &[u8]| {
-        let k = String::from_utf8_lossy(k).into_owned();
-        k.rsplit(':').next().map(str::to_owned).unwrap_or_default()
-    };
-    let secret_attr = e
-        .html_attributes()
-        .any(|a| a.map_or(true, |a| is_secret(&local(a.key.as_ref()))));
+    let secret =
+        |a: &quick_xml::events::attributes::Attribute<'_>| is_secret(&local(a.key.local_name()));
+    let secret_attr = e.html_attributes().any(|a| a.map_or(true, |a| secret(&a)));
     if !secret_attr {
         out.extend_from_slice(raw);
         return;
@@ -271,7 +271,7 @@ fn push_tag(out: &mut Vec<u8>, raw: &[u8], e: &quick_xml::events::BytesStart<'_>
         out.push(b' ');
         out.extend_from_slice(a.key.as_ref());
         out.extend_from_slice(b"=\"");
-        if is_secret(&local(a.key.as_ref())) {
+        if secret(&a) {
             out.extend_from_slice(MASK.as_bytes());
         } else {
             for &c in a.value.iter() {

@@ -1026,13 +1026,7 @@ fn eval<'i>(
             }
         }),
         Node::Map(f) => {
-            let items: Vec<&Value> = match input {
-                Value::Array(a) => a.iter().collect(),
-                Value::Object(m) => m.values().collect(),
-                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-                    return Err(Stop::Fail);
-                }
-            };
+            let items = values(input).ok_or(Stop::Fail)?;
             let mut outs = Vec::new();
             for item in items {
                 eval(f, item, env, &mut |v, _| {
@@ -1111,22 +1105,10 @@ fn eval_owned<'i>(
                 (Ok(()) | Err(_), _) => borrowed(input, env, out),
             }
         }
-        Node::Builtin(
-            Builtin::Not
-            | Builtin::Type
-            | Builtin::Length
-            | Builtin::ToString
-            | Builtin::AsciiDowncase
-            | Builtin::AsciiUpcase
-            | Builtin::Floor
-            | Builtin::ToDate
-            | Builtin::ToNumber
-            | Builtin::Max
-            | Builtin::Sum
-            | Builtin::Keys
-            | Builtin::ToEntries
-            | Builtin::FromEntries,
-        )
+        // Any other builtin reads its input where it lies: borrowing it is what `eval` does,
+        // so it is right for every builtin, and one that could take an owned input whole
+        // gets its own arm above (as `reverse` has).
+        Node::Builtin(_)
         | Node::Lit(_)
         | Node::Interp(_)
         | Node::Arr(_)
@@ -1147,6 +1129,15 @@ fn eval_owned<'i>(
         | Node::Empty
         | Node::Select(_)
         | Node::Map(_) => borrowed(input, env, out),
+    }
+}
+
+/// What `.[]` walks: an array's elements or an object's values; `None` for anything else.
+fn values(v: &Value) -> Option<Box<dyn Iterator<Item = &Value> + '_>> {
+    match v {
+        Value::Array(a) => Some(Box::new(a.iter())),
+        Value::Object(m) => Some(Box::new(m.values())),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
     }
 }
 
@@ -1444,11 +1435,11 @@ fn compare(a: &Value, op: Cmp, b: &Value) -> Result<bool, Stop> {
                 (x, y) => as_f64(x).partial_cmp(&as_f64(y)).ok_or(Stop::Unsupported)?,
             }
         }
-        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => {
             return Err(Stop::Unsupported);
         }
-        _ => rank(a).cmp(&rank(b)),
+        // Strings by their bytes, different kinds by rank: as a sort orders them.
+        _ => order(a, b),
     };
     Ok(match op {
         Cmp::Lt => ord == Ordering::Less,
@@ -1672,13 +1663,7 @@ fn builtin(b: Builtin, v: &Value) -> Result<Cow<'_, Value>, Stop> {
         },
         // `reduce .[] as $x (null; . + $x)`.
         Builtin::Sum => {
-            let mut items: Box<dyn Iterator<Item = &Value>> = match v {
-                Value::Array(a) => Box::new(a.iter()),
-                Value::Object(m) => Box::new(m.values()),
-                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-                    return Err(Stop::Unsupported);
-                }
-            };
+            let mut items = values(v).ok_or(Stop::Unsupported)?;
             items.try_fold(Cow::Borrowed(&NULL), |acc, x| add(acc, Cow::Borrowed(x)))
         }
         Builtin::Keys => match v {
@@ -1720,13 +1705,7 @@ fn builtin(b: Builtin, v: &Value) -> Result<Cow<'_, Value>, Stop> {
         }
         // `reduce (.[] | {(.key): .value}) as $x ({}; . + $x)`, string keys only.
         Builtin::FromEntries => {
-            let items: Box<dyn Iterator<Item = &Value>> = match v {
-                Value::Array(a) => Box::new(a.iter()),
-                Value::Object(m) => Box::new(m.values()),
-                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-                    return Err(Stop::Unsupported);
-                }
-            };
+            let items = values(v).ok_or(Stop::Unsupported)?;
             let mut out = Map::new();
             for item in items {
                 let Some(Value::String(k)) = item.get("key") else {
