@@ -7,7 +7,10 @@
 //! `{"tracedata": {…}, "message"}` carrying the request's tracecode. Field rules live in
 //! [`validate`], as pure functions.
 
+mod access;
+mod quotas;
 mod service;
+mod traffic;
 pub mod validate;
 
 pub use service::{Admin, AdminService, OPENAPI, ROUTES};

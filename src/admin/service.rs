@@ -1,4 +1,6 @@
-//! [`AdminService`]: routing, authorization and the handlers of the admin API.
+//! [`AdminService`]: routing, the error format, and the handlers of companies, users and
+//! keys. Quotas ([`super::quotas`]) and the traffic views ([`super::traffic`]) have files of
+//! their own; who may do what is [`super::access`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,19 +14,15 @@ use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
-use super::validate;
+use super::access::{check_user_write, forbidden, is_admin, reads, reads_all, user_in_scope};
+use super::{quotas, traffic, validate};
 use crate::body::{Body, BoxError, empty, full};
-use crate::capture::Flow;
 use crate::context::RequestMeta;
 use crate::dialect::decode_json;
-use crate::dialect::xml::{XmlRules, xml_to_value};
 use crate::error::{BadRequest, GatewayError};
 use crate::identity::passwords::{hash_password, new_api_key};
 use crate::identity::{AuthChain, Principal, StoreAuth, credentials_from_headers, sha256_hex};
-use crate::store::{
-    ApiKeyInfo, AuditQuery, AuditRow, Company, StatRow, StatsQuery, Store, StoreError, User,
-    UserQuery,
-};
+use crate::store::{ApiKeyInfo, Company, Store, StoreError, User, UserQuery};
 
 /// Every route the admin API serves, as `(METHOD, path template)`: the OpenAPI document
 /// (`openapi.json`) must list exactly these (a unit test checks both directions, and an
@@ -79,7 +77,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    fn quotas_changed(&self, username: &str) {
+    pub(super) fn quotas_changed(&self, username: &str) {
         if let Some(b) = &self.quotas {
             b.invalidate(username);
         }
@@ -127,7 +125,7 @@ fn client_of(p: Option<&Principal>) -> Value {
     })
 }
 
-fn rfc3339_ms(ms: i64) -> String {
+pub(super) fn rfc3339_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -137,7 +135,7 @@ fn rfc3339_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -195,7 +193,7 @@ where
     resp
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -205,13 +203,13 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-fn no_content() -> Response<Body> {
+pub(super) fn no_content() -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
 }
 
-fn store_err(e: StoreError) -> GatewayError {
+pub(super) fn store_err(e: StoreError) -> GatewayError {
     match e {
         StoreError::Conflict(what) => GatewayError::Conflict(what),
         StoreError::NotFound(what) => GatewayError::NotFound(what),
@@ -220,31 +218,7 @@ fn store_err(e: StoreError) -> GatewayError {
     }
 }
 
-fn forbidden(reason: &str) -> GatewayError {
-    GatewayError::Forbidden {
-        reason: reason.to_owned(),
-    }
-}
-
-fn is_admin(p: &Principal) -> bool {
-    p.has_role("ADMIN")
-}
-
-fn reads_all(p: &Principal) -> bool {
-    p.has_role("ADMIN") || p.has_role("AUDITOR")
-}
-
-/// May `p` manage users and keys of `company`?
-fn manages(p: &Principal, company: &str) -> bool {
-    is_admin(p) || (p.has_role("PARTNER") && &*p.company == company)
-}
-
-/// May `p` read users and keys of `company`?
-fn reads(p: &Principal, company: &str) -> bool {
-    reads_all(p) || manages(p, company)
-}
-
-async fn read_json<B>(body: B) -> Result<Value, GatewayError>
+pub(super) async fn read_json<B>(body: B) -> Result<Value, GatewayError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -269,33 +243,6 @@ fn company_json(c: &Company) -> Value {
 fn key_json(k: &ApiKeyInfo) -> Value {
     json!({"id": k.id, "prefix": k.prefix, "created": rfc3339_ms(k.created_ms),
            "expires": k.expires_ms.map(rfc3339_ms), "revoked": k.revoked})
-}
-
-/// `P…DT…H…M…S` for a duration in milliseconds (ISO 8601).
-pub fn iso_duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut out = String::from("PT");
-    if h > 0 {
-        out.push_str(&format!("{h}H"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}M"));
-    }
-    out.push_str(&format!("{s}.{:03}S", ms % 1000));
-    out
-}
-
-fn audit_json(r: &AuditRow) -> Value {
-    json!({
-        "username": &*r.username,
-        "company_key": &*r.company_key,
-        "tracedata": {"code": &*r.tracecode, "client": r.client(), "server": &*r.server,
-                      "service": &*r.service, "operation": &*r.operation, "time": rfc3339_ms(r.time_ms)},
-        "method_group": &*r.method_group,
-        "statistics": {"points_count": r.points, "duration": iso_duration(r.duration_ms)},
-        "status": r.status,
-    })
 }
 
 async fn authenticate(admin: &Admin, headers: &http::HeaderMap) -> Result<Principal, GatewayError> {
@@ -596,102 +543,19 @@ where
         }
         // ---- quotas (enforced by the quota layer)
         (&Method::PUT, ["v1", "users", name, "quotas"]) => {
-            let owner = user_in_scope(admin, &p, name, true).await?;
-            let window = quota_window(&pairs)?;
-            let services = validate::quotas(&read_json(body).await?)?;
-            store
-                .put_quotas(owner.username.clone(), window.clone(), services.clone())
-                .await
-                .map_err(store_err)?;
-            admin.quotas_changed(&owner.username);
-            let mut v = json!({"services": services});
-            if let Some((from, to)) = window {
-                v["from"] = json!(from);
-                v["to"] = json!(to);
-            }
-            Ok(json_response(StatusCode::OK, &v))
+            quotas::put(admin, &p, name, &pairs, body).await
         }
-        (&Method::GET, ["v1", "users", name, "quotas"]) => {
-            let owner = user_in_scope(admin, &p, name, false).await?;
-            let q = store.get_quotas(owner.username).await.map_err(store_err)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "base": {"services": q.base.unwrap_or_else(|| json!([]))},
-                    "windows": q.windows.into_iter()
-                        .map(|(from, to, services)| json!({"from": from, "to": to, "services": services}))
-                        .collect::<Vec<_>>(),
-                }),
-            ))
-        }
+        (&Method::GET, ["v1", "users", name, "quotas"]) => quotas::get(admin, &p, name).await,
         (&Method::DELETE, ["v1", "users", name, "quotas"]) => {
-            let owner = user_in_scope(admin, &p, name, true).await?;
-            let window = quota_window(&pairs)?;
-            let n = store
-                .delete_quotas(owner.username.clone(), window)
-                .await
-                .map_err(store_err)?;
-            admin.quotas_changed(&owner.username);
-            if n == 0 {
-                return Err(GatewayError::NotFound(format!(
-                    "quotas of `{}`",
-                    owner.username
-                )));
-            }
-            Ok(no_content())
+            quotas::delete(admin, &p, name, &pairs).await
         }
-        // ---- audit
-        (&Method::GET, ["v1", "audit"]) => {
-            if !reads_all(&p) {
-                return Err(forbidden("the audit is for ADMIN and AUDITOR"));
-            }
-            let list = validate::list(
-                &pairs,
-                &[
-                    "time",
-                    "username",
-                    "company_key",
-                    "service_name",
-                    "operation_id",
-                    "method_group",
-                    "points",
-                    "duration",
-                ],
-            )?;
-            let now = now_ms();
-            let from_ms =
-                validate::time_param(&pairs, "from")?.unwrap_or(now - now.rem_euclid(86_400_000));
-            let to_ms = validate::time_param(&pairs, "to")?.unwrap_or(now + 1);
-            let text = |name: &str, min: usize, max: usize| -> Result<Option<String>, BadRequest> {
-                match pairs.iter().find(|(k, _)| k == name) {
-                    None => Ok(None),
-                    Some((_, v)) if (min..=max).contains(&v.chars().count()) => Ok(Some(v.clone())),
-                    Some(_) => Err(BadRequest::param(
-                        name,
-                        format!("{name} must be {min} to {max} characters"),
-                    )),
-                }
-            };
-            let q = AuditQuery {
-                offset: list.offset,
-                limit: list.limit,
-                from_ms,
-                to_ms,
-                company_key: validate::word_param(&pairs, "company_key", 3, 256)?,
-                username: validate::word_param(&pairs, "username", 2, 256)?,
-                service: text("service_name", 1, 64)?,
-                operation: text("operation_id", 3, 256)?,
-                method_group: text("method_group", 1, 64)?,
-                sort_field: list.sort_field,
-                descending: list.descending,
-            };
-            let page = store.list_audit(q).await.map_err(store_err)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"actions": page.items.iter().map(audit_json).collect::<Vec<_>>(),
-                        "statistics": {"overall": {"total": page.overall}, "filter": {"total": page.filtered}}}),
-            ))
+        // ---- audit, captured bodies, statistics and report
+        (&Method::GET, ["v1", "audit"]) => traffic::audit(admin, &p, &pairs).await,
+        (&Method::GET, ["v1", "tracecode", tracecode]) => {
+            traffic::captured(admin, &p, tracecode, &pairs).await
         }
+        (&Method::GET, ["v1", "statistics"]) => traffic::statistics(admin, &p, &pairs).await,
+        (&Method::GET, ["v1", "report"]) => traffic::report(admin, &p, &pairs).await,
         // ---- the read cache
         (&Method::DELETE, ["v1", "cache"]) => {
             if !is_admin(&p) {
@@ -706,314 +570,11 @@ where
             }
             Ok(no_content())
         }
-        // ---- captured bodies
-        (&Method::GET, ["v1", "tracecode", tracecode]) => {
-            if !reads_all(&p) {
-                return Err(forbidden("captured bodies are for ADMIN and AUDITOR"));
-            }
-            captured(admin, tracecode, &pairs).await
-        }
-        // ---- statistics and report
-        (&Method::GET, ["v1", "statistics"]) => {
-            let rows = stats_rows(admin, &p, &pairs).await?;
-            Ok(json_response(StatusCode::OK, &stats_json(&rows)))
-        }
-        (&Method::GET, ["v1", "report"]) => {
-            let rows = stats_rows(admin, &p, &pairs).await?;
-            let bytes = report_xlsx(&rows).map_err(GatewayError::Internal)?;
-            let mut r = Response::new(full(Bytes::from(bytes)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                ),
-            );
-            r.headers_mut().insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"rosetta-report.xlsx\""),
-            );
-            Ok(r)
-        }
         _ => Err(GatewayError::NoRoute {
             method: m.clone(),
             path: parts.uri.path().to_owned(),
         }),
     }
-}
-
-/// `/v1/tracecode/{tracecode}`: one captured body, as kept or (`data_flow_convert=JSON`)
-/// an XML body converted to JSON.
-async fn captured(
-    admin: &Admin,
-    tracecode: &str,
-    pairs: &[(String, String)],
-) -> Result<Response<Body>, GatewayError> {
-    let valid = (1..=64).contains(&tracecode.len())
-        && tracecode
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if !valid {
-        return Err(BadRequest::param(
-            "tracecode",
-            "tracecode must be 1 to 64 letters, digits or `-`",
-        )
-        .into());
-    }
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let flow = match get("data_flow_type") {
-        None => Flow::Input,
-        Some(v) if v.eq_ignore_ascii_case("INPUT") => Flow::Input,
-        Some(v) if v.eq_ignore_ascii_case("OUTPUT") => Flow::Output,
-        Some(_) => {
-            return Err(BadRequest::param(
-                "data_flow_type",
-                "data_flow_type must be INPUT or OUTPUT",
-            )
-            .into());
-        }
-    };
-    let stage = match get("data_flow_stage") {
-        None => 0,
-        Some(v) => match v.parse::<u8>() {
-            Ok(s) if s <= 3 => s,
-            Ok(_) | Err(_) => {
-                return Err(BadRequest::param(
-                    "data_flow_stage",
-                    "data_flow_stage must be an integer from 0 to 3",
-                )
-                .into());
-            }
-        },
-    };
-    let to_json = match get("data_flow_convert") {
-        None => false,
-        Some(v) if v.eq_ignore_ascii_case("ORIGIN") => false,
-        Some(v) if v.eq_ignore_ascii_case("JSON") => true,
-        Some(_) => {
-            return Err(BadRequest::param("data_flow_convert", "data_flow_convert must be ORIGIN or JSON (XLSX is not offered for captured bodies)").into());
-        }
-    };
-    let body = admin
-        .store
-        .get_capture(tracecode.to_owned(), flow, stage)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| {
-            GatewayError::NotFound(format!(
-                "capture {} stage {stage} of tracecode `{tracecode}`",
-                flow.as_str()
-            ))
-        })?;
-    let xml = body.content_type.contains("xml");
-    let (content_type, bytes) = if to_json && xml {
-        // LongJump records repeat; every other repeated element is refused, never guessed.
-        let rules = XmlRules::default().array("tenant").array("record");
-        let v = xml_to_value(&body.body, &rules).map_err(|e| {
-            BadRequest::param(
-                "data_flow_convert",
-                format!("the captured XML does not convert: {e}"),
-            )
-        })?;
-        (
-            "application/json".to_owned(),
-            Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
-        )
-    } else {
-        (body.content_type.clone(), body.body.clone())
-    };
-    let mut r = Response::new(full(bytes));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    if body.truncated {
-        r.headers_mut()
-            .insert("x-capture-truncated", HeaderValue::from_static("true"));
-    }
-    Ok(r)
-}
-
-/// `from`/`to` (both or neither, `YYYY-MM-DD`, `from <= to`): a dated quota window.
-fn quota_window(pairs: &[(String, String)]) -> Result<Option<(String, String)>, GatewayError> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let parse = |k: &str, v: &str| {
-        time::Date::parse(v, fmt)
-            .map_err(|_| BadRequest::param(k, format!("{k} must be a YYYY-MM-DD date")))
-    };
-    match (get("from"), get("to")) {
-        (None, None) => Ok(None),
-        (Some(f), Some(t)) => {
-            let (from, to) = (parse("from", f)?, parse("to", t)?);
-            if from > to {
-                return Err(BadRequest::param("from", "from must not be after to").into());
-            }
-            Ok(Some((f.to_owned(), t.to_owned())))
-        }
-        (Some(_), None) => {
-            Err(BadRequest::param("to", "a dated window needs both from and to").into())
-        }
-        (None, Some(_)) => {
-            Err(BadRequest::param("from", "a dated window needs both from and to").into())
-        }
-    }
-}
-
-/// Seed 003's statistics period: `from`/`to` dates (default: this month up to yesterday,
-/// today excluded), at most 366 days; scoped to the caller's company for a PARTNER.
-async fn stats_rows(
-    admin: &Admin,
-    p: &Principal,
-    pairs: &[(String, String)],
-) -> Result<Vec<StatRow>, GatewayError> {
-    let company_key = if reads_all(p) {
-        None
-    } else if p.has_role("PARTNER") {
-        Some(p.company.to_string())
-    } else {
-        return Err(forbidden("statistics need ADMIN, AUDITOR or PARTNER"));
-    };
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let date = |name: &str| -> Result<Option<time::Date>, BadRequest> {
-        match pairs.iter().find(|(k, _)| k == name) {
-            None => Ok(None),
-            Some((_, v)) => time::Date::parse(v, fmt)
-                .map(Some)
-                .map_err(|_| BadRequest::param(name, format!("{name} must be a YYYY-MM-DD date"))),
-        }
-    };
-    let today = time::OffsetDateTime::now_utc().date();
-    let from = date("from")?.unwrap_or_else(|| today.replace_day(1).unwrap_or(today));
-    let to = date("to")?.unwrap_or_else(|| today.previous_day().unwrap_or(today));
-    if from > to && pairs.iter().any(|(k, _)| k == "from" || k == "to") {
-        return Err(BadRequest::param("from", "from must not be after to").into());
-    }
-    if (to - from).whole_days() > 366 {
-        return Err(BadRequest::param("to", "a period spans at most 366 days").into());
-    }
-    let username = validate::word_param(pairs, "username", 2, 256)?;
-    let show = |d: time::Date| d.format(fmt).unwrap_or_default();
-    admin
-        .store
-        .statistics(StatsQuery {
-            from_day: show(from),
-            to_day: show(to),
-            username,
-            company_key,
-        })
-        .await
-        .map_err(store_err)
-}
-
-/// Seed 003's `users → dates → services → methods` nesting of ordered rows.
-fn stats_json(rows: &[StatRow]) -> Value {
-    let mut users: Vec<Value> = Vec::new();
-    for r in rows {
-        if users
-            .last()
-            .is_none_or(|u| u["username"] != r.username.as_str())
-        {
-            users.push(json!({"username": r.username, "dates": []}));
-        }
-        let Some(dates) = users.last_mut().and_then(|u| u["dates"].as_array_mut()) else {
-            continue;
-        };
-        if dates.last().is_none_or(|d| d["date"] != r.day.as_str()) {
-            dates.push(json!({"date": r.day, "services": []}));
-        }
-        let Some(services) = dates.last_mut().and_then(|d| d["services"].as_array_mut()) else {
-            continue;
-        };
-        if services
-            .last()
-            .is_none_or(|s| s["service"] != r.service.as_str())
-        {
-            services.push(json!({"service": r.service, "methods": []}));
-        }
-        if let Some(methods) = services
-            .last_mut()
-            .and_then(|s| s["methods"].as_array_mut())
-        {
-            methods.push(json!({"method_group": r.method_group,
-                                "unique_points_per_day": r.unique_points,
-                                "points_per_day": r.points}));
-        }
-    }
-    json!({"users": users})
-}
-
-/// The statistics as an XLSX workbook: one row per user, day, service and method group.
-fn report_xlsx(rows: &[StatRow]) -> Result<Vec<u8>, String> {
-    use rust_xlsxwriter::{Format, Workbook};
-    let mut wb = Workbook::new();
-    let bold = Format::new().set_bold();
-    let ws = wb.add_worksheet();
-    ws.set_name("statistics").map_err(|e| e.to_string())?;
-    let head = [
-        "username",
-        "date",
-        "service",
-        "method_group",
-        "points_per_day",
-        "unique_points_per_day",
-    ];
-    for (c, h) in head.iter().enumerate() {
-        ws.write_string_with_format(0, c as u16, *h, &bold)
-            .map_err(|e| e.to_string())?;
-    }
-    for (i, r) in rows.iter().enumerate() {
-        let row = (i + 1) as u32;
-        let cells = [&r.username, &r.day, &r.service, &r.method_group];
-        for (c, v) in cells.iter().enumerate() {
-            ws.write_string(row, c as u16, v.as_str())
-                .map_err(|e| e.to_string())?;
-        }
-        ws.write_number(row, 4, r.points as f64)
-            .map_err(|e| e.to_string())?;
-        ws.write_number(row, 5, r.unique_points as f64)
-            .map_err(|e| e.to_string())?;
-    }
-    ws.autofit();
-    wb.save_to_buffer().map_err(|e| e.to_string())
-}
-
-/// The user `name`, if `p` may manage (`write`) or read users of their company.
-async fn user_in_scope(
-    admin: &Admin,
-    p: &Principal,
-    name: &str,
-    write: bool,
-) -> Result<User, GatewayError> {
-    let u = admin
-        .store
-        .get_user(name.to_owned())
-        .await
-        .map_err(store_err)?;
-    let allowed = if write {
-        manages(p, &u.company_key)
-    } else {
-        reads(p, &u.company_key)
-    };
-    if allowed {
-        Ok(u)
-    } else {
-        Err(forbidden("not a user of your company"))
-    }
-}
-
-/// A PARTNER writes only users of its own company, and never grants ADMIN or AUDITOR.
-fn check_user_write(p: &Principal, u: &User) -> Result<(), GatewayError> {
-    if is_admin(p) {
-        return Ok(());
-    }
-    if !manages(p, &u.company_key) {
-        return Err(forbidden("a PARTNER manages only its own company's users"));
-    }
-    if u.roles.iter().any(|r| r == "ADMIN" || r == "AUDITOR") {
-        return Err(forbidden("only an ADMIN grants ADMIN or AUDITOR"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1044,12 +605,5 @@ mod tests {
                 "openapi.json documents {m} {p}, which is not served"
             );
         }
-    }
-
-    #[test]
-    fn iso_durations() {
-        assert_eq!(iso_duration(3), "PT0.003S");
-        assert_eq!(iso_duration(61_250), "PT1M1.250S");
-        assert_eq!(iso_duration(7_322_000), "PT2H2M2.000S");
     }
 }

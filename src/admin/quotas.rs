@@ -1,0 +1,116 @@
+//! Quotas of a user (`/v1/users/{username}/quotas`): the base quotas and dated windows the
+//! quota layer enforces; every change is told to the quota book so the next request sees it.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body::Body as HttpBody;
+use serde_json::json;
+
+use super::access::user_in_scope;
+use super::service::{Admin, json_response, no_content, read_json, store_err};
+use super::validate;
+use crate::body::{Body, BoxError};
+use crate::error::{BadRequest, GatewayError};
+use crate::identity::Principal;
+
+/// `PUT /v1/users/{username}/quotas`: the base quotas, or a dated window's with `from`/`to`.
+pub(super) async fn put<B>(
+    admin: &Admin,
+    p: &Principal,
+    name: &str,
+    pairs: &[(String, String)],
+    body: B,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let owner = user_in_scope(admin, p, name, true).await?;
+    let window = quota_window(pairs)?;
+    let services = validate::quotas(&read_json(body).await?)?;
+    admin
+        .store
+        .put_quotas(owner.username.clone(), window.clone(), services.clone())
+        .await
+        .map_err(store_err)?;
+    admin.quotas_changed(&owner.username);
+    let mut v = json!({"services": services});
+    if let Some((from, to)) = window {
+        v["from"] = json!(from);
+        v["to"] = json!(to);
+    }
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `GET /v1/users/{username}/quotas`: the base quotas and every dated window.
+pub(super) async fn get(
+    admin: &Admin,
+    p: &Principal,
+    name: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let owner = user_in_scope(admin, p, name, false).await?;
+    let q = admin
+        .store
+        .get_quotas(owner.username)
+        .await
+        .map_err(store_err)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "base": {"services": q.base.unwrap_or_else(|| json!([]))},
+            "windows": q.windows.into_iter()
+                .map(|(from, to, services)| json!({"from": from, "to": to, "services": services}))
+                .collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+/// `DELETE /v1/users/{username}/quotas`: every quota of the user, or one window.
+pub(super) async fn delete(
+    admin: &Admin,
+    p: &Principal,
+    name: &str,
+    pairs: &[(String, String)],
+) -> Result<Response<Body>, GatewayError> {
+    let owner = user_in_scope(admin, p, name, true).await?;
+    let window = quota_window(pairs)?;
+    let n = admin
+        .store
+        .delete_quotas(owner.username.clone(), window)
+        .await
+        .map_err(store_err)?;
+    admin.quotas_changed(&owner.username);
+    if n == 0 {
+        return Err(GatewayError::NotFound(format!(
+            "quotas of `{}`",
+            owner.username
+        )));
+    }
+    Ok(no_content())
+}
+
+/// `from`/`to` (both or neither, `YYYY-MM-DD`, `from <= to`): a dated quota window.
+fn quota_window(pairs: &[(String, String)]) -> Result<Option<(String, String)>, GatewayError> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let parse = |k: &str, v: &str| {
+        time::Date::parse(v, fmt)
+            .map_err(|_| BadRequest::param(k, format!("{k} must be a YYYY-MM-DD date")))
+    };
+    match (get("from"), get("to")) {
+        (None, None) => Ok(None),
+        (Some(f), Some(t)) => {
+            let (from, to) = (parse("from", f)?, parse("to", t)?);
+            if from > to {
+                return Err(BadRequest::param("from", "from must not be after to").into());
+            }
+            Ok(Some((f.to_owned(), t.to_owned())))
+        }
+        (Some(_), None) => {
+            Err(BadRequest::param("to", "a dated window needs both from and to").into())
+        }
+        (None, Some(_)) => {
+            Err(BadRequest::param("from", "a dated window needs both from and to").into())
+        }
+    }
+}
