@@ -996,15 +996,18 @@ async fn quotas_base_and_dated_windows() {
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let window = json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "WRITE", "points_per_date_window": 10}]}]});
-    let r = env
-        .admin_call(
-            Method::PUT,
-            "/v1/users/ann/quotas?from=2026-12-01&to=2026-12-31",
-            Some(("Basic", &basic("pat"))),
-            Some(window.clone()),
-        )
-        .await;
-    assert_eq!(r.status, 200, "a PARTNER sets its own company's quotas");
+    let dated = "/v1/users/ann/quotas?from=2026-12-01&to=2026-12-31";
+    let r = env.root(Method::PUT, dated, Some(window.clone())).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Quota writes are ADMIN-only: not even the user's own company's PARTNER sets them.
+    env.admin_call(
+        Method::PUT,
+        dated,
+        Some(("Basic", &basic("pat"))),
+        Some(base.clone()),
+    )
+    .await
+    .assert_admin_error(403);
     let got = env
         .root(Method::GET, "/v1/users/ann/quotas", None)
         .await

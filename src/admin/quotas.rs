@@ -1,12 +1,14 @@
 //! Quotas of a user (`/v1/users/{username}/quotas`): the base quotas and dated windows the
 //! quota layer enforces; every change is told to the quota book so the next request sees it.
+//! Reading follows the user scope; writing is ADMIN-only, since quotas bound what a company
+//! may spend upstream and a PARTNER would otherwise raise its own company's limits.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body::Body as HttpBody;
 use serde_json::json;
 
-use super::access::user_in_scope;
+use super::access::{Access, forbidden, is_admin, user_in_scope};
 use super::service::{Admin, json_response, no_content, read_json, store_err};
 use super::validate;
 use crate::body::{Body, BoxError};
@@ -25,7 +27,10 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let owner = user_in_scope(admin, p, name, true).await?;
+    if !is_admin(p) {
+        return Err(forbidden("only an ADMIN sets quotas"));
+    }
+    let owner = user_in_scope(admin, p, name, Access::Write).await?;
     let window = quota_window(pairs)?;
     let services = validate::quotas(&read_json(body).await?)?;
     admin
@@ -48,7 +53,7 @@ pub(super) async fn get(
     p: &Principal,
     name: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let owner = user_in_scope(admin, p, name, false).await?;
+    let owner = user_in_scope(admin, p, name, Access::Read).await?;
     let q = admin
         .store
         .get_quotas(owner.username)
@@ -72,7 +77,10 @@ pub(super) async fn delete(
     name: &str,
     pairs: &[(String, String)],
 ) -> Result<Response<Body>, GatewayError> {
-    let owner = user_in_scope(admin, p, name, true).await?;
+    if !is_admin(p) {
+        return Err(forbidden("only an ADMIN removes quotas"));
+    }
+    let owner = user_in_scope(admin, p, name, Access::Write).await?;
     let window = quota_window(pairs)?;
     let n = admin
         .store

@@ -14,7 +14,9 @@ use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 
-use super::access::{check_user_write, forbidden, is_admin, reads, reads_all, user_in_scope};
+use super::access::{
+    Access, check_user_write, forbidden, is_admin, reads, reads_all, user_in_scope,
+};
 use super::{quotas, traffic, validate};
 use crate::body::{Body, BoxError, empty, full};
 use crate::context::RequestMeta;
@@ -427,11 +429,11 @@ where
             ))
         }
         (&Method::GET, ["v1", "users", name]) => {
-            let u = user_in_scope(admin, &p, name, false).await?;
+            let u = user_in_scope(admin, &p, name, Access::Read).await?;
             Ok(json_response(StatusCode::OK, &user_json(&u)))
         }
         (&Method::PUT, ["v1", "users", name]) => {
-            user_in_scope(admin, &p, name, true).await?;
+            user_in_scope(admin, &p, name, Access::Write).await?;
             let (u, password) = validate::user(&read_json(body).await?)?;
             if u.username != *name {
                 return Err(BadRequest::param("username", "username cannot be changed").into());
@@ -451,7 +453,7 @@ where
             Ok(json_response(StatusCode::OK, &user_json(&u)))
         }
         (&Method::DELETE, ["v1", "users", name]) => {
-            user_in_scope(admin, &p, name, true).await?;
+            user_in_scope(admin, &p, name, Access::Write).await?;
             store
                 .delete_user((*name).to_owned())
                 .await
@@ -461,7 +463,7 @@ where
         }
         // ---- API keys
         (&Method::POST, ["v1", "users", name, "keys"]) => {
-            let owner = user_in_scope(admin, &p, name, true).await?;
+            let owner = user_in_scope(admin, &p, name, Access::Write).await?;
             let body = read_json(body).await?;
             let expires_ms = match &body {
                 Value::Null => None,
@@ -522,7 +524,7 @@ where
             Ok(json_response(StatusCode::CREATED, &v))
         }
         (&Method::GET, ["v1", "users", name, "keys"]) => {
-            user_in_scope(admin, &p, name, false).await?;
+            user_in_scope(admin, &p, name, Access::Read).await?;
             let keys = store
                 .list_keys((*name).to_owned())
                 .await
@@ -533,7 +535,7 @@ where
             ))
         }
         (&Method::DELETE, ["v1", "users", name, "keys", id]) => {
-            user_in_scope(admin, &p, name, true).await?;
+            user_in_scope(admin, &p, name, Access::Write).await?;
             store
                 .revoke_key((*name).to_owned(), (*id).to_owned())
                 .await
