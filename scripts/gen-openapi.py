@@ -105,6 +105,13 @@ paths = {
       q("data_flow_convert", {"type": "string", "enum": ["ORIGIN", "JSON"], "default": "ORIGIN"}, "JSON converts an XML body")],
       ok=("200", {"*/*": {"schema": {"type": "string", "format": "binary"}}}))},
 }
+# Every write: 403 also for a cross-site request, and (with a body type) 415 unless JSON.
+for item in paths.values():
+    for method, o in item.items():
+        if method in ("post", "put", "patch", "delete"):
+            o["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
+        if method in ("post", "put", "patch"):
+            o["responses"]["415"] = {"$ref": "#/components/responses/NotJson"}
 tracedata = obj({k: {"type": ["string", "null"]} for k in ["code", "client", "server", "service", "operation", "time"]})
 schemas = {
   "Health": obj({"status": {"type": "string"}}),
@@ -142,7 +149,9 @@ doc = {"openapi": "3.1.0",
        "security": [{"apiKey": []}, {"bearer": []}, {"basic": []}],
        "paths": paths,
        "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}, "bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
-                      "responses": {"Error": {"description": "an error", "content": {"application/json": {"schema": ref("Error")}}}},
+                      "responses": {"Error": {"description": "an error", "content": {"application/json": {"schema": ref("Error")}}},
+                                    "Forbidden": {"description": "the caller's roles do not allow it, or a cross-site write: Sec-Fetch-Site other than same-origin or none, or an Origin other than http:// + Host (null included); checked before the credentials", "content": {"application/json": {"schema": ref("Error")}}},
+                                    "NotJson": {"description": "Content-Type is not application/json (parameters such as charset allowed), also when there is no body; checked before the credentials", "content": {"application/json": {"schema": ref("Error")}}}},
                       "schemas": schemas}}
 import os
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "admin", "openapi.json")

@@ -320,7 +320,9 @@ pub fn admin_banner(admin: &str, key: &str) -> String {
         ),
         (
             "An API key for ann (the secret is shown once)",
-            format!("curl -s {h} -X POST {admin}/v1/users/ann/keys"),
+            format!(
+                "curl -s {h} -X POST -H 'Content-Type: application/json' {admin}/v1/users/ann/keys"
+            ),
         ),
         (
             "Today's audit trail (one action per proxied request)",

@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// The request body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The request body is in a media type the endpoint does not take.
+    #[error("unsupported media type: {detail}")]
+    UnsupportedMediaType { detail: String },
     /// The client sent something we cannot accept.
     #[error(transparent)]
     BadRequest(#[from] BadRequest),
@@ -138,6 +141,7 @@ impl GatewayError {
             GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -162,6 +166,7 @@ impl GatewayError {
             | GatewayError::Unauthenticated { .. }
             | GatewayError::Forbidden { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::BadRequest(_)
             | GatewayError::Upstream(_)
             | GatewayError::NotFound(_)

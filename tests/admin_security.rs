@@ -246,3 +246,159 @@ async fn quota_writes_are_admin_only() {
         "the PARTNER did not give itself quotas"
     );
 }
+
+/// The admin error of a write refused before authentication: no caller is named.
+fn refused_anonymously(r: &common::Resp, status: u16) -> String {
+    let msg = r.assert_admin_error(status);
+    assert_eq!(r.json()["tracedata"]["client"], Value::Null, "{msg}");
+    msg
+}
+
+fn root_auth() -> String {
+    format!("{}:{}", common::ROOT.0, common::ROOT.1)
+}
+
+#[tokio::test]
+async fn a_write_that_is_not_json_is_415_and_changes_nothing() {
+    let env = start().await;
+    company(&env, "acme").await;
+    user(&env, "usr", "acme", &["USER"]).await;
+    let root = root_auth();
+    let auth = Some(("Basic", root.as_str()));
+    let before = snapshot(&env, "usr").await;
+    // A cross-site HTML form's POST, with a body that would otherwise be valid JSON.
+    for (ct, body) in [
+        (
+            "application/x-www-form-urlencoded",
+            "key=forged_co".to_owned(),
+        ),
+        ("text/plain", json!({"key": "forged_co"}).to_string()),
+        ("multipart/form-data; boundary=b", "--b--".to_owned()),
+    ] {
+        let r = env
+            .admin_send(
+                Method::POST,
+                "/v1/companies",
+                auth,
+                &[("content-type", ct)],
+                body,
+            )
+            .await;
+        let msg = refused_anonymously(&r, 415);
+        assert!(msg.contains("application/json"), "{ct}: {msg}");
+    }
+    env.root(Method::GET, "/v1/companies/forged_co", None)
+        .await
+        .assert_admin_error(404);
+    // No Content-Type at all: a key mint without a body, a user change, a quota write.
+    let bare = [
+        (Method::POST, "/v1/users/usr/keys", String::new()),
+        (
+            Method::PUT,
+            "/v1/users/usr",
+            json!({"username": "usr", "company_key": "acme", "roles": ["PARTNER"]}).to_string(),
+        ),
+        (Method::PUT, "/v1/users/usr/quotas", quota(5).to_string()),
+        (Method::PATCH, "/v1/users/usr", "{}".to_owned()),
+    ];
+    for (m, path, body) in bare {
+        let r = env.admin_send(m.clone(), path, auth, &[], body).await;
+        refused_anonymously(&r, 415);
+    }
+    assert_eq!(snapshot(&env, "usr").await, before, "nothing changed");
+    // With a JSON type (parameters and case allowed) the same key mint works.
+    let r = env
+        .admin_send(
+            Method::POST,
+            "/v1/users/usr/keys",
+            auth,
+            &[("content-type", "Application/JSON; charset=utf-8")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test]
+async fn cross_site_writes_are_403_and_same_origin_ones_pass() {
+    let env = start().await;
+    company(&env, "acme").await;
+    user(&env, "usr", "acme", &["USER"]).await;
+    let root = root_auth();
+    let auth = Some(("Basic", root.as_str()));
+    let ct = ("content-type", "application/json");
+    let body = |key: &str| json!({"key": key}).to_string();
+    let before = snapshot(&env, "usr").await;
+    for (i, h) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("forged_{i}");
+        let r = env
+            .admin_send(Method::POST, "/v1/companies", auth, &[ct, h], body(&key))
+            .await;
+        let msg = refused_anonymously(&r, 403);
+        assert!(msg.contains("cross-site"), "{h:?}: {msg}");
+        env.root(Method::GET, &format!("/v1/companies/{key}"), None)
+            .await
+            .assert_admin_error(404);
+        // DELETE has no body, and is refused all the same.
+        let r = env
+            .admin_send(Method::DELETE, "/v1/users/usr", auth, &[h], "")
+            .await;
+        refused_anonymously(&r, 403);
+        // Wrong credentials do not change the answer: the check runs before authentication.
+        let r = env
+            .admin_send(
+                Method::POST,
+                "/v1/companies",
+                Some(("Basic", "root:wrong")),
+                &[ct, h],
+                body(&key),
+            )
+            .await;
+        refused_anonymously(&r, 403);
+    }
+    assert_eq!(
+        snapshot(&env, "usr").await,
+        before,
+        "usr is still there, unchanged"
+    );
+    // The admin listener's own origin (any case), or a browser saying same-origin, passes.
+    let own = env.admin_base.to_uppercase().replace("HTTP://", "http://");
+    for (key, h) in [
+        ("own_origin", ("origin", env.admin_base.as_str())),
+        ("own_origin_case", ("origin", own.as_str())),
+        ("same_origin", ("sec-fetch-site", "same-origin")),
+        ("typed_url", ("sec-fetch-site", "none")),
+    ] {
+        let r = env
+            .admin_send(Method::POST, "/v1/companies", auth, &[ct, h], body(key))
+            .await;
+        assert_eq!(r.status, 201, "{h:?}: {}", String::from_utf8_lossy(&r.body));
+    }
+    let origin = ("origin", env.admin_base.as_str());
+    let r = env
+        .admin_send(Method::DELETE, "/v1/users/usr", auth, &[origin], "")
+        .await;
+    assert_eq!(r.status, 204);
+    // Reads are never refused for their origin.
+    let r = env
+        .admin_send(
+            Method::GET,
+            "/v1/companies/acme",
+            auth,
+            &[
+                ("origin", "http://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}

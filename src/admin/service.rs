@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::access::{
     Access, check_user_write, forbidden, is_admin, reads, reads_all, user_in_scope,
 };
-use super::{quotas, traffic, validate};
+use super::{csrf, quotas, traffic, validate};
 use crate::body::{Body, BoxError, empty, full};
 use crate::context::RequestMeta;
 use crate::dialect::decode_json;
@@ -262,6 +262,9 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
+    // Before anything else: a forged cross-site write must not authenticate (the browser
+    // sent the credentials, not the user) nor reach the store.
+    csrf::check(&parts)?;
     let segs: Vec<String> = parts
         .uri
         .path()

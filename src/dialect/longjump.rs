@@ -24,7 +24,9 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         // A bad query parameter (filter, fieldList, page) is a bad request; a body that cannot
         // be read or is refused by the route's validation is an invalid payload.
         GatewayError::BadRequest(b) if b.parameter.is_some() => -300,
-        GatewayError::PayloadTooLarge { .. } | GatewayError::BadRequest(_) => -4601,
+        GatewayError::PayloadTooLarge { .. }
+        | GatewayError::UnsupportedMediaType { .. }
+        | GatewayError::BadRequest(_) => -4601,
         GatewayError::RateLimited { .. } => -9429,
         GatewayError::QuotaExceeded { .. } => -9430,
         GatewayError::Upstream(e) => match e.status().as_u16() {
@@ -263,6 +265,13 @@ mod tests {
             (
                 "error-4601-too-large.xml",
                 GatewayError::PayloadTooLarge { limit: 1024 },
+                -4601,
+            ),
+            (
+                "error-4601-media-type.xml",
+                GatewayError::UnsupportedMediaType {
+                    detail: "the body must be application/xml, not `text/plain`".into(),
+                },
                 -4601,
             ),
             (

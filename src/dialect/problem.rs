@@ -19,6 +19,7 @@ pub fn problem_details(err: &GatewayError, meta: &RequestMeta, path: &str) -> Va
         405 => "15.5.6",
         409 => "15.5.10",
         413 => "15.5.14",
+        415 => "15.5.16",
         422 => "15.5.21",
         429 => "6.1",
         500 => "15.6.1",
@@ -64,5 +65,21 @@ mod tests {
         assert_eq!(doc["title"], "Bad Request");
         assert_eq!(doc["errors"]["maxResults"][0], "must be ≥ 0");
         assert_eq!(doc["traceId"], &*meta.tracecode);
+    }
+
+    #[test]
+    fn an_unsupported_media_type_is_a_415_problem() {
+        let meta = RequestMeta::new(None);
+        let err = GatewayError::UnsupportedMediaType {
+            detail: "send application/json".into(),
+        };
+        let doc = problem_details(&err, &meta, "/x");
+        assert_eq!(doc["status"], 415);
+        assert_eq!(doc["title"], "Unsupported Media Type");
+        assert_eq!(
+            doc["type"],
+            "https://tools.ietf.org/html/rfc9110#section-15.5.16"
+        );
+        assert!(doc["detail"].as_str().unwrap().contains("application/json"));
     }
 }

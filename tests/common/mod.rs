@@ -259,13 +259,34 @@ impl Env {
         }
     }
 
-    /// An admin API call as `auth` (`("Basic", "user:pass")` or `("Bearer", key)`).
+    /// An admin API call as `auth` (`("Basic", "user:pass")` or `("Bearer", key)`), as a
+    /// client that is not a browser makes it: a POST, PUT or PATCH says it sends JSON even
+    /// without a body (the admin API refuses any other write with 415).
     pub async fn admin_call(
         &self,
         method: Method,
         path: &str,
         auth: Option<(&str, &str)>,
         body: Option<Value>,
+    ) -> Resp {
+        let json_write = [Method::POST, Method::PUT, Method::PATCH].contains(&method);
+        let headers: &[(&str, &str)] = if json_write || body.is_some() {
+            &[("content-type", "application/json")]
+        } else {
+            &[]
+        };
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(serde_json::to_vec(&b).unwrap()));
+        self.admin_send(method, path, auth, headers, bytes).await
+    }
+
+    /// An admin API request with exactly `headers` (besides the credentials) and `body`.
+    pub async fn admin_send(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
     ) -> Resp {
         use base64::Engine;
         let mut req = Request::builder()
@@ -281,13 +302,10 @@ impl Env {
             }
             None => {}
         }
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(serde_json::to_vec(&b).unwrap())
-            }
-            None => Bytes::new(),
-        };
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let bytes = body.into();
         let resp = self
             .client
             .request(req.body(Full::new(bytes)).unwrap())
