@@ -545,6 +545,11 @@ async fn every_proxied_request_is_one_audit_action() {
     assert_eq!(a["tracedata"]["operation"], "companies.get");
     assert_eq!(a["tracedata"]["client"], "northwind_|_ann");
     assert_eq!(a["method_group"], "READ");
+    assert_eq!(
+        a["targets"],
+        json!([]),
+        "the gateway records no targets yet"
+    );
     assert_eq!(a["statistics"]["points_count"], 1);
     assert!(
         a["statistics"]["duration"]
@@ -584,6 +589,107 @@ async fn every_proxied_request_is_one_audit_action() {
     ];
     for r in everything {
         assert!(!String::from_utf8_lossy(&r.body).contains(PASSWORD));
+    }
+}
+
+#[tokio::test]
+async fn the_audit_filters_by_target_company_and_shows_every_actions_targets() {
+    let env = start().await;
+    // 2026-01-01T00:00:00Z, so the rows sit in a window of their own.
+    let t0: i64 = 1_767_225_600_000;
+    let rows: [(&str, &[&str]); 5] = [
+        ("acme", &["P-1001"]),
+        ("other", &["P-1001", "C-2002"]),
+        ("acme", &[]),
+        ("acme", &["P-10011"]),
+        ("acme", &["C-2002"]),
+    ];
+    for (i, (company_key, targets)) in rows.iter().enumerate() {
+        env.gw.store.record_audit(rosetta::store::AuditRow {
+            time_ms: t0 + i as i64,
+            username: "ann".into(),
+            company_key: (*company_key).into(),
+            tracecode: format!("tc-target-{i}").into(),
+            server: "test".into(),
+            service: "REDAPI_V1".into(),
+            operation: "companies.get".into(),
+            method_group: "READ".into(),
+            points: 1,
+            duration_ms: 2,
+            status: 200,
+            fingerprint: i as u64,
+            targets: targets.iter().map(|t| Arc::from(*t)).collect(),
+        });
+    }
+    env.gw.store.flush().await.unwrap();
+    let audit = |q: &str| {
+        let env = &env;
+        let path = format!(
+            "/v1/audit?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&sort_field=time&{q}"
+        );
+        async move {
+            let r = env.root(Method::GET, &path, None).await;
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let doc = r.json();
+            let got: Vec<(String, Value)> = doc["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["tracedata"]["code"].as_str().unwrap().to_owned(),
+                        a["targets"].clone(),
+                    )
+                })
+                .collect();
+            assert_eq!(doc["statistics"]["filter"]["total"], got.len(), "{doc}");
+            got
+        }
+    };
+    let want = |items: &[(usize, Value)]| -> Vec<(String, Value)> {
+        items
+            .iter()
+            .map(|(i, t)| (format!("tc-target-{i}"), t.clone()))
+            .collect()
+    };
+    assert_eq!(
+        audit("company=P-1001").await,
+        want(&[(0, json!(["P-1001"])), (1, json!(["P-1001", "C-2002"]))]),
+        "exact ids only: not P-10011"
+    );
+    assert_eq!(
+        audit("company=C-2002").await,
+        want(&[(1, json!(["P-1001", "C-2002"])), (4, json!(["C-2002"]))])
+    );
+    assert!(
+        audit("company=P-100").await.is_empty(),
+        "no substring match"
+    );
+    // With the caller's company filter, unchanged: both must hold.
+    assert_eq!(
+        audit("company=P-1001&company_key=acme").await,
+        want(&[(0, json!(["P-1001"]))])
+    );
+    // Without the filter, every action, each with its targets (none is `[]`).
+    let all = audit("").await;
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[2], want(&[(2, json!([]))])[0]);
+    assert_eq!(all[3].1, json!(["P-10011"]));
+    // The parameter is 1 to 256 characters; a 400 names it.
+    for bad in [
+        "company=".to_owned(),
+        format!("company={}", "x".repeat(257)),
+    ] {
+        let msg = env
+            .root(Method::GET, &format!("/v1/audit?{bad}"), None)
+            .await
+            .assert_admin_error(400);
+        assert!(msg.contains("company"), "{msg}");
     }
 }
 
@@ -713,6 +819,7 @@ async fn a_graceful_stop_under_load_loses_no_audit_row() {
             service: None,
             operation: None,
             method_group: None,
+            target: None,
             sort_field: None,
             descending: false,
         })

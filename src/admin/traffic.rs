@@ -1,4 +1,5 @@
-//! The admin API's views of proxied traffic: the audit trail (`/v1/audit`), captured bodies
+//! The admin API's views of proxied traffic: the audit trail (`/v1/audit`, each action with
+//! the upstream company ids it acted on, filtered by one with `company`), captured bodies
 //! (`/v1/tracecode/{tracecode}`) and the per-user statistics, as JSON or an XLSX report.
 //! They only read what the gateway recorded, so they sit apart from the handlers that change
 //! companies, users, keys and quotas.
@@ -42,16 +43,7 @@ pub(super) async fn audit(
     let now = now_ms();
     let from_ms = validate::time_param(pairs, "from")?.unwrap_or(now - now.rem_euclid(86_400_000));
     let to_ms = validate::time_param(pairs, "to")?.unwrap_or(now + 1);
-    let text = |name: &str, min: usize, max: usize| -> Result<Option<String>, BadRequest> {
-        match pairs.iter().find(|(k, _)| k == name) {
-            None => Ok(None),
-            Some((_, v)) if (min..=max).contains(&v.chars().count()) => Ok(Some(v.clone())),
-            Some(_) => Err(BadRequest::param(
-                name,
-                format!("{name} must be {min} to {max} characters"),
-            )),
-        }
-    };
+    let text = |name: &str, min: usize, max: usize| validate::text_param(pairs, name, min, max);
     let q = AuditQuery {
         offset: list.offset,
         limit: list.limit,
@@ -62,6 +54,9 @@ pub(super) async fn audit(
         service: text("service_name", 1, 64)?,
         operation: text("operation_id", 3, 256)?,
         method_group: text("method_group", 1, 64)?,
+        // An upstream company id the requests acted on; not a `\w+` key like company_key
+        // (the caller's company): upstream ids may hold `-` (UUIDs) and other characters.
+        target: text("company", 1, 256)?,
         sort_field: list.sort_field,
         descending: list.descending,
     };
@@ -97,6 +92,7 @@ fn audit_json(r: &AuditRow) -> Value {
         "method_group": &*r.method_group,
         "statistics": {"points_count": r.points, "duration": iso_duration(r.duration_ms)},
         "status": r.status,
+        "targets": r.targets.iter().map(|t| &**t).collect::<Vec<&str>>(),
     })
 }
 

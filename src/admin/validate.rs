@@ -393,6 +393,23 @@ pub fn word_param(
     }
 }
 
+/// An optional free-text query parameter of `min..=max` characters.
+pub fn text_param(
+    pairs: &[(String, String)],
+    name: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<String>, BadRequest> {
+    match param(pairs, name) {
+        None => Ok(None),
+        Some(v) if len_in(v, min, max) => Ok(Some(v.to_owned())),
+        Some(_) => Err(BadRequest::param(
+            name,
+            format!("{name} must be {min} to {max} characters"),
+        )),
+    }
+}
+
 /// An optional RFC 3339 date-time parameter, as epoch milliseconds.
 pub fn time_param(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, BadRequest> {
     match param(pairs, name) {
@@ -559,5 +576,19 @@ mod tests {
             time_param(&p(&[("from", "1970-01-01T00:00:01Z")]), "from").unwrap(),
             Some(1000)
         );
+        let id = "3f2c-9a/é";
+        assert_eq!(
+            text_param(&p(&[("company", id)]), "company", 1, 256).unwrap(),
+            Some(id.to_owned())
+        );
+        assert_eq!(text_param(&p(&[]), "company", 1, 256).unwrap(), None);
+        let long = "é".repeat(257);
+        for bad in ["", long.as_str()] {
+            assert_eq!(
+                field_of(text_param(&p(&[("company", bad)]), "company", 1, 256)),
+                "company"
+            );
+        }
+        assert!(text_param(&p(&[("company", &long[..512])]), "company", 1, 256).is_ok());
     }
 }

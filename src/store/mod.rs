@@ -128,6 +128,10 @@ pub struct AuditRow {
     /// Identifies "the same request" for unique points: a hash of method, path and query
     /// (stored as 16 hex digits).
     pub fingerprint: u64,
+    /// The upstream company ids the request acted on (those its route checked), usually 0
+    /// to 2, in the route's order. Shared, like the strings above: the row is made on the
+    /// request path.
+    pub targets: Arc<[Arc<str>]>,
 }
 
 impl AuditRow {
@@ -179,6 +183,8 @@ pub struct AuditQuery {
     pub service: Option<String>,
     pub operation: Option<String>,
     pub method_group: Option<String>,
+    /// Only rows whose targets hold exactly this upstream company id.
+    pub target: Option<String>,
     pub sort_field: Option<String>,
     pub descending: bool,
 }

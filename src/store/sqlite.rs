@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -79,6 +79,9 @@ const MIGRATIONS: &[&str] = &[
         services TEXT NOT NULL,
         PRIMARY KEY (username, from_day, to_day)
      );",
+    // 5: the upstream company ids each audited request acted on, as a JSON array of strings
+    // (read with json_each); rows written before have none.
+    "ALTER TABLE audit ADD COLUMN targets TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Rows written per transaction at most.
@@ -292,7 +295,7 @@ fn write_captures(
 const INSERT_SIZES: [usize; 3] = [64, 8, 1];
 
 /// The audit table's columns, in the order [`write_audit`] binds them.
-const AUDIT_COLUMNS: usize = 13;
+const AUDIT_COLUMNS: usize = 14;
 
 /// `INSERT INTO audit … VALUES (…), (…)` for the `i`-th of [`INSERT_SIZES`].
 fn audit_insert_sql(i: usize) -> &'static str {
@@ -301,7 +304,8 @@ fn audit_insert_sql(i: usize) -> &'static str {
             let one = format!("({})", vec!["?"; AUDIT_COLUMNS].join(","));
             format!(
                 "INSERT INTO audit (time_ms, username, company_key, tracecode, client, server,
-                 service, operation, method_group, points, duration_ms, status, fingerprint)
+                 service, operation, method_group, points, duration_ms, status, fingerprint,
+                 targets)
                  VALUES {}",
                 vec![one; n].join(",")
             )
@@ -315,10 +319,11 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
         return Ok(());
     }
     let tx = conn.transaction().map_err(backend)?;
-    // The derived texts are written into two buffers reused for every row, not two
-    // `format!` allocations per row (~3% of the writer's time in-process); binding copies
-    // them, so one pair serves every row of a statement.
+    // The derived texts are written into buffers reused for every row, not `format!`
+    // allocations per row (~3% of the writer's time in-process); binding copies them, so
+    // one set serves every row of a statement.
     let (mut client, mut fingerprint) = (String::new(), String::new());
+    let mut targets = Vec::new();
     let mut rest = rows;
     for (i, size) in INSERT_SIZES.into_iter().enumerate() {
         if rest.len() < size {
@@ -332,6 +337,11 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                 crate::identity::push_client_label(&mut client, &r.company_key, &r.username);
                 fingerprint.clear();
                 let _ = write!(fingerprint, "{:016x}", r.fingerprint);
+                targets.clear();
+                push_targets(&mut targets, &r.targets)?;
+                // serde_json writes UTF-8 only; a failure here would be a bug, not data.
+                let targets_text = std::str::from_utf8(&targets)
+                    .map_err(|e| StoreError::Backend(format!("targets are not UTF-8: {e}")))?;
                 let duration_ms = r.duration_ms as i64;
                 let values: [&dyn rusqlite::ToSql; AUDIT_COLUMNS] = [
                     &r.time_ms,
@@ -347,6 +357,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                     &duration_ms,
                     &r.status,
                     &fingerprint.as_str(),
+                    &targets_text,
                 ];
                 for (k, v) in values.into_iter().enumerate() {
                     st.raw_bind_parameter(j * AUDIT_COLUMNS + k + 1, v)
@@ -358,6 +369,30 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
         }
     }
     tx.commit().map_err(backend)
+}
+
+/// `targets` as the JSON array of strings the `targets` column keeps, appended to `out`.
+fn push_targets(out: &mut Vec<u8>, targets: &[Arc<str>]) -> Result<(), StoreError> {
+    out.push(b'[');
+    for (i, t) in targets.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, &**t)
+            .map_err(|e| StoreError::Backend(format!("targets do not serialize: {e}")))?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// The `targets` column read back.
+fn targets_of(text: &str) -> Result<Arc<[Arc<str>]>, serde_json::Error> {
+    // Most rows have none: no parse, no allocation.
+    if text == "[]" {
+        return Ok(Arc::from([]));
+    }
+    let ids: Vec<String> = serde_json::from_str(text)?;
+    Ok(ids.into_iter().map(Arc::from).collect())
 }
 
 /// `%text%` for LIKE, with the caller's `%`, `_` and `\` taken literally.
@@ -826,6 +861,14 @@ impl Store for SqliteStore {
                     conds.push(format!("{col} = ?{}", args.len()));
                 }
             }
+            if let Some(t) = &q.target {
+                // An exact element of the array, never a substring of the text.
+                args.push(t.clone().into());
+                conds.push(format!(
+                    "EXISTS (SELECT 1 FROM json_each(audit.targets) WHERE json_each.value = ?{})",
+                    args.len()
+                ));
+            }
             let cond = conds.join(" AND ");
             let filtered: i64 = conn
                 .query_row(
@@ -836,7 +879,8 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let sql = format!(
                 "SELECT time_ms, username, company_key, tracecode, server, service, operation,
-                        method_group, points, duration_ms, status, fingerprint FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
+                        method_group, points, duration_ms, status, fingerprint, targets
+                 FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
                 order(
                     q.sort_field.as_deref(),
                     &[
@@ -870,8 +914,14 @@ impl Store for SqliteStore {
                         points: r.get(8)?,
                         duration_ms: r.get::<_, i64>(9)? as u64,
                         status: r.get(10)?,
-                        fingerprint: u64::from_str_radix(&r.get::<_, String>(11)?, 16)
-                            .unwrap_or(0),
+                        fingerprint: u64::from_str_radix(&r.get::<_, String>(11)?, 16).unwrap_or(0),
+                        targets: targets_of(r.get_ref(12)?.as_str()?).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                12,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?,
                     })
                 })
                 .map_err(backend)?
@@ -1135,7 +1185,12 @@ mod tests {
             duration_ms: 3,
             status: 200,
             fingerprint: (t % 3) as u64,
+            targets: Arc::from([]),
         }
+    }
+
+    fn targets(ids: &[&str]) -> Arc<[Arc<str>]> {
+        ids.iter().map(|id| Arc::from(*id)).collect()
     }
 
     #[test]
@@ -1159,13 +1214,19 @@ mod tests {
                 duration_ms: i as u64 * 3,
                 status: 200 + i as u16,
                 fingerprint: 0xabc0 + i as u64,
+                // None, one, and two with characters JSON escapes.
+                targets: match i % 3 {
+                    0 => targets(&[]),
+                    1 => targets(&[&format!("co{i}")]),
+                    _ => targets(&[&format!("id-{i}"), "q\"uote\\é"]),
+                },
             })
             .collect();
         write_audit(&mut conn, &rows).unwrap();
         let mut st = conn
             .prepare(
                 "SELECT time_ms, username, company_key, tracecode, client, server, service,
-                 operation, method_group, points, duration_ms, status, fingerprint
+                 operation, method_group, points, duration_ms, status, fingerprint, targets
                  FROM audit ORDER BY id",
             )
             .unwrap();
@@ -1199,6 +1260,11 @@ mod tests {
                     (i * 3).to_string(),
                     (200 + i).to_string(),
                     format!("{:016x}", 0xabc0 + i),
+                    match i % 3 {
+                        0 => "[]".to_owned(),
+                        1 => format!("[\"co{i}\"]"),
+                        _ => format!("[\"id-{i}\",\"q\\\"uote\\\\é\"]"),
+                    },
                 ]
             })
             .collect();
@@ -1307,6 +1373,7 @@ mod tests {
                 service: None,
                 operation: None,
                 method_group: None,
+                target: None,
                 sort_field: Some("time".into()),
                 descending: true,
             })
@@ -1344,6 +1411,105 @@ mod tests {
             "keys go with their user"
         );
         s.delete_company("acme".into()).await.unwrap();
+    }
+
+    fn audit_query(target: Option<&str>) -> AuditQuery {
+        AuditQuery {
+            offset: 0,
+            limit: 100,
+            from_ms: 0,
+            to_ms: i64::MAX,
+            company_key: None,
+            username: None,
+            service: None,
+            operation: None,
+            method_group: None,
+            target: target.map(str::to_owned),
+            sort_field: Some("time".into()),
+            descending: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_target_filter_matches_exact_ids_and_rows_keep_their_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let rows: [&[&str]; 7] = [
+            &["acme-1"],
+            &["acme-10", "beta"],
+            &[],
+            &["beta", "acme-1"],
+            &["xacme-1x"],
+            &["ACME-1"],
+            &["acme-1\"]"],
+        ];
+        for (t, ids) in rows.iter().enumerate() {
+            s.record_audit(AuditRow {
+                targets: targets(ids),
+                ..row("ann", t as i64)
+            });
+        }
+        s.flush().await.unwrap();
+        let times = |target: &str| {
+            let s = &s;
+            let target = target.to_owned();
+            async move {
+                let page = s.list_audit(audit_query(Some(&target))).await.unwrap();
+                assert_eq!(page.overall, 7);
+                assert_eq!(page.filtered, page.items.len() as u64);
+                page.items.iter().map(|r| r.time_ms).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(times("acme-1").await, [0, 3], "exact ids only");
+        assert_eq!(times("beta").await, [1, 3]);
+        assert_eq!(times("acme-1\"]").await, [6], "quotes match as text");
+        for none in ["acme", "cme-1", "acme-1\"", "[]", "%", ""] {
+            assert!(times(none).await.is_empty(), "{none:?}");
+        }
+        // Every row reads back with its own targets, in order; without a filter, all rows.
+        let all = s.list_audit(audit_query(None)).await.unwrap();
+        assert_eq!(all.filtered, 7);
+        for (r, ids) in all.items.iter().zip(rows) {
+            assert_eq!(r.targets, targets(ids), "row {}", r.time_ms);
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_audited_before_the_targets_migration_have_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A store as the build before targets left it: schema version 4, one row.
+            let mut conn = open_conn(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..4] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 4).unwrap();
+            tx.execute(
+                "INSERT INTO audit (time_ms, username, company_key, tracecode, client, server,
+                 service, operation, method_group, points, duration_ms, status, fingerprint)
+                 VALUES (5, 'ann', 'acme', 'tc', 'acme_|_ann', 's', 'SVC', 'op', 'READ', 1, 2,
+                 200, '0000000000000001')",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let version: i64 = s
+            .with(|c| {
+                c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(backend)
+            })
+            .await
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let all = s.list_audit(audit_query(None)).await.unwrap();
+        assert_eq!(all.items.len(), 1);
+        assert!(all.items[0].targets.is_empty());
+        let some = s.list_audit(audit_query(Some("acme"))).await.unwrap();
+        assert_eq!(some.filtered, 0);
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub async fn root_audit_rows(db: &Path) -> u64 {
             service: None,
             operation: None,
             method_group: None,
+            target: None,
             sort_field: None,
             descending: false,
         })

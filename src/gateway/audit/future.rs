@@ -56,6 +56,7 @@ impl Pending {
             duration_ms: self.started.map_or(0, |t| t.elapsed().as_millis() as u64),
             status,
             fingerprint: self.fingerprint,
+            targets: Arc::from([]),
         });
     }
 }
