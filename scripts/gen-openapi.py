@@ -69,15 +69,15 @@ paths = {
   "/v1/users/{username}": {
     "parameters": [pth("username", word(2, 256))],
     "get": op("A user", "users", ok=("200", "#/components/schemas/User")),
-    "put": op("Replace a user (the username cannot change; a null password keeps the current one)", "users", body="#/components/schemas/UserWrite", ok=("200", "#/components/schemas/User")),
-    "delete": op("Delete a user and their keys", "users", ok=("204", None))},
+    "put": op("Replace a user (the username cannot change; a null password keeps the current one). A PARTNER may not change a user holding ADMIN or AUDITOR", "users", body="#/components/schemas/UserWrite", ok=("200", "#/components/schemas/User")),
+    "delete": op("Delete a user and their keys (a PARTNER: not a user holding ADMIN or AUDITOR)", "users", ok=("204", None))},
   "/v1/users/{username}/keys": {
     "parameters": [pth("username", word(2, 256))],
-    "post": op("Create an API key; the secret is in this answer only", "keys", body="#/components/schemas/KeyRequest", ok=("201", "#/components/schemas/NewKey")),
+    "post": op("Create an API key; the secret is in this answer only (a PARTNER: not for a user holding ADMIN or AUDITOR)", "keys", body="#/components/schemas/KeyRequest", ok=("201", "#/components/schemas/NewKey")),
     "get": op("List a user's keys (never the secret)", "keys", ok=("200", "#/components/schemas/KeyList"))},
   "/v1/users/{username}/keys/{id}": {
     "parameters": [pth("username", word(2, 256)), pth("id", {"type": "string"})],
-    "delete": op("Revoke a key", "keys", ok=("204", None))},
+    "delete": op("Revoke a key (a PARTNER: not of a user holding ADMIN or AUDITOR)", "keys", ok=("204", None))},
   "/v1/audit": {"get": op("Audit actions of the period (ADMIN, AUDITOR)", "audit", params=listp + [
       q("from", {"type": "string", "format": "date-time"}, "default: start of today (UTC)"),
       q("to", {"type": "string", "format": "date-time"}, "default: now"),
@@ -91,12 +91,12 @@ paths = {
   "/v1/report": {"get": op("The statistics as an XLSX file", "statistics", params=period, ok=("200", xlsx))},
   "/v1/users/{username}/quotas": {
     "parameters": [pth("username", word(2, 256))],
-    "put": op("Set the base quotas, or a dated window's with from/to", "quotas", params=[
+    "put": op("Set the base quotas, or a dated window's with from/to (ADMIN)", "quotas", params=[
         q("from", {"type": "string", "format": "date"}, "first day of a dated window"),
         q("to", {"type": "string", "format": "date"}, "last day of a dated window (needs from)")],
         body="#/components/schemas/QuotaRequest", ok=("200", "#/components/schemas/QuotaRequest")),
     "get": op("The user's base quotas and dated windows", "quotas", ok=("200", "#/components/schemas/QuotaList")),
-    "delete": op("Remove every quota of the user, or one window with from/to", "quotas", params=[
+    "delete": op("Remove every quota of the user, or one window with from/to (ADMIN)", "quotas", params=[
         q("from", {"type": "string", "format": "date"}, "first day of the window to remove"),
         q("to", {"type": "string", "format": "date"}, "last day of the window to remove")], ok=("204", None))},
   "/v1/tracecode/{tracecode}": {
