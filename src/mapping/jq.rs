@@ -120,7 +120,7 @@ impl JqFilter {
             Err(super::native::Outcome::NoOutput) => Some(Err(JqError::NoOutput)),
             Err(super::native::Outcome::Defer) => None,
             Err(super::native::Outcome::TooLong) => Some(Err(JqError::Runtime(format!(
-                "range of more than {} values",
+                "range of more than {} values, or not between numbers",
                 super::native::MAX_RANGE
             )))),
         }
