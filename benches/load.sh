@@ -82,10 +82,11 @@ wait_for "http://127.0.0.1:18081/static"
 wait_for "http://127.0.0.1:18080/pass/static" "$AUTH"
 
 CID=6e0f3b4a-0000-4000-8000-000000000002
-# Translated rows ask for a different company each time (wrk script): every request is a cache
-# miss that really runs the route, never one folded into another's by coalescing.
-# Each wrk run (warm-up, every round) and each of its threads starts its own range of ids, so no
-# run asks for a company an earlier one left in the cache.
+# Translated rows ask for a company the bench key reaches (tenancy checks it) with a query of
+# their own each time (wrk script): every request is a cache miss that really runs the route,
+# never one folded into another's by coalescing. Each wrk run (warm-up, every round) and each of
+# its threads starts its own range of numbers, so no run asks for what an earlier one left in
+# the cache.
 cat >"$work/vary.lua" <<'LUA'
 local threads = 0
 setup = function(thread)
@@ -96,9 +97,13 @@ local n = 0
 init = function(args)
     n = tonumber(args[1] or "0") + (tid or 0) * 10000000
 end
+-- {m} and {t}: an AppDirect company and a LongJump tenant the bench key reaches (the canned
+-- root's 1,000 customers, in turn); {n}: the request's number, which keeps its cache key apart.
 request = function()
     n = n + 1
-    local path = string.gsub(wrk.path, "{n}", string.format("%012d", n))
+    local path = string.gsub(wrk.path, "{n}", string.format("%d", n))
+    path = string.gsub(path, "{m}", string.format("%012d", 1000 + n % 1000))
+    path = string.gsub(path, "{t}", string.format("%d", 2000000000 + n % 1000))
     return wrk.format(nil, path)
 end
 LUA
@@ -109,8 +114,8 @@ rows=(
     "nginx proxy|http://127.0.0.1:18081/static|||$NGINX_WORKERS"
     "hyper-only proxy (bare_proxy)|http://$BARE/static|||$BPID"
     "rosetta passthrough|http://127.0.0.1:18080/pass/static|$AUTH||$RS"
-    "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{n}|$AUTH|vary|$RS"
-    "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{n}|$AUTH|vary|$RS"
+    "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{m}?r={n}|$AUTH|vary|$RS"
+    "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{t}?r={n}|$AUTH|vary|$RS"
     "rosetta cache hit|http://127.0.0.1:18080/companies/$CID|$AUTH||$RS"
 )
 

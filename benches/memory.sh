@@ -77,7 +77,7 @@ request = function()
     local user = n % $USERS
     local path
     if n % 2 == 0 then path = "/pass/static"
-    else path = string.format("/companies/6e0f3b4a-0000-4000-8000-%012d", n) end
+    else path = string.format("/companies/6e0f3b4a-0000-4000-8000-%012d?r=%d", 1000 + n % 1000, n) end
     return wrk.format("GET", path, { ["Authorization"] = "Bearer mkey-" .. user })
 end
 LUA

@@ -11,7 +11,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (ct, body) = rosetta::demo::canned::answer(req.uri().path());
+    let (ct, body) =
+        rosetta::demo::canned::answer(req.uri().path(), req.uri().query().unwrap_or(""));
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

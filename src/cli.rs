@@ -384,6 +384,13 @@ pub fn demo_banner(gateway: &str, key: &str, urls: &DemoUrls) -> String {
             format!("curl -s {h} {gateway}/companies/{c}"),
         ),
         (
+            "A company outside your reach (Outside Corp): 404, as an unknown one",
+            format!(
+                "curl -s {h} {gateway}/companies/{}",
+                crate::demo::data::company_id(90)
+            ),
+        ),
+        (
             "Its customers, 2 a page, with the total",
             format!(
                 "curl -s {h} '{gateway}/companies/{c}/customers?maxResults=2&shouldReturnCount=true'"

@@ -10,6 +10,11 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// The address of the listener that accepted the request (links in answers name it when no
+/// `server.public_url` is set), inserted by the server like [`PeerAddr`].
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 /// Identity of one request, as the trace layer assigned it.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {

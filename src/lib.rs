@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tenancy;
 pub mod upstream;
 
 #[cfg(test)]

@@ -135,8 +135,12 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 // Every request of the connection carries the client's address (rate limits by ip).
+                let local = stream.local_addr().ok();
                 let svc = tower::ServiceExt::map_request(service.clone(), move |mut req: Request<Incoming>| {
                     req.extensions_mut().insert(crate::context::PeerAddr(peer));
+                    if let Some(local) = local {
+                        req.extensions_mut().insert(crate::context::LocalAddr(local));
+                    }
                     req
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), PerConnection::new(svc));

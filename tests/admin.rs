@@ -545,10 +545,16 @@ async fn every_proxied_request_is_one_audit_action() {
     assert_eq!(a["tracedata"]["operation"], "companies.get");
     assert_eq!(a["tracedata"]["client"], "northwind_|_ann");
     assert_eq!(a["method_group"], "READ");
+    assert_eq!(a["targets"], json!([c]), "the company the read acted on");
     assert_eq!(
-        a["targets"],
+        audit["actions"][0]["targets"],
         json!([]),
-        "the gateway records no targets yet"
+        "`/companies` names none"
+    );
+    assert_eq!(
+        audit["actions"][2]["targets"],
+        json!(["nope-id"]),
+        "a refused id too"
     );
     assert_eq!(a["statistics"]["points_count"], 1);
     assert!(
@@ -713,7 +719,14 @@ async fn companies_users_keys_audit_and_captures_survive_a_restart() {
             .await;
         assert_eq!(r.status, 200);
         // An error is captured (the default mode).
-        let failed = env.get("/companies/no-such-company").await;
+        let failed = env
+            .as_key(
+                common::ADMIN_KEY,
+                Method::GET,
+                "/companies/no-such-company",
+                None,
+            )
+            .await;
         assert_eq!(failed.status, 404);
         tracecode = failed.header("x-trace-code").unwrap().to_owned();
         env.stop().await;
@@ -948,7 +961,16 @@ async fn every_documented_route_is_served() {
 async fn bodies_are_captured_by_tracecode_with_secrets_masked() {
     let env = common::start_with(|cfg| cfg.capture.mode = rosetta::config::CaptureMode::All).await;
     let body = "<platform><tenant><company>Captured Co</company><password>hunter2-secret</password><partner>nope</partner></tenant></platform>";
-    let r = env.xml(Method::POST, "/networking/rest/tenant", body).await;
+    // An ADMIN reaches every company: the unknown partner is the upstream's 404, its call
+    // captured (tenancy would refuse it for a PARTNER before any call).
+    let r = env
+        .as_key(
+            common::ADMIN_KEY,
+            Method::POST,
+            "/networking/rest/tenant",
+            Some(("application/xml", body)),
+        )
+        .await;
     assert_eq!(r.status, 404, "unknown partner");
     let tc = r.header("x-trace-code").unwrap().to_owned();
     let ok = env
@@ -1067,7 +1089,14 @@ async fn by_default_only_errors_are_captured() {
             rosetta::demo::PARTNER_ID
         ))
         .await;
-    let bad = env.get("/networking/rest/tenant/nope").await;
+    let bad = env
+        .as_key(
+            common::ADMIN_KEY,
+            Method::GET,
+            "/networking/rest/tenant/nope",
+            None,
+        )
+        .await;
     env.gw.store.flush().await.unwrap();
     let tc = |r: &common::Resp| r.header("x-trace-code").unwrap().to_owned();
     env.root(Method::GET, &format!("/v1/tracecode/{}", tc(&ok)), None)

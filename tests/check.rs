@@ -24,12 +24,16 @@ const PACK: &str = r#"
 client_dialect = "redapi-v1"
 service = "TEST"
 upstreams = ["appdirect"]
+[reach]
+root = { call = "GET appdirect /api/account/v2/companies/externalId:{principal.company}", id = ".id" }
+children = { call = "GET appdirect /api/appReseller/v1/companyAssociations", query = { resellerCompanyId = "{node}" }, ids = "[.content[]?.customerCompany.id]" }
 "#;
 
 const GOOD_ROUTE: &str = r#"
 [[route]]
 id = "companies.get"
 match = "GET /companies/{companyId}"
+tenancy = { ids = ["path.companyId"] }
 [[route.step]]
 call = "GET appdirect /api/account/v2/companies/{companyId}"
 [route.response]
@@ -87,7 +91,7 @@ fn unknown_keys_are_refused_with_their_line() {
     let errs = errors(PACK, &routes);
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(errs[0].message.contains("colour"), "{}", errs[0]);
-    assert_eq!(errs[0].line, Some(7));
+    assert_eq!(errs[0].line, Some(8));
 }
 
 #[test]
@@ -145,12 +149,13 @@ fn colliding_routes_are_refused() {
         GOOD_ROUTE
             .replace("companies.get", "companies.again")
             .replace("{companyId}", "{id}")
+            .replace("path.companyId", "path.id")
     );
     let errs = errors(PACK, &routes);
     assert_one(
         &errs,
         "companies.again",
-        11,
+        12,
         "collides with route `companies.get`",
     );
 }
@@ -161,6 +166,7 @@ fn references_to_later_steps_are_refused() {
 [[route]]
 id = "r"
 match = "GET /x/{id}"
+tenancy = { other = ["path.id"] }
 [[route.step]]
 name = "a"
 call = "GET appdirect /a/{steps.b.id}"
@@ -261,7 +267,7 @@ fn the_check_command_exits_non_zero_on_a_broken_pack() {
 fn invalidating_an_unknown_route_of_an_enabled_pack_is_refused() {
     let write = |target: &str| {
         format!(
-            "{GOOD_ROUTE}\n[[route]]\nid = \"companies.put\"\nmatch = \"PUT /companies/{{companyId}}\"\ninvalidates = [\"{target}\"]\n[[route.step]]\ncall = \"PUT appdirect /api/account/v2/companies/{{companyId}}\"\n[route.response]\njq = \"null\"\n"
+            "{GOOD_ROUTE}\n[[route]]\nid = \"companies.put\"\nmatch = \"PUT /companies/{{companyId}}\"\ntenancy = {{ ids = [\"path.companyId\"] }}\ninvalidates = [\"{target}\"]\n[[route.step]]\ncall = \"PUT appdirect /api/account/v2/companies/{{companyId}}\"\n[route.response]\njq = \"null\"\n"
         )
     };
     // A bare id names a route of the same pack; `pack:route` any enabled pack's.
@@ -271,6 +277,161 @@ fn invalidating_an_unknown_route_of_an_enabled_pack_is_refused() {
     assert!(load(PACK, &write("elsewhere:companies.get")).is_ok());
     for bad in ["companies.gone", "p:companies.gone"] {
         let errs = errors(PACK, &write(bad));
-        assert_one(&errs, "companies.put", 10, "invalidates unknown route");
+        assert_one(&errs, "companies.put", 11, "invalidates unknown route");
     }
+}
+
+/// A pack with a second route in `routes.toml` after the good one (whose line is 11).
+fn with_route(route: &str) -> String {
+    format!("{GOOD_ROUTE}\n{route}")
+}
+
+#[test]
+fn a_route_taking_an_id_it_does_not_declare_is_refused() {
+    // A path variable: every one must be declared, company id or not.
+    let undeclared = r#"[[route]]
+id = "customers.get"
+match = "GET /companies/{companyId}/customers/{customerId}"
+tenancy = { ids = ["path.companyId"] }
+[[route.step]]
+call = "GET appdirect /api/account/v2/companies/{customerId}"
+"#;
+    let errs = errors(PACK, &with_route(undeclared));
+    assert_one(
+        &errs,
+        "customers.get",
+        11,
+        "reads `path.customerId`, an id-like input",
+    );
+    // No declaration at all.
+    let bare = GOOD_ROUTE.replace("tenancy = { ids = [\"path.companyId\"] }\n", "");
+    assert_one(&errors(PACK, &bare), "companies.get", 2, "`path.companyId`");
+    // An id-like query parameter a template reads, and a body field a filter reads.
+    let query = r#"[[route]]
+id = "users.list"
+match = "GET /users"
+[[route.step]]
+call = "GET appdirect /api/account/v2/companies/{query.companyId}/memberships"
+"#;
+    assert_one(
+        &errors(PACK, &with_route(query)),
+        "users.list",
+        11,
+        "`query.companyId`",
+    );
+    // (A body read whole, as `{name: .body.name}` passes `name` on, needs a `tenancy` at all.)
+    let body = r#"[[route]]
+id = "tenant.create"
+match = "POST /tenants"
+tenancy = {}
+[[route.step]]
+call = "POST appdirect /api/account/v2/companies"
+body = '{name: .body.name, parent: .body.parentId}'
+"#;
+    assert_one(
+        &errors(PACK, &with_route(body)),
+        "tenant.create",
+        11,
+        "`body.parentId`",
+    );
+    // Declared as not a company id: accepted, and not checked.
+    let other = undeclared.replace(
+        "tenancy = { ids = [\"path.companyId\"] }",
+        "tenancy = { ids = [\"path.companyId\"], other = [\"path.customerId\"] }",
+    );
+    assert!(load(PACK, &with_route(&other)).is_ok());
+}
+
+#[test]
+fn company_ids_need_a_reach_and_a_required_query_id() {
+    let no_reach = &PACK[..PACK.find("[reach]").unwrap()];
+    assert_one(
+        &errors(no_reach, GOOD_ROUTE),
+        "companies.get",
+        2,
+        "declares no [reach]",
+    );
+    let optional = r#"[[route]]
+id = "users.list"
+match = "GET /users"
+tenancy = { ids = ["query.companyId"] }
+[[route.step]]
+call = "GET appdirect /api/account/v2/companies/{query.companyId}/memberships"
+"#;
+    assert_one(
+        &errors(PACK, &with_route(optional)),
+        "users.list",
+        11,
+        "required = true",
+    );
+    let required = optional.replace(
+        "tenancy",
+        "params = { companyId = { required = true } }\ntenancy",
+    );
+    assert!(load(PACK, &with_route(&required)).is_ok());
+}
+
+#[test]
+fn a_list_says_what_it_lists_and_is_not_paged_before_the_reach() {
+    let list = r#"[[route]]
+id = "companies.search"
+match = "GET /search"
+paged = true
+[[route.step]]
+name = "all"
+call = "GET appdirect /api/account/v2/companies"
+[route.response]
+jq = '{items: [.steps.all.content[] | {companyId: .id}], total: null}'
+"#;
+    assert_one(
+        &errors(PACK, &with_route(list)),
+        "companies.search",
+        11,
+        "tenancy.items",
+    );
+    let items = list.replace(
+        "paged = true",
+        "paged = true\ntenancy = { items = \"companyId\" }",
+    );
+    assert!(load(PACK, &with_route(&items)).is_ok());
+    let paged_upstream = items.replace(
+        "call = \"GET appdirect /api/account/v2/companies\"",
+        "call = \"GET appdirect /api/account/v2/companies\"\nquery = { page = \"{page.index}\" }",
+    );
+    assert_one(
+        &errors(PACK, &with_route(&paged_upstream)),
+        "companies.search",
+        11,
+        "must not read `page`",
+    );
+    // A list that belongs to no company says so.
+    let catalog = list.replace("paged = true", "paged = true\ntenancy = { catalog = true }");
+    assert!(load(PACK, &with_route(&catalog)).is_ok());
+}
+
+#[test]
+fn roles_are_known_and_an_auditor_never_writes() {
+    let write = r#"[[route]]
+id = "companies.disable"
+match = "PATCH /companies/{companyId}/disable"
+tenancy = { ids = ["path.companyId"] }
+roles = ["AUDITOR", "ADMIN"]
+[[route.step]]
+call = "PATCH appdirect /api/account/v2/companies/{companyId}"
+"#;
+    assert_one(
+        &errors(PACK, &with_route(write)),
+        "companies.disable",
+        11,
+        "AUDITOR never writes",
+    );
+    let unknown = write.replace("\"AUDITOR\", ", "\"ROOT\", ");
+    assert_one(
+        &errors(PACK, &with_route(&unknown)),
+        "companies.disable",
+        11,
+        "`ROOT`",
+    );
+    let admin_only = write.replace("\"AUDITOR\", ", "");
+    assert!(load(PACK, &with_route(&admin_only)).is_ok());
 }

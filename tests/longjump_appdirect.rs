@@ -84,7 +84,8 @@ async fn search_filters_sorts_pages_projects_and_counts() {
     };
     let doc = env.get(&q("0")).await.assert_lj(200, 0);
     assert_eq!(companies(&doc), ["Fabrikam Solutions", "Granite IT"]);
-    assert_eq!(doc["totalRecordCount"], "4");
+    // Outside Corp matches too, but is not below the caller's company: not counted.
+    assert_eq!(doc["totalRecordCount"], "3");
     let keys: Vec<String> = tenants(&doc)[0]
         .as_object()
         .unwrap()
@@ -93,7 +94,7 @@ async fn search_filters_sorts_pages_projects_and_counts() {
         .collect();
     assert_eq!(keys, ["id", "company", "partner"], "fieldList projects");
     let doc = env.get(&q("1")).await.assert_lj(200, 0);
-    assert_eq!(companies(&doc), ["Northwind Distribution", "Outside Corp"]);
+    assert_eq!(companies(&doc), ["Northwind Distribution"]);
     // The filter implied "company contains 'i'": AppDirect was asked to narrow by name.
     let sent = env.appdirect.log().requests();
     assert!(
@@ -135,13 +136,14 @@ async fn search_with_or_descending_two_keys_and_every_field() {
             .all(|r| !r.query.contains("name="))
     );
 
-    // No filter: every company, in AppDirect's order, the default page.
+    // No filter: every company the caller reaches (all but Outside Corp), in AppDirect's
+    // order, the default page.
     let doc = env
         .get(&with_query(TENANT, &[("getTotalRecordCount", "true")]))
         .await
         .assert_lj(200, 0);
-    assert_eq!(doc["totalRecordCount"], "13");
-    assert_eq!(tenants(&doc).len(), 13);
+    assert_eq!(doc["totalRecordCount"], "12");
+    assert_eq!(tenants(&doc).len(), 12);
 }
 
 #[tokio::test]
@@ -372,7 +374,20 @@ async fn delete_is_the_documented_soft_delete() {
     )
     .await
     .assert_lj(200, 0);
-    let t = env.get(&format!("{TENANT}/{id}")).await.assert_lj(200, 0);
+    // Detached, it is below nobody's company any more: the caller no longer reaches it (an
+    // ADMIN does).
+    env.get(&format!("{TENANT}/{id}"))
+        .await
+        .assert_lj(404, -200);
+    let t = env
+        .as_key(
+            common::ADMIN_KEY,
+            Method::GET,
+            &format!("{TENANT}/{id}"),
+            None,
+        )
+        .await
+        .assert_lj(200, 0);
     assert_eq!(tenants(&t)[0]["active"], "0");
     assert_eq!(
         tenants(&t)[0]["partner"]["@uri"],

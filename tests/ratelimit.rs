@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{KEY, OTHER_KEY, start_with};
+use common::{ADMIN_KEY, CONTOSO_KEY, KEY, start_with};
 use http::Method;
 
 fn tight(cfg: &mut rosetta::config::Config) {
@@ -41,7 +41,7 @@ async fn v1_clients_get_headers_then_a_problem_429() {
         .send(
             Method::GET,
             &format!("/companies/{}", rosetta::demo::PARTNER_ID),
-            &[("authorization", &format!("Bearer {OTHER_KEY}"))],
+            &[("authorization", &format!("Bearer {CONTOSO_KEY}"))],
             "",
         )
         .await;
@@ -74,7 +74,7 @@ async fn an_ip_key_is_shared_by_every_user_of_the_address() {
     })
     .await;
     let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    for key in [KEY, OTHER_KEY, KEY] {
+    for key in [KEY, CONTOSO_KEY, KEY] {
         let r = env
             .send(
                 Method::GET,
@@ -88,7 +88,7 @@ async fn an_ip_key_is_shared_by_every_user_of_the_address() {
     env.send(
         Method::GET,
         &path,
-        &[("authorization", &format!("Bearer {OTHER_KEY}"))],
+        &[("authorization", &format!("Bearer {CONTOSO_KEY}"))],
         "",
     )
     .await
@@ -116,7 +116,7 @@ async fn a_policy_on_an_upstream_shapes_every_call_to_it() {
             // Six different companies: the read cache must not fold them into one call.
             let path = format!("/companies/{}", rosetta::demo::data::company_id(10 + i));
             let env = env.clone();
-            let key = if i % 2 == 0 { KEY } else { OTHER_KEY };
+            let key = if i % 2 == 0 { KEY } else { ADMIN_KEY };
             tokio::spawn(async move {
                 env.send(
                     Method::GET,

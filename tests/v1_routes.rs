@@ -298,7 +298,19 @@ async fn delete_company_is_a_soft_delete() {
         .call(Method::DELETE, &format!("/companies/{CUSTOMER_ID}"), None)
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let doc = env.get(&format!("/companies/{CUSTOMER_ID}")).await.json();
+    // Detached, it is below nobody's company any more: out of the caller's reach at once.
+    env.get(&format!("/companies/{CUSTOMER_ID}"))
+        .await
+        .assert_problem(404);
+    let doc = env
+        .as_key(
+            common::ADMIN_KEY,
+            Method::GET,
+            &format!("/companies/{CUSTOMER_ID}"),
+            None,
+        )
+        .await
+        .json();
     assert_eq!(doc["isEnabled"], false);
     assert_eq!(
         doc["parentCompanyId"],

@@ -56,6 +56,8 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub capture: CaptureConfig,
+    #[serde(default)]
+    pub tenancy: TenancyConfig,
     /// Folder of the config file, for resolving relative paths (not read from the file).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -302,6 +304,28 @@ pub struct CacheConfig {
     pub idle: Option<Duration>,
 }
 
+/// `[tenancy]`: the cache of callers' reaches (DESIGN §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// How long a resolved reach is used before it is resolved again (default 30 s): the
+    /// longest a company moved out of a caller's tree by another node stays reachable.
+    #[serde(default = "defaults::reach_ttl", deserialize_with = "duration")]
+    pub reach_ttl: Duration,
+    /// Bytes the cached reaches of every pack may hold together (default 16 MiB).
+    #[serde(default = "defaults::reach_max_bytes")]
+    pub reach_max_bytes: u64,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            reach_ttl: defaults::reach_ttl(),
+            reach_max_bytes: defaults::reach_max_bytes(),
+        }
+    }
+}
+
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = Option::<String>::deserialize(d)?;
     s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
@@ -387,6 +411,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.tenancy.reach_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "tenancy.reach_ttl must be more than 0 (each request would walk the company tree)"
+                    .into(),
+            ));
+        }
+        if self.tenancy.reach_max_bytes < 65_536 {
+            return Err(ConfigError::Invalid(
+                "tenancy.reach_max_bytes must be at least 65536".into(),
+            ));
+        }
         for (name, up) in &self.upstreams {
             let uri: http::Uri = up
                 .url
@@ -418,6 +453,13 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 mod defaults {
     use std::path::PathBuf;
+
+    pub fn reach_ttl() -> std::time::Duration {
+        std::time::Duration::from_secs(30)
+    }
+    pub fn reach_max_bytes() -> u64 {
+        16 * 1024 * 1024
+    }
     use std::time::Duration;
 
     pub fn listen() -> String {

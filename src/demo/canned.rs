@@ -42,14 +42,83 @@ pub const ASSOCIATIONS: &str = r#"{"content":[{"id":"8c3e1f40-0000-4000-b000-000
 pub const TENANT: &str = r#"<?xml version="1.0" encoding="UTF-8"?><platform><tenant><id>1000000002</id><object_id>8c5b349851c041a28d19277a12dee8f0</object_id><name>contoso</name><company>Contoso Partners</company><partner type="" uri="http://127.0.0.1/networking/rest/tenant/1000000001" displayValue="Northwind Distribution">1000000001</partner><msp>1</msp><active>1</active><email>admin@contoso.example</email><phone>650-555-0102</phone><country>United States</country><city>Sunnyvale</city><street>2 Midas Way</street><state>CA</state><zip>94085</zip><number>1742261002</number><start_date>2024-01-02T10:00:00Z</start_date><date_modified>2024-01-02T10:00:00Z</date_modified></tenant><message><code>0</code><description>Success</description></message></platform>"#;
 pub const STATIC: &str = r#"{"status":"ok","items":[1,2,3]}"#;
 
-/// The canned answer for an upstream path: `(content type, body)`.
-pub fn answer(path: &str) -> (&'static str, &'static str) {
+/// How many customers the canned root company has: the bench key's reach (its company key's
+/// root is [`COMPANY`], on both AppDirect and LongJump), so the translated rows read companies
+/// the caller may read.
+pub const REACH_CUSTOMERS: u64 = 1000;
+
+/// The `n`-th request's AppDirect company id in the bench key's reach (one of the root's
+/// customers, in turn).
+pub fn reached_company(n: u64) -> String {
+    format!("6e0f3b4a-0000-4000-8000-{:012}", 1000 + n % REACH_CUSTOMERS)
+}
+
+/// The `n`-th request's LongJump tenant id in the bench key's reach.
+pub fn reached_tenant(n: u64) -> u64 {
+    2_000_000_000 + n % REACH_CUSTOMERS
+}
+
+/// The root's customers, as AppDirect lists associations.
+static CUSTOMERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let items: Vec<String> = (0..REACH_CUSTOMERS)
+        .map(|i| {
+            format!(
+                r#"{{"id":"8c3e1f40-0000-4000-b000-{i:012}","resellerCompany":{{"id":"6e0f3b4a-0000-4000-8000-000000000002","name":"Contoso Partners"}},"customerCompany":{{"id":"{}","name":"Customer {i}"}},"createdOn":1600086400000}}"#,
+                reached_company(i)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"content":[{}],"page":{{"size":{REACH_CUSTOMERS},"totalElements":{REACH_CUSTOMERS},"totalPages":1,"number":0}}}}"#,
+        items.join(",")
+    )
+});
+const NO_ASSOCIATIONS: &str =
+    r#"{"content":[],"page":{"size":1000,"totalElements":0,"totalPages":0,"number":0}}"#;
+
+/// The root's customers, as a LongJump search lists tenants.
+static TENANTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut s = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><platform>"#);
+    for i in 0..REACH_CUSTOMERS {
+        s.push_str(&format!("<tenant><id>{}</id></tenant>", reached_tenant(i)));
+    }
+    s.push_str(&format!(
+        "<totalRecordCount>{REACH_CUSTOMERS}</totalRecordCount><message><code>0</code><description>Success</description></message></platform>"
+    ));
+    s
+});
+const ROOT_TENANT: &str = r#"<?xml version="1.0" encoding="UTF-8"?><platform><tenant><id>1000000002</id></tenant><totalRecordCount>1</totalRecordCount><message><code>0</code><description>Success</description></message></platform>"#;
+const NO_TENANTS: &str = r#"<?xml version="1.0" encoding="UTF-8"?><platform><totalRecordCount>0</totalRecordCount><message><code>0</code><description>Success</description></message></platform>"#;
+
+/// The canned answer for an upstream path and query: `(content type, body)`. A reach walk
+/// finds the root's customers under the root and nothing under them.
+pub fn answer(path: &str, query: &str) -> (&'static str, &'static str) {
+    let root = "6e0f3b4a-0000-4000-8000-000000000002";
     if path.starts_with("/api/account/v2/companies/") {
         ("application/json", COMPANY)
     } else if path.starts_with("/api/appReseller/v1/companyAssociations") {
-        ("application/json", ASSOCIATIONS)
+        match query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("resellerCompanyId="))
+        {
+            Some(id) if id == root => ("application/json", CUSTOMERS.as_str()),
+            Some(_) => ("application/json", NO_ASSOCIATIONS),
+            None => ("application/json", ASSOCIATIONS),
+        }
     } else if path.starts_with("/networking/rest/tenant/") {
         ("application/xml", TENANT)
+    } else if path == "/networking/rest/tenant" {
+        let filter = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "filter")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if filter.starts_with("name equals") {
+            ("application/xml", ROOT_TENANT)
+        } else if filter == "partner equals '1000000002'" {
+            ("application/xml", TENANTS.as_str())
+        } else {
+            ("application/xml", NO_TENANTS)
+        }
     } else {
         ("application/json", STATIC)
     }
@@ -65,8 +134,11 @@ impl crate::mapping::exec::CallUpstream for Canned {
         _upstream: &'a str,
         req: crate::upstream::UpstreamRequest,
     ) -> crate::mapping::exec::CallFuture<'a> {
-        let path = req.path_and_query.split('?').next().unwrap_or("/");
-        let (ct, body) = answer(path);
+        let (path, query) = req
+            .path_and_query
+            .split_once('?')
+            .unwrap_or((&req.path_and_query, ""));
+        let (ct, body) = answer(path, query);
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -97,15 +169,16 @@ pub fn bench_gateway(store: &std::path::Path) -> crate::gateway::stack::Gateway 
 /// The path of a bench row's n-th request.
 pub type PathOf = fn(u64) -> String;
 
-/// The in-process benches' rows: a name and the path of the n-th request (each miss asks for
-/// a new company, so none is answered from the cache).
+/// The in-process benches' rows: a name and the path of the n-th request (each miss asks for a
+/// company in the bench key's reach with a query of its own, so none is answered from the
+/// cache).
 pub const BENCH_ROWS: [(&str, PathOf); 4] = [
     ("passthrough", |_| "/pass/static".into()),
     ("V1→AppDirect companies.get (cache miss)", |n| {
-        format!("/companies/6e0f3b4a-0000-4000-8000-{n:012}")
+        format!("/companies/{}?r={n}", reached_company(n))
     }),
     ("V1→LongJump companies.get (cache miss)", |n| {
-        format!("/lj/companies/{n}")
+        format!("/lj/companies/{}?r={n}", reached_tenant(n))
     }),
     ("cache hit", |_| {
         "/companies/6e0f3b4a-0000-4000-8000-000000000002".into()

@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod rescue;
 pub mod route;
 pub mod stack;
+pub mod tenancy;
 pub mod trace;
 pub mod translate;
 pub mod upstream;

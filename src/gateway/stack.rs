@@ -242,6 +242,12 @@ impl Gateway {
                 self.limiter.clone(),
                 self.policies.clone(),
             ))
+            // The route's roles (403) and the caller's reach: company ids out of it are 404,
+            // before anything is priced, cached or sent upstream.
+            .layer(super::tenancy::TenancyLayer::new(
+                self.upstreams.clone(),
+                self.catalog.reaches.iter().cloned().collect(),
+            ))
             // Points, daily, dated-window and concurrency quotas.
             .layer(QuotaLayer::new(self.quotas.clone()))
             // Cached translated GET responses, per caller scope.

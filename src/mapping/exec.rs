@@ -1013,6 +1013,7 @@ mod tests {
 [[route]]
 id = "r"
 match = "GET /x/{id}"
+tenancy = { other = ["path.id"] }
 [[route.step]]
 name = "a"
 call = "GET up /a/{id}"
@@ -1139,6 +1140,7 @@ jq = "[.steps.tree[].node]"
 [[route]]
 id = "r"
 match = "PATCH /move/{id}"
+tenancy = { other = ["path.id"] }
 [[route.step]]
 name = "find"
 call = "GET up /assoc/{id}"
@@ -1196,7 +1198,7 @@ call = "POST up /assoc-new"
     #[tokio::test]
     async fn paged_routes_yield_items_and_total() {
         let (_d, cat) = catalog(
-            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\npaged = true\n[route.response]\njq = '{items: [1,2], total: 9}'\n",
+            "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\npaged = true\ntenancy = { catalog = true }\n[route.response]\njq = '{items: [1,2], total: 9}'\n",
         );
         let out = run(&cat, &Fake::new(&[]), json!({})).await.unwrap();
         assert_eq!(

@@ -6,3 +6,4 @@ pub mod pack;
 pub mod project;
 pub mod router;
 pub mod template;
+mod tenancy;

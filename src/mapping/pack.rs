@@ -73,6 +73,9 @@ impl std::error::Error for LoadErrors {}
 #[serde(deny_unknown_fields)]
 struct PackFile {
     pack: PackDef,
+    /// How a caller's reach is resolved on this pack's upstreams (tenancy).
+    #[serde(default)]
+    reach: Option<super::tenancy::ReachDef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +153,12 @@ struct RouteDef {
     invalidates: Vec<String>,
     #[serde(default)]
     search: Option<SearchDef>,
+    /// Which inputs are company ids, what a list holds (see [`crate::tenancy::Tenancy`]).
+    #[serde(default)]
+    tenancy: Option<super::tenancy::TenancyDef>,
+    /// The roles admitted, when not the method group's.
+    #[serde(default)]
+    roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,9 +190,9 @@ struct ParamDef {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StepDef {
+pub(super) struct StepDef {
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default)]
     call: Option<String>,
     #[serde(default)]
@@ -199,17 +208,53 @@ struct StepDef {
     #[serde(default)]
     for_each: Option<String>,
     #[serde(default)]
-    concurrency: Option<usize>,
+    pub(super) concurrency: Option<usize>,
     #[serde(default)]
     max_items: Option<usize>,
     #[serde(default)]
-    walk: Option<WalkDef>,
+    pub(super) walk: Option<WalkDef>,
     #[serde(default)]
     when: Option<String>,
     #[serde(default)]
     allow_status: Vec<u16>,
     #[serde(default)]
     compensate: Option<CallDef>,
+}
+
+impl StepDef {
+    /// A step making one call (the reach program's steps are written this way).
+    pub(super) fn call(
+        name: &str,
+        call: String,
+        query: BTreeMap<String, String>,
+        allow_status: Vec<u16>,
+    ) -> Self {
+        Self {
+            name: Some(name.to_owned()),
+            call: Some(call),
+            jq: None,
+            query,
+            forward_query: None,
+            body: None,
+            parallel: false,
+            for_each: None,
+            concurrency: None,
+            max_items: None,
+            walk: None,
+            when: None,
+            allow_status,
+            compensate: None,
+        }
+    }
+
+    /// The same call made for each node of a breadth-first walk.
+    pub(super) fn walking(self, walk: WalkDef, concurrency: Option<usize>) -> Self {
+        Self {
+            walk: Some(walk),
+            concurrency,
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,13 +276,13 @@ struct CallDef {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WalkDef {
-    start: String,
-    children: String,
+pub(super) struct WalkDef {
+    pub(super) start: String,
+    pub(super) children: String,
     #[serde(default = "default_walk_depth")]
-    max_depth: usize,
+    pub(super) max_depth: usize,
     #[serde(default = "default_walk_nodes")]
-    max_nodes: usize,
+    pub(super) max_nodes: usize,
 }
 
 fn default_walk_depth() -> usize {
@@ -413,8 +458,9 @@ impl ContextUse {
             "query" => self.query = true,
             "principal" => self.principal = true,
             "request" => self.request = true,
-            // Always present (body, steps), built when the route has them (page, search),
-            // bound per call (item, node), or not in the context at all.
+            // Always present (body, steps), built when the route has them (page, search,
+            // reach: see `Tenancy::reads_root`), bound per call (item, node), or not in the
+            // context at all.
             _ => {}
         }
     }
@@ -428,7 +474,7 @@ impl ContextUse {
 
     /// What `stages`, `validate`, `response` and `points_settle` (which sees the request's
     /// path and query) read of the context.
-    fn of(
+    pub(super) fn of(
         stages: &[Vec<Step>],
         validate: Option<&JqFilter>,
         response: &ResponseSpec,
@@ -459,7 +505,7 @@ pub(crate) enum Reader<'a> {
 /// response, each step's `when`, compute steps, calls' (and compensations') path, query and
 /// body, fan-out sources. (A walk's `children` reads each answer; `points_settle` and jq
 /// points read the quota's own input.)
-fn context_readers<'a>(
+pub(super) fn context_readers<'a>(
     stages: &'a [Vec<Step>],
     validate: Option<&'a JqFilter>,
     response: &'a ResponseSpec,
@@ -530,6 +576,8 @@ pub struct Route {
     pub cache_name: Arc<str>,
     /// LongJump search parameters applied by Rosetta to the route's records.
     pub search: Option<SearchSpec>,
+    /// Roles admitted, company ids checked, lists kept to the caller's reach.
+    pub tenancy: crate::tenancy::Tenancy,
     /// The parts of the request context the route's templates and filters can read.
     pub context: ContextUse,
     /// How much of each single call step's answer is made into values: only what the route
@@ -544,6 +592,9 @@ pub struct Route {
 /// Every enabled pack and the router over their routes.
 pub struct Catalog {
     pub packs: Vec<Arc<PackMeta>>,
+    /// Every pack's reach resolver (a write that changes the company tree drops the cached
+    /// reaches of all of them: two packs may sit on the same upstream).
+    pub reaches: Vec<Arc<crate::tenancy::PackReach>>,
     pub routes: Vec<Arc<Route>>,
     pub router: Router<Arc<Route>>,
 }
@@ -573,11 +624,13 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
     let dir = cfg.mappings_path();
     let mut errors = Vec::new();
     let mut packs = Vec::new();
+    let mut reaches = Vec::new();
     let mut routes: Vec<Arc<Route>> = Vec::new();
     for name in &cfg.packs {
         match load_pack(cfg, &dir.join(name), name) {
-            Ok((meta, mut rs)) => {
+            Ok((meta, reach, mut rs)) => {
                 packs.push(meta);
+                reaches.extend(reach);
                 routes.append(&mut rs);
             }
             Err(mut es) => errors.append(&mut es),
@@ -623,6 +676,7 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
     if errors.is_empty() {
         Ok(Catalog {
             packs,
+            reaches,
             routes,
             router,
         })
@@ -641,9 +695,9 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
     };
     let text = std::fs::read_to_string(&pack_path)
         .map_err(|e| vec![err(&pack_path, None, format!("cannot read pack: {e}"))])?;
-    let def: PackFile =
+    let file: PackFile =
         toml::from_str(&text).map_err(|e| vec![toml_error(&pack_path, &text, &e)])?;
-    let def = def.pack;
+    let def = file.pack;
     let mut errors = Vec::new();
     let client_dialect = Dialect::from_name(&def.client_dialect).unwrap_or_else(|| {
         errors.push(err(
@@ -723,6 +777,16 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
         prelude: std::fs::read_to_string(dir.join("defs.jq")).unwrap_or_default(),
         upstream_format,
     });
+    let reach = file.reach.and_then(|r| {
+        match super::tenancy::compile_reach(cfg, &meta, r, &pack_path, cfg.packs.len()) {
+            Ok(r) => Some(r),
+            Err(es) => {
+                let line = text.find("[reach]").map(|at| line_of(&text, at));
+                errors.extend(es.into_iter().map(|m| err(&pack_path, line, m)));
+                None
+            }
+        }
+    });
 
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
@@ -768,7 +832,7 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
                 continue;
             }
             let id = def.id.clone();
-            match compile_route(cfg, &meta, def, &file, line) {
+            match compile_route(cfg, &meta, reach.as_ref(), def, &file, line) {
                 Ok(r) => routes.push(Arc::new(r)),
                 Err(messages) => errors.extend(messages.into_iter().map(|message| LoadError {
                     file: file.clone(),
@@ -780,14 +844,18 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
         }
     }
     if errors.is_empty() {
-        Ok((meta, routes))
+        Ok((meta, reach, routes))
     } else {
         Err(errors)
     }
 }
 
-/// A loaded pack and its routes.
-type LoadedPack = (Arc<PackMeta>, Vec<Arc<Route>>);
+/// A loaded pack, its reach resolver and its routes.
+type LoadedPack = (
+    Arc<PackMeta>,
+    Option<Arc<crate::tenancy::PackReach>>,
+    Vec<Arc<Route>>,
+);
 
 fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> LoadError {
     LoadError {
@@ -807,17 +875,18 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// What a step may refer to when its templates and filters are checked.
-struct Scope<'a> {
-    path_vars: &'a [String],
-    earlier_steps: &'a [String],
-    paged: bool,
-    item: bool,
-    node: bool,
+pub(super) struct Scope<'a> {
+    pub(super) path_vars: &'a [String],
+    pub(super) earlier_steps: &'a [String],
+    pub(super) paged: bool,
+    pub(super) item: bool,
+    pub(super) node: bool,
 }
 
 fn compile_route(
     cfg: &Config,
     pack: &Arc<PackMeta>,
+    reach: Option<&Arc<crate::tenancy::PackReach>>,
     def: RouteDef,
     file: &Path,
     line: usize,
@@ -1036,16 +1105,36 @@ fn compile_route(
     if stages.is_empty() && response.jq.is_none() {
         errs.push("a route needs at least one step or a response".into());
     }
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    let id = def.id;
     let context = ContextUse::of(
         &stages,
         validate.as_ref(),
         &response,
         points_settle.is_some(),
     );
+    let tenancy = super::tenancy::compile_tenancy(
+        def.tenancy,
+        def.roles,
+        &super::tenancy::RouteShape {
+            method: &method,
+            method_group: &method_group,
+            path_vars: &path_vars,
+            params: &params,
+            anonymous: def.anonymous,
+            paged: def.paged,
+            check_paging: def.check_paging,
+            stages: &stages,
+            validate: validate.as_ref(),
+            response: &response,
+            points: &points,
+        },
+        reach,
+    )
+    .map_err(|mut e| errs.append(&mut e))
+    .ok();
+    let (Some(tenancy), true) = (tenancy, errs.is_empty()) else {
+        return Err(errs);
+    };
+    let id = def.id;
     let projections = projections(&stages, validate.as_ref(), &response, search.is_some());
     Ok(Route {
         context,
@@ -1081,6 +1170,7 @@ fn compile_route(
             .collect(),
         cache_name: Arc::from(format!("{}:{id}", pack.name)),
         search,
+        tenancy,
         description: def.description,
         file: file.to_owned(),
         line,
@@ -1100,7 +1190,7 @@ impl Route {
 /// `when`, compute steps, bodies, fan-out sources; each must translate, or not read the steps
 /// at all) and the values every template names (read whole). A search route, whose records
 /// Rosetta filters itself, cuts nothing.
-fn projections(
+pub(super) fn projections(
     stages: &[Vec<Step>],
     validate: Option<&JqFilter>,
     response: &ResponseSpec,
@@ -1147,7 +1237,7 @@ fn projections(
     by_step
 }
 
-fn compile_step(
+pub(super) fn compile_step(
     cfg: &Config,
     pack: &PackMeta,
     s: StepDef,

@@ -104,6 +104,35 @@ impl Demand {
         }
     }
 
+    /// Hands `visit` the path of every named key read below the top-level key `root` (keys
+    /// from `root`, positions skipped) and answers whether some part of it is read whole, so
+    /// that not every key read can be named (tenancy's check that id-like inputs are declared).
+    pub fn keys_under(&self, root: &str, visit: &mut dyn FnMut(&[String])) -> bool {
+        fn walk(d: &Demand, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String])) -> bool {
+            match d {
+                Demand::Whole => true,
+                Demand::Shape(s) => {
+                    let mut opaque = false;
+                    for (k, sub) in &s.keys {
+                        path.push(k.clone());
+                        visit(path);
+                        opaque |= walk(sub, path, visit);
+                        path.pop();
+                    }
+                    for sub in [&s.index, &s.iter].into_iter().flatten() {
+                        opaque |= walk(sub, path, visit);
+                    }
+                    opaque
+                }
+            }
+        }
+        match self.key(root) {
+            None => true,
+            Some(None) => false,
+            Some(Some(d)) => walk(d, &mut Vec::new(), visit),
+        }
+    }
+
     /// The projection of a value this demand is on.
     pub fn projection(&self) -> Projection {
         match self {

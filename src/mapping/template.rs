@@ -24,6 +24,7 @@ pub const ROOTS: &[&str] = &[
     "node",
     "search",
     "request",
+    "reach",
 ];
 
 /// Characters encoded in a substituted path segment: everything but RFC 3986 unreserved

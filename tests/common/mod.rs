@@ -23,6 +23,13 @@ pub const KEY: &str = "test-key-northwind";
 /// The bootstrap administrator every test environment starts with.
 pub const ROOT: (&str, &str) = ("root", "root-password");
 pub const OTHER_KEY: &str = "test-key-other";
+/// PARTNER keys of Contoso Partners and of its sibling Fabrikam Solutions (both under
+/// Northwind), an AUDITOR and a USER of Northwind, and an ADMIN of a company no upstream knows.
+pub const CONTOSO_KEY: &str = "test-key-contoso";
+pub const FABRIKAM_KEY: &str = "test-key-fabrikam";
+pub const AUDITOR_KEY: &str = "test-key-auditor";
+pub const USER_KEY: &str = "test-key-user";
+pub const ADMIN_KEY: &str = "test-key-admin";
 
 pub struct Env {
     pub gateway: RunningServer,
@@ -136,15 +143,25 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
             longjump: longjump.url(),
         },
     );
-    for (key, company) in [
-        (KEY, rosetta::demo::DEMO_COMPANY_KEY),
-        (OTHER_KEY, "nobody"),
+    for (key, user, company, role) in [
+        (
+            KEY,
+            "user-northwind",
+            rosetta::demo::DEMO_COMPANY_KEY,
+            "PARTNER",
+        ),
+        (OTHER_KEY, "user-nobody", "nobody", "PARTNER"),
+        (CONTOSO_KEY, "user-contoso", "contoso", "PARTNER"),
+        (FABRIKAM_KEY, "user-fabrikam", "fabrikam", "PARTNER"),
+        (AUDITOR_KEY, "auditor-northwind", "northwind", "AUDITOR"),
+        (USER_KEY, "reader-northwind", "northwind", "USER"),
+        (ADMIN_KEY, "admin-system", "system", "ADMIN"),
     ] {
         cfg.identity.static_keys.push(StaticKeyConfig {
             sha256: rosetta::identity::sha256_hex(key),
-            user: format!("user-{company}"),
+            user: user.into(),
             company: company.into(),
-            roles: vec!["PARTNER".into()],
+            roles: vec![role.into()],
         });
     }
     cfg.store.path = dir.path().join("rosetta.db");
@@ -173,6 +190,10 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
     )
     .await;
     let admin_base = format!("http://{}", admin.addr());
+    warm_reaches(&gateway).await;
+    for up in [&appdirect, &redapi, &longjump] {
+        up.log().clear();
+    }
     let client = Client::builder(TokioExecutor::new()).build_http();
     Env {
         gateway: server,
@@ -186,6 +207,23 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
         longjump,
         client,
         base,
+    }
+}
+
+/// Resolves the test key's reach in every pack before the test starts (its upstream calls are
+/// then not in the backends' logs): tests that count what a request sends upstream count
+/// the route's own calls. `tests/tenancy.rs` sees reaches resolved cold.
+async fn warm_reaches(gateway: &Gateway) {
+    let principal = rosetta::identity::Principal {
+        user: "user-northwind".into(),
+        company: rosetta::demo::DEMO_COMPANY_KEY.into(),
+        roles: std::sync::Arc::from(vec!["PARTNER".to_owned()]),
+        key_id: None,
+    };
+    let meta = rosetta::context::RequestMeta::new(None);
+    for reach in &gateway.catalog.reaches {
+        // A test pointing an upstream nowhere resolves nothing: its requests will say so.
+        let _ = reach.resolve(&principal, &*gateway.upstreams, &meta).await;
     }
 }
 
@@ -332,6 +370,42 @@ impl Env {
         self.gateway.shutdown().await;
         self.admin.shutdown().await;
         self.gw.store.flush().await.expect("flush");
+    }
+
+    /// A request with `key` as its bearer, and a body of `content_type` when one is given.
+    pub async fn as_key(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<(&str, &str)>,
+    ) -> Resp {
+        let auth = format!("Bearer {key}");
+        match body {
+            Some((ct, text)) => {
+                self.send(
+                    method,
+                    path,
+                    &[("authorization", &auth), ("content-type", ct)],
+                    Bytes::from(text.to_owned()),
+                )
+                .await
+            }
+            None => {
+                self.send(method, path, &[("authorization", &auth)], Bytes::new())
+                    .await
+            }
+        }
+    }
+
+    /// Every request the sample backends received so far, and then forgets them.
+    pub fn take_upstream_requests(&self) -> Vec<rosetta::demo::RecordedRequest> {
+        let mut all = Vec::new();
+        for up in [&self.appdirect, &self.redapi, &self.longjump] {
+            all.extend(up.log().requests());
+            up.log().clear();
+        }
+        all
     }
 
     /// How many requests the AppDirect sample has received so far.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::finish::{Answer, Finish, Finishing};
+use super::super::tenancy::BodyTargets;
 use crate::mapping::pack::Route;
 use crate::store::{AuditRow, Store};
 
@@ -23,6 +24,9 @@ pub struct Pending {
     /// What the quota layer reserves; a route that settles its points says so in the answer.
     pub(super) points: u64,
     pub(super) fingerprint: u64,
+    /// The company ids in the request's path and query the route declares (the body's come
+    /// with a successful answer, [`BodyTargets`]).
+    pub(super) targets: Vec<Arc<str>>,
 }
 
 impl Finish for Pending {
@@ -34,6 +38,17 @@ impl Finish for Pending {
 
 impl Pending {
     fn record(self, result: &Answer) {
+        let mut targets = self.targets;
+        if let Ok(r) = result
+            && let Some(b) = r.extensions().get::<BodyTargets>()
+        {
+            targets.extend(
+                b.0.iter()
+                    .filter(|t| !targets.contains(t))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
         let (status, points) = match result {
             Ok(r) => (
                 r.status().as_u16(),
@@ -56,7 +71,7 @@ impl Pending {
             duration_ms: self.started.map_or(0, |t| t.elapsed().as_millis() as u64),
             status,
             fingerprint: self.fingerprint,
-            targets: Arc::from([]),
+            targets: Arc::from(targets),
         });
     }
 }

@@ -60,12 +60,28 @@ where
                     // The same cost the quota layer reserves.
                     points: super::super::quota::route_cost(&rc.route, rc, req.uri().query(), p),
                     fingerprint: fingerprint(&req),
+                    targets: targets(&rc.route, rc, req.uri().query()),
                 })
             }
             (None, _) | (_, None) => None,
         };
         AuditFuture::new(self.inner.call(req), pending)
     }
+}
+
+/// The company ids the request names in its path and query, as the route declares them (a
+/// doubled query id is refused by the tenancy layer, and then names nothing here).
+fn targets(
+    route: &crate::mapping::pack::Route,
+    rc: &RouteCtx,
+    query: Option<&str>,
+) -> Vec<Arc<str>> {
+    if route.tenancy.ids.is_empty() {
+        return Vec::new();
+    }
+    crate::tenancy::reach::request_ids(&route.tenancy, &rc.params, query)
+        .map(|ids| ids.iter().map(|id| Arc::from(id.as_ref())).collect())
+        .unwrap_or_default()
 }
 
 /// Identifies "the same request" for unique points: a fixed-seed non-cryptographic hash is

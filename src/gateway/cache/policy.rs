@@ -24,12 +24,15 @@ impl Scope {
     }
 }
 
-/// The scope part of a key: whose answers an entry holds.
-pub fn scope_value(scope: Scope, user: &str, company: &str) -> String {
-    match scope {
-        Scope::Public => String::new(),
-        Scope::Company => ["c:", company].concat(),
-        Scope::User => ["u:", user].concat(),
+/// The scope part of a key: whose answers an entry holds. A caller who reaches every company
+/// (`ADMIN`) is kept apart from the rest of its company: lists are kept to the caller's reach,
+/// so the same request answers differently for them.
+pub fn scope_value(scope: Scope, user: &str, company: &str, reaches_all: bool) -> String {
+    match (scope, reaches_all) {
+        (Scope::Public, _) => String::new(),
+        (Scope::Company, false) => ["c:", company].concat(),
+        (Scope::Company, true) => ["a:", company].concat(),
+        (Scope::User, _) => ["u:", user].concat(),
     }
 }
 
@@ -125,7 +128,7 @@ mod tests {
     #[test]
     fn scopes_separate_callers() {
         let (a1, a2, b1) = (("ann", "acme"), ("bob", "acme"), ("cy", "beta"));
-        let v = |s, (u, c): (&str, &str)| scope_value(s, u, c);
+        let v = |s, (u, c): (&str, &str)| scope_value(s, u, c, false);
         assert_eq!(
             v(Scope::Company, a1),
             v(Scope::Company, a2),
@@ -146,6 +149,16 @@ mod tests {
         assert_ne!(
             v(Scope::User, ("acme", "x")),
             v(Scope::Company, ("x", "acme"))
+        );
+        // An ADMIN's lists hold every company: never shared with its company's other callers.
+        assert_ne!(
+            scope_value(Scope::Company, "root", "acme", true),
+            v(Scope::Company, ("ann", "acme"))
+        );
+        assert_eq!(
+            scope_value(Scope::User, "ann", "acme", true),
+            v(Scope::User, a1),
+            "a user scope is the user's alone already"
         );
     }
 

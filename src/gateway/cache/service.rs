@@ -152,6 +152,7 @@ where
             route.cache_scope,
             principal.map_or("", |p| &p.user),
             principal.map_or("", |p| &p.company),
+            principal.is_some_and(|p| p.has_role("ADMIN")),
         );
         let hit_points = route.cache_hit_points;
         let accept = req

@@ -10,12 +10,13 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 use tower::Service;
 
+use super::super::tenancy::BodyTargets;
 use super::super::upstream::ExecRequest;
 use super::super::{BoxFuture, RouteCtx, SettledPoints};
 use crate::body::{Body, BoxError, empty, full};
 use crate::capture::{CallLog, Flow, keep};
 use crate::config::CaptureMode;
-use crate::context::RequestMeta;
+use crate::context::{LocalAddr, RequestMeta};
 use crate::dialect::paging::{self, PageRequest};
 use crate::dialect::search::{apply, parse_search, pushdown};
 use crate::error::{BadRequest, GatewayError};
@@ -23,6 +24,8 @@ use crate::identity::Principal;
 use crate::mapping::exec::{OutBody, Outcome};
 use crate::mapping::pack::{ParamSpec, ParamType, Route};
 use crate::store::Store;
+use crate::tenancy::Reach;
+use crate::tenancy::reach::{body_ids, check, check_partner_flag, keep_in_reach, request_ids};
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -73,6 +76,20 @@ where
                 .unwrap_or_else(Principal::anonymous);
             let route = rc.route.clone();
             let dialect = route.pack.client_dialect;
+            let tenancy = &route.tenancy;
+            // The tenancy layer hands on the caller's reach for every route that needs it.
+            let reach = match (
+                tenancy.needs_reach() && !route.anonymous,
+                parts.extensions.get::<Reach>(),
+            ) {
+                (true, None) => {
+                    return Err(GatewayError::Internal(
+                        "translate reached without the caller's reach".into(),
+                    ));
+                }
+                (true, Some(r)) => Some(r.clone()),
+                (false, _) => None,
+            };
 
             let read = read_body(&parts.headers, body, limit).await;
             let input = read.as_ref().map(Bytes::clone).unwrap_or_default();
@@ -92,6 +109,23 @@ where
                     .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
                     .unwrap_or_default();
                 check_params(&route.params, &query_pairs)?;
+                // Company ids in the body, checked before anything is sent (a 404 as for any
+                // id out of reach), and the partner flag's rule.
+                let body_targets = match &reach {
+                    Some(reach) if tenancy.has_body_ids() || tenancy.partner_flag.is_some() => {
+                        let ids = body_ids(tenancy, &body_value)?;
+                        check(reach, &ids)?;
+                        let acted_on = request_ids(tenancy, &rc.params, parts.uri.query())?;
+                        check_partner_flag(
+                            tenancy,
+                            reach,
+                            &body_value,
+                            acted_on.first().map(|id| id.as_ref()),
+                        )?;
+                        ids
+                    }
+                    Some(_) | None => Vec::new(),
+                };
                 let page = if route.paged || route.check_paging {
                     Some(
                         paging::parse_request(
@@ -109,9 +143,16 @@ where
                     .as_ref()
                     .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
                     .transpose()?;
-                let base = || base_url(public_url.as_deref(), &parts);
+                let base = if route.context.request {
+                    Some(base_url(public_url.as_deref(), &parts)?)
+                } else {
+                    None
+                };
                 let mut ctx =
                     context(&rc, &query_pairs, body_value, &principal, page.as_ref(), base);
+                if tenancy.reads_root {
+                    ctx["reach"] = json!({"root": reach.as_ref().and_then(Reach::root).map(|r| &**r)});
+                }
             // Kept only for a route that settles its points from the answer.
             let settle_request = route
                 .points_settle
@@ -144,6 +185,32 @@ where
                         calls: exec_calls,
                     })
                     .await?;
+                // A list of companies keeps what the caller reaches before it is paged, so
+                // totals and pages count only that.
+                let outcome = match (&tenancy.items, &reach, outcome.body) {
+                    (Some(field), Some(reach), OutBody::Page { items, .. }) => {
+                        let items = keep_in_reach(reach, field, items);
+                        let body = match &search {
+                            Some(_) => OutBody::Page { items, total: None },
+                            None => {
+                                let total = items.len() as u64;
+                                let (offset, size) = page.as_ref().map_or((0, u64::MAX), |p| (p.offset(), p.size));
+                                let items = items
+                                    .into_iter()
+                                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                                    .take(usize::try_from(size).unwrap_or(usize::MAX))
+                                    .collect();
+                                OutBody::Page { items, total: Some(total) }
+                            }
+                        };
+                        Outcome { status: outcome.status, body, cache: outcome.cache }
+                    }
+                    (Some(_), _, body) | (None, _, body) => Outcome {
+                        status: outcome.status,
+                        body,
+                        cache: outcome.cache,
+                    },
+                };
                 let outcome = match (&search, outcome.body) {
                     (Some((spec, q)), OutBody::Page { items, .. }) => {
                         let pg = page.unwrap_or(PageRequest {
@@ -188,6 +255,11 @@ where
             resp.extensions_mut().insert(directive);
             if let Some(n) = settled {
                 resp.extensions_mut().insert(SettledPoints(n));
+            }
+            if !body_targets.is_empty() {
+                resp.extensions_mut().insert(BodyTargets(
+                    body_targets.iter().map(|id| Arc::from(id.as_str())).collect(),
+                ));
             }
             Ok((resp, bytes))
             }
@@ -307,18 +379,22 @@ fn route_cost_fallback(route: &Route) -> u64 {
     }
 }
 
-/// The gateway's own base URL as the client sees it.
-fn base_url(public_url: Option<&str>, parts: &http::request::Parts) -> String {
+/// The gateway's own base URL for links in answers: `server.public_url`, else the address
+/// the listener that took the request is bound to. Never the client's `Host`: a client could
+/// name any host, and a cached answer would carry it to every other caller.
+fn base_url(
+    public_url: Option<&str>,
+    parts: &http::request::Parts,
+) -> Result<String, GatewayError> {
     if let Some(u) = public_url {
-        return u.to_owned();
+        return Ok(u.to_owned());
     }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
-    format!("http://{host}")
+    match parts.extensions.get::<LocalAddr>() {
+        Some(LocalAddr(addr)) => Ok(format!("http://{addr}")),
+        None => Err(GatewayError::Internal(
+            "a link needs server.public_url or the listener's address, and neither is known".into(),
+        )),
+    }
 }
 
 /// Checks the route's declared query parameters.
@@ -393,7 +469,7 @@ fn context(
     body: Value,
     p: &Principal,
     page: Option<&PageRequest>,
-    base_url: impl FnOnce() -> String,
+    base_url: Option<String>,
 ) -> Value {
     let uses = rc.route.context;
     let mut ctx = Map::new();
@@ -433,8 +509,8 @@ fn context(
             }),
         );
     }
-    if uses.request {
-        ctx.insert("request".into(), json!({"base_url": base_url()}));
+    if let Some(base) = base_url {
+        ctx.insert("request".into(), json!({ "base_url": base }));
     }
     Value::Object(ctx)
 }
