@@ -17,7 +17,7 @@ use rosetta::gateway::tenancy::TenancyLayer;
 use rosetta::identity::Principal;
 use rosetta::mapping::exec::{CallFuture, CallUpstream};
 use rosetta::tenancy::Reach;
-use rosetta::tenancy::reach::{check, request_ids};
+use rosetta::tenancy::reach::check_request;
 use rosetta::upstream::{UpstreamRequest, UpstreamResponse};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -82,7 +82,8 @@ fn warm_check(c: &mut Criterion) {
         .clone()
         .expect("the V1 pack declares a reach");
     let mut group = c.benchmark_group("tenancy warm check");
-    for customers in [10usize, 10_000] {
+    // Reaches of 10 and 10,000 companies (the walk's bound): the root and its customers.
+    for customers in [9usize, 9_999] {
         pack.forget_all();
         let tree = Tree { customers };
         let set = rt
@@ -91,11 +92,14 @@ fn warm_check(c: &mut Criterion) {
         assert_eq!(set.len(), customers + 1);
         let params: Arc<[(String, String)]> =
             Arc::from(vec![("companyId".to_owned(), customer(customers / 2))]);
-        group.bench_function(format!("lookup + check, {customers} companies"), |b| {
+        let companies = customers + 1;
+        group.bench_function(format!("reach lookup, {companies} companies"), |b| {
+            b.iter(|| pack.cached("northwind").expect("warm"))
+        });
+        group.bench_function(format!("lookup + check, {companies} companies"), |b| {
             b.iter(|| {
                 let set = pack.cached("northwind").expect("warm");
-                let ids = request_ids(&route.tenancy, &params, None).unwrap();
-                check(&Reach::Tree(set), &ids).unwrap();
+                check_request(&route.tenancy, &Reach::Tree(set), &params, None).unwrap();
             })
         });
         // The layer itself: decided in `call`, the stub answering at once.
@@ -112,7 +116,7 @@ fn warm_check(c: &mut Criterion) {
             route: route.clone(),
             params: params.clone(),
         };
-        group.bench_function(format!("tenancy layer call, {customers} companies"), |b| {
+        group.bench_function(format!("tenancy layer call, {companies} companies"), |b| {
             b.to_async(&rt).iter(|| {
                 let mut req = Request::get("/companies/x")
                     .body(Full::new(Bytes::new()))
@@ -127,6 +131,27 @@ fn warm_check(c: &mut Criterion) {
             })
         });
     }
+    // What the layer call costs around the check: the same request to the stub, no layer.
+    let stub = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<Response<Body>, GatewayError>(Response::new(empty()))
+    });
+    let rc = RouteCtx {
+        route: route.clone(),
+        params: Arc::from(vec![("companyId".to_owned(), customer(1))]),
+    };
+    group.bench_function("the stub alone (the request and its extensions)", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut req = Request::get("/companies/x")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            req.extensions_mut().insert(rc.clone());
+            req.extensions_mut().insert(principal());
+            async move {
+                let resp = stub.oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+            }
+        })
+    });
     group.finish();
 }
 

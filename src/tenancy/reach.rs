@@ -88,20 +88,21 @@ pub fn not_found(id: &str) -> GatewayError {
     GatewayError::NotFound(format!("company `{id}`"))
 }
 
-/// The values of the route's path and query company ids in a request (path values decoded
-/// by the router; a query id given twice is refused, since a template reads the first and a
-/// forwarded query carries both).
-pub fn request_ids<'a>(
-    tenancy: &'a Tenancy,
-    params: &'a [(String, String)],
-    query: Option<&'a str>,
-) -> Result<Vec<std::borrow::Cow<'a, str>>, GatewayError> {
-    let mut out = Vec::with_capacity(tenancy.ids.len());
+/// Hands `visit` the value of each of the route's path and query company ids the request gives
+/// (path values as the router decoded them; a query id's first value, as the templates read
+/// it). A query id given twice is refused: a template reads the first and a forwarded query
+/// carries both. Nothing is allocated: this runs on every request of such a route.
+pub fn each_request_id(
+    tenancy: &Tenancy,
+    params: &[(String, String)],
+    query: Option<&str>,
+    mut visit: impl FnMut(&str) -> Result<(), GatewayError>,
+) -> Result<(), GatewayError> {
     for input in &tenancy.ids {
         match input {
             IdInput::Path(name) => {
                 if let Some((_, v)) = params.iter().find(|(k, _)| k == name) {
-                    out.push(std::borrow::Cow::Borrowed(v.as_str()));
+                    visit(v)?;
                 }
             }
             IdInput::Query(name) => {
@@ -116,13 +117,41 @@ pub fn request_ids<'a>(
                     ));
                 }
                 if let Some(v) = first.filter(|v| !v.is_empty()) {
-                    out.push(v);
+                    visit(&v)?;
                 }
             }
             IdInput::Body(_) => {}
         }
     }
+    Ok(())
+}
+
+/// The request's path and query company ids ([`each_request_id`]), collected.
+pub fn request_ids(
+    tenancy: &Tenancy,
+    params: &[(String, String)],
+    query: Option<&str>,
+) -> Result<Vec<String>, GatewayError> {
+    let mut out = Vec::with_capacity(tenancy.ids.len());
+    each_request_id(tenancy, params, query, |id| {
+        out.push(id.to_owned());
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Checks the request's path and query company ids against the reach: the first out of it is
+/// the 404 an unknown company gets.
+pub fn check_request(
+    tenancy: &Tenancy,
+    reach: &Reach,
+    params: &[(String, String)],
+    query: Option<&str>,
+) -> Result<(), GatewayError> {
+    each_request_id(tenancy, params, query, |id| match reach.contains(id) {
+        true => Ok(()),
+        false => Err(not_found(id)),
+    })
 }
 
 /// Checks ids against the reach: the first out of reach is a 404.
@@ -256,6 +285,14 @@ mod tests {
         );
         let e = request_ids(&t, &params, Some("customerId=c2&customerId=c3")).unwrap_err();
         assert_eq!(e.status(), 400);
+        // Checked against a reach: the first out of it is the 404.
+        let r = tree(Some("c1"), &["c2"]);
+        assert!(check_request(&t, &r, &params, Some("customerId=c2")).is_ok());
+        let e = check_request(&t, &r, &params, Some("customerId=c9")).unwrap_err();
+        assert_eq!(e.to_string(), "company `c9` not found");
+        let elsewhere = vec![("companyId".to_owned(), "c7".to_owned())];
+        let e = check_request(&t, &r, &elsewhere, Some("customerId=c2")).unwrap_err();
+        assert_eq!(e.to_string(), "company `c7` not found");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct Pending {
     pub(super) fingerprint: u64,
     /// The company ids in the request's path and query the route declares (the body's come
     /// with a successful answer, [`BodyTargets`]).
-    pub(super) targets: Vec<Arc<str>>,
+    pub(super) targets: Arc<[Arc<str>]>,
 }
 
 impl Finish for Pending {
@@ -38,17 +38,18 @@ impl Finish for Pending {
 
 impl Pending {
     fn record(self, result: &Answer) {
-        let mut targets = self.targets;
-        if let Ok(r) = result
-            && let Some(b) = r.extensions().get::<BodyTargets>()
-        {
-            targets.extend(
-                b.0.iter()
-                    .filter(|t| !targets.contains(t))
+        let targets = match result {
+            Ok(r) => match r.extensions().get::<BodyTargets>() {
+                Some(b) => self
+                    .targets
+                    .iter()
+                    .chain(b.0.iter().filter(|t| !self.targets.contains(t)))
                     .cloned()
-                    .collect::<Vec<_>>(),
-            );
-        }
+                    .collect(),
+                None => self.targets,
+            },
+            Err(_) => self.targets,
+        };
         let (status, points) = match result {
             Ok(r) => (
                 r.status().as_u16(),
@@ -71,7 +72,7 @@ impl Pending {
             duration_ms: self.started.map_or(0, |t| t.elapsed().as_millis() as u64),
             status,
             fingerprint: self.fingerprint,
-            targets: Arc::from(targets),
+            targets,
         });
     }
 }

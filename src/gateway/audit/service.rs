@@ -75,13 +75,25 @@ fn targets(
     route: &crate::mapping::pack::Route,
     rc: &RouteCtx,
     query: Option<&str>,
-) -> Vec<Arc<str>> {
-    if route.tenancy.ids.is_empty() {
-        return Vec::new();
+) -> Arc<[Arc<str>]> {
+    let mut one: Option<Arc<str>> = None;
+    let mut more: Vec<Arc<str>> = Vec::new();
+    let named = crate::tenancy::reach::each_request_id(&route.tenancy, &rc.params, query, |id| {
+        match one.take() {
+            None if more.is_empty() => one = Some(Arc::from(id)),
+            first => {
+                more.extend(first);
+                more.push(Arc::from(id));
+            }
+        }
+        Ok(())
+    });
+    // Most rows name one company: one allocation for the list besides its id.
+    match (named, one) {
+        (Ok(()), Some(id)) => Arc::from([id]),
+        (Ok(()), None) => Arc::from(more),
+        (Err(_), _) => Arc::from([]),
     }
-    crate::tenancy::reach::request_ids(&route.tenancy, &rc.params, query)
-        .map(|ids| ids.iter().map(|id| Arc::from(id.as_ref())).collect())
-        .unwrap_or_default()
 }
 
 /// Identifies "the same request" for unique points: a fixed-seed non-cryptographic hash is

@@ -14,7 +14,7 @@ use crate::context::RequestMeta;
 use crate::error::GatewayError;
 use crate::identity::Principal;
 use crate::mapping::exec::CallUpstream;
-use crate::tenancy::reach::{check, not_found, request_ids};
+use crate::tenancy::reach::{check_request, not_found, request_ids};
 use crate::tenancy::{PackReach, Reach, Role, RoleSet};
 
 /// See the module docs.
@@ -166,8 +166,7 @@ fn admit<B>(
         let ext = req.extensions();
         let rc = ext.get::<RouteCtx>().ok_or_else(|| internal("a route"))?;
         let t = &rc.route.tenancy;
-        let ids = request_ids(t, &rc.params, req.uri().query())?;
-        check(&reach, &ids)?;
+        check_request(t, &reach, &rc.params, req.uri().query())?;
         if t.reads_root
             && let Reach::Tree(set) = &reach
             && set.root.is_none()
@@ -176,14 +175,17 @@ fn admit<B>(
             let company = ext.get::<Principal>().map_or("", |p| &*p.company);
             return Err(not_found(company));
         }
-        t.changes_tree.then(|| TreeChange {
-            reaches: reaches.clone(),
-            ids: ids
-                .iter()
-                .map(|id| Arc::from(id.as_ref()))
-                .chain(reach.root().cloned())
-                .collect(),
-        })
+        match t.changes_tree {
+            false => None,
+            true => Some(TreeChange {
+                reaches: reaches.clone(),
+                ids: request_ids(t, &rc.params, req.uri().query())?
+                    .into_iter()
+                    .map(Arc::from)
+                    .chain(reach.root().cloned())
+                    .collect(),
+            }),
+        }
     };
     req.extensions_mut().insert(reach);
     Ok(change)

@@ -120,7 +120,7 @@ where
                             tenancy,
                             reach,
                             &body_value,
-                            acted_on.first().map(|id| id.as_ref()),
+                            acted_on.first().map(String::as_str),
                         )?;
                         ids
                     }
