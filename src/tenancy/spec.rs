@@ -125,6 +125,17 @@ impl Tenancy {
         !self.ids.is_empty() || self.items.is_some() || self.reads_root
     }
 
+    /// Whether the layers below the tenancy layer need the caller's reach: body ids and the
+    /// partner flag (checked once the body is read), a list kept to it, `reach.root`. A route
+    /// whose ids are all in its path and query is done with the reach once they are checked
+    /// (the reach is then not handed on: a shared `Arc` less to count on every request).
+    pub fn reach_below(&self) -> bool {
+        self.has_body_ids()
+            || self.partner_flag.is_some()
+            || self.items.is_some()
+            || self.reads_root
+    }
+
     /// Company ids in the request body (checked once the body is read).
     pub fn body_ids(&self) -> impl Iterator<Item = &IdInput> {
         self.ids.iter().filter(|i| matches!(i, IdInput::Body(_)))

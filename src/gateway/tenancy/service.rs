@@ -156,13 +156,13 @@ impl<S> TenancyService<S> {
 }
 
 /// Checks the request's path and query company ids against `reach` and hands the reach on to
-/// the layers below.
+/// the layers below when they need it ([`crate::tenancy::Tenancy::reach_below`]).
 fn admit<B>(
     req: &mut Request<B>,
     reach: Reach,
     reaches: &Arc<[Arc<PackReach>]>,
 ) -> Result<Option<TreeChange>, GatewayError> {
-    let change = {
+    let (change, below) = {
         let ext = req.extensions();
         let rc = ext.get::<RouteCtx>().ok_or_else(|| internal("a route"))?;
         let t = &rc.route.tenancy;
@@ -175,7 +175,7 @@ fn admit<B>(
             let company = ext.get::<Principal>().map_or("", |p| &*p.company);
             return Err(not_found(company));
         }
-        match t.changes_tree {
+        let change = match t.changes_tree {
             false => None,
             true => Some(TreeChange {
                 reaches: reaches.clone(),
@@ -185,9 +185,12 @@ fn admit<B>(
                     .chain(reach.root().cloned())
                     .collect(),
             }),
-        }
+        };
+        (change, t.reach_below())
     };
-    req.extensions_mut().insert(reach);
+    if below {
+        req.extensions_mut().insert(reach);
+    }
     Ok(change)
 }
 
@@ -306,7 +309,8 @@ mod tests {
         let tree = Arc::new(Tree::default());
         let (ok, seen) = run(&catalog, &tree, case("companies.get", "kid", "USER"), true).await;
         assert_eq!(ok.unwrap(), StatusCode::OK);
-        assert_eq!(seen.as_deref(), Some("tree of 2"));
+        // Its only id is checked here: the layers below are not handed the reach.
+        assert_eq!(seen.as_deref(), Some("none"));
         let resolved = tree.0.load(Ordering::SeqCst);
         assert_eq!(resolved, 3, "root, its children, the kid's children");
         // Warm: the same caller's next check makes no call.
@@ -323,6 +327,10 @@ mod tests {
         // The root itself is in reach.
         let (ok, _) = run(&catalog, &tree, case("companies.get", "root", "USER"), true).await;
         assert_eq!(ok.unwrap(), StatusCode::OK);
+        // A list kept to the reach below gets it.
+        let (ok, seen) = run(&catalog, &tree, case("companies.search", "", "USER"), true).await;
+        assert_eq!(ok.unwrap(), StatusCode::OK);
+        assert_eq!(seen.as_deref(), Some("tree of 2"));
     }
 
     #[tokio::test]
@@ -354,6 +362,9 @@ mod tests {
             true,
         )
         .await;
+        assert_eq!(ok.unwrap(), StatusCode::OK);
+        assert_eq!(seen.as_deref(), Some("none"), "nothing below needs it");
+        let (ok, seen) = run(&catalog, &tree, case("companies.search", "", "ADMIN"), true).await;
         assert_eq!(ok.unwrap(), StatusCode::OK);
         assert_eq!(seen.as_deref(), Some("all"));
         assert_eq!(

@@ -79,7 +79,7 @@ where
             let tenancy = &route.tenancy;
             // The tenancy layer hands on the caller's reach for every route that needs it.
             let reach = match (
-                tenancy.needs_reach() && !route.anonymous,
+                tenancy.reach_below() && !route.anonymous,
                 parts.extensions.get::<Reach>(),
             ) {
                 (true, None) => {
