@@ -123,9 +123,7 @@ pub async fn serve_gateway(
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                let cutoff = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-                    as i64
-                    - keep.as_millis() as i64;
+                let cutoff = crate::clock::system_ms() - keep.as_millis() as i64;
                 if let Err(e) = store.purge_captures(cutoff).await {
                     tracing::warn!(error = %e, "purging old captures failed");
                 }

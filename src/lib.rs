@@ -9,6 +9,7 @@ pub mod admin;
 pub mod body;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod demo;

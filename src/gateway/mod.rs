@@ -9,6 +9,7 @@ pub mod audit;
 pub mod authn;
 pub mod cache;
 pub mod finish;
+pub mod price;
 pub mod quota;
 pub mod ratelimit;
 pub mod rescue;
@@ -18,6 +19,9 @@ pub mod tenancy;
 pub mod trace;
 pub mod translate;
 pub mod upstream;
+
+#[cfg(test)]
+mod fail_closed;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,6 +77,12 @@ pub(crate) fn upstream_failed(
         Ok(r) => r.status().is_server_error(),
         Err(e) => e.status().is_server_error(),
     }
+}
+
+/// A piece of request context missing below the layer that sets it: the stack is assembled
+/// wrong, which is our bug, answered 500 (never worked around with a default).
+pub(crate) fn missing(layer: &'static str, what: &'static str) -> GatewayError {
+    GatewayError::Internal(format!("the {layer} layer was reached without {what}"))
 }
 
 /// The matched route of a request, inserted by the route layer.

@@ -26,9 +26,9 @@ use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
 use crate::identity::passwords::hash_password;
 use crate::identity::{AuthChain, StaticKeys, StoreAuth};
-use crate::limits::rate::{LocalLimiter, Policies, Policy, RateLimiter};
+use crate::limits::rate::{LocalLimiter, Policy, RateLimiter};
 use crate::mapping::exec::CallUpstream;
-use crate::mapping::pack::{Catalog, LoadErrors, load_catalog};
+use crate::mapping::pack::{Catalog, LoadErrors, load_catalog_with};
 use crate::store::{Company, SqliteStore, Store, StoreError, User};
 use crate::upstream::Upstreams;
 
@@ -66,17 +66,15 @@ pub struct Gateway {
     pub limiter: Arc<dyn RateLimiter>,
     pub quotas: QuotaBook,
     pub cache: ReadCache,
-    pub policies: Arc<Policies>,
 }
 
 impl Gateway {
     /// Loads the packs, builds the upstream clients and the identity providers.
     pub fn from_config(cfg: &Config) -> Result<Self, BuildError> {
-        let catalog = load_catalog(cfg)?;
         let policies = crate::limits::rate::policies(&cfg.rate_limits)
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
+        let catalog = load_catalog_with(cfg, &policies)?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(&policies));
-        let policies = Arc::new(policies);
         let mut upstreams = Upstreams::from_config(&cfg.upstreams).map_err(Box::new)?;
         for (name, up) in &cfg.upstreams {
             if let Some(p) = &up.rate_limit {
@@ -137,9 +135,7 @@ impl Gateway {
             quotas: QuotaBook::new(
                 store.clone(),
                 Arc::new(crate::limits::quota::LocalQuotas::default()),
-                policies.clone(),
             ),
-            policies,
             store,
             store_auth,
             server_name: Arc::from(
@@ -232,16 +228,15 @@ impl Gateway {
             .layer(RouteLayer::new(self.catalog.clone(), Dialect::RedapiV1))
             // API key / Basic / bearer → Principal (skipped for anonymous routes).
             .layer(AuthnLayer::new(self.auth.clone()))
+            // The request's points, worked out once for every layer below.
+            .layer(super::price::PriceLayer)
             // One audit row per authenticated request, queued to the store's batch writer.
             .layer(AuditLayer::new(
                 self.store.clone(),
                 self.server_name.clone(),
             ))
             // Leaky bucket per (policy, key).
-            .layer(RateLimitLayer::new(
-                self.limiter.clone(),
-                self.policies.clone(),
-            ))
+            .layer(RateLimitLayer::new(self.limiter.clone()))
             // The route's roles (403) and the caller's reach: company ids out of it are 404,
             // before anything is priced, cached or sent upstream.
             .layer(super::tenancy::TenancyLayer::new(
@@ -288,7 +283,7 @@ mod tests {
     /// The shipped packs' routes and one declared key, `k` (user `u` of company `c`).
     fn routes_and_key() -> (RouteLayer, AuthnLayer) {
         let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
-        let catalog = Arc::new(load_catalog(&cfg).unwrap());
+        let catalog = Arc::new(crate::mapping::pack::load_catalog(&cfg).unwrap());
         let mut auth = AuthChain::default();
         auth.push(Arc::new(StaticKeys::new(&[StaticKeyConfig {
             sha256: sha256_hex("k"),
@@ -365,6 +360,7 @@ mod tests {
         let mut svc = ServiceBuilder::new()
             .layer(routes)
             .layer(key)
+            .layer(crate::gateway::price::PriceLayer)
             .layer(CacheLayer::new(ReadCache::new(
                 1 << 20,
                 std::time::Duration::from_secs(60),

@@ -54,7 +54,7 @@ fn principal(user: &User, key_id: Option<&str>) -> Principal {
 }
 
 fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    crate::clock::system_ms()
 }
 
 impl StoreAuth {

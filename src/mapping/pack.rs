@@ -23,6 +23,7 @@ use crate::dialect::Dialect;
 use crate::dialect::paging::PageDefaults;
 use crate::dialect::search::SearchSpec;
 use crate::dialect::xml::XmlRules;
+use crate::limits::rate::{Policies, Policy};
 
 /// One load problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -556,7 +557,11 @@ pub struct Route {
     pub cache_scope: crate::gateway::cache::Scope,
     /// What a cache hit costs, when not the route's `points`.
     pub cache_hit_points: Option<u32>,
-    pub rate_limit: Option<String>,
+    /// The route's rate-limit policy (the route's own, else its pack's), resolved at load.
+    pub rate_limit: Option<Arc<Policy>>,
+    /// `count = "success"` of the route's policy (the default without one): a failed
+    /// upstream gives back the request's bucket cell and quota points.
+    pub count_success: bool,
     pub anonymous: bool,
     /// Rosetta pages the answer: `response.jq` yields `{items, total}`.
     pub paged: bool,
@@ -619,15 +624,30 @@ pub(crate) fn shipped_catalog() -> Catalog {
     load_catalog(&cfg).expect("the shipped packs load")
 }
 
-/// Loads and validates every pack the configuration enables.
+/// Loads and validates every pack the configuration enables, with the configuration's
+/// rate-limit policies compiled here ([`load_catalog_with`] takes them compiled).
 pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
+    let policies = crate::limits::rate::policies(&cfg.rate_limits).map_err(|message| {
+        LoadErrors(vec![LoadError {
+            file: PathBuf::from("[rate_limits]"),
+            route: None,
+            line: None,
+            message,
+        }])
+    })?;
+    load_catalog_with(cfg, &policies)
+}
+
+/// Loads and validates every pack the configuration enables; each route's policy is
+/// resolved from `policies` once, here.
+pub fn load_catalog_with(cfg: &Config, policies: &Policies) -> Result<Catalog, LoadErrors> {
     let dir = cfg.mappings_path();
     let mut errors = Vec::new();
     let mut packs = Vec::new();
     let mut reaches = Vec::new();
     let mut routes: Vec<Arc<Route>> = Vec::new();
     for name in &cfg.packs {
-        match load_pack(cfg, &dir.join(name), name) {
+        match load_pack(cfg, policies, &dir.join(name), name) {
             Ok((meta, reach, mut rs)) => {
                 packs.push(meta);
                 reaches.extend(reach);
@@ -685,7 +705,12 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
     }
 }
 
-fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<LoadError>> {
+fn load_pack(
+    cfg: &Config,
+    policies: &Policies,
+    dir: &Path,
+    name: &str,
+) -> Result<LoadedPack, Vec<LoadError>> {
     let pack_path = dir.join("pack.toml");
     let err = |file: &Path, line: Option<usize>, message: String| LoadError {
         file: file.to_owned(),
@@ -832,7 +857,7 @@ fn load_pack(cfg: &Config, dir: &Path, name: &str) -> Result<LoadedPack, Vec<Loa
                 continue;
             }
             let id = def.id.clone();
-            match compile_route(cfg, &meta, reach.as_ref(), def, &file, line) {
+            match compile_route(cfg, policies, &meta, reach.as_ref(), def, &file, line) {
                 Ok(r) => routes.push(Arc::new(r)),
                 Err(messages) => errors.extend(messages.into_iter().map(|message| LoadError {
                     file: file.clone(),
@@ -885,6 +910,7 @@ pub(super) struct Scope<'a> {
 
 fn compile_route(
     cfg: &Config,
+    policies: &Policies,
     pack: &Arc<PackMeta>,
     reach: Option<&Arc<crate::tenancy::PackReach>>,
     def: RouteDef,
@@ -974,13 +1000,18 @@ fn compile_route(
                 None
             }
         });
-    if let Some(policy) = &def.rate_limit
-        && !cfg.rate_limits.contains_key(policy)
-    {
-        errs.push(format!(
-            "rate limit policy `{policy}` is not defined in [rate_limits]"
-        ));
-    }
+    let rate_limit = match def.rate_limit.as_ref().or(pack.rate_limit.as_ref()) {
+        None => None,
+        Some(name) => match policies.get(name) {
+            Some(p) => Some(p.clone()),
+            None => {
+                errs.push(format!(
+                    "rate limit policy `{name}` is not defined in [rate_limits]"
+                ));
+                None
+            }
+        },
+    };
     let validate = def.validate.as_deref().and_then(|code| {
         match JqFilter::compile_with_prelude(&pack.prelude, code) {
             Ok(f) => Some(f),
@@ -1149,7 +1180,8 @@ fn compile_route(
         cache_ttl,
         cache_scope,
         cache_hit_points: def.cache_hit_points,
-        rate_limit: def.rate_limit.or_else(|| pack.rate_limit.clone()),
+        count_success: rate_limit.as_ref().is_none_or(|p| p.count_success),
+        rate_limit,
         anonymous: def.anonymous,
         paged: def.paged,
         check_paging: def.check_paging,

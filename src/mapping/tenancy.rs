@@ -155,6 +155,7 @@ pub(super) fn compile_reach(
         cache_scope: crate::gateway::cache::Scope::User,
         cache_hit_points: None,
         rate_limit: None,
+        count_success: true,
         anonymous: false,
         paged: false,
         check_paging: false,

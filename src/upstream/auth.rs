@@ -124,7 +124,10 @@ impl UpstreamAuth {
             Kind::Authorization(v) => Ok(Some(v.clone())),
             Kind::OAuth2(o) => {
                 let mut cached = o.cached.lock().await;
-                if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+                if let Some(t) = cached
+                    .as_ref()
+                    .filter(|t| crate::clock::now() < t.refresh_at)
+                {
                     return Ok(Some(t.header.clone()));
                 }
                 let t = o.fetch(&self.upstream).await?;
@@ -213,7 +216,7 @@ impl OAuth2 {
         );
         Ok(Token {
             header,
-            refresh_at: Instant::now() + lifetime.saturating_sub(self.skew),
+            refresh_at: crate::clock::now() + lifetime.saturating_sub(self.skew),
         })
     }
 }

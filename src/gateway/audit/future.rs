@@ -1,16 +1,20 @@
 //! [`AuditFuture`]: the layers below's answer; when it comes, the request's row goes to the
 //! store's writer.
 
+use std::future::Ready;
 use std::sync::Arc;
-use std::time::Instant;
+
+use futures_util::future::Either;
+use tokio::time::Instant;
 
 use super::super::finish::{Answer, Finish, Finishing};
 use super::super::tenancy::BodyTargets;
+use crate::clock::WallClock;
 use crate::mapping::pack::Route;
 use crate::store::{AuditRow, Store};
 
-/// The audit layer's future.
-pub type AuditFuture<F> = Finishing<F, Pending>;
+/// The audit layer's future: a request missing its context is refused at once.
+pub type AuditFuture<F> = Either<Ready<Answer>, Finishing<F, Pending>>;
 
 /// What the row needs from the request, taken when it was called.
 pub struct Pending {
@@ -19,8 +23,9 @@ pub struct Pending {
     pub(super) route: Arc<Route>,
     pub(super) user: Arc<str>,
     pub(super) company: Arc<str>,
-    pub(super) tracecode: Option<Arc<str>>,
-    pub(super) started: Option<Instant>,
+    pub(super) tracecode: Arc<str>,
+    pub(super) started: Instant,
+    pub(super) wall: WallClock,
     /// What the quota layer reserves; a route that settles its points says so in the answer.
     pub(super) points: u64,
     pub(super) fingerprint: u64,
@@ -60,16 +65,16 @@ impl Pending {
             Err(e) => (e.status().as_u16(), self.points),
         };
         self.store.record_audit(AuditRow {
-            time_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+            time_ms: self.wall.now_ms(),
             username: self.user,
             company_key: self.company,
-            tracecode: self.tracecode.unwrap_or_else(|| Arc::from("")),
+            tracecode: self.tracecode,
             server: self.server,
             service: self.route.pack.service.clone(),
             operation: self.route.id.clone(),
             method_group: self.route.method_group.clone(),
             points: u32::try_from(points).unwrap_or(u32::MAX),
-            duration_ms: self.started.map_or(0, |t| t.elapsed().as_millis() as u64),
+            duration_ms: self.started.elapsed().as_millis() as u64,
             status,
             fingerprint: self.fingerprint,
             targets,

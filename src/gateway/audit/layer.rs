@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::Audit;
+use crate::clock::WallClock;
 use crate::store::Store;
 
 /// Records an audit row for every request that reaches it.
@@ -12,11 +13,24 @@ use crate::store::Store;
 pub struct AuditLayer {
     store: Arc<dyn Store>,
     server: Arc<str>,
+    wall: WallClock,
 }
 
 impl AuditLayer {
+    /// Rows go to `store`, naming this node `server`, dated by the system's clock.
     pub fn new(store: Arc<dyn Store>, server: Arc<str>) -> Self {
-        Self { store, server }
+        Self {
+            store,
+            server,
+            wall: WallClock::System,
+        }
+    }
+
+    /// Dates rows by `wall` (the quota layer's clock: a user's usage is read back from the
+    /// rows by date).
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.wall = wall;
+        self
     }
 }
 
@@ -28,6 +42,7 @@ impl<S> Layer<S> for AuditLayer {
             inner,
             store: self.store.clone(),
             server: self.server.clone(),
+            wall: self.wall,
         }
     }
 }

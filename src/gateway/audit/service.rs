@@ -6,7 +6,11 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
-use super::super::RouteCtx;
+use futures_util::future::Either;
+
+use super::super::finish::Finishing;
+use super::super::price::Price;
+use super::super::{RouteCtx, missing};
 use super::future::{AuditFuture, Pending};
 use crate::body::Body;
 use crate::context::RequestMeta;
@@ -20,6 +24,7 @@ pub struct Audit<S> {
     pub(super) inner: S,
     pub(super) store: Arc<dyn Store>,
     pub(super) server: Arc<str>,
+    pub(super) wall: crate::clock::WallClock,
 }
 
 impl<S, B> Service<Request<B>> for Audit<S>
@@ -36,36 +41,37 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let rc = req.extensions().get::<RouteCtx>();
-        let principal = req.extensions().get::<Principal>();
+        let ext = req.extensions();
+        let fail = |what| Either::Left(std::future::ready(Err(missing("audit", what))));
+        let (rc, p, meta, price) = match (
+            ext.get::<RouteCtx>(),
+            ext.get::<Principal>(),
+            ext.get::<RequestMeta>(),
+            ext.get::<Price>(),
+        ) {
+            (Some(rc), Some(p), Some(meta), Some(price)) => (rc, p, meta, price),
+            (None, _, _, _) => return fail("a route"),
+            (Some(_), None, _, _) => return fail("a principal"),
+            (Some(_), Some(_), None, _) => return fail("the request's trace context"),
+            (Some(_), Some(_), Some(_), None) => return fail("a price"),
+        };
         // Only what the row needs is kept: every reference count taken here is shared with
         // the other workers' requests (the same key, the same route), so each is a contended
         // cache line.
-        let pending = match (rc, principal) {
-            (Some(rc), Some(p)) => {
-                let (tracecode, started) = req
-                    .extensions()
-                    .get::<RequestMeta>()
-                    .map_or((None, None), |m| {
-                        (Some(m.tracecode.clone()), Some(m.started))
-                    });
-                Some(Pending {
-                    store: self.store.clone(),
-                    server: self.server.clone(),
-                    route: rc.route.clone(),
-                    user: p.user.clone(),
-                    company: p.company.clone(),
-                    tracecode,
-                    started,
-                    // The same cost the quota layer reserves.
-                    points: super::super::quota::route_cost(&rc.route, rc, req.uri().query(), p),
-                    fingerprint: fingerprint(&req),
-                    targets: targets(&rc.route, rc, req.uri().query()),
-                })
-            }
-            (None, _) | (_, None) => None,
+        let pending = Pending {
+            store: self.store.clone(),
+            server: self.server.clone(),
+            route: rc.route.clone(),
+            user: p.user.clone(),
+            company: p.company.clone(),
+            tracecode: meta.tracecode.clone(),
+            started: meta.started,
+            wall: self.wall,
+            points: price.points,
+            fingerprint: fingerprint(&req),
+            targets: targets(&rc.route, rc, req.uri().query()),
         };
-        AuditFuture::new(self.inner.call(req), pending)
+        Either::Right(Finishing::new(self.inner.call(req), Some(pending)))
     }
 }
 

@@ -35,10 +35,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let anonymous = req
-            .extensions()
-            .get::<RouteCtx>()
-            .is_some_and(|r| r.route.anonymous);
+        let anonymous = match req.extensions().get::<RouteCtx>() {
+            Some(rc) => rc.route.anonymous,
+            None => {
+                return Either::Right(Box::pin(std::future::ready(Err(super::super::missing(
+                    "authentication",
+                    "a route",
+                )))));
+            }
+        };
         let known = if anonymous {
             Ok(Principal::anonymous())
         } else {

@@ -1,7 +1,9 @@
 //! [`CacheLayer`] and the [`ReadCache`] it shares with the admin API.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -28,7 +30,7 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for PerEntryTtl {
         &self,
         _key: &CacheKey,
         value: &Arc<Entry>,
-        _created_at: Instant,
+        _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(value.ttl)
     }

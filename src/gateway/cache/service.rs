@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use futures_util::FutureExt;
 use futures_util::future::Either;
@@ -12,7 +11,8 @@ use std::future::Ready;
 use tower::Service;
 
 use super::super::finish::{Answer, Finish, Finishing};
-use super::super::{BoxFuture, RouteCtx};
+use super::super::price::Price;
+use super::super::{BoxFuture, RouteCtx, missing};
 use super::layer::{Entry, ReadCache};
 use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query, scope_value};
 use crate::body::{Body, empty, full};
@@ -126,8 +126,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // Borrowed, not cloned: the reference counts are shared with every other request on
         // the route (a contended cache line each); only what the key keeps is cloned.
+        let fail = |what| Either::Left(std::future::ready(Err(missing("cache", what))));
         let Some(rc) = req.extensions().get::<RouteCtx>() else {
-            return Either::Right(Either::Left(Finishing::new(self.inner.call(req), None)));
+            return fail("a route");
         };
         let route = rc.route.clone();
         // Writes: a success invalidates the reads the route declares.
@@ -146,15 +147,21 @@ where
                 return Either::Right(Either::Left(Finishing::new(self.inner.call(req), step)));
             }
         };
-        let principal = req.extensions().get::<Principal>();
+        let (principal, hit_points) = match (
+            req.extensions().get::<Principal>(),
+            req.extensions().get::<Price>(),
+        ) {
+            (Some(p), Some(price)) => (p, price.on_hit),
+            (None, _) => return fail("a principal"),
+            (Some(_), None) => return fail("a price"),
+        };
         let scope_kind = route.cache_scope;
         let scope = scope_value(
             route.cache_scope,
-            principal.map_or("", |p| &p.user),
-            principal.map_or("", |p| &p.company),
-            principal.is_some_and(|p| p.has_role("ADMIN")),
+            &principal.user,
+            &principal.company,
+            principal.has_role("ADMIN"),
         );
-        let hit_points = route.cache_hit_points;
         let accept = req
             .headers()
             .get(header::ACCEPT)
@@ -272,7 +279,7 @@ where
                     etag: etag(&bytes),
                     body: bytes,
                     ttl,
-                    stored: Instant::now(),
+                    stored: crate::clock::now(),
                 }))
             };
             let result = cache
@@ -313,15 +320,14 @@ where
 
 /// The answer to a hit. A route may price its hits differently; the quota and audit layers
 /// settle.
-fn hit(e: &Entry, hit_points: Option<u32>, if_none: Option<&str>) -> Response<Body> {
+fn hit(e: &Entry, hit_points: Option<u64>, if_none: Option<&str>) -> Response<Body> {
     crate::metrics::cache_hit();
     let mut line = String::with_capacity(40);
     line.push_str("rosetta; hit; ttl=");
     line.push_str(itoa::Buffer::new().format(remaining_ttl(e)));
     let mut resp = respond(e, line, if_none);
     if let Some(n) = hit_points {
-        resp.extensions_mut()
-            .insert(super::super::SettledPoints(u64::from(n)));
+        resp.extensions_mut().insert(super::super::SettledPoints(n));
     }
     resp
 }

@@ -9,6 +9,7 @@ use moka::sync::Cache;
 use tower::Layer;
 
 use super::Quota;
+use crate::clock::WallClock;
 use crate::limits::quota::{QuotaCounter, QuotaRules};
 use crate::store::{Store, StoreError};
 
@@ -25,8 +26,8 @@ type Plans = Cache<(QuotaRules, i32), Arc<(QuotaRules, i32)>, foldhash::fast::Ra
 pub struct QuotaBook {
     pub store: Arc<dyn Store>,
     pub counter: Arc<dyn QuotaCounter>,
-    /// Route policies by name, for their `count` setting.
-    pub policies: Arc<crate::limits::rate::Policies>,
+    /// Where the days and date windows of quotas are read from.
+    pub wall: WallClock,
     /// Behind an `Arc`: the book is cloned with the service stack on every request, and a
     /// moka handle is several reference counts.
     cache: Arc<QuotaCache>,
@@ -34,15 +35,11 @@ pub struct QuotaBook {
 }
 
 impl QuotaBook {
-    pub fn new(
-        store: Arc<dyn Store>,
-        counter: Arc<dyn QuotaCounter>,
-        policies: Arc<crate::limits::rate::Policies>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, counter: Arc<dyn QuotaCounter>) -> Self {
         Self {
             store,
             counter,
-            policies,
+            wall: WallClock::System,
             cache: Arc::new(
                 Cache::builder()
                     .max_capacity(crate::identity::CACHE_ENTRIES)
@@ -55,6 +52,12 @@ impl QuotaBook {
                     .build_with_hasher(foldhash::fast::RandomState::default()),
             ),
         }
+    }
+
+    /// Reads days and date windows from `wall` instead of the system's clock.
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Self {
+        self.wall = wall;
+        self
     }
 
     /// The user's quotas and timezone; `None` for a user without any (or not in the store).

@@ -9,4 +9,4 @@ mod layer;
 mod service;
 
 pub use layer::{QuotaBook, QuotaLayer};
-pub use service::{Quota, route_cost};
+pub use service::Quota;

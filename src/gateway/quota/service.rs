@@ -5,11 +5,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
-use serde_json::{Map, Value, json};
 use tower::Service;
 
 use super::super::finish::{Answer, Finish, Finishing};
-use super::super::{BoxFuture, RouteCtx, SettledPoints};
+use super::super::price::Price;
+use super::super::{BoxFuture, RouteCtx, SettledPoints, missing};
 use super::QuotaBook;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -17,7 +17,7 @@ use crate::identity::Principal;
 use crate::limits::quota::{
     Limits, QuotaCounter, QuotaRules, Refusal, Remaining, UsageKey, day_start_ms, local_day,
 };
-use crate::mapping::pack::{Points, Route};
+use crate::mapping::pack::Route;
 use futures_util::future::Either;
 
 /// See the module docs.
@@ -25,39 +25,6 @@ use futures_util::future::Either;
 pub struct Quota<S> {
     pub(super) inner: S,
     pub(super) book: QuotaBook,
-}
-
-/// A route's cost in points: its constant, or its jq expression over `{path, query,
-/// principal}` (the body is not read before the quota decision). At least 0.
-pub fn route_cost(route: &Route, rc: &RouteCtx, query: Option<&str>, p: &Principal) -> u64 {
-    match &route.points {
-        Points::Const(n) => u64::from(*n),
-        Points::Jq(f) => {
-            let path: Map<String, Value> = rc
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            let mut q = Map::new();
-            for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-                q.entry(k.into_owned())
-                    .or_insert_with(|| Value::String(v.into_owned()));
-            }
-            let ctx = json!({"path": path, "query": q,
-                             "principal": {"user": &*p.user, "company": &*p.company, "roles": &*p.roles}});
-            match f.run(&ctx) {
-                Ok(v) => v.as_f64().map_or(1, |n| n.max(0.0).ceil() as u64),
-                Err(e) => {
-                    tracing::warn!(route = %route.id, error = %e, "points expression failed; counting 1");
-                    1
-                }
-            }
-        }
-    }
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// A reserved request: released when dropped (a client that goes away still used its slot
@@ -97,7 +64,7 @@ pub struct Admitted {
 /// What `p`'s quotas `q` hold the request to; `None` when no quota applies.
 fn plan(book: &QuotaBook, route: &Route, p: &Principal, q: &(QuotaRules, i32)) -> Option<Plan> {
     let (quotas, tz) = (&q.0, q.1);
-    let now = now_ms();
+    let now = book.wall.now_ms();
     let (today, reset_in) = local_day(now, tz);
     let limits = quotas.limits_for(&route.pack.service, &route.method_group, &today);
     if limits.is_empty() {
@@ -105,11 +72,7 @@ fn plan(book: &QuotaBook, route: &Route, p: &Principal, q: &(QuotaRules, i32)) -
     }
     // `count = "success"` (default): a server error or upstream failure gives the points
     // back; `count = "all"` keeps them (and reloading usage counts them too).
-    let count_success = route
-        .rate_limit
-        .as_ref()
-        .and_then(|n| book.policies.get(n))
-        .is_none_or(|p| p.count_success);
+    let count_success = route.count_success;
     let window = limits
         .window
         .as_ref()
@@ -140,14 +103,7 @@ impl Plan {
 }
 
 /// Reserves the request's points, or says which quota refuses it.
-fn reserve(
-    book: &QuotaBook,
-    rc: &RouteCtx,
-    p: &Principal,
-    query: Option<&str>,
-    plan: Plan,
-) -> Result<Admitted, GatewayError> {
-    let cost = route_cost(&rc.route, rc, query, p);
+fn reserve(book: &QuotaBook, cost: u64, plan: Plan) -> Result<Admitted, GatewayError> {
     match book
         .counter
         .reserve(&plan.key, &plan.today, cost, &plan.limits)
@@ -262,11 +218,16 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (Some(rc), Some(p)) = (
-            req.extensions().get::<RouteCtx>(),
-            req.extensions().get::<Principal>(),
-        ) else {
-            return Either::Left(Finishing::new(self.inner.call(req), None));
+        let ext = req.extensions();
+        let (rc, p, price) = match (
+            ext.get::<RouteCtx>(),
+            ext.get::<Principal>(),
+            ext.get::<Price>(),
+        ) {
+            (Some(rc), Some(p), Some(price)) => (rc, p, price.points),
+            (None, _, _) => return refuse(missing("quota", "a route")),
+            (Some(_), None, _) => return refuse(missing("quota", "a principal")),
+            (Some(_), Some(_), None) => return refuse(missing("quota", "a price")),
         };
         if rc.route.anonymous {
             return Either::Left(Finishing::new(self.inner.call(req), None));
@@ -284,11 +245,16 @@ where
         if !plan.counted(&self.book) {
             return Either::Right(self.look_up(req));
         }
-        match reserve(&self.book, rc, p, req.uri().query(), plan) {
+        match reserve(&self.book, price, plan) {
             Ok(a) => Either::Left(Finishing::new(self.inner.call(req), Some(a))),
-            Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
+            Err(e) => refuse(e),
         }
     }
+}
+
+/// A refusal, ready at once.
+fn refuse<F>(e: GatewayError) -> Either<F, BoxFuture<'static, Answer>> {
+    Either::Right(Box::pin(std::future::ready(Err(e))))
 }
 
 impl<S> Quota<S> {
@@ -303,11 +269,13 @@ impl<S> Quota<S> {
         let mut inner = super::super::take_ready(&mut self.inner);
         let book = self.book.clone();
         Box::pin(async move {
-            let (Some(rc), Some(p)) = (
+            // `call` found all three before it came here.
+            let (Some(rc), Some(p), Some(price)) = (
                 req.extensions().get::<RouteCtx>().cloned(),
                 req.extensions().get::<Principal>().cloned(),
+                req.extensions().get::<Price>().copied(),
             ) else {
-                return inner.call(req).await;
+                return Err(missing("quota", "its request context"));
             };
             let Some(q) = book
                 .of(&p.user)
@@ -322,8 +290,109 @@ impl<S> Quota<S> {
             if !plan.counted(&book) {
                 seed(&book, &plan).await;
             }
-            let admitted = reserve(&book, &rc, &p, req.uri().query(), plan)?;
+            let admitted = reserve(&book, price.points, plan)?;
             Finishing::new(inner.call(req), Some(admitted)).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The quota layer alone through `ServiceBuilder` and `oneshot`, with paused time and an
+    //! anchored wall clock: the day's points run out, and come back at midnight.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use http::{Request, Response, StatusCode};
+    use serde_json::json;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::super::{QuotaBook, QuotaLayer};
+    use crate::body::empty;
+    use crate::clock::WallClock;
+    use crate::error::GatewayError;
+    use crate::gateway::RouteCtx;
+    use crate::gateway::price::Price;
+    use crate::identity::Principal;
+    use crate::mapping::pack::shipped_catalog;
+    use crate::store::{Company, SqliteStore, Store, User};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_days_points_come_back_at_midnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("q.db")).unwrap());
+        let catalog = shipped_catalog();
+        let route = catalog
+            .routes
+            .iter()
+            .find(|r| &*r.id == "companies.get")
+            .unwrap()
+            .clone();
+        let quotas = json!([{"service": &*route.pack.service, "methods": [
+            {"method_group": &*route.method_group, "points_per_day": 2}]}]);
+        store
+            .create_company(Company {
+                key: "acme".into(),
+                detail: None,
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        let ann = User {
+            username: "ann".into(),
+            name: None,
+            email: None,
+            phone: None,
+            company_key: "acme".into(),
+            enabled: true,
+            roles: vec!["USER".into()],
+            timezone: 0,
+        };
+        store.create_user(ann, None).await.unwrap();
+        store.put_quotas("ann".into(), None, quotas).await.unwrap();
+        // 2026-12-05T23:59:00Z (user without a timezone: UTC).
+        let wall = WallClock::anchored_at(1_796_515_140_000);
+        let book = QuotaBook::new(
+            store,
+            Arc::new(crate::limits::quota::LocalQuotas::default()),
+        )
+        .with_wall_clock(wall);
+        let svc = ServiceBuilder::new()
+            .layer(QuotaLayer::new(book))
+            .service(service_fn(|_: Request<()>| async {
+                Ok::<_, GatewayError>(Response::new(empty()))
+            }));
+        let request = || {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(RouteCtx {
+                route: route.clone(),
+                params: Arc::from(Vec::new()),
+            });
+            let mut ann = Principal::anonymous();
+            ann.user = Arc::from("ann");
+            req.extensions_mut().insert(ann);
+            req.extensions_mut().insert(Price {
+                points: 1,
+                on_hit: None,
+            });
+            req
+        };
+        for _ in 0..2 {
+            let resp = svc.clone().oneshot(request()).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        let refused = svc.clone().oneshot(request()).await.unwrap_err();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "{refused}");
+        match &refused {
+            GatewayError::QuotaExceeded { retry_after, .. } => {
+                assert_eq!(*retry_after, Duration::from_secs(60), "until midnight");
+            }
+            other => panic!("{other}"),
+        }
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let next_day = svc.clone().oneshot(request()).await.unwrap();
+        assert_eq!(next_day.status(), StatusCode::OK);
+        assert_eq!(next_day.headers()["x-quota-day-remaining"], "1");
     }
 }

@@ -5,18 +5,19 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::RateLimit;
-use crate::limits::rate::{Policies, RateLimiter};
+use crate::limits::rate::RateLimiter;
 
 /// Checks each routed request against its route's policy.
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn RateLimiter>,
-    policies: Arc<Policies>,
 }
 
 impl RateLimitLayer {
-    pub fn new(limiter: Arc<dyn RateLimiter>, policies: Arc<Policies>) -> Self {
-        Self { limiter, policies }
+    /// Each route's policy is its own, resolved when its pack loaded; `limiter` holds the
+    /// buckets.
+    pub fn new(limiter: Arc<dyn RateLimiter>) -> Self {
+        Self { limiter }
     }
 }
 
@@ -27,7 +28,6 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             limiter: self.limiter.clone(),
-            policies: self.policies.clone(),
         }
     }
 }

@@ -8,20 +8,19 @@ use http::{Request, Response};
 use std::future::Ready;
 use tower::Service;
 
-use super::super::RouteCtx;
+use super::super::{RouteCtx, missing};
 use super::future::{Admitted, RateLimitFuture};
 use crate::body::Body;
 use crate::context::PeerAddr;
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::limits::rate::{KeyInput, KeyKind, Policies, RateLimiter, bucket_key};
+use crate::limits::rate::{KeyInput, KeyKind, RateLimiter, bucket_key};
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct RateLimit<S> {
     pub(super) inner: S,
     pub(super) limiter: Arc<dyn RateLimiter>,
-    pub(super) policies: Arc<Policies>,
 }
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
@@ -41,21 +40,32 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The inner service is called here, not in the future: nothing below is awaited
         // first, so no copy of the stack below is needed.
-        let policy = req
-            .extensions()
-            .get::<RouteCtx>()
-            .and_then(|rc| rc.route.rate_limit.as_ref())
-            .and_then(|name| self.policies.get(name))
-            .cloned();
-        let Some(policy) = policy else {
+        let ext = req.extensions();
+        let (route, principal) = match (ext.get::<RouteCtx>(), ext.get::<Principal>()) {
+            (Some(rc), Some(p)) => (&rc.route, p),
+            (None, _) => {
+                return Either::Left(std::future::ready(Err(missing("rate-limit", "a route"))));
+            }
+            (Some(_), None) => {
+                return Either::Left(std::future::ready(Err(missing(
+                    "rate-limit",
+                    "a principal",
+                ))));
+            }
+        };
+        let Some(policy) = route.rate_limit.clone() else {
             return Either::Right(RateLimitFuture::new(self.inner.call(req), None));
         };
-        let principal = req.extensions().get::<Principal>();
         let ip = match &policy.key {
-            KeyKind::Ip => req
-                .extensions()
-                .get::<PeerAddr>()
-                .map(|p| p.0.ip().to_string()),
+            KeyKind::Ip => match req.extensions().get::<PeerAddr>() {
+                Some(p) => Some(p.0.ip().to_string()),
+                None => {
+                    return Either::Left(std::future::ready(Err(missing(
+                        "rate-limit",
+                        "the peer's address",
+                    ))));
+                }
+            },
             KeyKind::User
             | KeyKind::Company
             | KeyKind::ApiKey
@@ -71,9 +81,9 @@ where
         let key = bucket_key(
             &policy,
             &KeyInput {
-                user: principal.map_or("", |p| &p.user),
-                company: principal.map_or("", |p| &p.company),
-                key_id: principal.and_then(|p| p.key_id.as_deref()),
+                user: &principal.user,
+                company: &principal.company,
+                key_id: principal.key_id.as_deref(),
                 ip: ip.as_deref(),
                 header,
             },

@@ -5,8 +5,12 @@
 //! Everything a client can get wrong is checked here, before any upstream is called: body
 //! size (413), JSON syntax and nesting, declared query parameters, paging parameters.
 
+mod answer;
+mod capture;
 mod layer;
+mod request;
 mod service;
 
+pub use capture::CaptureSink;
 pub use layer::TranslateLayer;
-pub use service::{CaptureSink, Translate};
+pub use service::Translate;
