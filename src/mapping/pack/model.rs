@@ -1,0 +1,326 @@
+//! The compiled forms a request runs on: a pack's shared settings, its routes with their
+//! steps, calls and response, the catalog and its router. Built once at load, immutable
+//! afterwards, shared through `Arc`s.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use crate::dialect::Dialect;
+use crate::dialect::paging::PageDefaults;
+use crate::dialect::search::SearchSpec;
+use crate::dialect::xml::XmlRules;
+use crate::limits::rate::Policy;
+use crate::mapping::jq::JqFilter;
+use crate::mapping::router::Router;
+use crate::mapping::template::{PathPattern, Template};
+
+/// What every route of a pack shares.
+#[derive(Debug)]
+pub struct PackMeta {
+    pub name: String,
+    pub client_dialect: Dialect,
+    /// The service name used in audit and quotas (e.g. `REDAPI_V1`).
+    pub service: Arc<str>,
+    pub mount: String,
+    pub upstreams: Vec<String>,
+    pub rate_limit: Option<String>,
+    pub page_defaults: PageDefaults,
+    pub description: Option<String>,
+    /// The pack's `defs.jq`, prepended to each of its filters.
+    pub prelude: String,
+    /// How upstream bodies are written and read.
+    pub upstream_format: UpstreamFormat,
+}
+
+/// The body format of a pack's upstreams.
+#[derive(Debug, Clone)]
+pub enum UpstreamFormat {
+    Json,
+    /// LongJump `<platform>` documents; responses read with these rules (envelope unwrapped,
+    /// the declared arrays forced).
+    LongJumpXml(Box<XmlRules>),
+}
+
+/// A route's cost in quota points.
+#[derive(Debug)]
+pub enum Points {
+    Const(u32),
+    Jq(JqFilter),
+}
+
+/// A typed query parameter check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    String,
+    Int32,
+    Int64,
+    Bool,
+    DateTime,
+}
+
+/// A declared query parameter.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    pub name: String,
+    pub required: bool,
+    pub kind: ParamType,
+    /// Accepted values (case-insensitive); empty means any.
+    pub values: Vec<String>,
+}
+
+/// Which client query parameters a call forwards verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardQuery {
+    None,
+    All,
+    Only(Vec<String>),
+}
+
+/// One upstream call, templated.
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    pub upstream: String,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub forward_query: ForwardQuery,
+    pub body: Option<JqFilter>,
+}
+
+/// How many times a call step runs.
+#[derive(Debug)]
+pub enum Fan {
+    /// Once.
+    One,
+    /// Once per element of the array `items` yields; `{item…}` names the element.
+    ForEach {
+        items: JqFilter,
+        concurrency: usize,
+        max_items: usize,
+    },
+    /// Breadth-first from `start`'s ids, following `children` of each answer; `{node}` is
+    /// the id being visited. Cycle-safe and bounded.
+    Walk {
+        start: JqFilter,
+        children: JqFilter,
+        max_depth: usize,
+        max_nodes: usize,
+        concurrency: usize,
+    },
+}
+
+/// What a step does.
+#[derive(Debug)]
+pub enum StepKind {
+    Call {
+        call: Box<Call>,
+        fan: Fan,
+    },
+    /// Computes a value from the context without calling anyone.
+    Compute(JqFilter),
+}
+
+/// One step of a route.
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub when: Option<JqFilter>,
+    /// Upstream statuses accepted as results (their body, or null, becomes the result).
+    pub allow_status: Vec<u16>,
+    /// Undo call run when a later step fails.
+    pub compensate: Option<Call>,
+}
+
+/// How the client's answer is built.
+#[derive(Debug)]
+pub struct ResponseSpec {
+    pub jq: Option<JqFilter>,
+    pub status: u16,
+    pub status_from: Option<String>,
+}
+
+/// Which optional parts of a route's context (`path`, `query`, `principal`, `request`)
+/// its templates and filters can read: the others are not built per request. A filter
+/// that may read its input whole (see [`JqFilter::reads`]) needs them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextUse {
+    pub path: bool,
+    pub query: bool,
+    pub principal: bool,
+    pub request: bool,
+}
+
+impl ContextUse {
+    /// Everything: what a route whose uses are unknown gets.
+    pub const ALL: Self = Self {
+        path: true,
+        query: true,
+        principal: true,
+        request: true,
+    };
+
+    fn root(&mut self, key: &str) {
+        match key {
+            "path" => self.path = true,
+            "query" => self.query = true,
+            "principal" => self.principal = true,
+            "request" => self.request = true,
+            // Always present (body, steps), built when the route has them (page, search,
+            // reach: see `Tenancy::reads_root`), bound per call (item, node), or not in the
+            // context at all.
+            _ => {}
+        }
+    }
+
+    fn filter(&mut self, f: &JqFilter) {
+        match f.reads() {
+            Some(keys) => keys.iter().for_each(|k| self.root(k)),
+            None => *self = Self::ALL,
+        }
+    }
+
+    /// What `stages`, `validate`, `response` and `points_settle` (which sees the request's
+    /// path and query) read of the context.
+    pub(in crate::mapping) fn of(
+        stages: &[Vec<Step>],
+        validate: Option<&JqFilter>,
+        response: &ResponseSpec,
+        settles: bool,
+    ) -> Self {
+        let mut u = Self {
+            path: settles,
+            query: settles,
+            principal: false,
+            request: false,
+        };
+        context_readers(stages, validate, response, |r| match r {
+            Reader::Filter(f) => u.filter(f),
+            Reader::Template(t) => t.vars().for_each(|v| u.root(&v[0])),
+        });
+        u
+    }
+}
+
+/// Something of a route that reads the request's context.
+#[derive(Clone, Copy)]
+pub(crate) enum Reader<'a> {
+    Filter(&'a JqFilter),
+    Template(&'a Template),
+}
+
+/// Hands `visit` every filter and template of a route that reads its context: validation, the
+/// response, each step's `when`, compute steps, calls' (and compensations') path, query and
+/// body, fan-out sources. (A walk's `children` reads each answer; `points_settle` and jq
+/// points read the quota's own input.)
+pub(in crate::mapping) fn context_readers<'a>(
+    stages: &'a [Vec<Step>],
+    validate: Option<&'a JqFilter>,
+    response: &'a ResponseSpec,
+    mut visit: impl FnMut(Reader<'a>),
+) {
+    let call = |c: &'a Call, visit: &mut dyn FnMut(Reader<'a>)| {
+        visit(Reader::Template(&c.path));
+        c.query.iter().for_each(|(_, t)| visit(Reader::Template(t)));
+        c.body.iter().for_each(|f| visit(Reader::Filter(f)));
+    };
+    validate
+        .into_iter()
+        .chain(&response.jq)
+        .for_each(|f| visit(Reader::Filter(f)));
+    for step in stages.iter().flatten() {
+        step.when.iter().for_each(|f| visit(Reader::Filter(f)));
+        if let Some(c) = &step.compensate {
+            call(c, &mut visit);
+        }
+        match &step.kind {
+            StepKind::Compute(f) => visit(Reader::Filter(f)),
+            StepKind::Call { call: c, fan } => {
+                call(c, &mut visit);
+                match fan {
+                    Fan::One => {}
+                    Fan::ForEach { items, .. } => visit(Reader::Filter(items)),
+                    Fan::Walk { start, .. } => visit(Reader::Filter(start)),
+                }
+            }
+        }
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub id: Arc<str>,
+    pub pack: Arc<PackMeta>,
+    pub method: Method,
+    pub pattern: PathPattern,
+    pub method_group: Arc<str>,
+    pub points: Points,
+    /// jq over `{response, request}` giving the points a request finally costs (reserved
+    /// as `points` first, settled when the answer is known).
+    pub points_settle: Option<JqFilter>,
+    pub cache_ttl: Option<Duration>,
+    /// Whose answers a cached entry may serve (default `company`).
+    pub cache_scope: crate::gateway::cache::Scope,
+    /// What a cache hit costs, when not the route's `points`.
+    pub cache_hit_points: Option<u32>,
+    /// The route's rate-limit policy (the route's own, else its pack's), resolved at load.
+    pub rate_limit: Option<Arc<Policy>>,
+    /// `count = "success"` of the route's policy (the default without one): a failed
+    /// upstream gives back the request's bucket cell and quota points.
+    pub count_success: bool,
+    pub anonymous: bool,
+    /// Rosetta pages the answer: `response.jq` yields `{items, total}`.
+    pub paged: bool,
+    /// The client's paging parameters are checked (and exposed as `page`) but the upstream
+    /// speaks the same scheme and pages itself.
+    pub check_paging: bool,
+    /// Yields null when the request is acceptable, else a message (400).
+    pub validate: Option<JqFilter>,
+    pub params: Vec<ParamSpec>,
+    /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
+    pub stages: Vec<Vec<Step>>,
+    pub response: ResponseSpec,
+    /// Reads a successful write drops from the cache, as `pack:route` (a bare route id in the
+    /// pack file names a route of the same pack).
+    pub invalidates: Vec<Arc<str>>,
+    /// `pack:route`: this route's name in the cache.
+    pub cache_name: Arc<str>,
+    /// LongJump search parameters applied by Rosetta to the route's records.
+    pub search: Option<SearchSpec>,
+    /// Roles admitted, company ids checked, lists kept to the caller's reach.
+    pub tenancy: crate::tenancy::Tenancy,
+    /// The parts of the request context the route's templates and filters can read.
+    pub context: ContextUse,
+    /// How much of each single call step's answer is made into values: only what the route
+    /// can read of it (see [`super::project`]; a LongJump answer is converted whole and its
+    /// JSON cut). Steps not named here are parsed whole.
+    pub projections: BTreeMap<String, crate::mapping::project::Projection>,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// Every enabled pack and the router over their routes.
+pub struct Catalog {
+    pub packs: Vec<Arc<PackMeta>>,
+    /// Every pack's reach resolver (a write that changes the company tree drops the cached
+    /// reaches of all of them: two packs may sit on the same upstream).
+    pub reaches: Vec<Arc<crate::tenancy::PackReach>>,
+    pub routes: Vec<Arc<Route>>,
+    pub router: Router<Arc<Route>>,
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog")
+            .field("packs", &self.packs.len())
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
