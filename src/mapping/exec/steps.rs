@@ -1,0 +1,136 @@
+//! One step of a stage: its `when` decides whether it runs, then its kind does the work (a
+//! computed value, one call, a `for_each` fan-out or a `walk`). What the step yields goes
+//! back to the stage loop, which owns the context and the compensation bookkeeping.
+
+use serde_json::Value;
+
+use super::ExecEnv;
+use super::calls::perform;
+use super::eval::{LazyVal, run_ctx};
+use super::fanout::for_each;
+use super::walk::walk;
+use crate::error::GatewayError;
+use crate::mapping::pack::{Fan, Route, Step, StepKind};
+
+/// What a step yields to the stage loop.
+pub(super) struct StepOut {
+    pub(super) value: Value,
+    /// The upstream status of a single call, for `status_from`.
+    pub(super) status: Option<u16>,
+    /// The step's `when` said no: nothing was done, so there is nothing to compensate.
+    pub(super) skipped: bool,
+}
+
+/// jq truthiness: everything but `null` and `false`.
+fn truthy(v: &Value) -> bool {
+    !matches!(v, Value::Null | Value::Bool(false))
+}
+
+/// Runs one step against the context as it stood when its stage began.
+pub(super) async fn run_step(
+    route: &Route,
+    step: &Step,
+    ctx: &Value,
+    ctx_val: &LazyVal<'_>,
+    env: &ExecEnv<'_>,
+) -> Result<StepOut, GatewayError> {
+    if let Some(when) = &step.when
+        && !truthy(&run_ctx(
+            route,
+            format_args!("step {} when", step.name),
+            when,
+            ctx,
+            ctx_val,
+        )?)
+    {
+        return Ok(StepOut {
+            value: Value::Null,
+            status: None,
+            skipped: true,
+        });
+    }
+    match &step.kind {
+        StepKind::Compute(f) => {
+            let value = run_ctx(route, format_args!("step {}", step.name), f, ctx, ctx_val)?;
+            Ok(StepOut {
+                value,
+                status: None,
+                skipped: false,
+            })
+        }
+        StepKind::Call { call, fan } => match fan {
+            Fan::One => {
+                let (status, value) = perform(route, step, call, ctx, ctx_val, None, env).await?;
+                Ok(StepOut {
+                    value,
+                    status: Some(status),
+                    skipped: false,
+                })
+            }
+            Fan::ForEach {
+                items,
+                concurrency,
+                max_items,
+            } => {
+                let items = run_ctx(
+                    route,
+                    format_args!("step {} for_each", step.name),
+                    items,
+                    ctx,
+                    ctx_val,
+                )?;
+                let value = for_each(
+                    route,
+                    step,
+                    call,
+                    ctx,
+                    ctx_val,
+                    env,
+                    items,
+                    *concurrency,
+                    *max_items,
+                )
+                .await?;
+                Ok(StepOut {
+                    value,
+                    status: None,
+                    skipped: false,
+                })
+            }
+            Fan::Walk {
+                start,
+                children,
+                max_depth,
+                max_nodes,
+                concurrency,
+            } => {
+                let start = run_ctx(
+                    route,
+                    format_args!("step {} walk.start", step.name),
+                    start,
+                    ctx,
+                    ctx_val,
+                )?;
+                let value = walk(
+                    route,
+                    step,
+                    call,
+                    ctx,
+                    ctx_val,
+                    env,
+                    start,
+                    children,
+                    *max_depth,
+                    *max_nodes,
+                    *concurrency,
+                )
+                .await?;
+                Ok(StepOut {
+                    value,
+                    status: None,
+                    skipped: false,
+                })
+            }
+        },
+    }
+}
