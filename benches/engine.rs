@@ -132,6 +132,7 @@ fn list_filters(c: &mut Criterion) {
 
     let customers = route("redapi-v1-appdirect", "customers.list");
     let page_step = customers
+        .plan
         .stages
         .iter()
         .flatten()
@@ -148,7 +149,7 @@ fn list_filters(c: &mut Criterion) {
         "list filter: V1 customers page (500 associations, ordered)",
         |b| b.iter(|| page_filter.run(black_box(&ctx)).unwrap()),
     );
-    let response = customers.response.jq.as_ref().unwrap();
+    let response = customers.plan.response.jq.as_ref().unwrap();
     let ctx = json!({"steps": {"page": {"items": (0..30).map(assoc).collect::<Vec<_>>(), "total": 500},
         "customers": (0..30).map(company).collect::<Vec<_>>()}});
     c.bench_function("list filter: V1 customers answer (30 companies)", |b| {
@@ -164,7 +165,7 @@ fn list_filters(c: &mut Criterion) {
     };
     let ctx = json!({"steps": {"members": {"content": (0..30).map(member).collect::<Vec<_>>(),
         "page": {"totalElements": 30}}}});
-    let response = users.response.jq.as_ref().unwrap();
+    let response = users.plan.response.jq.as_ref().unwrap();
     c.bench_function("list filter: V1 users answer (30 memberships)", |b| {
         b.iter(|| response.run(black_box(&ctx)).unwrap())
     });
@@ -178,7 +179,7 @@ fn list_filters(c: &mut Criterion) {
     };
     let ctx = json!({"steps": {"list": {"tenant": (0..30).map(tenant).collect::<Vec<_>>(),
         "totalRecordCount": "30"}}});
-    let response = search.response.jq.as_ref().unwrap();
+    let response = search.plan.response.jq.as_ref().unwrap();
     c.bench_function(
         "list filter: LongJump search → V1 page (30 tenants)",
         |b| b.iter(|| response.run(black_box(&ctx)).unwrap()),

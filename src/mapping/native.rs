@@ -2134,6 +2134,7 @@ mod tests {
                 .iter()
                 .find(|r| r.pack.name == pack && &*r.id == id)
                 .unwrap()
+                .request
                 .context
         };
         let none = ContextUse {
@@ -2151,7 +2152,12 @@ mod tests {
         // `{principal.company}` in the call path.
         assert!(uses("redapi-v1-appdirect", "companies.mine").principal);
         // Every route reading the context whole gets all of it; some shipped routes do.
-        assert!(catalog.routes.iter().any(|r| r.context == ContextUse::ALL));
+        assert!(
+            catalog
+                .routes
+                .iter()
+                .any(|r| r.request.context == ContextUse::ALL)
+        );
     }
 
     #[test]
@@ -2183,8 +2189,8 @@ mod tests {
     /// one answer of a walk.
     fn filters(route: &Route) -> Vec<&JqFilter> {
         let mut out = context_filters(route);
-        out.extend(route.points_settle.as_ref());
-        match &route.points {
+        out.extend(route.pricing.settle.as_ref());
+        match &route.pricing.points {
             Points::Jq(f) => out.push(f),
             Points::Const(_) => {}
         }
@@ -2195,7 +2201,7 @@ mod tests {
     /// The filters that find a walk's next nodes in one step answer.
     fn walk_children(route: &Route) -> Vec<&JqFilter> {
         let mut out = Vec::new();
-        for step in route.stages.iter().flatten() {
+        for step in route.plan.stages.iter().flatten() {
             match &step.kind {
                 StepKind::Call {
                     fan: Fan::Walk { children, .. },
@@ -2372,7 +2378,7 @@ mod tests {
     fn cut_steps(route: &Route, ctx: &Value) -> Value {
         let mut ctx = ctx.clone();
         if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
-            for (name, p) in &route.projections {
+            for (name, p) in &route.plan.projections {
                 if let Some(v) = steps.get_mut(name) {
                     *v = projected(p, v);
                 }
@@ -2390,13 +2396,13 @@ mod tests {
         fn shipped_responses_are_the_same_over_cut_answers(seed in 1u64..) {
             for ctx in mutated_contexts(seed) {
                 let ctx = projected(&crate::mapping::project::Projection::Whole, &ctx);
-                for route in SHIPPED.routes.iter().filter(|r| !r.projections.is_empty()) {
+                for route in SHIPPED.routes.iter().filter(|r| !r.plan.projections.is_empty()) {
                     // Steps the contexts do not name get each canned answer in turn.
                     for filler in ["company", "assoc"] {
                         let mut ctx = ctx.clone();
                         let fill = ctx["steps"].get(filler).cloned().unwrap_or(Value::Null);
                         if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
-                            for name in route.projections.keys() {
+                            for name in route.plan.projections.keys() {
                                 steps.entry(name.clone()).or_insert_with(|| fill.clone());
                             }
                         }
@@ -2426,7 +2432,7 @@ mod tests {
             .find(|r| &*r.id == "companies.get" && r.pack.name == "redapi-v1-appdirect")
             .unwrap();
         let company = projected(
-            &route.projections["company"],
+            &route.plan.projections["company"],
             &serde_json::from_str(crate::demo::canned::COMPANY).unwrap(),
         );
         assert_eq!(
@@ -2435,7 +2441,7 @@ mod tests {
                    "enabled": true, "reseller": true})
         );
         let assoc = projected(
-            &route.projections["assoc"],
+            &route.plan.projections["assoc"],
             &serde_json::from_str(crate::demo::canned::ASSOCIATIONS).unwrap(),
         );
         assert_eq!(
@@ -2451,14 +2457,14 @@ mod tests {
         let mut company: Value = serde_json::from_str(crate::demo::canned::COMPANY).unwrap();
         company["id"] = json!({"nested": [1]});
         assert_eq!(
-            projected(&mine.projections["company"], &company),
+            projected(&mine.plan.projections["company"], &company),
             json!({"id": {"nested": [1]}, "name": "Contoso Partners", "enabled": true,
                    "reseller": true})
         );
         let cutting: Vec<&str> = SHIPPED
             .routes
             .iter()
-            .filter(|r| !r.projections.is_empty())
+            .filter(|r| !r.plan.projections.is_empty())
             .map(|r| &*r.id)
             .collect();
         eprintln!(
@@ -2522,7 +2528,7 @@ mod tests {
         // The translated routes of the load benchmark run with no jaq at all.
         for id in ["companies.get"] {
             for route in catalog.routes.iter().filter(|r| &*r.id == id) {
-                let f = route.response.jq.as_ref().unwrap();
+                let f = route.plan.response.jq.as_ref().unwrap();
                 assert!(f.is_native(), "{}: {}", route.pack.name, f.source());
                 assert!(
                     f.run_native(&contexts()[0]).is_some(),

@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use super::jq::JqFilter;
 use super::pack::{
-    ContextUse, ForwardQuery, PackMeta, Points, Reader, ResponseSpec, Route, Scope, Step, StepDef,
-    StepKind, WalkDef, compile_step, context_readers,
+    CachePolicy, CacheScope, ContextUse, ForwardQuery, PackMeta, Paging, Plan, Points, Pricing,
+    Reader, RequestSpec, ResponseSpec, Route, Scope, Step, StepDef, StepKind, WalkDef,
+    compile_step, context_readers,
 };
 use super::template::PathPattern;
 use crate::config::Config;
@@ -149,25 +150,32 @@ pub(super) fn compile_reach(
             segments: Vec::new(),
         },
         method_group: Arc::from("READ"),
-        points: Points::Const(0),
-        points_settle: None,
-        cache_ttl: None,
-        cache_scope: crate::gateway::cache::Scope::User,
-        cache_hit_points: None,
-        rate_limit: None,
-        count_success: true,
         anonymous: false,
-        paged: false,
-        check_paging: false,
-        validate: None,
-        params: Vec::new(),
-        context: ContextUse::of(&stages, None, &response, false),
-        projections: super::pack::projections(&stages, None, &response, false),
-        stages,
-        response,
-        invalidates: Vec::new(),
-        cache_name: Arc::from(format!("{}:reach", pack.name)),
-        search: None,
+        paging: Paging::Off,
+        pricing: Pricing {
+            points: Points::Const(0),
+            settle: None,
+            on_hit: None,
+            rate_limit: None,
+            count_success: true,
+        },
+        cache: CachePolicy {
+            ttl: None,
+            scope: CacheScope::User,
+            invalidates: Vec::new(),
+            name: Arc::from(format!("{}:reach", pack.name)),
+        },
+        request: RequestSpec {
+            params: Vec::new(),
+            validate: None,
+            search: None,
+            context: ContextUse::of(&stages, None, &response, false),
+        },
+        plan: Plan {
+            projections: super::pack::projections(&stages, None, &response, false),
+            stages,
+            response,
+        },
         tenancy: Tenancy::open(RoleSet::EMPTY),
         description: None,
         file: file.to_owned(),

@@ -2,27 +2,7 @@
 
 use std::sync::Arc;
 
-/// Whose answers an entry may be served to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Callers of the same company (the default).
-    Company,
-    /// The same user only.
-    User,
-    /// Everybody (answers that do not depend on the caller).
-    Public,
-}
-
-impl Scope {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "company" => Some(Scope::Company),
-            "user" => Some(Scope::User),
-            "public" => Some(Scope::Public),
-            _ => None,
-        }
-    }
-}
+pub use crate::mapping::pack::CacheScope as Scope;
 
 /// The scope part of a key: whose answers an entry holds. A caller who reaches every company
 /// (`ADMIN`) is kept apart from the rest of its company: lists are kept to the caller's reach,

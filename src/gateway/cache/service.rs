@@ -132,16 +132,16 @@ where
         };
         let route = rc.route.clone();
         // Writes: a success invalidates the reads the route declares.
-        let ttl = match (req.method() == Method::GET, route.cache_ttl) {
+        let ttl = match (req.method() == Method::GET, route.cache.ttl) {
             (true, Some(ttl)) => ttl,
             (true, None) => {
                 let answer = self.inner.call(req);
                 return Either::Right(Either::Left(Finishing::new(answer, Some(Passing::Bypass))));
             }
             (false, _) => {
-                let step = (!route.invalidates.is_empty()).then(|| Passing::Invalidate {
+                let step = (!route.cache.invalidates.is_empty()).then(|| Passing::Invalidate {
                     cache: self.cache.clone(),
-                    routes: route.invalidates.clone(),
+                    routes: route.cache.invalidates.clone(),
                     values: rc.params.iter().map(|(_, v)| v.clone()).collect(),
                 });
                 return Either::Right(Either::Left(Finishing::new(self.inner.call(req), step)));
@@ -155,9 +155,9 @@ where
             (None, _) => return fail("a principal"),
             (Some(_), None) => return fail("a price"),
         };
-        let scope_kind = route.cache_scope;
+        let scope_kind = route.cache.scope;
         let scope = scope_value(
-            route.cache_scope,
+            route.cache.scope,
             &principal.user,
             &principal.company,
             principal.has_role("ADMIN"),
@@ -168,7 +168,7 @@ where
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let key = CacheKey::new(
-            route.cache_name.clone(),
+            route.cache.name.clone(),
             request_key(
                 req.uri().path(),
                 &normalise_query(req.uri().query()),

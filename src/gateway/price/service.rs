@@ -29,7 +29,7 @@ pub fn price(
     query: Option<&str>,
     p: &Principal,
 ) -> Price {
-    let points = match &route.points {
+    let points = match &route.pricing.points {
         Points::Const(n) => u64::from(*n),
         Points::Jq(f) => {
             let path: Map<String, Value> = params
@@ -54,7 +54,7 @@ pub fn price(
     };
     Price {
         points,
-        on_hit: route.cache_hit_points.map(u64::from),
+        on_hit: route.pricing.on_hit.map(u64::from),
     }
 }
 

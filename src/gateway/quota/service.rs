@@ -72,7 +72,7 @@ fn plan(book: &QuotaBook, route: &Route, p: &Principal, q: &(QuotaRules, i32)) -
     }
     // `count = "success"` (default): a server error or upstream failure gives the points
     // back; `count = "all"` keeps them (and reloading usage counts them too).
-    let count_success = route.count_success;
+    let count_success = route.pricing.count_success;
     let window = limits
         .window
         .as_ref()

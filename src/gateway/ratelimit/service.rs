@@ -53,7 +53,7 @@ where
                 ))));
             }
         };
-        let Some(policy) = route.rate_limit.clone() else {
+        let Some(policy) = route.pricing.rate_limit.clone() else {
             return Either::Right(RateLimitFuture::new(self.inner.call(req), None));
         };
         let ip = match &policy.key {

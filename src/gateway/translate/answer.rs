@@ -27,7 +27,7 @@ pub(super) fn respond(
     let route = &given.rc.route;
     let outcome = within_reach(given, &prepared, outcome);
     let outcome = searched(&prepared, outcome);
-    let settled = route.points_settle.as_ref().map(|f| {
+    let settled = route.pricing.settle.as_ref().map(|f| {
         settle(
             route,
             f,

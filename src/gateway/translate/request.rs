@@ -101,7 +101,7 @@ pub(super) fn prepare<'a>(
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    check_params(&route.params, &query_pairs)?;
+    check_params(&route.request.params, &query_pairs)?;
     // Company ids in the body, checked before anything is sent (a 404 as for any id out of
     // reach), and the partner flag's rule.
     let body_targets = match &given.reach {
@@ -119,7 +119,7 @@ pub(super) fn prepare<'a>(
         }
         Some(_) | None => Vec::new(),
     };
-    let page = if route.paged || route.check_paging {
+    let page = if route.paging.reads_page() {
         Some(
             paging::parse_request(dialect.paging(), &query_pairs, &route.pack.page_defaults)
                 .map_err(BadRequest::from)?,
@@ -128,11 +128,12 @@ pub(super) fn prepare<'a>(
         None
     };
     let search = route
+        .request
         .search
         .as_ref()
         .map(|spec| parse_search(spec, &query_pairs).map(|q| (spec, q)))
         .transpose()?;
-    let base = if route.context.request {
+    let base = if route.request.context.request {
         Some(base_url(public_url, parts)?)
     } else {
         None
@@ -149,13 +150,14 @@ pub(super) fn prepare<'a>(
         ctx["reach"] = json!({"root": given.reach.as_ref().and_then(Reach::root).map(|r| &**r)});
     }
     let settle_request = route
-        .points_settle
+        .pricing
+        .settle
         .as_ref()
         .map(|_| json!({"path": ctx["path"].clone(), "query": ctx["query"].clone()}));
     if let Some((spec, q)) = &search {
         ctx["search"] = Value::Object(pushdown(spec, q));
     }
-    if let Some(v) = &route.validate {
+    if let Some(v) = &route.request.validate {
         match v.run(&ctx) {
             Ok(Value::Null) => {}
             Ok(Value::String(msg)) => return Err(BadRequest::new(msg).into()),
@@ -306,7 +308,7 @@ fn context(
     page: Option<&PageRequest>,
     base_url: Option<String>,
 ) -> Value {
-    let uses = rc.route.context;
+    let uses = rc.route.request.context;
     let mut ctx = Map::new();
     if uses.path {
         let path: Map<String, Value> = rc

@@ -58,7 +58,7 @@ pub(super) async fn perform(
         let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
         return Err(refused(call, &resp, &body));
     }
-    let cut = route.projections.get(&step.name);
+    let cut = route.plan.projections.get(&step.name);
     let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, cut)?;
     Ok((resp.status.as_u16(), body))
 }

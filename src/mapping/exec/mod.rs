@@ -70,7 +70,7 @@ pub async fn execute(
     }
     let mut statuses: HashMap<&str, u16> = HashMap::new();
     let mut done: Vec<&Step> = Vec::new();
-    for stage in &route.stages {
+    for stage in &route.plan.stages {
         let ctx_val = LazyVal::new(&ctx);
         let results = join_all(
             stage

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ExecEnv;
 use super::eval::kind;
 use crate::error::GatewayError;
-use crate::mapping::pack::Route;
+use crate::mapping::pack::{Paging, Route};
 
 /// What executing a route produced, before the client dialect renders it.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,9 +79,9 @@ impl CacheDirective {
 /// The route's answer status: its `status_from` step's upstream status (`status_of` gives a
 /// step's, when it ran), else its declared `status`.
 pub(super) fn answer_status(route: &Route, status_of: impl Fn(&str) -> Option<u16>) -> StatusCode {
-    let code = match &route.response.status_from {
+    let code = match &route.plan.response.status_from {
         Some(step) => status_of(step),
-        None => Some(route.response.status),
+        None => Some(route.plan.response.status),
     };
     code.and_then(|c| StatusCode::from_u16(c).ok())
         .unwrap_or(StatusCode::OK)
@@ -99,7 +99,7 @@ pub(super) fn directive(env: &ExecEnv<'_>) -> CacheDirective {
 /// The body the route's response filter makes of the finished context. A plain path
 /// (`.steps.up`) moves its value out of `ctx`: no conversion, no interpreter.
 pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, GatewayError> {
-    let Some(f) = &route.response.jq else {
+    let Some(f) = &route.plan.response.jq else {
         return Ok(OutBody::Empty);
     };
     let out = match f.take_path(ctx) {
@@ -108,7 +108,7 @@ pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, G
             .run(ctx)
             .map_err(|e| GatewayError::Internal(format!("route {} response: {e}", route.id)))?,
     };
-    Ok(if route.paged {
+    Ok(if route.paging == Paging::Rosetta {
         page_body(route, out)?
     } else if out.is_null() {
         // `null` is "no body" (an upstream 202/204 passed through), never the text null.

@@ -12,7 +12,7 @@ use super::request::build_request;
 use super::{ExecEnv, OutBody, Outcome};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
-use crate::mapping::pack::{Call, Fan, Route, Step, StepKind, UpstreamFormat};
+use crate::mapping::pack::{Call, Fan, Paging, Route, Step, StepKind, UpstreamFormat};
 
 /// The call whose upstream answer is the route's answer unchanged: a route of one call (no
 /// `when`, no fan-out) whose response is `.steps.<that call>`, from a JSON upstream to a JSON
@@ -21,7 +21,7 @@ use crate::mapping::pack::{Call, Fan, Route, Step, StepKind, UpstreamFormat};
 /// again was the largest part of these routes' work for bodies of any size, and the bytes as
 /// sent keep what values would not (number spelling beyond `f64`, key order, escapes).
 pub fn verbatim_call(route: &Route) -> Option<(&Step, &Call)> {
-    let [stage] = route.stages.as_slice() else {
+    let [stage] = route.plan.stages.as_slice() else {
         return None;
     };
     let [step] = stage.as_slice() else {
@@ -45,13 +45,13 @@ pub fn verbatim_call(route: &Route) -> Option<(&Step, &Call)> {
     if !json_client
         || !json_upstream
         || step.when.is_some()
-        || route.paged
-        || route.points_settle.is_some()
-        || route.search.is_some()
+        || route.paging == Paging::Rosetta
+        || route.pricing.settle.is_some()
+        || route.request.search.is_some()
     {
         return None;
     }
-    match route.response.jq.as_ref()?.path()? {
+    match route.plan.response.jq.as_ref()?.path()? {
         [steps, name] if steps == "steps" && *name == step.name => Some((step, call)),
         _ => None,
     }
@@ -207,8 +207,12 @@ mod tests {
         }
         for r in &cat.routes {
             if verbatim.contains(&&*r.id) {
-                assert_eq!(r.stages.len(), 1, "{}", r.id);
-                assert!(!r.paged && r.points_settle.is_none(), "{}", r.id);
+                assert_eq!(r.plan.stages.len(), 1, "{}", r.id);
+                assert!(
+                    r.paging != crate::mapping::pack::Paging::Rosetta && r.pricing.settle.is_none(),
+                    "{}",
+                    r.id
+                );
                 assert!(
                     matches!(r.pack.upstream_format, UpstreamFormat::Json),
                     "{}",

@@ -79,10 +79,10 @@ pub(super) fn compile_route(
         ));
     }
     let cache_scope = match def.cache_scope.as_deref() {
-        None => crate::gateway::cache::Scope::Company,
-        Some(s) => crate::gateway::cache::Scope::parse(s).unwrap_or_else(|| {
+        None => CacheScope::Company,
+        Some(s) => CacheScope::parse(s).unwrap_or_else(|| {
             errs.push(format!("cache_scope `{s}` must be company, user or public"));
-            crate::gateway::cache::Scope::Company
+            CacheScope::Company
         }),
     };
     let points_settle = def.points_settle.as_deref().and_then(|code| {
@@ -281,41 +281,59 @@ pub(super) fn compile_route(
     };
     let id = def.id;
     let projections = projections(&stages, validate.as_ref(), &response, search.is_some());
+    let paging = match (def.paged, def.check_paging) {
+        (false, false) => Paging::Off,
+        (true, false) => Paging::Rosetta,
+        (false, true) => Paging::Upstream,
+        (true, true) => {
+            return Err(vec![
+                "`paged` (Rosetta pages) and `check_paging` (the upstream pages) exclude each other"
+                    .into(),
+            ]);
+        }
+    };
     Ok(Route {
-        context,
-        projections,
         id: Arc::from(id.as_str()),
         pack: pack.clone(),
         method,
         pattern,
         method_group: method_group.into(),
-        points,
-        points_settle,
-        cache_ttl,
-        cache_scope,
-        cache_hit_points: def.cache_hit_points,
-        count_success: rate_limit.as_ref().is_none_or(|p| p.count_success),
-        rate_limit,
         anonymous: def.anonymous,
-        paged: def.paged,
-        check_paging: def.check_paging,
-        validate,
-        params,
-        stages,
-        response,
-        invalidates: def
-            .invalidates
-            .iter()
-            .map(|r| {
-                if r.contains(':') {
-                    Arc::from(r.as_str())
-                } else {
-                    Arc::from(format!("{}:{r}", pack.name))
-                }
-            })
-            .collect(),
-        cache_name: Arc::from(format!("{}:{id}", pack.name)),
-        search,
+        paging,
+        pricing: Pricing {
+            points,
+            settle: points_settle,
+            on_hit: def.cache_hit_points,
+            count_success: rate_limit.as_ref().is_none_or(|p| p.count_success),
+            rate_limit,
+        },
+        cache: CachePolicy {
+            ttl: cache_ttl,
+            scope: cache_scope,
+            invalidates: def
+                .invalidates
+                .iter()
+                .map(|r| {
+                    if r.contains(':') {
+                        Arc::from(r.as_str())
+                    } else {
+                        Arc::from(format!("{}:{r}", pack.name))
+                    }
+                })
+                .collect(),
+            name: Arc::from(format!("{}:{id}", pack.name)),
+        },
+        request: RequestSpec {
+            params,
+            validate,
+            search,
+            context,
+        },
+        plan: Plan {
+            stages,
+            response,
+            projections,
+        },
         tenancy,
         description: def.description,
         file: file.to_owned(),
@@ -327,6 +345,11 @@ pub(super) fn compile_route(
 impl Route {
     /// Every filter and template of the route that reads the request's context.
     pub(crate) fn context_readers<'a>(&'a self, visit: impl FnMut(Reader<'a>)) {
-        context_readers(&self.stages, self.validate.as_ref(), &self.response, visit);
+        context_readers(
+            &self.plan.stages,
+            self.request.validate.as_ref(),
+            &self.plan.response,
+            visit,
+        );
     }
 }

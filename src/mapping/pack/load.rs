@@ -57,9 +57,9 @@ pub fn load_catalog_with(cfg: &Config, policies: &Policies) -> Result<Catalog, L
     // `invalidates` names routes as `pack:route` (resolved at load), possibly of another
     // pack: checked once every enabled pack is known. A pack that is not enabled caches
     // nothing, so naming its routes is harmless (packs are enabled independently).
-    let names: HashSet<&str> = routes.iter().map(|r| &*r.cache_name).collect();
+    let names: HashSet<&str> = routes.iter().map(|r| &*r.cache.name).collect();
     for r in &routes {
-        for target in &r.invalidates {
+        for target in &r.cache.invalidates {
             let pack_enabled = target
                 .split_once(':')
                 .is_some_and(|(pack, _)| cfg.packs.iter().any(|p| p == pack));

@@ -252,7 +252,8 @@ pub(in crate::mapping) fn context_readers<'a>(
     }
 }
 
-/// A compiled route.
+/// A compiled route: what matches it, and its parts grouped by the layer that reads them,
+/// so each layer takes only its own.
 #[derive(Debug)]
 pub struct Route {
     pub id: Arc<str>,
@@ -260,50 +261,123 @@ pub struct Route {
     pub method: Method,
     pub pattern: PathPattern,
     pub method_group: Arc<str>,
+    /// No credentials asked for (authentication lets the request through as anonymous).
+    pub anonymous: bool,
+    /// Who pages the answer (translate reads the client's paging parameters, the executor
+    /// shapes a page).
+    pub paging: Paging,
+    /// Points, settlement, rate-limit policy: the price, quota and rate-limit layers.
+    pub pricing: Pricing,
+    /// The read cache's part.
+    pub cache: CachePolicy,
+    /// What the client's request must be, and what the route reads of it: translate.
+    pub request: RequestSpec,
+    /// The steps and the answer: the executor.
+    pub plan: Plan,
+    /// Roles admitted, company ids checked, lists kept to the caller's reach.
+    pub tenancy: crate::tenancy::Tenancy,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// Who pages a route's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// Not a list.
+    Off,
+    /// Rosetta pages: `response.jq` yields `{items, total}` (`paged = true`).
+    Rosetta,
+    /// The client's paging parameters are checked (and exposed as `page`) but the upstream
+    /// speaks the same scheme and pages itself (`check_paging = true`).
+    Upstream,
+}
+
+impl Paging {
+    /// Whether the client's paging parameters are read.
+    pub fn reads_page(self) -> bool {
+        match self {
+            Paging::Off => false,
+            Paging::Rosetta | Paging::Upstream => true,
+        }
+    }
+}
+
+/// What a request to the route costs against the caller's limits.
+#[derive(Debug)]
+pub struct Pricing {
     pub points: Points,
     /// jq over `{response, request}` giving the points a request finally costs (reserved
     /// as `points` first, settled when the answer is known).
-    pub points_settle: Option<JqFilter>,
-    pub cache_ttl: Option<Duration>,
-    /// Whose answers a cached entry may serve (default `company`).
-    pub cache_scope: crate::gateway::cache::Scope,
-    /// What a cache hit costs, when not the route's `points`.
-    pub cache_hit_points: Option<u32>,
+    pub settle: Option<JqFilter>,
+    /// What a cache hit costs, when not `points`.
+    pub on_hit: Option<u32>,
     /// The route's rate-limit policy (the route's own, else its pack's), resolved at load.
     pub rate_limit: Option<Arc<Policy>>,
     /// `count = "success"` of the route's policy (the default without one): a failed
     /// upstream gives back the request's bucket cell and quota points.
     pub count_success: bool,
-    pub anonymous: bool,
-    /// Rosetta pages the answer: `response.jq` yields `{items, total}`.
-    pub paged: bool,
-    /// The client's paging parameters are checked (and exposed as `page`) but the upstream
-    /// speaks the same scheme and pages itself.
-    pub check_paging: bool,
-    /// Yields null when the request is acceptable, else a message (400).
-    pub validate: Option<JqFilter>,
-    pub params: Vec<ParamSpec>,
-    /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
-    pub stages: Vec<Vec<Step>>,
-    pub response: ResponseSpec,
+}
+
+/// How the read cache treats the route.
+#[derive(Debug)]
+pub struct CachePolicy {
+    /// Reads are cached this long; `None`: not cached.
+    pub ttl: Option<Duration>,
+    /// Whose answers a cached entry may serve (default `company`).
+    pub scope: CacheScope,
     /// Reads a successful write drops from the cache, as `pack:route` (a bare route id in the
     /// pack file names a route of the same pack).
     pub invalidates: Vec<Arc<str>>,
     /// `pack:route`: this route's name in the cache.
-    pub cache_name: Arc<str>,
+    pub name: Arc<str>,
+}
+
+/// Whose answers a cached entry may be served to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheScope {
+    /// Callers of the same company (the default).
+    Company,
+    /// The same user only.
+    User,
+    /// Everybody (answers that do not depend on the caller).
+    Public,
+}
+
+impl CacheScope {
+    /// `company`, `user` or `public`, as a route file writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "company" => Some(CacheScope::Company),
+            "user" => Some(CacheScope::User),
+            "public" => Some(CacheScope::Public),
+            _ => None,
+        }
+    }
+}
+
+/// What the client's request must be, and what the route reads of it.
+#[derive(Debug)]
+pub struct RequestSpec {
+    pub params: Vec<ParamSpec>,
+    /// Yields null when the request is acceptable, else a message (400).
+    pub validate: Option<JqFilter>,
     /// LongJump search parameters applied by Rosetta to the route's records.
     pub search: Option<SearchSpec>,
-    /// Roles admitted, company ids checked, lists kept to the caller's reach.
-    pub tenancy: crate::tenancy::Tenancy,
     /// The parts of the request context the route's templates and filters can read.
     pub context: ContextUse,
+}
+
+/// The route's steps and answer.
+#[derive(Debug)]
+pub struct Plan {
+    /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
+    pub stages: Vec<Vec<Step>>,
+    pub response: ResponseSpec,
     /// How much of each single call step's answer is made into values: only what the route
-    /// can read of it (see [`super::project`]; a LongJump answer is converted whole and its
-    /// JSON cut). Steps not named here are parsed whole.
+    /// can read of it (see [`crate::mapping::project`]; a LongJump answer is converted whole
+    /// and its JSON cut). Steps not named here are parsed whole.
     pub projections: BTreeMap<String, crate::mapping::project::Projection>,
-    pub description: Option<String>,
-    pub file: PathBuf,
-    pub line: usize,
 }
 
 /// Every enabled pack and the router over their routes.
