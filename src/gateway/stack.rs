@@ -157,7 +157,6 @@ impl Gateway {
             store: self.store.clone(),
             auth: self.auth.clone(),
             store_auth: self.store_auth.clone(),
-            server_name: self.server_name.clone(),
             quotas: Some(self.quotas.clone()),
             cache: Some(self.cache.clone()),
         }
