@@ -247,10 +247,20 @@ async fn quota_writes_are_admin_only() {
     );
 }
 
-/// The admin error of a write refused before authentication: no caller is named.
-fn refused_anonymously(r: &common::Resp, status: u16) -> String {
+/// The admin error of a write refused before authentication (`status`), and the same
+/// request with wrong credentials refused the same way: were the credentials checked first,
+/// that one would be a 401.
+async fn refused_before_authentication(
+    env: &common::Env,
+    r: &common::Resp,
+    status: u16,
+    (method, path, headers, body): (Method, &str, &[(&str, &str)], String),
+) -> String {
     let msg = r.assert_admin_error(status);
-    assert_eq!(r.json()["tracedata"]["client"], Value::Null, "{msg}");
+    let forged = env
+        .admin_send(method, path, Some(("Basic", "root:wrong")), headers, body)
+        .await;
+    assert_eq!(forged.assert_admin_error(status), msg, "{path}");
     msg
 }
 
@@ -281,10 +291,12 @@ async fn a_write_that_is_not_json_is_415_and_changes_nothing() {
                 "/v1/companies",
                 auth,
                 &[("content-type", ct)],
-                body,
+                body.clone(),
             )
             .await;
-        let msg = refused_anonymously(&r, 415);
+        let headers = [("content-type", ct)];
+        let replay = (Method::POST, "/v1/companies", &headers[..], body);
+        let msg = refused_before_authentication(&env, &r, 415, replay).await;
         assert!(msg.contains("application/json"), "{ct}: {msg}");
     }
     env.root(Method::GET, "/v1/companies/forged_co", None)
@@ -302,8 +314,10 @@ async fn a_write_that_is_not_json_is_415_and_changes_nothing() {
         (Method::PATCH, "/v1/users/usr", "{}".to_owned()),
     ];
     for (m, path, body) in bare {
-        let r = env.admin_send(m.clone(), path, auth, &[], body).await;
-        refused_anonymously(&r, 415);
+        let r = env
+            .admin_send(m.clone(), path, auth, &[], body.clone())
+            .await;
+        refused_before_authentication(&env, &r, 415, (m, path, &[], body)).await;
     }
     assert_eq!(snapshot(&env, "usr").await, before, "nothing changed");
     // With a JSON type (parameters and case allowed) the same key mint works.
@@ -342,7 +356,7 @@ async fn cross_site_writes_are_403_and_same_origin_ones_pass() {
         let r = env
             .admin_send(Method::POST, "/v1/companies", auth, &[ct, h], body(&key))
             .await;
-        let msg = refused_anonymously(&r, 403);
+        let msg = r.assert_admin_error(403);
         assert!(msg.contains("cross-site"), "{h:?}: {msg}");
         env.root(Method::GET, &format!("/v1/companies/{key}"), None)
             .await
@@ -351,7 +365,8 @@ async fn cross_site_writes_are_403_and_same_origin_ones_pass() {
         let r = env
             .admin_send(Method::DELETE, "/v1/users/usr", auth, &[h], "")
             .await;
-        refused_anonymously(&r, 403);
+        let replay = (Method::DELETE, "/v1/users/usr", &[h][..], String::new());
+        refused_before_authentication(&env, &r, 403, replay).await;
         // Wrong credentials do not change the answer: the check runs before authentication.
         let r = env
             .admin_send(
@@ -362,7 +377,7 @@ async fn cross_site_writes_are_403_and_same_origin_ones_pass() {
                 body(&key),
             )
             .await;
-        refused_anonymously(&r, 403);
+        r.assert_admin_error(403);
     }
     assert_eq!(
         snapshot(&env, "usr").await,

@@ -1,5 +1,7 @@
-//! Who may do what on the admin API: the role predicates and the user scope every user, key
-//! and quota handler goes through, so the rules live in one place rather than in each arm.
+//! Who may do what on the admin API: the rules the route table declares per route
+//! ([`Rule`]), checked by [`admit`] before a handler runs, and the named per-object checks
+//! the handlers add for what a request asks (the user a body would make, the company a list
+//! is confined to).
 //!
 //! A PARTNER manages its own company's users, but never above itself: it cannot grant ADMIN
 //! or AUDITOR, and so it may not act on a user who holds one either (change, delete or
@@ -10,10 +12,104 @@ use crate::error::GatewayError;
 use crate::identity::Principal;
 use crate::store::User;
 
-use super::service::{Admin, store_err};
+use super::routes::Params;
+use super::service::Admin;
+use super::wire::store_err;
 
 /// The roles only an ADMIN grants.
 const ADMIN_GRANTED: [&str; 2] = ["ADMIN", "AUDITOR"];
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Rule {
+    /// Anyone: no credentials are asked for.
+    Anyone,
+    /// An authenticated caller whom `roles` lets in, then allowed on `target`.
+    Caller { roles: Roles, target: Target },
+}
+
+/// The roles a route asks of its caller.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Roles {
+    /// Whatever they hold: the target, or the handler, decides.
+    Any,
+    /// One of these, else 403 naming the refusal.
+    OneOf(&'static [&'static str], &'static str),
+}
+
+/// What the path names that the caller must be allowed on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target {
+    /// Nothing beyond the roles.
+    Nothing,
+    /// Reading the company `{key}`: its readers ([`reads`]).
+    CompanyRead,
+    /// The user `{username}` as stored, for this access ([`may_access`]); the handler gets
+    /// that user.
+    User(Access),
+}
+
+/// Checks a route's `roles`, then its `target`, for the authenticated caller `p`; answers
+/// the user the target names, when it names one. A route whose template lacks the variable
+/// its target reads is refused with a 500, never let through.
+pub(super) async fn admit(
+    admin: &Admin,
+    p: &Principal,
+    roles: Roles,
+    target: Target,
+    params: &Params,
+) -> Result<Option<User>, GatewayError> {
+    holds(p, roles)?;
+    match target {
+        Target::Nothing => Ok(None),
+        Target::CompanyRead => {
+            let key = params.require("key")?;
+            if reads(p, key) {
+                Ok(None)
+            } else {
+                Err(forbidden("not your company"))
+            }
+        }
+        Target::User(access) => {
+            let name = params.require("username")?;
+            user_in_scope(admin, p, name, access).await.map(Some)
+        }
+    }
+}
+
+/// 403 with the route's refusal unless `p` holds one of the roles it asks for.
+fn holds(p: &Principal, roles: Roles) -> Result<(), GatewayError> {
+    match roles {
+        Roles::Any => Ok(()),
+        Roles::OneOf(allowed, _) if allowed.iter().any(|r| p.has_role(r)) => Ok(()),
+        Roles::OneOf(_, refusal) => Err(forbidden(refusal)),
+    }
+}
+
+/// The company a list or a statistic of `p` is confined to: none for those who read
+/// everything, else the caller's own (the route lets in no one else).
+pub(super) fn company_scope(p: &Principal) -> Option<String> {
+    if reads_all(p) {
+        None
+    } else {
+        Some(p.company.to_string())
+    }
+}
+
+/// The company a user list of `p` covers, when it asked for `asked`: a PARTNER lists only
+/// its own company's users.
+pub(super) fn users_listed(
+    p: &Principal,
+    asked: Option<String>,
+) -> Result<Option<String>, GatewayError> {
+    match (company_scope(p), asked) {
+        (None, asked) => Ok(asked),
+        (Some(own), Some(asked)) if asked != own => {
+            Err(forbidden("a PARTNER lists only its own company's users"))
+        }
+        (Some(own), Some(_) | None) => Ok(Some(own)),
+    }
+}
 
 /// What a handler does with the user it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +169,7 @@ pub(super) fn may_access(p: &Principal, u: &User, access: Access) -> Result<(), 
 }
 
 /// The user `name`, if `p` may do `access` on them (see [`may_access`]).
-pub(super) async fn user_in_scope(
+async fn user_in_scope(
     admin: &Admin,
     p: &Principal,
     name: &str,
@@ -172,6 +268,41 @@ mod tests {
         // An AUDITOR who is also its company's PARTNER still cannot touch an ADMIN.
         let both = principal("acme", &["PARTNER", "AUDITOR"]);
         assert!(!allowed(&both, &user("acme", &["ADMIN"]), Access::Write));
+    }
+
+    #[test]
+    fn a_route_asking_for_roles_lets_in_their_holders_only() {
+        let readers = Roles::OneOf(&["ADMIN", "AUDITOR"], "for readers");
+        assert!(holds(&principal("x", &["USER", "AUDITOR"]), readers).is_ok());
+        let refused = holds(&principal("x", &["PARTNER"]), readers).unwrap_err();
+        assert!(refused.to_string().contains("for readers"), "{refused}");
+        assert!(holds(&principal("x", &[]), Roles::Any).is_ok());
+    }
+
+    #[test]
+    fn a_partner_lists_only_its_own_company() {
+        let partner = principal("acme", &["PARTNER"]);
+        assert_eq!(
+            users_listed(&partner, None).unwrap().as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            users_listed(&partner, Some("acme".into()))
+                .unwrap()
+                .as_deref(),
+            Some("acme")
+        );
+        assert!(users_listed(&partner, Some("other".into())).is_err());
+        let auditor = principal("system", &["AUDITOR"]);
+        assert_eq!(users_listed(&auditor, None).unwrap(), None);
+        assert_eq!(
+            users_listed(&auditor, Some("other".into()))
+                .unwrap()
+                .as_deref(),
+            Some("other")
+        );
+        assert_eq!(company_scope(&partner).as_deref(), Some("acme"));
+        assert_eq!(company_scope(&auditor), None);
     }
 
     #[test]

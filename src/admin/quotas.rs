@@ -1,44 +1,28 @@
 //! Quotas of a user (`/v1/users/{username}/quotas`): the base quotas and dated windows the
 //! quota layer enforces; every change is told to the quota book so the next request sees it.
-//! Reading follows the user scope; writing is ADMIN-only, since quotas bound what a company
-//! may spend upstream and a PARTNER would otherwise raise its own company's limits.
+//! Reading follows the user scope; writing is ADMIN-only (both declared in the route table),
+//! since quotas bound what a company may spend upstream and a PARTNER would otherwise raise
+//! its own company's limits.
 
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body::Body as HttpBody;
+use http::StatusCode;
 use serde_json::json;
 
-use super::access::{Access, forbidden, is_admin, user_in_scope};
-use super::service::{Admin, json_response, no_content, read_json, store_err};
+use super::service::{Answer, Call};
 use super::validate;
-use crate::body::{Body, BoxError};
+use super::wire::{json_response, no_content, store_err};
 use crate::error::{BadRequest, GatewayError};
-use crate::identity::Principal;
 
 /// `PUT /v1/users/{username}/quotas`: the base quotas, or a dated window's with `from`/`to`.
-pub(super) async fn put<B>(
-    admin: &Admin,
-    p: &Principal,
-    name: &str,
-    pairs: &[(String, String)],
-    body: B,
-) -> Result<Response<Body>, GatewayError>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    if !is_admin(p) {
-        return Err(forbidden("only an ADMIN sets quotas"));
-    }
-    let owner = user_in_scope(admin, p, name, Access::Write).await?;
-    let window = quota_window(pairs)?;
-    let services = validate::quotas(&read_json(body).await?)?;
-    admin
+pub(super) async fn put(mut c: Call) -> Answer {
+    let owner = c.user()?.username.clone();
+    let window = quota_window(&c.query)?;
+    let services = validate::quotas(&c.json().await?)?;
+    c.admin
         .store
-        .put_quotas(owner.username.clone(), window.clone(), services.clone())
+        .put_quotas(owner.clone(), window.clone(), services.clone())
         .await
         .map_err(store_err)?;
-    admin.quotas_changed(&owner.username);
+    c.admin.quotas_changed(&owner);
     let mut v = json!({"services": services});
     if let Some((from, to)) = window {
         v["from"] = json!(from);
@@ -48,17 +32,9 @@ where
 }
 
 /// `GET /v1/users/{username}/quotas`: the base quotas and every dated window.
-pub(super) async fn get(
-    admin: &Admin,
-    p: &Principal,
-    name: &str,
-) -> Result<Response<Body>, GatewayError> {
-    let owner = user_in_scope(admin, p, name, Access::Read).await?;
-    let q = admin
-        .store
-        .get_quotas(owner.username)
-        .await
-        .map_err(store_err)?;
+pub(super) async fn get(c: Call) -> Answer {
+    let owner = c.user()?.username.clone();
+    let q = c.admin.store.get_quotas(owner).await.map_err(store_err)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -71,28 +47,18 @@ pub(super) async fn get(
 }
 
 /// `DELETE /v1/users/{username}/quotas`: every quota of the user, or one window.
-pub(super) async fn delete(
-    admin: &Admin,
-    p: &Principal,
-    name: &str,
-    pairs: &[(String, String)],
-) -> Result<Response<Body>, GatewayError> {
-    if !is_admin(p) {
-        return Err(forbidden("only an ADMIN removes quotas"));
-    }
-    let owner = user_in_scope(admin, p, name, Access::Write).await?;
-    let window = quota_window(pairs)?;
-    let n = admin
+pub(super) async fn delete(c: Call) -> Answer {
+    let owner = c.user()?.username.clone();
+    let window = quota_window(&c.query)?;
+    let n = c
+        .admin
         .store
-        .delete_quotas(owner.username.clone(), window)
+        .delete_quotas(owner.clone(), window)
         .await
         .map_err(store_err)?;
-    admin.quotas_changed(&owner.username);
+    c.admin.quotas_changed(&owner);
     if n == 0 {
-        return Err(GatewayError::NotFound(format!(
-            "quotas of `{}`",
-            owner.username
-        )));
+        return Err(GatewayError::NotFound(format!("quotas of `{owner}`")));
     }
     Ok(no_content())
 }

@@ -8,25 +8,19 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::access::{forbidden, reads_all};
-use super::service::{Admin, json_response, now_ms, rfc3339_ms, store_err};
+use super::access::company_scope;
+use super::service::{Answer, Call};
 use super::validate;
-use crate::body::{Body, full};
+use super::wire::{json_response, now_ms, rfc3339_ms, store_err};
+use crate::body::full;
 use crate::capture::Flow;
 use crate::dialect::xml::{XmlRules, xml_to_value};
 use crate::error::{BadRequest, GatewayError};
-use crate::identity::Principal;
 use crate::store::{AuditQuery, AuditRow, StatRow, StatsQuery};
 
 /// `GET /v1/audit`: one action per proxied request, filtered as seed 003 does.
-pub(super) async fn audit(
-    admin: &Admin,
-    p: &Principal,
-    pairs: &[(String, String)],
-) -> Result<Response<Body>, GatewayError> {
-    if !reads_all(p) {
-        return Err(forbidden("the audit is for ADMIN and AUDITOR"));
-    }
+pub(super) async fn audit(c: Call) -> Answer {
+    let pairs = &c.query;
     let list = validate::list(
         pairs,
         &[
@@ -60,7 +54,7 @@ pub(super) async fn audit(
         sort_field: list.sort_field,
         descending: list.descending,
     };
-    let page = admin.store.list_audit(q).await.map_err(store_err)?;
+    let page = c.admin.store.list_audit(q).await.map_err(store_err)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"actions": page.items.iter().map(audit_json).collect::<Vec<_>>(),
@@ -97,22 +91,14 @@ fn audit_json(r: &AuditRow) -> Value {
 }
 
 /// `GET /v1/statistics`: daily points per user, service and method group.
-pub(super) async fn statistics(
-    admin: &Admin,
-    p: &Principal,
-    pairs: &[(String, String)],
-) -> Result<Response<Body>, GatewayError> {
-    let rows = stats_rows(admin, p, pairs).await?;
+pub(super) async fn statistics(c: Call) -> Answer {
+    let rows = stats_rows(c).await?;
     Ok(json_response(StatusCode::OK, &stats_json(&rows)))
 }
 
 /// `GET /v1/report`: the statistics as an XLSX file.
-pub(super) async fn report(
-    admin: &Admin,
-    p: &Principal,
-    pairs: &[(String, String)],
-) -> Result<Response<Body>, GatewayError> {
-    let rows = stats_rows(admin, p, pairs).await?;
+pub(super) async fn report(c: Call) -> Answer {
+    let rows = stats_rows(c).await?;
     let bytes = report_xlsx(&rows).map_err(GatewayError::Internal)?;
     let mut r = Response::new(full(Bytes::from(bytes)));
     r.headers_mut().insert(
@@ -130,15 +116,8 @@ pub(super) async fn report(
 
 /// `/v1/tracecode/{tracecode}`: one captured body, as kept or (`data_flow_convert=JSON`)
 /// an XML body converted to JSON.
-pub(super) async fn captured(
-    admin: &Admin,
-    p: &Principal,
-    tracecode: &str,
-    pairs: &[(String, String)],
-) -> Result<Response<Body>, GatewayError> {
-    if !reads_all(p) {
-        return Err(forbidden("captured bodies are for ADMIN and AUDITOR"));
-    }
+pub(super) async fn captured(c: Call) -> Answer {
+    let (tracecode, pairs) = (c.param("tracecode")?, &c.query);
     let valid = (1..=64).contains(&tracecode.len())
         && tracecode
             .chars()
@@ -184,7 +163,8 @@ pub(super) async fn captured(
             return Err(BadRequest::param("data_flow_convert", "data_flow_convert must be ORIGIN or JSON (XLSX is not offered for captured bodies)").into());
         }
     };
-    let body = admin
+    let body = c
+        .admin
         .store
         .get_capture(tracecode.to_owned(), flow, stage)
         .await
@@ -227,18 +207,9 @@ pub(super) async fn captured(
 
 /// Seed 003's statistics period: `from`/`to` dates (default: this month up to yesterday,
 /// today excluded), at most 366 days; scoped to the caller's company for a PARTNER.
-async fn stats_rows(
-    admin: &Admin,
-    p: &Principal,
-    pairs: &[(String, String)],
-) -> Result<Vec<StatRow>, GatewayError> {
-    let company_key = if reads_all(p) {
-        None
-    } else if p.has_role("PARTNER") {
-        Some(p.company.to_string())
-    } else {
-        return Err(forbidden("statistics need ADMIN, AUDITOR or PARTNER"));
-    };
+async fn stats_rows(c: Call) -> Result<Vec<StatRow>, GatewayError> {
+    let company_key = company_scope(c.caller()?);
+    let pairs = &c.query;
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let date = |name: &str| -> Result<Option<time::Date>, BadRequest> {
         match pairs.iter().find(|(k, _)| k == name) {
@@ -259,7 +230,7 @@ async fn stats_rows(
     }
     let username = validate::word_param(pairs, "username", 2, 256)?;
     let show = |d: time::Date| d.format(fmt).unwrap_or_default();
-    admin
+    c.admin
         .store
         .statistics(StatsQuery {
             from_day: show(from),

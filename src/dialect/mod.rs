@@ -208,10 +208,21 @@ impl Dialect {
         if let GatewayError::Unauthenticated { .. } = err {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"rosetta\""),
+                HeaderValue::from_static(self.challenge()),
             );
         }
         resp
+    }
+
+    /// `WWW-Authenticate` of a 401. The admin API offers Basic first, so a browser can sign
+    /// in with its own password prompt (and why its writes are guarded against CSRF).
+    fn challenge(self) -> &'static str {
+        match self {
+            Dialect::Admin => "Basic realm=\"rosetta-admin\", Bearer",
+            Dialect::RedapiV1 | Dialect::AppDirect | Dialect::Fusion | Dialect::LongJump => {
+                "Bearer realm=\"rosetta\""
+            }
+        }
     }
 }
 

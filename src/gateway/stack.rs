@@ -153,7 +153,6 @@ impl Gateway {
             store: self.store.clone(),
             auth: self.auth.clone(),
             store_auth: self.store_auth.clone(),
-            server_name: self.server_name.clone(),
             quotas: Some(self.quotas.clone()),
             cache: Some(self.cache.clone()),
         }
@@ -223,7 +222,7 @@ impl Gateway {
             // Request id, tracecode, span and access log; X-Request-Id / X-Trace-Code out.
             .layer(super::trace::TraceLayer::new())
             // Typed errors become responses in the client's dialect; nothing fails past here.
-            .layer(RescueLayer)
+            .layer(RescueLayer::new(Dialect::RedapiV1))
             // Pack route → RouteCtx; 404/405/400-path in the nearest pack's dialect.
             .layer(RouteLayer::new(self.catalog.clone(), Dialect::RedapiV1))
             // API key / Basic / bearer → Principal (skipped for anonymous routes).
@@ -300,7 +299,8 @@ mod tests {
     fn stack() -> impl Service<Request<String>, Response = Response<Body>, Error = Infallible> {
         let (routes, key) = routes_and_key();
         ServiceBuilder::new()
-            .layer(RescueLayer)
+            .layer(super::super::trace::TraceLayer::new())
+            .layer(RescueLayer::new(Dialect::RedapiV1))
             .layer(routes)
             .layer(key)
             .service(service_fn(|req: Request<String>| async move {

@@ -14,19 +14,34 @@ use crate::context::RequestMeta;
 
 pin_project_lite::pin_project! {
     /// The answer of the layers below, which cannot fail past here.
-    pub struct RescueFuture<F> {
-        #[pin]
-        inner: F,
-        // For a rejection's document: its tracecode and `instance`. The URI is a shared
-        // copy of the request's (a reference count), not a copy of its path.
-        meta: RequestMeta,
-        uri: Uri,
+    #[project = Step]
+    pub enum RescueFuture<F> {
+        /// The layers below are answering.
+        Answering {
+            #[pin]
+            inner: F,
+            // For a rejection's document: its tracecode and `instance`. The URI is a shared
+            // copy of the request's (a reference count), not a copy of its path.
+            meta: RequestMeta,
+            uri: Uri,
+        },
+        /// Answered without calling them.
+        Refused {
+            #[pin]
+            ready: std::future::Ready<Result<Response<Body>, Infallible>>,
+        },
     }
 }
 
 impl<F> RescueFuture<F> {
-    pub(super) fn new(inner: F, meta: RequestMeta, uri: Uri) -> Self {
-        Self { inner, meta, uri }
+    pub(super) fn answering(inner: F, meta: RequestMeta, uri: Uri) -> Self {
+        Self::Answering { inner, meta, uri }
+    }
+
+    pub(super) fn refused(resp: Response<Body>) -> Self {
+        Self::Refused {
+            ready: std::future::ready(Ok(resp)),
+        }
     }
 }
 
@@ -37,15 +52,17 @@ where
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
-            Ok(resp) => resp,
-            Err(rejection) => {
-                tracing::debug!(error = %rejection.error, "request rejected");
-                rejection
-                    .dialect
-                    .render_error(&rejection.error, this.meta, this.uri.path())
-            }
-        }))
+        match self.project() {
+            Step::Answering { inner, meta, uri } => Poll::Ready(Ok(match ready!(inner.poll(cx)) {
+                Ok(resp) => resp,
+                Err(rejection) => {
+                    tracing::debug!(error = %rejection.error, "request rejected");
+                    rejection
+                        .dialect
+                        .render_error(&rejection.error, meta, uri.path())
+                }
+            })),
+            Step::Refused { ready } => ready.poll(cx),
+        }
     }
 }

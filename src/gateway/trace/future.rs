@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Method, Response};
 use tracing::Span;
 
+use super::Listener;
 use crate::body::Body;
 use crate::context::RequestMeta;
 
@@ -17,6 +18,7 @@ pin_project_lite::pin_project! {
         inner: F,
         span: Span,
         meta: RequestMeta,
+        listener: Listener,
         method: Method,
         path: String,
     }
@@ -27,6 +29,7 @@ impl<F> TraceFuture<F> {
         inner: F,
         span: Span,
         meta: RequestMeta,
+        listener: Listener,
         method: Method,
         path: String,
     ) -> Self {
@@ -34,6 +37,7 @@ impl<F> TraceFuture<F> {
             inner,
             span,
             meta,
+            listener,
             method,
             path,
         }
@@ -61,18 +65,22 @@ where
         if let Ok(v) = HeaderValue::from_str(&this.meta.tracecode) {
             headers.insert(crate::header_names::X_TRACE_CODE, v);
         }
-        crate::metrics::request(
-            resp.status().as_u16(),
-            this.meta.started.elapsed().as_micros() as u64,
-        );
-        // The path only: query strings may carry secrets (tokens, keys).
-        tracing::info!(
-            status = resp.status().as_u16(),
-            duration_ms = this.meta.started.elapsed().as_secs_f64() * 1000.0,
-            method = %this.method,
-            path = %this.path,
-            "access"
-        );
+        let status = resp.status().as_u16();
+        let duration_ms = this.meta.started.elapsed().as_secs_f64() * 1000.0;
+        // The path only: query strings may carry secrets (tokens, keys). Each listener keeps
+        // its own counter, and its own log target and message, which operators filter on.
+        match this.listener {
+            Listener::Proxy => {
+                crate::metrics::request(status, this.meta.started.elapsed().as_micros() as u64);
+                tracing::info!(status, duration_ms, method = %this.method, path = %this.path,
+                    "access");
+            }
+            Listener::Admin => {
+                crate::metrics::admin_request();
+                tracing::info!(target: "rosetta::admin", status, duration_ms,
+                    method = %this.method, path = %this.path, "admin request");
+            }
+        }
         Poll::Ready(Ok(resp))
     }
 }

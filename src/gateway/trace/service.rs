@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
-use super::TraceFuture;
+use super::{Listener, TraceFuture};
 use crate::body::Body;
 use crate::context::RequestMeta;
 
@@ -13,6 +13,7 @@ use crate::context::RequestMeta;
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     pub(super) inner: S,
+    pub(super) listener: Listener,
 }
 
 impl<S, B> Service<Request<B>> for Trace<S>
@@ -33,12 +34,15 @@ where
             .get("x-request-id")
             .and_then(|v| v.to_str().ok());
         let meta = RequestMeta::new(client_id);
+        // `user` is recorded below, by whichever layer authenticates the caller.
         let span = tracing::info_span!(
             "request",
+            listener = self.listener.name(),
             method = %req.method(),
             path = %req.uri().path(),
             request_id = %meta.request_id,
             tracecode = %meta.tracecode,
+            user = tracing::field::Empty,
         );
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -47,6 +51,6 @@ where
             let _enter = span.enter();
             self.inner.call(req)
         };
-        TraceFuture::new(inner, span, meta, method, path)
+        TraceFuture::new(inner, span, meta, self.listener, method, path)
     }
 }

@@ -1,0 +1,63 @@
+//! The admin API's own upkeep: liveness, the version, the Prometheus counters, the OpenAPI
+//! document (all anonymous, for probes and scrapers without credentials) and the purge of
+//! the proxy's read cache.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use super::routes::OPENAPI;
+use super::service::{Answer, Call};
+use super::wire::{json_response, no_content, store_err};
+use crate::body::full;
+
+/// `GET /health`: ok when the store answers.
+pub(super) async fn health(c: Call) -> Answer {
+    c.admin.store.user_count().await.map_err(store_err)?;
+    Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+}
+
+/// `GET /v1/version`.
+pub(super) async fn version(_c: Call) -> Answer {
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"major": 1, "minor": env!("CARGO_PKG_VERSION_MINOR").parse::<u32>().unwrap_or(0),
+                "build": env!("CARGO_PKG_VERSION")}),
+    ))
+}
+
+/// `GET /metrics`: the process's counters, the cache's size read now.
+pub(super) async fn metrics(c: Call) -> Answer {
+    if let Some(cache) = &c.admin.cache {
+        crate::metrics::cache_bytes(cache.bytes().await);
+    }
+    let mut r = Response::new(full(Bytes::from(crate::metrics::render())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(r)
+}
+
+/// `GET /v1/docs/openapi.json`.
+pub(super) async fn openapi(_c: Call) -> Answer {
+    let mut r = Response::new(full(Bytes::from_static(OPENAPI.as_bytes())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// `DELETE /v1/cache`: every cached read, or one route's (`route`).
+pub(super) async fn purge_cache(c: Call) -> Answer {
+    let route = c
+        .query
+        .iter()
+        .find(|(k, _)| k == "route")
+        .map(|(_, v)| v.as_str());
+    if let Some(cache) = &c.admin.cache {
+        cache.purge(route);
+    }
+    Ok(no_content())
+}
