@@ -59,9 +59,92 @@ pub enum GatewayError {
     /// Creating or renaming would duplicate a unique key.
     #[error("{0} already exists")]
     Conflict(String),
-    /// A bug or an impossible state; rendered as 500 with the tracecode, never a panic.
+    /// A bug or an impossible state; rendered as 500 with the tracecode (the client is told
+    /// what failed, the log has its causes), never a panic.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] Internal),
+}
+
+/// What failed inside Rosetta, with the failure that caused it kept as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    /// A piece of request context missing below the layer that sets it: the stack is
+    /// assembled wrong.
+    #[error("the {layer} layer was reached without {missing}")]
+    MissingContext {
+        layer: &'static str,
+        missing: &'static str,
+    },
+    /// A route's jq filter failed on the values it was given.
+    #[error("route {route}: {part} failed")]
+    Filter {
+        route: std::sync::Arc<str>,
+        part: String,
+        #[source]
+        source: crate::mapping::jq::JqError,
+    },
+    /// A route's filter made a value the route cannot use.
+    #[error("route {route}: {detail}")]
+    Answer {
+        route: std::sync::Arc<str>,
+        detail: String,
+    },
+    /// A pack's `[reach]` answered something that is not a reach.
+    #[error("pack {pack}: [reach] did not yield {{root, companies}}")]
+    ReachShape { pack: String },
+    /// Resolving the caller's reach failed.
+    #[error("resolving the caller's reach")]
+    Reach {
+        #[source]
+        source: std::sync::Arc<GatewayError>,
+    },
+    /// The store failed.
+    #[error("the store failed while {doing}")]
+    Store {
+        doing: &'static str,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// An answer's body could not be read.
+    #[error("reading {what}")]
+    Body {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// Something Rosetta does for itself failed (a secret drawn, a password hashed, a
+    /// report written, a body encoded).
+    #[error("{doing}")]
+    Failed {
+        doing: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    /// A request waiting on the cache's leader was not kept for its own call.
+    #[error("the request was lost while waiting for the cache")]
+    LostInCache,
+    /// A link needs the gateway's own address.
+    #[error("a link needs server.public_url or the listener's address, and neither is known")]
+    NoBaseUrl,
+    /// Rosetta's own wiring is wrong (the admin route table, the stack's order).
+    #[error("{what}")]
+    Miswired {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// `e` and every error it was caused by, `: `-separated, for the log line of a 500.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 /// A client error: what was wrong, and where when we know.

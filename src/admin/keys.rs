@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::service::{Answer, Call};
 use super::validate;
 use super::wire::{json_response, no_content, now_ms, rfc3339_ms, store_err};
-use crate::error::{BadRequest, GatewayError};
+use crate::error::{BadRequest, Internal};
 use crate::identity::passwords::new_api_key;
 use crate::identity::sha256_hex;
 use crate::store::ApiKeyInfo;
@@ -21,7 +21,10 @@ fn key_json(k: &ApiKeyInfo) -> Value {
 /// `POST /v1/users/{username}/keys`: the new key, with its secret.
 pub(super) async fn create(mut c: Call) -> Answer {
     let expires_ms = expiry(&c.json().await?)?;
-    let secret = new_api_key().map_err(GatewayError::Internal)?;
+    let secret = new_api_key().map_err(|e| Internal::Failed {
+        doing: "drawing an API key",
+        source: e.into(),
+    })?;
     let info = ApiKeyInfo {
         id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
         username: c.user()?.username.clone(),

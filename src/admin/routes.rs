@@ -298,7 +298,11 @@ pub(super) enum Miswired {
 impl From<Miswired> for GatewayError {
     fn from(e: Miswired) -> Self {
         tracing::error!(error = %e, "admin route table mistake");
-        GatewayError::Internal(e.to_string())
+        crate::error::Internal::Miswired {
+            what: "the admin route table",
+            source: Box::new(e),
+        }
+        .into()
     }
 }
 

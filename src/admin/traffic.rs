@@ -15,7 +15,7 @@ use super::wire::{json_response, now_ms, rfc3339_ms, store_err};
 use crate::body::full;
 use crate::capture::Flow;
 use crate::dialect::xml::{XmlRules, xml_to_value};
-use crate::error::{BadRequest, GatewayError};
+use crate::error::{BadRequest, GatewayError, Internal};
 use crate::store::{AuditQuery, AuditRow, StatRow, StatsQuery};
 
 /// `GET /v1/audit`: one action per proxied request, filtered as seed 003 does.
@@ -99,7 +99,10 @@ pub(super) async fn statistics(c: Call) -> Answer {
 /// `GET /v1/report`: the statistics as an XLSX file.
 pub(super) async fn report(c: Call) -> Answer {
     let rows = stats_rows(c).await?;
-    let bytes = report_xlsx(&rows).map_err(GatewayError::Internal)?;
+    let bytes = report_xlsx(&rows).map_err(|e| Internal::Failed {
+        doing: "writing the statistics workbook",
+        source: e.into(),
+    })?;
     let mut r = Response::new(full(Bytes::from(bytes)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

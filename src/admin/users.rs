@@ -11,7 +11,7 @@ use super::access::{check_user_write, users_listed};
 use super::service::{Answer, Call};
 use super::validate;
 use super::wire::{json_response, no_content, store_err};
-use crate::error::{BadRequest, GatewayError};
+use crate::error::{BadRequest, GatewayError, Internal};
 use crate::identity::passwords::hash_password;
 use crate::store::{User, UserQuery, UserStats};
 
@@ -21,10 +21,13 @@ fn user_json(u: &User) -> Value {
 }
 
 fn password_hash(password: Option<&str>) -> Result<Option<String>, GatewayError> {
-    password
-        .map(hash_password)
-        .transpose()
-        .map_err(GatewayError::Internal)
+    password.map(hash_password).transpose().map_err(|e| {
+        Internal::Failed {
+            doing: "hashing a password",
+            source: e.into(),
+        }
+        .into()
+    })
 }
 
 /// `POST /v1/users`.

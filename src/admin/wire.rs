@@ -62,7 +62,11 @@ pub(super) fn store_err(e: StoreError) -> GatewayError {
         StoreError::Conflict(what) => GatewayError::Conflict(what),
         StoreError::NotFound(what) => GatewayError::NotFound(what),
         StoreError::Invalid(msg) => GatewayError::BadRequest(BadRequest::new(msg)),
-        StoreError::Backend(msg) => GatewayError::Internal(msg),
+        e @ StoreError::Backend(_) => crate::error::Internal::Store {
+            doing: "answering an admin request",
+            source: e,
+        }
+        .into(),
     }
 }
 

@@ -309,7 +309,10 @@ mod tests {
             ),
             (
                 "error-1-internal.xml",
-                GatewayError::Internal("bug".into()),
+                GatewayError::from(crate::error::Internal::Failed {
+                    doing: "bug",
+                    source: "a test's".into(),
+                }),
                 -1,
             ),
         ];

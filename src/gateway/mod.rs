@@ -82,7 +82,11 @@ pub(crate) fn upstream_failed(
 /// A piece of request context missing below the layer that sets it: the stack is assembled
 /// wrong, which is our bug, answered 500 (never worked around with a default).
 pub(crate) fn missing(layer: &'static str, what: &'static str) -> GatewayError {
-    GatewayError::Internal(format!("the {layer} layer was reached without {what}"))
+    crate::error::Internal::MissingContext {
+        layer,
+        missing: what,
+    }
+    .into()
 }
 
 /// The matched route of a request, inserted by the route layer.

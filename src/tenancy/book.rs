@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::reach::ReachSet;
 use crate::context::RequestMeta;
-use crate::error::{GatewayError, UpstreamError};
+use crate::error::{GatewayError, Internal, UpstreamError};
 use crate::identity::Principal;
 use crate::mapping::exec::{CallUpstream, ExecEnv, OutBody, execute};
 use crate::mapping::pack::Route;
@@ -89,7 +89,7 @@ impl PackReach {
             .await
             .map_err(|shared| match Arc::try_unwrap(shared) {
                 Ok(e) => e,
-                Err(shared) => again(&shared),
+                Err(shared) => again(shared),
             })
     }
 
@@ -115,11 +115,8 @@ impl PackReach {
             OutBody::Json(v) => v,
             OutBody::Empty | OutBody::Raw(_) | OutBody::Page { .. } => Value::Null,
         };
-        let set = reach_of(&answer).ok_or_else(|| {
-            GatewayError::Internal(format!(
-                "pack {}: [reach] did not yield {{root, companies}}: {answer}",
-                self.pack
-            ))
+        let set = reach_of(&answer).ok_or_else(|| Internal::ReachShape {
+            pack: self.pack.to_string(),
         })?;
         let mut set = set;
         if set.len() >= self.max_nodes {
@@ -172,8 +169,8 @@ fn reach_of(answer: &Value) -> Option<ReachSet> {
 
 /// A failure shared by callers waiting on one resolution, made again for each of them (the
 /// same status and message; a connection's underlying cause becomes its text).
-fn again(e: &GatewayError) -> GatewayError {
-    match e {
+fn again(shared: Arc<GatewayError>) -> GatewayError {
+    match &*shared {
         GatewayError::Upstream(u) => GatewayError::Upstream(match u {
             UpstreamError::Unknown { upstream } => UpstreamError::Unknown {
                 upstream: upstream.clone(),
@@ -204,7 +201,7 @@ fn again(e: &GatewayError) -> GatewayError {
                 detail: detail.clone(),
             },
         }),
-        other @ (GatewayError::NoRoute { .. }
+        GatewayError::NoRoute { .. }
         | GatewayError::MethodNotAllowed { .. }
         | GatewayError::Unauthenticated { .. }
         | GatewayError::Forbidden { .. }
@@ -215,9 +212,7 @@ fn again(e: &GatewayError) -> GatewayError {
         | GatewayError::QuotaExceeded { .. }
         | GatewayError::NotFound(_)
         | GatewayError::Conflict(_)
-        | GatewayError::Internal(_)) => {
-            GatewayError::Internal(format!("resolving the caller's reach: {other}"))
-        }
+        | GatewayError::Internal(_) => Internal::Reach { source: shared }.into(),
     }
 }
 
@@ -261,11 +256,12 @@ mod tests {
                 status: http::StatusCode::SERVICE_UNAVAILABLE,
                 message: Some("down".into()),
             }),
-            GatewayError::Internal("x".into()),
+            Internal::LostInCache.into(),
         ];
         for e in cases {
-            let copy = again(&e);
-            assert_eq!(copy.status(), e.status(), "{e}");
+            let status = e.status();
+            let copy = again(Arc::new(e));
+            assert_eq!(copy.status(), status, "{copy}");
         }
     }
 }

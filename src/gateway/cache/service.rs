@@ -16,7 +16,7 @@ use super::super::{BoxFuture, RouteCtx, missing};
 use super::layer::{Entry, ReadCache};
 use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query, scope_value};
 use crate::body::{Body, empty, full};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Internal};
 use crate::identity::Principal;
 use crate::mapping::exec::CacheDirective;
 
@@ -266,9 +266,11 @@ where
                     Ok(c) => c.to_bytes(),
                     Err(e) => {
                         if let Ok(mut s) = leader_slot.lock() {
-                            *s = Some(Err(GatewayError::Internal(format!(
-                                "reading the answer to cache it: {e}"
-                            ))));
+                            *s = Some(Err(Internal::Body {
+                                what: "the answer to cache it",
+                                source: e,
+                            }
+                            .into()));
                         }
                         return Err(());
                     }
@@ -309,9 +311,7 @@ where
                 // A waiter whose leader's answer was not stored: no sharing, ask for itself.
                 (Err(_), None) => match held.lock().ok().and_then(|mut r| r.take()) {
                     Some(req) => fallback.call(req).await,
-                    None => Err(GatewayError::Internal(
-                        "the request was lost while waiting for the cache".into(),
-                    )),
+                    None => Err(Internal::LostInCache.into()),
                 },
             }
         })))

@@ -12,7 +12,7 @@ use super::super::price::Price;
 use super::super::{BoxFuture, RouteCtx, SettledPoints, missing};
 use super::QuotaBook;
 use crate::body::Body;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Internal};
 use crate::identity::Principal;
 use crate::limits::quota::{
     Limits, QuotaCounter, QuotaRules, Refusal, Remaining, UsageKey, day_start_ms, local_day,
@@ -277,10 +277,10 @@ impl<S> Quota<S> {
             ) else {
                 return Err(missing("quota", "its request context"));
             };
-            let Some(q) = book
-                .of(&p.user)
-                .await
-                .map_err(|e| GatewayError::Internal(format!("quotas unavailable: {e}")))?
+            let Some(q) = book.of(&p.user).await.map_err(|source| Internal::Store {
+                doing: "reading the user's quotas",
+                source,
+            })?
             else {
                 return inner.call(req).await;
             };

@@ -11,6 +11,7 @@ use http::{Response, Uri};
 use super::super::Rejection;
 use crate::body::Body;
 use crate::context::RequestMeta;
+use crate::error::GatewayError;
 
 pin_project_lite::pin_project! {
     /// The answer of the layers below, which cannot fail past here.
@@ -56,7 +57,16 @@ where
             Step::Answering { inner, meta, uri } => Poll::Ready(Ok(match ready!(inner.poll(cx)) {
                 Ok(resp) => resp,
                 Err(rejection) => {
-                    tracing::debug!(error = %rejection.error, "request rejected");
+                    match &rejection.error {
+                        // Our failure: logged with its causes, under the tracecode the
+                        // client is given.
+                        GatewayError::Internal(_) => tracing::error!(
+                            error = %crate::error::chain(&rejection.error),
+                            tracecode = %meta.tracecode,
+                            "internal error"
+                        ),
+                        _ => tracing::debug!(error = %rejection.error, "request rejected"),
+                    }
                     rejection
                         .dialect
                         .render_error(&rejection.error, meta, uri.path())

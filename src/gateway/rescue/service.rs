@@ -11,7 +11,6 @@ use super::future::RescueFuture;
 use crate::body::Body;
 use crate::context::RequestMeta;
 use crate::dialect::Dialect;
-use crate::error::GatewayError;
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -62,7 +61,7 @@ fn miswired(dialect: Dialect, uri: &Uri) -> Response<Body> {
     let incident = RequestMeta::new(None);
     tracing::error!(error = %NoRequestMeta, tracecode = %incident.tracecode, path = uri.path(),
         "request refused: the stack is miswired");
-    let err = GatewayError::Internal(NoRequestMeta.to_string());
+    let err = super::super::missing("rescue", "its trace context");
     let mut resp = dialect.render_error(&err, &incident, uri.path());
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&incident.request_id) {

@@ -63,8 +63,8 @@ enum Decision {
     Resolve(Arc<PackReach>),
 }
 
-fn internal(what: &str) -> GatewayError {
-    GatewayError::Internal(format!("tenancy reached without {what}"))
+fn internal(what: &'static str) -> GatewayError {
+    super::super::missing("tenancy", what)
 }
 
 impl<S, B> Service<Request<B>> for TenancyService<S>

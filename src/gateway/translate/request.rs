@@ -16,7 +16,7 @@ use crate::body::BoxError;
 use crate::context::{LocalAddr, RequestMeta};
 use crate::dialect::paging::{self, PageRequest};
 use crate::dialect::search::{SearchQuery, SearchSpec, parse_search, pushdown};
-use crate::error::{BadRequest, GatewayError};
+use crate::error::{BadRequest, GatewayError, Internal};
 use crate::identity::Principal;
 use crate::mapping::pack::{ParamSpec, ParamType};
 use crate::tenancy::Reach;
@@ -162,11 +162,13 @@ pub(super) fn prepare<'a>(
             Ok(Value::Null) => {}
             Ok(Value::String(msg)) => return Err(BadRequest::new(msg).into()),
             Ok(other) => return Err(BadRequest::new(other.to_string()).into()),
-            Err(e) => {
-                return Err(GatewayError::Internal(format!(
-                    "route {} validate: {e}",
-                    route.id
-                )));
+            Err(source) => {
+                return Err(Internal::Filter {
+                    route: route.id.clone(),
+                    part: "validate".into(),
+                    source,
+                }
+                .into());
             }
         }
     }
@@ -225,9 +227,7 @@ fn base_url(
     }
     match parts.extensions.get::<LocalAddr>() {
         Some(LocalAddr(addr)) => Ok(format!("http://{addr}")),
-        None => Err(GatewayError::Internal(
-            "a link needs server.public_url or the listener's address, and neither is known".into(),
-        )),
+        None => Err(Internal::NoBaseUrl.into()),
     }
 }
 

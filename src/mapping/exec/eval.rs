@@ -5,7 +5,8 @@
 use jaq_json::Val;
 use serde_json::Value;
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Internal};
+use crate::mapping::jq::JqError;
 use crate::mapping::jq::{JqFilter, to_val};
 use crate::mapping::pack::Route;
 
@@ -29,6 +30,16 @@ impl<'a> LazyVal<'a> {
     }
 }
 
+/// The error of a route's filter that failed, naming it (`what` is formatted only here).
+fn filter_failed(route: &Route, what: std::fmt::Arguments<'_>, source: JqError) -> GatewayError {
+    Internal::Filter {
+        route: route.id.clone(),
+        part: what.to_string(),
+        source,
+    }
+    .into()
+}
+
 /// `what` names the filter in an error; formatted only then (steps run on every request).
 pub(super) fn run_jq(
     route: &Route,
@@ -37,7 +48,7 @@ pub(super) fn run_jq(
     input: Val,
 ) -> Result<Value, GatewayError> {
     f.run_val(input)
-        .map_err(|e| GatewayError::Internal(format!("route {} {what}: {e}", route.id)))
+        .map_err(|source| filter_failed(route, what, source))
 }
 
 /// Runs `f` on the route context: directly when the filter allows, else through jaq on the
@@ -50,9 +61,7 @@ pub(super) fn run_ctx(
     ctx_val: &LazyVal<'_>,
 ) -> Result<Value, GatewayError> {
     match f.run_native(ctx) {
-        Some(answer) => {
-            answer.map_err(|e| GatewayError::Internal(format!("route {} {what}: {e}", route.id)))
-        }
+        Some(answer) => answer.map_err(|source| filter_failed(route, what, source)),
         None => run_jq(route, what, f, ctx_val.get().clone()),
     }
 }

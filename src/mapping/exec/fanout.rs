@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::ExecEnv;
 use super::calls::perform;
 use super::eval::{LazyVal, kind};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Internal};
 use crate::mapping::pack::{Call, Route, Step};
 
 /// One fanned-out call.
@@ -33,20 +33,26 @@ pub(super) async fn for_each(
     max_items: usize,
 ) -> Result<Value, GatewayError> {
     let Value::Array(items) = items else {
-        return Err(GatewayError::Internal(format!(
-            "route {} step {}: for_each must yield an array, got {}",
-            route.id,
-            step.name,
-            kind(&items)
-        )));
+        return Err(Internal::Answer {
+            route: route.id.clone(),
+            detail: format!(
+                "step {}: for_each must yield an array, got {}",
+                step.name,
+                kind(&items)
+            ),
+        }
+        .into());
     };
     if items.len() > max_items {
-        return Err(GatewayError::Internal(format!(
-            "route {} step {}: {} items exceed the fan-out limit of {max_items}",
-            route.id,
-            step.name,
-            items.len()
-        )));
+        return Err(Internal::Answer {
+            route: route.id.clone(),
+            detail: format!(
+                "step {}: {} items exceed the fan-out limit of {max_items}",
+                step.name,
+                items.len()
+            ),
+        }
+        .into());
     }
     // Boxed and collected first: the opaque future of `perform` made in a closure
     // is not provably `Send` for all lifetimes (a rustc limitation).

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::ExecEnv;
 use super::eval::kind;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Internal};
 use crate::mapping::pack::{Paging, Route};
 
 /// What executing a route produced, before the client dialect renders it.
@@ -104,9 +104,11 @@ pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, G
     };
     let out = match f.take_path(ctx) {
         Some(v) => v,
-        None => f
-            .run(ctx)
-            .map_err(|e| GatewayError::Internal(format!("route {} response: {e}", route.id)))?,
+        None => f.run(ctx).map_err(|source| Internal::Filter {
+            route: route.id.clone(),
+            part: "response".into(),
+            source,
+        })?,
     };
     Ok(if route.paging == Paging::Rosetta {
         page_body(route, out)?
@@ -121,20 +123,21 @@ pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, G
 /// A paged route's `{items, total}`, as the dialect's page envelope takes them.
 fn page_body(route: &Route, out: Value) -> Result<OutBody, GatewayError> {
     let Value::Object(mut m) = out else {
-        return Err(GatewayError::Internal(format!(
-            "route {}: a paged response must be {{items, total}}",
-            route.id
-        )));
+        return Err(Internal::Answer {
+            route: route.id.clone(),
+            detail: "a paged response must be {items, total}".into(),
+        }
+        .into());
     };
     let items = match m.remove("items") {
         Some(Value::Array(a)) => a,
         Some(Value::Null) | None => Vec::new(),
         Some(other) => {
-            return Err(GatewayError::Internal(format!(
-                "route {}: paged `items` must be an array, got {}",
-                route.id,
-                kind(&other)
-            )));
+            return Err(Internal::Answer {
+                route: route.id.clone(),
+                detail: format!("paged `items` must be an array, got {}", kind(&other)),
+            }
+            .into());
         }
     };
     let total = m.get("total").and_then(Value::as_u64);

@@ -11,7 +11,7 @@ use super::ExecEnv;
 use super::eval::{LazyVal, run_ctx, run_jq};
 use crate::dialect::longjump;
 use crate::dialect::xml::json_to_xml_vec;
-use crate::error::{GatewayError, UpstreamError};
+use crate::error::{GatewayError, Internal, UpstreamError};
 use crate::mapping::jq::{to_val, with_key};
 use crate::mapping::pack::{Call, ForwardQuery, Route, UpstreamFormat};
 use crate::mapping::template::{self, Template, lookup};
@@ -131,10 +131,10 @@ pub(super) fn build_request(
             if xml {
                 let mut out = Vec::with_capacity(256);
                 json_to_xml_vec(&value, longjump::platform_rules(), &mut out).map_err(|e| {
-                    GatewayError::Internal(format!(
-                        "route {} step {step} body as XML: {e}",
-                        route.id
-                    ))
+                    Internal::Answer {
+                        route: route.id.clone(),
+                        detail: format!("step {step}: its body does not make XML: {e}"),
+                    }
                 })?;
                 Bytes::from(out)
             } else {

@@ -11,7 +11,7 @@ use super::ExecEnv;
 use super::calls::perform;
 use super::eval::LazyVal;
 use super::fanout::Fanned;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Internal};
 use crate::mapping::jq::JqFilter;
 use crate::mapping::pack::{Call, Route, Step};
 
@@ -63,11 +63,10 @@ pub(super) async fn walk(
             .await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {
             let (_, response) = answer?;
-            let kids = children.run(&response).map_err(|e| {
-                GatewayError::Internal(format!(
-                    "route {} step {} walk.children: {e}",
-                    route.id, step.name
-                ))
+            let kids = children.run(&response).map_err(|source| Internal::Filter {
+                route: route.id.clone(),
+                part: format!("step {} walk.children", step.name),
+                source,
             })?;
             for kid in as_list(kids) {
                 if visited.len() >= max_nodes {
