@@ -3,6 +3,9 @@
 //! so the conversion's cost is read as a ratio to the parser's own speed in the same run, and
 //! beside a "read floor" row (tokenize plus the decoding every converter must do).
 
+// A measurement reads the machine's real clock, not the gateway's.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};

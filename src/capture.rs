@@ -7,7 +7,9 @@
 //! of the calls. Secrets never reach the store: values of fields named like a password or a
 //! token are replaced before anything is written ([`redact`]), in JSON and in XML bodies.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -388,14 +390,15 @@ impl CallLog {
             json!({"method": method, "upstream": upstream, "path": path, "body": show(request)});
         let resp =
             json!({"upstream": upstream, "path": path, "status": status, "body": show(response)});
-        if let Ok(mut v) = self.0.lock() {
+        {
+            let mut v = self.0.lock();
             v.push((req, resp));
         }
     }
 
     /// `(INPUT stage 1, OUTPUT stage 0)`: the calls' requests and answers as JSON lists.
     pub fn documents(&self) -> (Vec<u8>, Vec<u8>) {
-        let calls = self.0.lock().map(|v| v.clone()).unwrap_or_default();
+        let calls = self.0.lock().clone();
         let (reqs, resps): (Vec<Value>, Vec<Value>) = calls.into_iter().unzip();
         (
             serde_json::to_vec(&reqs).unwrap_or_default(),

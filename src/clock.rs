@@ -53,6 +53,12 @@ impl WallClock {
     }
 }
 
+/// Now on the system's clock, as a date and time (for documents that show it).
+#[allow(clippy::disallowed_methods)]
+pub fn utc_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
 /// Unix time in milliseconds on the system's clock.
 #[allow(clippy::disallowed_methods)]
 pub fn system_ms() -> i64 {

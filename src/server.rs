@@ -47,11 +47,11 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Here the connection keeps its own copy behind a lock held only while `call` runs (never
 /// contended under HTTP/1, whose requests on one connection come one at a time), and clones
 /// only when the stack is not ready at once.
-struct PerConnection<S>(std::sync::Mutex<S>);
+struct PerConnection<S>(parking_lot::Mutex<S>);
 
 impl<S> PerConnection<S> {
     fn new(service: S) -> Self {
-        Self(std::sync::Mutex::new(service))
+        Self(parking_lot::Mutex::new(service))
     }
 }
 
@@ -64,12 +64,9 @@ where
     type Future = Either<S::Future, tower::util::Oneshot<S, R>>;
 
     fn call(&self, req: R) -> Self::Future {
-        // A call that panicked left nothing half-done in the stack (its layers keep no
-        // state across calls), so a poisoned lock is taken as it is.
-        let mut svc = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The lock does not poison: a call that panicked left nothing half-done in the
+        // stack (its layers keep no state across calls).
+        let mut svc = self.0.lock();
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match svc.poll_ready(&mut cx) {
             std::task::Poll::Ready(Ok(())) => Either::Left(svc.call(req)),

@@ -861,7 +861,7 @@ async fn statistics_and_the_xlsx_report_count_points_and_unique_points() {
     }
     env.gw.store.flush().await.unwrap();
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = rosetta::clock::utc_now().date();
     let (from, to) = (
         today.previous_day().unwrap().format(fmt).unwrap(),
         today.next_day().unwrap().format(fmt).unwrap(),

@@ -4,7 +4,9 @@
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use http::Method;
 use serde_json::json;
@@ -14,7 +16,8 @@ struct Buffer(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Buffer {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
+        {
+            let mut v = self.0.lock();
             v.extend_from_slice(b);
         }
         Ok(b.len())
@@ -83,7 +86,7 @@ async fn no_password_or_key_in_any_log_line() {
     )
     .await;
     env.gw.store.flush().await.unwrap();
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
     assert!(text.contains("admin request"), "the logs were collected");
     for secret in [password, new_password, key.as_str(), common::ROOT.1] {
         assert!(!text.contains(secret), "a secret reached the logs");

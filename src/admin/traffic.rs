@@ -222,7 +222,7 @@ async fn stats_rows(c: Call) -> Result<Vec<StatRow>, GatewayError> {
                 .map_err(|_| BadRequest::param(name, format!("{name} must be a YYYY-MM-DD date"))),
         }
     };
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = crate::clock::WallClock::System.today_utc();
     let from = date("from")?.unwrap_or_else(|| today.replace_day(1).unwrap_or(today));
     let to = date("to")?.unwrap_or_else(|| today.previous_day().unwrap_or(today));
     if from > to && pairs.iter().any(|(k, _)| k == "from" || k == "to") {

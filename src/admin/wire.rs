@@ -81,5 +81,5 @@ pub(super) fn rfc3339_ms(ms: i64) -> String {
 }
 
 pub(super) fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    crate::clock::system_ms()
 }

@@ -15,8 +15,10 @@ mod redapi;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,7 +54,7 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     /// When it arrived.
-    pub at: std::time::Instant,
+    pub at: tokio::time::Instant,
 }
 
 /// Every request a sample backend received.
@@ -61,7 +63,7 @@ pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl RequestLog {
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        self.0.lock().clone()
     }
 
     /// Requests with `method` whose path starts with `prefix`.
@@ -73,7 +75,8 @@ impl RequestLog {
     }
 
     pub fn clear(&self) {
-        if let Ok(mut v) = self.0.lock() {
+        {
+            let mut v = self.0.lock();
             v.clear();
         }
     }
@@ -111,19 +114,21 @@ pub struct Faults(Arc<Mutex<Vec<Fault>>>);
 
 impl Faults {
     pub fn push(&self, fault: Fault) {
-        if let Ok(mut v) = self.0.lock() {
+        {
+            let mut v = self.0.lock();
             v.push(fault);
         }
     }
 
     pub fn clear(&self) {
-        if let Ok(mut v) = self.0.lock() {
+        {
+            let mut v = self.0.lock();
             v.clear();
         }
     }
 
     fn take(&self, method: &Method, path: &str) -> Option<FaultKind> {
-        let mut v = self.0.lock().ok()?;
+        let mut v = self.0.lock();
         let i = v.iter().position(|f| {
             f.method.as_ref().is_none_or(|m| m == method) && path.starts_with(&f.path_prefix)
         })?;
@@ -337,14 +342,15 @@ async fn serve_one(
             .map(|v| ((*h).to_owned(), v.to_owned()))
     })
     .collect();
-    if let Ok(mut v) = log.0.lock() {
+    {
+        let mut v = log.0.lock();
         v.push(RecordedRequest {
             method: parts.method.clone(),
             path: path.clone(),
             query: query_raw.clone(),
             headers,
             body: body.clone(),
-            at: std::time::Instant::now(),
+            at: crate::clock::now(),
         });
     }
     let fault = faults.take(&parts.method, &path);

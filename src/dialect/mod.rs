@@ -161,7 +161,7 @@ impl Dialect {
                         "server": Value::Null,
                         "service": "ROSETTA_ADMIN",
                         "operation": path,
-                        "time": time::OffsetDateTime::now_utc()
+                        "time": crate::clock::utc_now()
                             .format(&time::format_description::well_known::Rfc3339)
                             .unwrap_or_default(),
                     },

@@ -689,7 +689,9 @@ mod tests {
                     seen.extend(items.iter().map(|v| v.as_u64().unwrap() as usize));
                     let next = match scheme {
                         Scheme::RedapiV1 => doc["nextPageToken"].as_str().map(|t| ("pageToken", t.to_owned())),
-                        _ => doc["next"].as_str().map(|t| ("next", t.to_owned())),
+                        Scheme::AppDirect | Scheme::Fusion | Scheme::LongJump | Scheme::Admin => {
+                            doc["next"].as_str().map(|t| ("next", t.to_owned()))
+                        }
                     };
                     match next {
                         Some((k, t)) => query = vec![(k.to_owned(), t)],

@@ -8,7 +8,9 @@
 //! counter starts each user's day and window from the audit trail (the points of answered
 //! requests), so a restart does not hand out the budget twice.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -270,7 +272,7 @@ impl Default for LocalQuotas {
         Self {
             table: Mutex::default(),
             reserves: std::sync::atomic::AtomicU64::new(0),
-            started: tokio::time::Instant::now(),
+            started: crate::clock::now(),
         }
     }
 }
@@ -382,7 +384,7 @@ impl LocalQuotas {
     /// Forgets keys idle for [`IDLE`] with nothing in flight.
     pub fn sweep(&self) {
         let now = self.now_secs();
-        let Ok(mut t) = self.table.lock() else { return };
+        let mut t = self.table.lock();
         // Saturating: a reservation made between reading the clock and taking the lock is
         // newer than `now`.
         t.map.retain(|_, u| {
@@ -394,7 +396,7 @@ impl LocalQuotas {
 
     /// Keys currently held.
     pub fn len(&self) -> usize {
-        self.table.lock().map_or(0, |t| t.map.len())
+        self.table.lock().map.len()
     }
 
     /// Whether no key is held.
@@ -405,9 +407,7 @@ impl LocalQuotas {
 
 impl QuotaCounter for LocalQuotas {
     fn knows(&self, key: &UsageKey, day: &str, window: Option<&(String, String)>) -> bool {
-        let Ok(t) = self.table.lock() else {
-            return false;
-        };
+        let t = self.table.lock();
         t.get(key)
             .is_some_and(|u| u.day == pack_day(day) && u.window == pack_window(window))
     }
@@ -421,7 +421,7 @@ impl QuotaCounter for LocalQuotas {
         window_used: u64,
     ) {
         let (day, window) = (pack_day(day), pack_window(window.as_ref()));
-        let Ok(mut t) = self.table.lock() else { return };
+        let mut t = self.table.lock();
         let u = t.entry(key);
         if u.day != day {
             u.day = day;
@@ -452,9 +452,7 @@ impl QuotaCounter for LocalQuotas {
             self.sweep();
         }
         let (day, now) = (pack_day(day), self.now_secs());
-        let Ok(mut t) = self.table.lock() else {
-            return Err(Refusal::Concurrency { limit: 0 });
-        };
+        let mut t = self.table.lock();
         let u = t.entry(key);
         u.touched = now;
         if u.day != day {
@@ -494,7 +492,7 @@ impl QuotaCounter for LocalQuotas {
     }
 
     fn settle(&self, key: &UsageKey, reserved: u64, actual: u64) {
-        let Ok(mut t) = self.table.lock() else { return };
+        let mut t = self.table.lock();
         if let Some(u) = t.get_mut(key) {
             u.day_used = (u.day_used + actual).saturating_sub(reserved);
             u.window_used = (u.window_used + actual).saturating_sub(reserved);
@@ -502,7 +500,7 @@ impl QuotaCounter for LocalQuotas {
     }
 
     fn release(&self, key: &UsageKey, cost: u64, refund: bool) {
-        let Ok(mut t) = self.table.lock() else { return };
+        let mut t = self.table.lock();
         if let Some(u) = t.get_mut(key) {
             u.inflight = u.inflight.saturating_sub(1);
             if refund {
@@ -513,7 +511,7 @@ impl QuotaCounter for LocalQuotas {
     }
 
     fn usage(&self, key: &UsageKey) -> Option<Usage> {
-        let t = self.table.lock().ok()?;
+        let t = self.table.lock();
         let u = t.get(key)?;
         Some(Usage {
             day: unpack_day(u.day),

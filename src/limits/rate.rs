@@ -218,7 +218,7 @@ impl Reference for TokioInstant {
 impl Clock for TokioClock {
     type Instant = TokioInstant;
     fn now(&self) -> TokioInstant {
-        TokioInstant(tokio::time::Instant::now())
+        TokioInstant(crate::clock::now())
     }
 }
 
@@ -535,7 +535,7 @@ mod tests {
         let p = policy(20, "5/s", "user");
         let l = std::sync::Arc::new(limiter(&p));
         let kept = std::sync::Arc::new(AtomicU64::new(0));
-        let start = tokio::time::Instant::now();
+        let start = crate::clock::now();
         let tasks: Vec<_> = (0..64u64)
             .map(|i| {
                 let (l, p, kept) = (l.clone(), p.clone(), kept.clone());
@@ -569,7 +569,7 @@ mod tests {
         let p = policy(20, "5/s", "user");
         let l = std::sync::Arc::new(limiter(&p));
         let allowed = std::sync::Arc::new(AtomicU64::new(0));
-        let start = tokio::time::Instant::now();
+        let start = crate::clock::now();
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let (l, p, allowed) = (l.clone(), p.clone(), allowed.clone());

@@ -557,7 +557,15 @@ mod tests {
             (Seg::Index, Value::Array(a)) => a.first().into_iter().chain(a.last()).collect(),
             (Seg::Iter, Value::Array(a)) => a.iter().collect(),
             (Seg::Iter, Value::Object(m)) => m.values().collect(),
-            _ => return None,
+            // A step into a scalar, or a key of a list: the filter's answer is not known.
+            (
+                Seg::Key(_),
+                Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_),
+            )
+            | (Seg::Index, Value::Bool(_) | Value::Number(_) | Value::String(_))
+            | (Seg::Iter, Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)) => {
+                return None;
+            }
         };
         let mut out = Vec::new();
         for n in next {

@@ -123,7 +123,7 @@ impl Upstream {
 
     /// Performs one call; with OAuth2, a 401 refreshes the token and retries once.
     pub async fn call(&self, req: UpstreamRequest) -> Result<UpstreamResponse, UpstreamError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = crate::clock::now() + self.timeout;
         let work = async {
             let credential = self.auth.credential().await?;
             let resp = self.attempt(&req, credential.as_ref()).await?;

@@ -1,6 +1,8 @@
 //! [`Cache`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
@@ -228,14 +230,16 @@ where
             let taken = held.clone();
             let mut fallback = inner.clone();
             let init = async move {
-                let Some(req) = taken.lock().ok().and_then(|mut r| r.take()) else {
+                let req = taken.lock().take();
+                let Some(req) = req else {
                     return Err(());
                 };
                 let answer = inner.call(req).await;
                 let resp = match answer {
                     Ok(r) => r,
                     Err(e) => {
-                        if let Ok(mut s) = leader_slot.lock() {
+                        {
+                            let mut s = leader_slot.lock();
                             *s = Some(Err(e));
                         }
                         return Err(());
@@ -256,7 +260,8 @@ where
                     && (!directive.private || scope_kind == Scope::User)
                     && !ttl.is_zero();
                 if !CACHEABLE.contains(&status) || !storable {
-                    if let Ok(mut s) = leader_slot.lock() {
+                    {
+                        let mut s = leader_slot.lock();
                         *s = Some(Ok(resp));
                     }
                     return Err(());
@@ -265,7 +270,8 @@ where
                 let bytes = match body.collect().await {
                     Ok(c) => c.to_bytes(),
                     Err(e) => {
-                        if let Ok(mut s) = leader_slot.lock() {
+                        {
+                            let mut s = leader_slot.lock();
                             *s = Some(Err(Internal::Body {
                                 what: "the answer to cache it",
                                 source: e,
@@ -289,7 +295,7 @@ where
                 .entry_by_ref(&key)
                 .or_try_insert_with(init)
                 .await;
-            let kept = slot.lock().ok().and_then(|mut s| s.take());
+            let kept = slot.lock().take();
             match (result, kept) {
                 (Ok(entry), _) => {
                     let e = entry.into_value();
@@ -309,10 +315,14 @@ where
                     r
                 }),
                 // A waiter whose leader's answer was not stored: no sharing, ask for itself.
-                (Err(_), None) => match held.lock().ok().and_then(|mut r| r.take()) {
-                    Some(req) => fallback.call(req).await,
-                    None => Err(Internal::LostInCache.into()),
-                },
+                (Err(_), None) => {
+                    // Taken out first: the guard is not held across the call.
+                    let req = held.lock().take();
+                    match req {
+                        Some(req) => fallback.call(req).await,
+                        None => Err(Internal::LostInCache.into()),
+                    }
+                }
             }
         })))
     }

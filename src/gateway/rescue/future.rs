@@ -57,15 +57,16 @@ where
             Step::Answering { inner, meta, uri } => Poll::Ready(Ok(match ready!(inner.poll(cx)) {
                 Ok(resp) => resp,
                 Err(rejection) => {
-                    match &rejection.error {
-                        // Our failure: logged with its causes, under the tracecode the
-                        // client is given.
-                        GatewayError::Internal(_) => tracing::error!(
+                    // Our failure: logged with its causes, under the tracecode the client
+                    // is given; a refusal of the client's request is routine.
+                    if let GatewayError::Internal(_) = &rejection.error {
+                        tracing::error!(
                             error = %crate::error::chain(&rejection.error),
                             tracecode = %meta.tracecode,
                             "internal error"
-                        ),
-                        _ => tracing::debug!(error = %rejection.error, "request rejected"),
+                        );
+                    } else {
+                        tracing::debug!(error = %rejection.error, "request rejected");
                     }
                     rejection
                         .dialect

@@ -251,7 +251,7 @@ mod tests {
         case: Option<Case>,
         with_principal: bool,
     ) -> (Result<StatusCode, GatewayError>, Option<String>) {
-        let seen = Arc::new(std::sync::Mutex::new(None));
+        let seen = Arc::new(parking_lot::Mutex::new(None));
         let inner_seen = seen.clone();
         let svc = ServiceBuilder::new()
             .layer(super::super::TenancyLayer::new(
@@ -264,7 +264,7 @@ mod tests {
                     Some(Reach::Tree(set)) => format!("tree of {}", set.len()),
                     None => "none".to_owned(),
                 };
-                *inner_seen.lock().unwrap() = Some(reach);
+                *inner_seen.lock() = Some(reach);
                 async { Ok::<_, GatewayError>(Response::new(empty())) }
             }));
         let mut req = Request::get("/x").body(()).unwrap();
@@ -290,7 +290,7 @@ mod tests {
             }
         }
         let answer = svc.oneshot(req).await.map(|r| r.status());
-        let seen = seen.lock().unwrap().take();
+        let seen = seen.lock().take();
         (answer, seen)
     }
 

@@ -106,7 +106,8 @@ pub(super) async fn send(
         );
     }
     let resp = answer?;
-    if let Ok(mut d) = env.directive.lock() {
+    {
+        let mut d = env.directive.lock();
         d.observe(&resp.headers);
     }
     Ok(resp)

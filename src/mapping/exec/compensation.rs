@@ -95,7 +95,7 @@ call = "POST up /assoc-new"
                 "POST /assoc"
             ]
         );
-        let restore = fake.calls.lock().unwrap()[3].1.clone();
+        let restore = fake.calls.lock()[3].1.clone();
         assert_eq!(restore, json!({"restore": "a1"}));
     }
 }

@@ -2,7 +2,7 @@
 //! they load their routes from. Every file's tests drive the whole executor through these,
 //! so they live once, here, rather than in any one file's tests.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -43,12 +43,7 @@ impl Fake {
         }
     }
     pub(super) fn calls(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(c, _)| c.clone())
-            .collect()
+        self.calls.lock().iter().map(|(c, _)| c.clone()).collect()
     }
 }
 
@@ -60,7 +55,7 @@ impl CallUpstream for Fake {
         } else {
             serde_json::from_slice(&req.body).unwrap()
         };
-        self.calls.lock().unwrap().push((line.clone(), body));
+        self.calls.lock().push((line.clone(), body));
         let (status, body) = self
             .answers
             .iter()

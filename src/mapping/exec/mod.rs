@@ -52,7 +52,7 @@ pub struct ExecEnv<'a> {
     /// Bytes kept of each recorded upstream body.
     pub capture_cap: usize,
     /// The upstream answers' cache directives, folded as calls complete.
-    pub directive: std::sync::Mutex<CacheDirective>,
+    pub directive: parking_lot::Mutex<CacheDirective>,
 }
 
 /// Runs `route` with `ctx` (an object with `path`, `query`, `body`, `principal`, `page`).

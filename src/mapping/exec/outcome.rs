@@ -89,11 +89,7 @@ pub(super) fn answer_status(route: &Route, status_of: impl Fn(&str) -> Option<u1
 
 /// What the upstream answers so far allow a cache to do (nothing, if the lock was poisoned).
 pub(super) fn directive(env: &ExecEnv<'_>) -> CacheDirective {
-    env.directive.lock().map(|d| *d).unwrap_or(CacheDirective {
-        no_store: true,
-        private: false,
-        max_age: None,
-    })
+    *env.directive.lock()
 }
 
 /// The body the route's response filter makes of the finished context. A plain path

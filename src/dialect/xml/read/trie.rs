@@ -18,7 +18,7 @@ use crate::dialect::xml::rules::{Typing, XmlRules};
 /// node is built, no path matched against the rules and nothing allocated for them (for a
 /// one-record document that was over half the conversion).
 #[derive(Default, Clone)]
-pub(crate) struct Tries(std::sync::Arc<std::sync::Mutex<Vec<Trie>>>);
+pub(crate) struct Tries(std::sync::Arc<parking_lot::Mutex<Vec<Trie>>>);
 
 /// A trie and the settings its keys were built under (public fields of the rules that can
 /// change without a builder method).
@@ -45,12 +45,10 @@ impl std::fmt::Debug for Tries {
 }
 
 impl Tries {
-    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Trie>> {
-        // A conversion never panics holding the lock; if one did, the tries are still
-        // sound (they are only ever pushed and popped whole).
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn pool(&self) -> parking_lot::MutexGuard<'_, Vec<Trie>> {
+        // parking_lot's lock does not poison: a conversion that panicked holding it left
+        // the tries sound (they are only ever pushed and popped whole).
+        self.0.lock()
     }
 
     /// A pooled trie built under the rules' current settings, or a new one.
