@@ -89,6 +89,25 @@ const ALL: Has = Has {
     price: true,
 };
 
+/// A request missing one piece besides its route, and the words its refusal names it by.
+const ALL_BUT_ONE: [(Has, &str); 3] = [
+    (
+        Has {
+            principal: false,
+            ..ALL
+        },
+        "a principal",
+    ),
+    (Has { meta: false, ..ALL }, "trace context"),
+    (
+        Has {
+            price: false,
+            ..ALL
+        },
+        "a price",
+    ),
+];
+
 fn request(has: Has) -> Request<String> {
     let mut req = Request::get("/v1/companies/1").body(String::new()).unwrap();
     let ext = req.extensions_mut();
@@ -160,24 +179,7 @@ async fn audit_needs_route_principal_trace_context_and_price() {
     let (_dir, store) = store();
     let layer = || AuditLayer::new(store.clone(), Arc::from("test"));
     refused(layer(), request(NOTHING), "a route").await;
-    let cases = [
-        (
-            Has {
-                principal: false,
-                ..ALL
-            },
-            "a principal",
-        ),
-        (Has { meta: false, ..ALL }, "trace context"),
-        (
-            Has {
-                price: false,
-                ..ALL
-            },
-            "a price",
-        ),
-    ];
-    for (has, what) in cases {
+    for (has, what) in ALL_BUT_ONE {
         refused(layer(), request(has), what).await;
     }
 }
@@ -259,24 +261,7 @@ async fn translate_needs_every_piece_of_context() {
         capture: None,
     };
     refused(layer(), request(NOTHING), "a route").await;
-    let cases = [
-        (
-            Has {
-                principal: false,
-                ..ALL
-            },
-            "a principal",
-        ),
-        (Has { meta: false, ..ALL }, "trace context"),
-        (
-            Has {
-                price: false,
-                ..ALL
-            },
-            "a price",
-        ),
-    ];
-    for (has, what) in cases {
+    for (has, what) in ALL_BUT_ONE {
         refused(layer(), request(has), what).await;
     }
 }

@@ -18,6 +18,41 @@ use crate::mapping::pack::{Call, Route, Step};
 pub(super) type Fanned<'a> =
     Pin<Box<dyn Future<Output = Result<(u16, Value), GatewayError>> + Send + 'a>>;
 
+/// Runs `call` once per value, each seen under `name` (`item`, `node`), at most
+/// `concurrency` in flight; the answers in the values' order.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn perform_each<'a>(
+    route: &'a Route,
+    step: &'a Step,
+    call: &'a Call,
+    ctx: &'a Value,
+    ctx_val: &'a LazyVal<'_>,
+    env: &'a ExecEnv<'_>,
+    name: &'a str,
+    values: impl Iterator<Item = &'a Value>,
+    concurrency: usize,
+) -> Vec<Result<(u16, Value), GatewayError>> {
+    // Boxed and collected first: the opaque future of `perform` made in a closure
+    // is not provably `Send` for all lifetimes (a rustc limitation).
+    let futs: Vec<Fanned<'a>> = values
+        .map(|v| {
+            Box::pin(perform(
+                route,
+                step,
+                call,
+                ctx,
+                ctx_val,
+                Some((name, v)),
+                env,
+            )) as Fanned<'a>
+        })
+        .collect();
+    futures_util::stream::iter(futs)
+        .buffered(concurrency)
+        .collect()
+        .await
+}
+
 /// Runs `call` once per element of `items` (what the step's `for_each` filter yielded),
 /// each seen as `item`; the step's value is the array of their answers.
 #[allow(clippy::too_many_arguments)]
@@ -54,26 +89,18 @@ pub(super) async fn for_each(
         }
         .into());
     }
-    // Boxed and collected first: the opaque future of `perform` made in a closure
-    // is not provably `Send` for all lifetimes (a rustc limitation).
-    let futs: Vec<Fanned<'_>> = items
-        .iter()
-        .map(|item| {
-            Box::pin(perform(
-                route,
-                step,
-                call,
-                ctx,
-                ctx_val,
-                Some(("item", item)),
-                env,
-            )) as Fanned<'_>
-        })
-        .collect();
-    let results: Vec<Result<(u16, Value), GatewayError>> = futures_util::stream::iter(futs)
-        .buffered(concurrency)
-        .collect()
-        .await;
+    let results = perform_each(
+        route,
+        step,
+        call,
+        ctx,
+        ctx_val,
+        env,
+        "item",
+        items.iter(),
+        concurrency,
+    )
+    .await;
     let values = results
         .into_iter()
         .map(|r| r.map(|(_, v)| v))

@@ -4,13 +4,11 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::ExecEnv;
-use super::calls::perform;
 use super::eval::LazyVal;
-use super::fanout::Fanned;
+use super::fanout::perform_each;
 use crate::error::{GatewayError, Internal};
 use crate::mapping::jq::JqFilter;
 use crate::mapping::pack::{Call, Route, Step};
@@ -43,24 +41,19 @@ pub(super) async fn walk(
     let mut depth = 0usize;
     while !frontier.is_empty() && depth <= max_depth {
         let level: Vec<(Value, Value)> = frontier.drain(..).collect();
-        let futs: Vec<Fanned<'_>> = level
-            .iter()
-            .map(|(node, _)| {
-                Box::pin(perform(
-                    route,
-                    step,
-                    call,
-                    ctx,
-                    ctx_val,
-                    Some(("node", node)),
-                    env,
-                )) as Fanned<'_>
-            })
-            .collect();
-        let answers: Vec<Result<(u16, Value), GatewayError>> = futures_util::stream::iter(futs)
-            .buffered(concurrency)
-            .collect()
-            .await;
+        let nodes = level.iter().map(|(node, _)| node);
+        let answers = perform_each(
+            route,
+            step,
+            call,
+            ctx,
+            ctx_val,
+            env,
+            "node",
+            nodes,
+            concurrency,
+        )
+        .await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {
             let (_, response) = answer?;
             let kids = children.run(&response).map_err(|source| Internal::Filter {
