@@ -589,6 +589,112 @@ pub struct Route {
     pub line: usize,
 }
 
+impl Route {
+    /// Hands `visit` each jq filter of the route, named as its load errors name it.
+    pub fn each_filter<'a>(&'a self, visit: &mut dyn FnMut(String, &'a JqFilter)) {
+        if let Some(f) = &self.validate {
+            visit("validate".into(), f);
+        }
+        match &self.points {
+            Points::Jq(f) => visit("points".into(), f),
+            Points::Const(_) => {}
+        }
+        if let Some(f) = &self.points_settle {
+            visit("points_settle".into(), f);
+        }
+        for step in self.stages.iter().flatten() {
+            let name = &step.name;
+            if let Some(f) = &step.when {
+                visit(format!("step `{name}` when"), f);
+            }
+            match &step.kind {
+                StepKind::Compute(f) => visit(format!("step `{name}` jq"), f),
+                StepKind::Call { call, fan } => {
+                    if let Some(f) = &call.body {
+                        visit(format!("step `{name}` body"), f);
+                    }
+                    match fan {
+                        Fan::One => {}
+                        Fan::ForEach { items, .. } => {
+                            visit(format!("step `{name}` for_each"), items)
+                        }
+                        Fan::Walk {
+                            start, children, ..
+                        } => {
+                            visit(format!("step `{name}` walk.start"), start);
+                            visit(format!("step `{name}` walk.children"), children);
+                        }
+                    }
+                }
+            }
+            if let Some(f) = step.compensate.as_ref().and_then(|c| c.body.as_ref()) {
+                visit(format!("step `{name}` compensate body"), f);
+            }
+        }
+        if let Some(f) = &self.response.jq {
+            visit("response.jq".into(), f);
+        }
+    }
+}
+
+/// A filter that runs on jaq rather than the filter plan, and where it is.
+#[derive(Debug, Clone)]
+pub struct OnJaq {
+    pub file: PathBuf,
+    /// The route's line (none for a pack's `[reach]`).
+    pub line: Option<usize>,
+    pub route: String,
+    /// Which filter of the route (`response.jq`, ``step `page` jq``…).
+    pub what: String,
+    /// What it uses that the plan has no operation for.
+    pub why: String,
+}
+
+impl fmt::Display for OnJaq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(
+            f,
+            ": route `{}`: {} runs on jaq ({})",
+            self.route, self.what, self.why
+        )
+    }
+}
+
+/// How many filters of `routes` and `reaches` run on the plan, and those that run on jaq.
+fn engines(routes: &[Arc<Route>], reaches: &[Arc<crate::tenancy::PackReach>]) -> JqEngines {
+    let mut out = JqEngines::default();
+    let programs = routes
+        .iter()
+        .map(|r| &**r)
+        .chain(reaches.iter().map(|r| r.program()));
+    for route in programs {
+        route.each_filter(&mut |what, f| match f.engine() {
+            super::jq::Engine::Plan => out.planned += 1,
+            super::jq::Engine::Jaq => out.on_jaq.push(OnJaq {
+                file: route.file.clone(),
+                line: (route.line > 0).then_some(route.line),
+                route: route.id.to_string(),
+                what,
+                why: f.why_jaq().unwrap_or_default().to_owned(),
+            }),
+        });
+    }
+    out
+}
+
+/// Which engine the catalog's filters run on.
+#[derive(Debug, Default)]
+pub struct JqEngines {
+    /// Filters on the plan.
+    pub planned: usize,
+    /// Filters on jaq.
+    pub on_jaq: Vec<OnJaq>,
+}
+
 /// Every enabled pack and the router over their routes.
 pub struct Catalog {
     pub packs: Vec<Arc<PackMeta>>,
@@ -597,6 +703,13 @@ pub struct Catalog {
     pub reaches: Vec<Arc<crate::tenancy::PackReach>>,
     pub routes: Vec<Arc<Route>>,
     pub router: Router<Arc<Route>>,
+}
+
+impl Catalog {
+    /// Which engine each filter of every route and reach runs on.
+    pub fn jq_engines(&self) -> JqEngines {
+        engines(&self.routes, &self.reaches)
+    }
 }
 
 impl fmt::Debug for Catalog {
@@ -653,6 +766,20 @@ pub fn load_catalog(cfg: &Config) -> Result<Catalog, LoadErrors> {
                     message: format!("invalidates unknown route `{target}`"),
                 });
             }
+        }
+    }
+    // A filter on jaq costs its route several times the plan's run: refused when asked.
+    if cfg.strict_jq {
+        for u in engines(&routes, &reaches).on_jaq {
+            errors.push(LoadError {
+                file: u.file,
+                route: Some(u.route),
+                line: u.line,
+                message: format!(
+                    "{} runs on jaq ({}), which strict_jq refuses",
+                    u.what, u.why
+                ),
+            });
         }
     }
     let mut router = Router::new();
