@@ -10,9 +10,11 @@ use crate::gateway::stack::Gateway;
 use crate::mapping::pack::load_catalog;
 use crate::server::{ServerOptions, serve as serve_http, shutdown_signal};
 
-/// `rosetta check`: loads the configuration and every enabled pack, prints every problem.
-pub fn check(path: &Path) -> ExitCode {
-    let cfg = match Config::load(path) {
+/// `rosetta check`: loads the configuration and every enabled pack, prints every problem,
+/// and lists the filters that run on jaq rather than the filter plan (`strict_jq`, from the
+/// flag or the configuration, refuses them).
+pub fn check(path: &Path, strict_jq: bool) -> ExitCode {
+    let mut cfg = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}", error_chain(&e));
@@ -23,6 +25,7 @@ pub fn check(path: &Path) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    cfg.strict_jq |= strict_jq;
     match load_catalog(&cfg) {
         Ok(catalog) => {
             for pack in &catalog.packs {
@@ -39,10 +42,19 @@ pub fn check(path: &Path) -> ExitCode {
                     pack.mount
                 );
             }
+            let engines = catalog.jq_engines();
+            for u in &engines.on_jaq {
+                println!("jaq: {u}");
+            }
             println!(
                 "ok: {} routes in {} packs",
                 catalog.routes.len(),
                 catalog.packs.len()
+            );
+            println!(
+                "ok: {} jq filters on the filter plan, {} on jaq",
+                engines.planned,
+                engines.on_jaq.len()
             );
             ExitCode::SUCCESS
         }

@@ -30,9 +30,13 @@ enum Command {
         config: PathBuf,
     },
     /// Validate the configuration and every enabled pack; non-zero exit on any error.
+    /// Lists the jq filters that run on jaq rather than the filter plan.
     Check {
         #[arg(long, default_value = "config/rosetta.toml")]
         config: PathBuf,
+        /// Refuse filters that run on jaq (as `strict_jq = true` in the configuration does).
+        #[arg(long)]
+        strict_jq: bool,
     },
     /// Start sample backends and the gateway in front of them, and print curl lines.
     Demo {
@@ -44,7 +48,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => rosetta::cli::check(&config),
+        Command::Check { config, strict_jq } => rosetta::cli::check(&config, strict_jq),
         Command::Serve { config } => runtime().block_on(rosetta::cli::serve(&config)),
         Command::Demo { config } => runtime().block_on(rosetta::cli::demo(&config)),
     }

@@ -263,6 +263,76 @@ fn the_check_command_exits_non_zero_on_a_broken_pack() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("30 routes"));
 }
 
+/// The good route with an answer built by a fold, which the filter plan has no operation for.
+fn with_jaq_filter() -> String {
+    GOOD_ROUTE.replace(
+        "{companyId: .steps.step0.id}",
+        "{companyId: .steps.step0.id, n: (reduce .steps.step0.ids[]? as $i (0; . + 1))}",
+    )
+}
+
+#[test]
+fn the_check_command_lists_the_filters_that_run_on_jaq() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), PACK, &with_jaq_filter());
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("jaq: ")
+            && stdout.contains(
+                "routes.toml:2: route `companies.get`: response.jq runs on jaq (`reduce`/`foreach`)"
+            ),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", 1 on jaq"), "{stdout}");
+
+    // The shipped packs' filters all run on the plan.
+    let ok = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--config", "config/rosetta.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        stdout.contains(", 0 on jaq") && !stdout.contains("jaq: "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn strict_jq_refuses_a_filter_that_runs_on_jaq() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), PACK, &with_jaq_filter());
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--strict-jq", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes.toml:2: route `companies.get`: response.jq runs on jaq"),
+        "{stderr}"
+    );
+
+    // The configuration key refuses it wherever packs load (serve, reload, check).
+    std::fs::write(&cfg, format!("strict_jq = true\n{BASE_CONFIG}")).unwrap();
+    let strict = Config::load_with_env(&cfg, Vec::new()).unwrap();
+    let errs = load_catalog(&strict).expect_err("strict_jq refuses it").0;
+    assert_one(&errs, "companies.get", 2, "runs on jaq");
+    let ok = setup(dir.path(), PACK, GOOD_ROUTE);
+    std::fs::write(&ok, format!("strict_jq = true\n{BASE_CONFIG}")).unwrap();
+    assert!(load_catalog(&Config::load_with_env(&ok, Vec::new()).unwrap()).is_ok());
+}
+
 #[test]
 fn invalidating_an_unknown_route_of_an_enabled_pack_is_refused() {
     let write = |target: &str| {

@@ -38,6 +38,11 @@ pub struct Config {
     /// Packs to enable, by folder name under `mappings_dir`.
     #[serde(default)]
     pub packs: Vec<String>,
+    /// Refuse at load every pack filter that would run on jaq rather than the filter plan
+    /// (jaq costs several times as much per run; `rosetta check` lists such filters, and
+    /// `rosetta check --strict-jq` refuses them for one check).
+    #[serde(default)]
+    pub strict_jq: bool,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]

@@ -1,8 +1,10 @@
-//! jq filters, compiled once at load and run per request (the `jaq` crates).
+//! jq filters, compiled once at load and run per request.
 //!
 //! Packs write their field renames and reshaping as jq so that a route's translation is data,
 //! not code. Filters are compiled when the pack loads (a filter that does not compile is a
-//! load error naming the route) and shared read-only between requests.
+//! load error naming the route) and shared read-only between requests. Each runs on one
+//! engine, chosen then ([`Engine`]): the filter plan ([`super::filter`]) when every term of
+//! it lowers, else jaq (the `jaq` crates), which runs any filter.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -13,20 +15,33 @@ use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::{Map, Num, Val};
 use serde_json::Value;
 
+use super::filter::Program;
+
 type Data = data::JustLut<Val>;
 
 /// A compiled jq filter.
 pub struct JqFilter {
+    /// jaq's compilation: what runs the filter when it has no plan, and what tests and
+    /// benchmarks compare the plan with.
     filter: jaq_core::Filter<Data>,
     source: String,
     /// Set when the filter is a plain path of object keys (`.steps.up`): such a filter is
     /// answered by walking the input, with no conversion to jaq values and back.
     path: Option<Vec<String>>,
-    /// The same filter for the direct evaluator, when it translates whole (most route
-    /// filters): run first, jaq only when it defers.
-    native: Option<Box<super::native::Program>>,
+    /// The filter's plan (`Ok`: it runs there for every input), or what it uses that the
+    /// plan has no operation for (it runs on jaq for every input).
+    plan: Result<Box<Program>, String>,
     /// The top-level keys of its input the filter can read (`None`: any).
     reads: Option<Vec<String>>,
+}
+
+/// Which engine runs a filter, for every input: chosen once, when the filter is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The direct evaluator, over the route context's own values ([`super::filter`]).
+    Plan,
+    /// jaq: the filter uses something the plan has no operation for.
+    Jaq,
 }
 
 impl std::fmt::Debug for JqFilter {
@@ -62,13 +77,13 @@ impl JqFilter {
     }
 
     fn new(filter: jaq_core::Filter<Data>, prelude: &str, code: &str) -> Self {
-        let t = super::native::translate(prelude, code);
+        let t = super::filter::translate(prelude, code);
         Self {
             filter,
             source: code.to_owned(),
             // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
             path: plain_path(code),
-            native: t.program.map(Box::new),
+            plan: t.plan.map(Box::new),
             reads: t.roots,
         }
     }
@@ -104,32 +119,36 @@ impl JqFilter {
         &self.source
     }
 
+    /// The engine that runs this filter.
+    pub fn engine(&self) -> Engine {
+        match self.plan {
+            Ok(_) => Engine::Plan,
+            Err(_) => Engine::Jaq,
+        }
+    }
+
+    /// What the filter uses that the plan has no operation for, when it runs on jaq.
+    pub fn why_jaq(&self) -> Option<&str> {
+        self.plan.as_ref().err().map(String::as_str)
+    }
+
     /// Runs the filter on `input` and returns its first output.
     pub fn run(&self, input: &Value) -> Result<Value, JqError> {
-        match self.run_native(input) {
-            Some(answer) => answer,
-            None => self.run_val(to_val(input)),
+        match &self.plan {
+            Ok(p) => p.run(input),
+            Err(_) => self.run_jaq_val(to_val(input)),
         }
     }
 
-    /// The direct evaluator's answer on `input`; `None` when jaq must give it (the caller
-    /// may hold the input already converted for jaq).
+    /// The plan's answer on `input`; `None` when the filter runs on jaq (the caller may
+    /// hold the input already converted for it).
     pub fn run_native(&self, input: &Value) -> Option<Result<Value, JqError>> {
-        match self.native.as_ref()?.run(input) {
-            Ok(v) => Some(Ok(v)),
-            Err(super::native::Outcome::NoOutput) => Some(Err(JqError::NoOutput)),
-            Err(super::native::Outcome::Defer) => None,
-            Err(super::native::Outcome::TooLong) => Some(Err(JqError::Runtime(format!(
-                "range of more than {} values, or not between numbers",
-                super::native::MAX_RANGE
-            )))),
-        }
+        self.plan.as_ref().ok().map(|p| p.run(input))
     }
 
-    /// What the filter can read of its input, when it has a direct translation (`None`:
-    /// anything).
+    /// What the filter can read of its input, when it has a plan (`None`: anything).
     pub fn demand(&self) -> Option<super::project::Demand> {
-        self.native.as_ref().map(|p| p.demand())
+        self.plan.as_ref().ok().map(|p| p.demand())
     }
 
     /// The top-level keys of its input the filter can read; `None` when it may read any
@@ -138,18 +157,42 @@ impl JqFilter {
         self.reads.as_deref()
     }
 
-    /// Whether the direct evaluator translated this filter (tests and benchmarks).
+    /// Whether the filter runs on the plan (tests and benchmarks).
     pub fn is_native(&self) -> bool {
-        self.native.is_some()
+        self.engine() == Engine::Plan
     }
 
-    /// The jaq answer alone, bypassing the direct evaluator (tests compare the two).
+    /// jaq's answer, whichever engine runs the filter (tests and benchmarks compare the two).
     pub fn run_jaq(&self, input: &Value) -> Result<Value, JqError> {
-        self.run_val(to_val(input))
+        self.run_jaq_val(to_val(input))
     }
 
-    /// Runs the filter on an already converted input (lets a caller reuse one conversion).
+    /// Runs the filter on an input already converted for jaq (a caller that built it once
+    /// for several filters). A filter on the plan takes it back as JSON, only the top-level
+    /// keys it reads when those are known.
     pub fn run_val(&self, input: Val) -> Result<Value, JqError> {
+        match &self.plan {
+            Ok(p) => p.run(&self.input_of(&input)),
+            Err(_) => self.run_jaq_val(input),
+        }
+    }
+
+    fn input_of(&self, input: &Val) -> Value {
+        match (&self.reads, input) {
+            (Some(keys), Val::Obj(m)) => {
+                let mut out = serde_json::Map::with_capacity(keys.len());
+                for k in keys {
+                    if let Some(v) = m.get(&Val::utf8_str(k.as_bytes().to_vec())) {
+                        out.insert(k.clone(), from_val(v));
+                    }
+                }
+                Value::Object(out)
+            }
+            _ => from_val(input),
+        }
+    }
+
+    fn run_jaq_val(&self, input: Val) -> Result<Value, JqError> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         let mut out = self.filter.id.run((ctx, input)).map(unwrap_valr);
         match out.next() {
@@ -549,7 +592,7 @@ mod tests {
         fn a_plain_path_answers_as_jq_does(input in arb_json(), path in prop::collection::vec("[a-c]", 0..4)) {
             let code = if path.is_empty() { ".".to_owned() } else { format!(".{}", path.join(".")) };
             let f = JqFilter::compile(&code).unwrap();
-            let by_jq = f.run_val(to_val(&input));
+            let by_jq = f.run_jaq(&input);
             let mut moved = input.clone();
             match f.take_path(&mut moved) {
                 Some(v) => prop_assert_eq!(Ok(v), by_jq),

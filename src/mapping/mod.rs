@@ -1,7 +1,7 @@
 //! The mapping engine: packs, routes, templates, jq transforms and step execution.
 pub mod exec;
+pub mod filter;
 pub mod jq;
-pub mod native;
 pub mod pack;
 pub mod project;
 pub mod router;

@@ -6,7 +6,7 @@
 //! request's 206 allocations and a fifth of its in-process time (`benches/allocs.rs`,
 //! `benches/stack.rs`). The filter is known when the pack loads, so which parts of each step's
 //! answer it can read is known too ([`Demand`], found by
-//! [`super::native::Program::demand`] over the translated filter); the answer is then parsed
+//! [`super::filter::Program::demand`] over the translated filter); the answer is then parsed
 //! into a value that has those parts and the shape around them, the rest skipped unbuilt
 //! ([`Projection`]).
 //!

@@ -43,6 +43,11 @@ impl std::fmt::Debug for PackReach {
 }
 
 impl PackReach {
+    /// The steps and answer that resolve a reach (their filters are the pack's too).
+    pub fn program(&self) -> &Route {
+        &self.program
+    }
+
     /// `program` answers `{root, companies}` for a context holding `principal`.
     pub fn new(
         pack: Arc<str>,

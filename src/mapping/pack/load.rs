@@ -73,6 +73,20 @@ pub fn load_catalog_with(cfg: &Config, policies: &Policies) -> Result<Catalog, L
             }
         }
     }
+    // A filter on jaq costs its route several times the plan's run: refused when asked.
+    if cfg.strict_jq {
+        for u in super::engines::engines(&routes, &reaches).on_jaq {
+            errors.push(LoadError {
+                file: u.file,
+                route: Some(u.route),
+                line: u.line,
+                message: format!(
+                    "{} runs on jaq ({}), which strict_jq refuses",
+                    u.what, u.why
+                ),
+            });
+        }
+    }
     let mut router = Router::new();
     for r in &routes {
         if let Err(existing) = router.insert(r.method.clone(), &r.pattern, r.clone()) {

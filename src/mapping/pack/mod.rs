@@ -9,6 +9,7 @@
 //! (folders and the catalog), [`compile`] (a route), [`steps`] (a route's steps).
 
 mod compile;
+mod engines;
 mod format;
 mod load;
 mod model;
@@ -18,6 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub(in crate::mapping) use compile::*;
+pub use engines::{JqEngines, OnJaq};
 pub(in crate::mapping) use format::*;
 pub use load::*;
 pub use model::*;

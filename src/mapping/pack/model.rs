@@ -281,6 +281,54 @@ pub struct Route {
     pub line: usize,
 }
 
+impl Route {
+    /// Hands `visit` each jq filter of the route, named as its load errors name it.
+    pub fn each_filter<'a>(&'a self, visit: &mut dyn FnMut(String, &'a JqFilter)) {
+        if let Some(f) = &self.request.validate {
+            visit("validate".into(), f);
+        }
+        match &self.pricing.points {
+            Points::Jq(f) => visit("points".into(), f),
+            Points::Const(_) => {}
+        }
+        if let Some(f) = &self.pricing.settle {
+            visit("points_settle".into(), f);
+        }
+        for step in self.plan.stages.iter().flatten() {
+            let name = &step.name;
+            if let Some(f) = &step.when {
+                visit(format!("step `{name}` when"), f);
+            }
+            match &step.kind {
+                StepKind::Compute(f) => visit(format!("step `{name}` jq"), f),
+                StepKind::Call { call, fan } => {
+                    if let Some(f) = &call.body {
+                        visit(format!("step `{name}` body"), f);
+                    }
+                    match fan {
+                        Fan::One => {}
+                        Fan::ForEach { items, .. } => {
+                            visit(format!("step `{name}` for_each"), items)
+                        }
+                        Fan::Walk {
+                            start, children, ..
+                        } => {
+                            visit(format!("step `{name}` walk.start"), start);
+                            visit(format!("step `{name}` walk.children"), children);
+                        }
+                    }
+                }
+            }
+            if let Some(f) = step.compensate.as_ref().and_then(|c| c.body.as_ref()) {
+                visit(format!("step `{name}` compensate body"), f);
+            }
+        }
+        if let Some(f) = &self.plan.response.jq {
+            visit("response.jq".into(), f);
+        }
+    }
+}
+
 /// Who pages a route's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paging {
