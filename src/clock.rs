@@ -21,7 +21,9 @@ pub enum WallClock {
     System,
     /// `at_ms` (Unix milliseconds) when tokio's clock read `since`, moving with tokio's clock.
     Anchored {
+        /// The date, in Unix milliseconds, at `since`.
         at_ms: i64,
+        /// The tokio instant `at_ms` was read at.
         since: tokio::time::Instant,
     },
 }

@@ -14,7 +14,7 @@ use super::policy::{CacheKey, affected};
 
 /// One cached answer.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub status: u16,
     pub content_type: Option<HeaderValue>,
     pub body: Bytes,
@@ -48,6 +48,7 @@ pub struct ReadCache {
 }
 
 impl ReadCache {
+    /// An empty cache holding at most `max_bytes`, dropping entries unread for `idle`.
     pub fn new(max_bytes: u64, idle: Duration) -> Self {
         let cache = moka::future::Cache::builder()
             // Measured (benches/memory.sh): an entry costs about 1 KiB beyond its key and
@@ -108,6 +109,7 @@ pub struct CacheLayer {
 }
 
 impl CacheLayer {
+    /// A layer serving reads from `cache` and invalidating it after writes.
     pub fn new(cache: ReadCache) -> Self {
         Self { cache }
     }
