@@ -327,9 +327,13 @@ fn redact_xml_scan(body: &[u8]) -> Vec<u8> {
 /// One kept body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapturedBody {
+    /// Which way the body went.
     pub flow: Flow,
+    /// 0 or 1: before or after Rosetta's translation (see the module's flows).
     pub stage: u8,
+    /// The body's `Content-Type`.
     pub content_type: String,
+    /// The body, redacted and at most the cap long.
     pub body: Bytes,
     /// The body was longer than the cap and was cut.
     pub truncated: bool,
@@ -338,11 +342,14 @@ pub struct CapturedBody {
 /// Seed 003's `data_flow_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Towards the upstream: the client's request, or the upstream requests.
     Input,
+    /// Towards the client: the upstream answers, or the client's answer.
     Output,
 }
 
 impl Flow {
+    /// `INPUT` or `OUTPUT`, as seed 003 writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Flow::Input => "INPUT",
@@ -354,12 +361,17 @@ impl Flow {
 /// One upstream call as a capture keeps it.
 #[derive(Debug, Clone, Copy)]
 pub struct Exchange<'a> {
+    /// The HTTP method of the call.
     pub method: &'a str,
+    /// The upstream's name.
     pub upstream: &'a str,
+    /// The path called, with its query.
     pub path: &'a str,
+    /// The request body sent.
     pub request: &'a [u8],
     /// 0 when no answer came (connect failure, timeout).
     pub status: u16,
+    /// The answer's body, or the failure's text when no answer came.
     pub response: &'a [u8],
 }
 

@@ -349,8 +349,11 @@ pub fn admin_banner(admin: &str, key: &str) -> String {
 /// Where the sample backends listen.
 #[derive(Debug, Clone)]
 pub struct DemoUrls {
+    /// Base URL of the sample AppDirect.
     pub appdirect: String,
+    /// Base URL of the sample RedAPI.
     pub redapi: String,
+    /// Base URL of the sample LongJump.
     pub longjump: String,
 }
 

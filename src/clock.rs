@@ -1,9 +1,10 @@
-//! The one place Rosetta reads the time. Durations (timeouts, cache ages, token refresh,
-//! request durations) are measured on tokio's clock, which tests pause and advance; dates
-//! (audit rows, quota days and windows, captures) come from a [`WallClock`] that a test can
-//! anchor anywhere (a minute before midnight) and that then moves with tokio's clock, so a
-//! day rollover is tested with paused time instead of waited for. `clippy.toml` refuses the
-//! standard library's clocks and `time`'s `now` outside this module.
+//! The one place Rosetta reads the time. Timeouts, token refresh and rate-limit buckets run
+//! on tokio's clock ([`now`]), which tests pause and advance; a cache entry's age and a
+//! request's duration follow the machine's monotonic clock ([`real_now`]), as moka's expiry
+//! does; dates (audit rows, quota days and windows, captures) come from a [`WallClock`] that
+//! a test can anchor anywhere (a minute before midnight) and that then moves with tokio's
+//! clock, so a day rollover is tested with paused time instead of waited for. `clippy.toml`
+//! refuses the standard library's clocks and `time`'s `now` outside this module.
 
 use std::time::Duration;
 
@@ -11,6 +12,15 @@ use std::time::Duration;
 #[allow(clippy::disallowed_methods)]
 pub fn now() -> tokio::time::Instant {
     tokio::time::Instant::now()
+}
+
+/// Now on the machine's monotonic clock, for what follows real time whatever tokio's clock
+/// says: a cache entry's age (moka expires entries on this clock) and a request's duration
+/// in the access log and the audit row. Reading it takes no lock, unlike tokio's clock when
+/// its test utilities are compiled in.
+#[allow(clippy::disallowed_methods)]
+pub fn real_now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// Where dates come from.
@@ -21,7 +31,9 @@ pub enum WallClock {
     System,
     /// `at_ms` (Unix milliseconds) when tokio's clock read `since`, moving with tokio's clock.
     Anchored {
+        /// The date, in Unix milliseconds, at `since`.
         at_ms: i64,
+        /// The tokio instant `at_ms` was read at.
         since: tokio::time::Instant,
     },
 }

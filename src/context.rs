@@ -4,7 +4,7 @@
 //! the upstream calls and the error renderer see the same request id and tracecode.
 
 use std::sync::Arc;
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// The client's address, inserted by the server for each connection's requests.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +59,7 @@ impl RequestMeta {
             request_id,
             tracecode,
             trace_id,
-            started: crate::clock::now(),
+            started: crate::clock::real_now(),
         }
     }
 

@@ -15,22 +15,44 @@ use crate::body::BoxError;
 pub enum GatewayError {
     /// No pack route matches the path.
     #[error("no route matches {method} {path}")]
-    NoRoute { method: Method, path: String },
+    NoRoute {
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+    },
     /// The path matches routes, but none for this method.
     #[error("method {method} is not allowed here")]
-    MethodNotAllowed { method: Method, allow: Vec<Method> },
+    MethodNotAllowed {
+        /// The request's method.
+        method: Method,
+        /// The methods the path's routes take, for `Allow`.
+        allow: Vec<Method>,
+    },
     /// Missing, unknown or unusable credentials.
     #[error("authentication failed: {reason}")]
-    Unauthenticated { reason: String },
+    Unauthenticated {
+        /// Why the credentials were refused, as the client is told.
+        reason: String,
+    },
     /// Authenticated, but not allowed.
     #[error("forbidden: {reason}")]
-    Forbidden { reason: String },
+    Forbidden {
+        /// What the caller lacks, as the client is told.
+        reason: String,
+    },
     /// The request body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The request body is in a media type the endpoint does not take.
     #[error("unsupported media type: {detail}")]
-    UnsupportedMediaType { detail: String },
+    UnsupportedMediaType {
+        /// What was sent and what is taken.
+        detail: String,
+    },
     /// The client sent something we cannot accept.
     #[error(transparent)]
     BadRequest(#[from] BadRequest),
@@ -39,7 +61,9 @@ pub enum GatewayError {
         "rate limit {policy} exceeded: {limit} requests in a burst; retry after {retry_after:?}"
     )]
     RateLimited {
+        /// The policy's name.
         policy: String,
+        /// When the bucket has room again, for `Retry-After`.
         retry_after: Duration,
         /// The policy's burst, for `RateLimit-Limit`.
         limit: u32,
@@ -47,7 +71,9 @@ pub enum GatewayError {
     /// A quota refused the request.
     #[error("quota exhausted: {limit}")]
     QuotaExceeded {
+        /// A message naming the limit reached.
         limit: String,
+        /// Until the limit resets, for `Retry-After`.
         retry_after: Duration,
     },
     /// An upstream call failed or answered with an error.
@@ -72,43 +98,58 @@ pub enum Internal {
     /// assembled wrong.
     #[error("the {layer} layer was reached without {missing}")]
     MissingContext {
+        /// The layer that needed it.
         layer: &'static str,
+        /// What it needed.
         missing: &'static str,
     },
     /// A route's jq filter failed on the values it was given.
     #[error("route {route}: {part} failed")]
     Filter {
+        /// The route's id.
         route: std::sync::Arc<str>,
+        /// Which filter of the route (`response`, a step's name…).
         part: String,
+        /// The jq failure.
         #[source]
         source: crate::mapping::jq::JqError,
     },
     /// A route's filter made a value the route cannot use.
     #[error("route {route}: {detail}")]
     Answer {
+        /// The route's id.
         route: std::sync::Arc<str>,
+        /// What is wrong with the value.
         detail: String,
     },
     /// A pack's `[reach]` answered something that is not a reach.
     #[error("pack {pack}: [reach] did not yield {{root, companies}}")]
-    ReachShape { pack: String },
+    ReachShape {
+        /// The pack's name.
+        pack: String,
+    },
     /// Resolving the caller's reach failed.
     #[error("resolving the caller's reach")]
     Reach {
+        /// Why it failed (shared: callers waiting on the same resolution get it too).
         #[source]
         source: std::sync::Arc<GatewayError>,
     },
     /// The store failed.
     #[error("the store failed while {doing}")]
     Store {
+        /// What Rosetta was doing, for the message.
         doing: &'static str,
+        /// The store's failure.
         #[source]
         source: crate::store::StoreError,
     },
     /// An answer's body could not be read.
     #[error("reading {what}")]
     Body {
+        /// Which body it was, for the message.
         what: &'static str,
+        /// The read's failure.
         #[source]
         source: BoxError,
     },
@@ -116,7 +157,9 @@ pub enum Internal {
     /// report written, a body encoded).
     #[error("{doing}")]
     Failed {
+        /// What Rosetta was doing, for the message.
         doing: &'static str,
+        /// What failed.
         #[source]
         source: BoxError,
     },
@@ -129,7 +172,9 @@ pub enum Internal {
     /// Rosetta's own wiring is wrong (the admin route table, the stack's order).
     #[error("{what}")]
     Miswired {
+        /// What is wired wrong.
         what: &'static str,
+        /// What failed because of it.
         #[source]
         source: BoxError,
     },
@@ -180,30 +225,53 @@ impl BadRequest {
 pub enum UpstreamError {
     /// The pack names an upstream the config does not define (caught at load; kept for safety).
     #[error("upstream {upstream} is not configured")]
-    Unknown { upstream: String },
+    Unknown {
+        /// The upstream's name.
+        upstream: String,
+    },
     /// Could not connect, or the connection broke before a response.
     #[error("upstream {upstream} is unreachable")]
     Connect {
+        /// The upstream's name.
         upstream: String,
+        /// The connection's failure.
         #[source]
         source: BoxError,
     },
     /// No response within the configured timeout.
     #[error("upstream {upstream} did not answer within {timeout:?}")]
-    Timeout { upstream: String, timeout: Duration },
+    Timeout {
+        /// The upstream's name.
+        upstream: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
     /// The upstream answered something we cannot read (not JSON, truncated, too large).
     #[error("upstream {upstream} sent an unreadable response: {detail}")]
-    InvalidResponse { upstream: String, detail: String },
+    InvalidResponse {
+        /// The upstream's name.
+        upstream: String,
+        /// What is wrong with the response.
+        detail: String,
+    },
     /// The upstream answered with an error status.
     #[error("upstream {upstream} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Status {
+        /// The upstream's name.
         upstream: String,
+        /// The status it answered.
         status: StatusCode,
+        /// The message its error body carried (`message`, `detail`…), if any.
         message: Option<String>,
     },
     /// Obtaining upstream credentials (OAuth2 token) failed.
     #[error("could not authenticate to upstream {upstream}: {detail}")]
-    Auth { upstream: String, detail: String },
+    Auth {
+        /// The upstream's name.
+        upstream: String,
+        /// Why the credentials could not be obtained.
+        detail: String,
+    },
 }
 
 /// A failed authentication is a 401 naming why, wherever the credentials were checked.

@@ -4,6 +4,7 @@
 //! their requests to new backends and the answers back. See `DESIGN.md` in `shared/` and the
 //! README for the architecture.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
 pub mod body;

@@ -22,14 +22,17 @@ static CACHE_MISSES: AtomicU64 = AtomicU64::new(0);
 static CACHE_EVICTIONS: AtomicU64 = AtomicU64::new(0);
 static CACHE_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Counts a read answered from the cache.
 pub fn cache_hit() {
     CACHE_HITS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts a cacheable read the cache could not answer.
 pub fn cache_miss() {
     CACHE_MISSES.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts an entry the cache dropped.
 pub fn cache_evicted() {
     CACHE_EVICTIONS.fetch_add(1, Ordering::Relaxed);
 }
@@ -46,18 +49,22 @@ pub fn request(status: u16, micros: u64) {
     DURATION_MICROS.fetch_add(micros, Ordering::Relaxed);
 }
 
+/// Counts a request to the admin API.
 pub fn admin_request() {
     ADMIN_REQUESTS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts an audit row queued for the writer.
 pub fn audit_queued() {
     AUDIT_QUEUED.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts `n` audit rows written to the store.
 pub fn audit_written(n: u64) {
     AUDIT_WRITTEN.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Counts a request whose bodies were queued for capture.
 pub fn capture_queued() {
     CAPTURES.fetch_add(1, Ordering::Relaxed);
 }

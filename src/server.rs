@@ -80,8 +80,11 @@ where
 /// Listener behaviour, from `[server]`.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
+    /// Time allowed to receive a request's headers.
     pub header_read_timeout: Duration,
+    /// HTTP/1.1 keep-alive.
     pub keep_alive: bool,
+    /// How long a graceful stop waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
 
@@ -170,6 +173,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

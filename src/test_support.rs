@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 /// JSON documents of any shape: integers across `i64`, strings with escapes and non-ASCII
 /// text, objects of up to five keys, nested four deep.
-pub fn arb_json() -> impl Strategy<Value = Value> {
+pub(crate) fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),

@@ -30,7 +30,9 @@ use crate::store::{Store, User};
 /// What the admin API is built from.
 #[derive(Clone)]
 pub struct Admin {
+    /// Companies, users, keys, quotas and the audit trail the API manages.
     pub store: Arc<dyn Store>,
+    /// Identity providers: who may call the admin API.
     pub auth: Arc<AuthChain>,
     /// Cleared after every change to users, keys or companies.
     pub store_auth: StoreAuth,

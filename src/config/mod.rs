@@ -12,12 +12,16 @@ use serde::{Deserialize, Deserializer};
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read or parsed.
     #[error("cannot read configuration {path}")]
     Load {
+        /// The file read (`<inline>` for a configuration given as text).
         path: PathBuf,
+        /// What the `config` crate reported.
         #[source]
         source: config::ConfigError,
     },
+    /// A value is out of its range or inconsistent; the message names the key.
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -43,24 +47,34 @@ pub struct Config {
     /// `rosetta check --strict-jq` refuses them for one check).
     #[serde(default)]
     pub strict_jq: bool,
+    /// `[server]`: listener behaviour.
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[log]`: log output.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[upstreams.NAME]`: the backends packs call, by the name packs use.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// `[identity]`: API keys declared in the file.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// `[rate_limits.NAME]`: rate-limit policies, by the name packs and upstreams use.
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RateLimitConfig>,
+    /// `[store]`: where state is kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[admin]`: the first administrator.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[cache]`: the read cache's bounds.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// `[capture]`: which request and response bodies are kept.
     #[serde(default)]
     pub capture: CaptureConfig,
+    /// `[tenancy]`: the cache of callers' reaches.
     #[serde(default)]
     pub tenancy: TenancyConfig,
     /// Folder of the config file, for resolving relative paths (not read from the file).
@@ -91,8 +105,9 @@ pub struct ServerConfig {
     #[serde(default = "defaults::max_depth")]
     pub max_depth: usize,
     /// The gateway's public base URL (`https://api.example.com`), used where an answer
-    /// links back to the gateway (LongJump lookup `uri`s). Unset: `http://` + the request's
-    /// Host header.
+    /// links back to the gateway (LongJump lookup `uri`s). Unset: `http://` + the address of
+    /// the listener that took the request, never the client's `Host` (a cached answer would
+    /// carry one caller's Host to every other).
     #[serde(default)]
     pub public_url: Option<String>,
 }
@@ -114,6 +129,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
+    /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
     /// An `EnvFilter` directive, e.g. `info` or `rosetta=debug,info`.
@@ -134,8 +150,10 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -145,13 +163,16 @@ pub enum LogFormat {
 pub struct UpstreamConfig {
     /// Base URL, e.g. `http://127.0.0.1:7001`; paths in packs are appended to it.
     pub url: String,
+    /// Time allowed to connect (502 when it fails).
     #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
     /// Whole-response timeout of one call (504 when exceeded).
     #[serde(default = "defaults::upstream_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// Idle pooled connections are closed after this.
     #[serde(default = "defaults::pool_idle_timeout", deserialize_with = "duration")]
     pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host.
     #[serde(default = "defaults::pool_max_idle")]
     pub pool_max_idle_per_host: usize,
     /// Largest upstream response body read, in bytes (502 above).
@@ -170,17 +191,32 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum UpstreamAuthConfig {
+    /// No credentials sent.
     #[default]
     None,
     /// A fixed header, e.g. an API key.
-    Header { name: String, value: String },
+    Header {
+        /// The header's name.
+        name: String,
+        /// Its value, sent as is.
+        value: String,
+    },
     /// HTTP Basic.
-    Basic { username: String, password: String },
+    Basic {
+        /// The username sent.
+        username: String,
+        /// The password sent.
+        password: String,
+    },
     /// OAuth2 client credentials (RFC 6749 §4.4).
     Oauth2 {
+        /// The token endpoint.
         token_url: String,
+        /// The client id sent to the token endpoint.
         client_id: String,
+        /// The client secret sent to the token endpoint.
         client_secret: String,
+        /// Scopes asked for; `None` sends no `scope`.
         #[serde(default)]
         scope: Option<String>,
         /// Refresh this long before the token expires.
@@ -204,9 +240,11 @@ pub struct IdentityConfig {
 pub struct StaticKeyConfig {
     /// Hex SHA-256 of the key: the file never holds the key itself.
     pub sha256: String,
+    /// The caller's username.
     pub user: String,
     /// The caller's company key (the upstream company's external id).
     pub company: String,
+    /// The caller's roles (`ADMIN`, `PARTNER`, `USER`, `AUDITOR`).
     #[serde(default)]
     pub roles: Vec<String>,
 }
@@ -215,11 +253,14 @@ pub struct StaticKeyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
+    /// How many requests the bucket holds.
     pub burst: u32,
     /// `"5/s"`, `"300/m"`.
     pub rate: String,
+    /// One bucket per `user` (default), `company`, `api_key`, `ip`, `global` or `header:NAME`.
     #[serde(default = "defaults::rate_key")]
     pub key: String,
+    /// `success` (default: failed upstream calls are given back) or `all`.
     #[serde(default)]
     pub count: Option<String>,
 }
@@ -228,6 +269,7 @@ pub struct RateLimitConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The SQLite file; relative paths are resolved against the config file's folder.
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
 }
@@ -244,10 +286,13 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Username of the first administrator, created when the store has no user.
     #[serde(default)]
     pub bootstrap_user: Option<String>,
+    /// That administrator's password; both must be set for it to be created.
     #[serde(default)]
     pub bootstrap_password: Option<String>,
+    /// The company the first administrator is created in (default `system`).
     #[serde(default = "defaults::bootstrap_company")]
     pub bootstrap_company: String,
 }
@@ -266,10 +311,12 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureMode {
+    /// No bodies are kept.
     Off,
     /// Only requests answered with a 4xx or 5xx.
     #[default]
     Errors,
+    /// Every request's bodies are kept.
     All,
 }
 
@@ -277,6 +324,7 @@ pub enum CaptureMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureConfig {
+    /// Which requests keep their bodies (default `errors`).
     #[serde(default)]
     pub mode: CaptureMode,
     /// Bytes kept per body; longer bodies are cut (and marked so).
@@ -397,7 +445,6 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The mappings folder, resolved against the config file's folder.
     /// The store file; relative paths are resolved against the config file's folder.
     pub fn store_path(&self) -> PathBuf {
         if self.store.path.is_absolute() {
@@ -407,6 +454,7 @@ impl Config {
         }
     }
 
+    /// The mappings folder, resolved against the config file's folder.
     pub fn mappings_path(&self) -> PathBuf {
         if self.mappings_dir.is_absolute() {
             self.mappings_dir.clone()
@@ -459,72 +507,72 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 mod defaults {
     use std::path::PathBuf;
 
-    pub fn reach_ttl() -> std::time::Duration {
+    pub(super) fn reach_ttl() -> std::time::Duration {
         std::time::Duration::from_secs(30)
     }
-    pub fn reach_max_bytes() -> u64 {
+    pub(super) fn reach_max_bytes() -> u64 {
         16 * 1024 * 1024
     }
     use std::time::Duration;
 
-    pub fn listen() -> String {
+    pub(super) fn listen() -> String {
         "127.0.0.1:8080".into()
     }
-    pub fn admin_listen() -> String {
+    pub(super) fn admin_listen() -> String {
         "127.0.0.1:9090".into()
     }
-    pub fn mappings_dir() -> PathBuf {
+    pub(super) fn mappings_dir() -> PathBuf {
         PathBuf::from("../mappings")
     }
-    pub fn body_limit() -> usize {
+    pub(super) fn body_limit() -> usize {
         10 * 1024 * 1024
     }
-    pub fn header_read_timeout() -> Duration {
+    pub(super) fn header_read_timeout() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn shutdown_grace() -> Duration {
+    pub(super) fn shutdown_grace() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn yes() -> bool {
+    pub(super) fn yes() -> bool {
         true
     }
-    pub fn max_depth() -> usize {
+    pub(super) fn max_depth() -> usize {
         64
     }
-    pub fn log_level() -> String {
+    pub(super) fn log_level() -> String {
         "info".into()
     }
-    pub fn connect_timeout() -> Duration {
+    pub(super) fn connect_timeout() -> Duration {
         Duration::from_secs(2)
     }
-    pub fn upstream_timeout() -> Duration {
+    pub(super) fn upstream_timeout() -> Duration {
         Duration::from_secs(15)
     }
-    pub fn pool_idle_timeout() -> Duration {
+    pub(super) fn pool_idle_timeout() -> Duration {
         Duration::from_secs(90)
     }
-    pub fn pool_max_idle() -> usize {
+    pub(super) fn pool_max_idle() -> usize {
         256
     }
-    pub fn upstream_body_limit() -> usize {
+    pub(super) fn upstream_body_limit() -> usize {
         64 * 1024 * 1024
     }
-    pub fn token_skew() -> Duration {
+    pub(super) fn token_skew() -> Duration {
         Duration::from_secs(30)
     }
-    pub fn rate_key() -> String {
+    pub(super) fn rate_key() -> String {
         "user".into()
     }
-    pub fn capture_max_body() -> usize {
+    pub(super) fn capture_max_body() -> usize {
         64 * 1024
     }
-    pub fn capture_retention() -> Duration {
+    pub(super) fn capture_retention() -> Duration {
         Duration::from_secs(7 * 24 * 3600)
     }
-    pub fn store_path() -> PathBuf {
+    pub(super) fn store_path() -> PathBuf {
         PathBuf::from("rosetta.db")
     }
-    pub fn bootstrap_company() -> String {
+    pub(super) fn bootstrap_company() -> String {
         "system".into()
     }
 }

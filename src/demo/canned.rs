@@ -37,9 +37,13 @@ pub fn tenant_rules() -> XmlRules {
         .item_name("platform/record", "record")
 }
 
+/// An AppDirect company (Contoso), as `GET /api/account/v2/companies/{id}` answers.
 pub const COMPANY: &str = r#"{"id":"6e0f3b4a-0000-4000-8000-000000000002","externalId":"contoso","name":"Contoso Partners","enabled":true,"reseller":true,"vendor":false,"channelAdmin":false,"countryCode":"US","phoneNumber":"+1-555-0102","emailAddress":"admin@contoso.example","website":"https://contoso.example","address":{"street1":"2 Main Street","street2":null,"city":"Springfield","state":"IL","zip":"62701","country":"US"},"createdOn":1600086400000}"#;
+/// An AppDirect company-associations page naming Contoso's reseller.
 pub const ASSOCIATIONS: &str = r#"{"content":[{"id":"8c3e1f40-0000-4000-b000-000000000002","resellerCompany":{"id":"6e0f3b4a-0000-4000-8000-000000000001","name":"Northwind Distribution"},"customerCompany":{"id":"6e0f3b4a-0000-4000-8000-000000000002","name":"Contoso Partners"},"createdOn":1600086400000}],"page":{"size":50,"totalElements":1,"totalPages":1,"number":0}}"#;
+/// A LongJump `<platform>` document of one tenant (Contoso).
 pub const TENANT: &str = r#"<?xml version="1.0" encoding="UTF-8"?><platform><tenant><id>1000000002</id><object_id>8c5b349851c041a28d19277a12dee8f0</object_id><name>contoso</name><company>Contoso Partners</company><partner type="" uri="http://127.0.0.1/networking/rest/tenant/1000000001" displayValue="Northwind Distribution">1000000001</partner><msp>1</msp><active>1</active><email>admin@contoso.example</email><phone>650-555-0102</phone><country>United States</country><city>Sunnyvale</city><street>2 Midas Way</street><state>CA</state><zip>94085</zip><number>1742261002</number><start_date>2024-01-02T10:00:00Z</start_date><date_modified>2024-01-02T10:00:00Z</date_modified></tenant><message><code>0</code><description>Success</description></message></platform>"#;
+/// The JSON answer of every other path.
 pub const STATIC: &str = r#"{"status":"ok","items":[1,2,3]}"#;
 
 /// How many customers the canned root company has: the bench key's reach (its company key's

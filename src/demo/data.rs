@@ -61,9 +61,13 @@ pub fn company_id(n: u32) -> String {
 /// AppDirect's in-memory state.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Account v2 companies, as the backend answers them.
     pub companies: Vec<Value>,
+    /// Company memberships (users of a company).
     pub memberships: Vec<Value>,
+    /// Reseller associations between companies.
     pub associations: Vec<Value>,
+    /// The last id handed out; the next one is made from it.
     pub next_id: u64,
 }
 

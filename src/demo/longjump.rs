@@ -44,6 +44,7 @@ pub const FIELDS: &[&str] = &[
 /// The backend's tenants (partner stored as the bare id).
 #[derive(Debug)]
 pub struct Tenants {
+    /// The tenant records, in insertion order.
     pub rows: Vec<Map<String, Value>>,
     next: u64,
 }

@@ -47,11 +47,15 @@ pub fn random_key() -> String {
 /// One request as the sample backend received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
+    /// The request's method.
     pub method: Method,
+    /// The path, without the query.
     pub path: String,
+    /// The raw query string (empty when there is none).
     pub query: String,
     /// `authorization`, `traceparent`, `content-type`, `x-request-id` when present.
     pub headers: Vec<(String, String)>,
+    /// The body, as received.
     pub body: Bytes,
     /// When it arrived.
     pub at: tokio::time::Instant,
@@ -62,6 +66,7 @@ pub struct RecordedRequest {
 pub struct RequestLog(Arc<Mutex<Vec<RecordedRequest>>>);
 
 impl RequestLog {
+    /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.0.lock().clone()
     }
@@ -74,6 +79,7 @@ impl RequestLog {
             .count()
     }
 
+    /// Forgets every request recorded so far.
     pub fn clear(&self) {
         {
             let mut v = self.0.lock();
@@ -101,8 +107,11 @@ pub enum FaultKind {
 /// A fault for requests matching `method` (any when `None`) and `path_prefix`.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    /// Only requests with this method; `None` for any.
     pub method: Option<Method>,
+    /// Only requests whose path starts with this.
     pub path_prefix: String,
+    /// What the fault does.
     pub kind: FaultKind,
     /// How many requests it applies to; `None` for all.
     pub times: Option<u32>,
@@ -113,6 +122,7 @@ pub struct Fault {
 pub struct Faults(Arc<Mutex<Vec<Fault>>>);
 
 impl Faults {
+    /// Adds a fault, checked after those already there.
     pub fn push(&self, fault: Fault) {
         {
             let mut v = self.0.lock();
@@ -120,6 +130,7 @@ impl Faults {
         }
     }
 
+    /// Removes every fault.
     pub fn clear(&self) {
         {
             let mut v = self.0.lock();
@@ -146,10 +157,15 @@ impl Faults {
 
 /// A parsed request handed to a sample backend.
 pub struct Inbound {
+    /// The request's method.
     pub method: Method,
+    /// The path's segments, percent-decoded.
     pub segments: Vec<String>,
+    /// The query parameters, in order.
     pub query: Vec<(String, String)>,
+    /// The request's headers.
     pub headers: http::HeaderMap,
+    /// The body, as received.
     pub body: Bytes,
 }
 
@@ -187,6 +203,7 @@ pub struct DemoServer {
 }
 
 impl DemoServer {
+    /// The address the backend listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -196,10 +213,12 @@ impl DemoServer {
         format!("http://{}", self.addr)
     }
 
+    /// The requests it received.
     pub fn log(&self) -> &RequestLog {
         &self.log
     }
 
+    /// Its injected faults.
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
@@ -224,6 +243,7 @@ impl DemoServer {
         }
     }
 
+    /// Stops the backend and waits for it to finish.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());

@@ -16,7 +16,7 @@ use super::{Answer, Inbound};
 
 /// Issued tokens, shared with the test controls on [`super::DemoServer`].
 #[derive(Clone)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     client_id: String,
     client_secret: String,
     valid: Arc<Mutex<HashSet<String>>>,
@@ -24,7 +24,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(client_id: &str, client_secret: &str) -> Self {
+    pub(crate) fn new(client_id: &str, client_secret: &str) -> Self {
         Self {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
@@ -33,11 +33,11 @@ impl Tokens {
         }
     }
 
-    pub fn issued(&self) -> usize {
+    pub(crate) fn issued(&self) -> usize {
         self.issued.load(Ordering::SeqCst)
     }
 
-    pub fn revoke_all(&self) {
+    pub(crate) fn revoke_all(&self) {
         {
             let mut v = self.valid.lock();
             v.clear();
@@ -83,7 +83,7 @@ impl Tokens {
 }
 
 /// Subscriptions by company id.
-pub struct State {
+pub(crate) struct State {
     subs: HashMap<String, Vec<Value>>,
     next: u64,
 }
@@ -106,7 +106,7 @@ fn products() -> Vec<Value> {
 }
 
 impl State {
-    pub fn seed() -> Self {
+    pub(crate) fn seed() -> Self {
         let mut subs = HashMap::new();
         for (i, (id, _, _)) in company_list().into_iter().enumerate() {
             let list: Vec<Value> = (0..=(i % 2))

@@ -20,15 +20,25 @@ pub const MAX_NESTING: usize = 32;
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
+    /// `equals`.
     Equals,
+    /// `not equal to`.
     NotEqualTo,
+    /// `less than`.
     LessThan,
+    /// `less than equals`.
     LessThanEquals,
+    /// `greater than`.
     GreaterThan,
+    /// `greater than equals`.
     GreaterThanEquals,
+    /// `contains` (a substring).
     Contains,
+    /// `not contains`.
     NotContains,
+    /// `starts with`.
     StartsWith,
+    /// `ends with`.
     EndsWith,
 }
 
@@ -67,6 +77,7 @@ impl Op {
 /// The right-hand side of a condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Literal {
+    /// A quoted string, unquoted (doubled quotes made single).
     Str(String),
     /// A number, kept as written so printing gives back the same text.
     Num(String),
@@ -78,12 +89,18 @@ pub enum Literal {
 /// kind (the parser flattens `a AND (b AND c)`), so equal filters have equal trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
+    /// One condition: `{field} {op} {value}`.
     Cmp {
+        /// The record field compared.
         field: String,
+        /// How it is compared.
         op: Op,
+        /// What it is compared with.
         value: Literal,
     },
+    /// Every child holds.
     And(Vec<Expr>),
+    /// At least one child holds.
     Or(Vec<Expr>),
 }
 
@@ -91,7 +108,9 @@ pub enum Expr {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("at position {position}: {message}")]
 pub struct FilterError {
+    /// The 1-based character position of the problem.
     pub position: usize,
+    /// What is wrong there.
     pub message: String,
 }
 

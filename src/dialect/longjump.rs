@@ -174,7 +174,7 @@ mod tests {
             request_id: Arc::from("req-1"),
             tracecode: Arc::from("00000000000000aa"),
             trace_id: Arc::from("0".repeat(32)),
-            started: crate::clock::now(),
+            started: crate::clock::real_now(),
         }
     }
 

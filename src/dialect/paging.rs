@@ -12,10 +12,15 @@ use serde_json::{Map, Value, json};
 /// The paging scheme of a dialect (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
+    /// RedAPI V1: `maxResults`, `pageToken`, `shouldReturnCount`.
     RedapiV1,
+    /// AppDirect: zero-based `page` and `size`.
     AppDirect,
+    /// Fusion: one-based `page`, `page_size` and a `next` token.
     Fusion,
+    /// LongJump: zero-based `page`, `pageSize`, `getTotalRecordCount`.
     LongJump,
+    /// The admin API: `offset` and `limit`.
     Admin,
 }
 
@@ -40,7 +45,9 @@ impl PageRequest {
 /// Defaults and bounds applied when parsing a client's paging parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageDefaults {
+    /// Records per page when the client does not say.
     pub size: u64,
+    /// The largest page a client may ask for; bigger sizes are lowered to it.
     pub max_size: u64,
 }
 
@@ -57,7 +64,9 @@ impl Default for PageDefaults {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{param}: {detail}")]
 pub struct PagingError {
+    /// The parameter at fault.
     pub param: String,
+    /// What is wrong with it.
     pub detail: String,
 }
 
@@ -333,8 +342,11 @@ pub const MAX_PAGE: u64 = u32::MAX as u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct V1Token {
+    /// The page, 1-based.
     pub page: u64,
+    /// Records per page.
     pub page_size: u64,
+    /// The total record count; 0 when not known.
     pub total_count: u64,
 }
 

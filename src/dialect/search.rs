@@ -28,13 +28,16 @@ pub struct SearchSpec {
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
+    /// Ascending.
     Asc,
+    /// Descending.
     Desc,
 }
 
 /// A parsed search request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchQuery {
+    /// The parsed `filter`; `None` keeps every record.
     pub filter: Option<Expr>,
     /// `None` is every field (`*` or no `fieldList`).
     pub fields: Option<Vec<String>>,

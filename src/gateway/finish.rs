@@ -16,6 +16,7 @@ pub type Answer = Result<Response<Body>, GatewayError>;
 
 /// A layer's last step on an answer.
 pub trait Finish {
+    /// Turns the answer of the layers below into this layer's.
     fn finish(self, answer: Answer) -> Answer;
 }
 

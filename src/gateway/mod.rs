@@ -92,6 +92,7 @@ pub(crate) fn missing(layer: &'static str, what: &'static str) -> GatewayError {
 /// The matched route of a request, inserted by the route layer.
 #[derive(Debug, Clone)]
 pub struct RouteCtx {
+    /// The route the request matched.
     pub route: Arc<Route>,
     /// Path variables, decoded and checked; shared, since several layers keep the context.
     pub params: Arc<[(String, String)]>,
@@ -115,6 +116,8 @@ pub struct SettledPoints(pub u64);
 /// A failure tagged with the dialect to answer it in.
 #[derive(Debug)]
 pub struct Rejection {
+    /// What went wrong.
     pub error: GatewayError,
+    /// The dialect of the client to answer.
     pub dialect: Dialect,
 }

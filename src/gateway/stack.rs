@@ -35,13 +35,18 @@ use crate::upstream::Upstreams;
 /// Why a gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] Box<ConfigError>),
+    /// The packs do not load; every problem found is listed.
     #[error("the packs do not load:\n{0}")]
     Packs(#[from] LoadErrors),
+    /// The store cannot be opened.
     #[error("the store at {path} cannot be opened: {source}")]
     Store {
+        /// The store's file.
         path: String,
+        /// Why it cannot be opened.
         #[source]
         source: StoreError,
     },
@@ -50,21 +55,33 @@ pub enum BuildError {
 /// Everything the proxy stack is built from, shared by every connection.
 #[derive(Clone)]
 pub struct Gateway {
+    /// The enabled packs and their routes.
     pub catalog: Arc<Catalog>,
+    /// Identity providers: the config's static keys, then the store.
     pub auth: Arc<AuthChain>,
+    /// Performs upstream calls.
     pub upstreams: Arc<dyn CallUpstream>,
+    /// Largest request body accepted, in bytes (`server.body_limit`).
     pub body_limit: usize,
+    /// Deepest JSON/XML nesting accepted in a request body (`server.max_depth`).
     pub max_depth: usize,
+    /// `server.public_url` without a trailing `/`; `None`: the listener's address.
     pub public_url: Option<Arc<str>>,
+    /// Companies, users, keys, quotas and the audit trail.
     pub store: Arc<dyn Store>,
+    /// The store's credential check, whose cache admin changes drop.
     pub store_auth: StoreAuth,
     /// This node's name in tracedata (`server`).
     pub server_name: Arc<str>,
     /// Request bodies kept by tracecode; `None` when capture is off.
     pub capture: Option<CaptureSink>,
+    /// How long captures are kept (`capture.retention`).
     pub capture_retention: std::time::Duration,
+    /// The rate-limit buckets of every policy.
     pub limiter: Arc<dyn RateLimiter>,
+    /// Users' quotas and their usage.
     pub quotas: QuotaBook,
+    /// The read cache.
     pub cache: ReadCache,
 }
 

@@ -65,7 +65,12 @@ pub enum Credentials {
     /// `Authorization: Bearer <key>` or `X-API-Key: <key>`.
     ApiKey(String),
     /// `Authorization: Basic`.
-    Basic { user: String, password: String },
+    Basic {
+        /// The username.
+        user: String,
+        /// The password, as sent.
+        password: String,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -81,18 +86,23 @@ impl std::fmt::Debug for Credentials {
 /// Why authentication failed (rendered as 401 in the client's dialect).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// No `Authorization` or `X-API-Key` header.
     #[error("no credentials were presented")]
     Missing,
+    /// A header that is not a credential Rosetta reads.
     #[error("the Authorization header is malformed")]
     Malformed,
     /// Two `Authorization` (or two `X-API-Key`) fields: which one counts would depend on who
     /// reads them (a proxy in front may check the last, this gateway read the first).
     #[error("more than one Authorization or X-API-Key header was presented")]
     Ambiguous,
+    /// Unknown, revoked or expired key, or a wrong password.
     #[error("the credentials are not valid")]
     Invalid,
+    /// The user or their company is blocked.
     #[error("the account is disabled")]
     Disabled,
+    /// The store could not be asked.
     #[error("the credential store is unavailable")]
     Unavailable,
 }
@@ -106,6 +116,7 @@ pub type AuthFuture<'a> =
 /// `Ok(None)` means "not mine": the next provider is asked. `Err` stops the chain (for
 /// instance a known key that is revoked).
 pub trait Authenticate: Send + Sync + 'static {
+    /// The caller `credentials` name, `Ok(None)` when they are not this provider's.
     fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a>;
 
     /// The answer [`Authenticate::authenticate`] would give, when it is known without
@@ -125,10 +136,12 @@ pub struct AuthChain {
 }
 
 impl AuthChain {
+    /// A chain asking `providers` in this order.
     pub fn new(providers: Vec<Arc<dyn Authenticate>>) -> Self {
         Self { providers }
     }
 
+    /// Adds `provider`, asked after those already there.
     pub fn push(&mut self, provider: Arc<dyn Authenticate>) {
         self.providers.push(provider);
     }

@@ -20,6 +20,7 @@ pub struct StaticKeys {
 }
 
 impl StaticKeys {
+    /// A provider for the keys of `[[identity.static_keys]]`.
     pub fn new(keys: &[StaticKeyConfig]) -> Self {
         let by_hash = keys
             .iter()

@@ -58,6 +58,7 @@ fn now_ms() -> i64 {
 }
 
 impl StoreAuth {
+    /// A provider checking keys and passwords against `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,

@@ -20,14 +20,18 @@ use crate::store::Quotas;
 /// The limits one request is held to (`None`: unlimited).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
+    /// The most points one request may cost (`points_per_request`).
     pub per_request: Option<u64>,
+    /// Points per local day (`points_per_day`).
     pub per_day: Option<u64>,
     /// `(from, to, points)` of the dated window containing today.
     pub window: Option<(String, String, u64)>,
+    /// Requests in flight at once (`max_concurrent_execution`).
     pub max_concurrent: Option<u64>,
 }
 
 impl Limits {
+    /// Whether no limit applies, so the request need not be counted.
     pub fn is_empty(&self) -> bool {
         self.per_request.is_none()
             && self.per_day.is_none()
@@ -159,19 +163,30 @@ pub fn limits_for(q: &Quotas, service: &str, group: &str, today: &str) -> Limits
 pub enum Refusal {
     /// The request alone costs more than one request may.
     PerRequest {
+        /// Points the request costs.
         cost: u64,
+        /// Points one request may cost.
         limit: u64,
     },
+    /// The day's points are spent.
     PerDay {
+        /// Points per day.
         limit: u64,
+        /// Points used today.
         used: u64,
     },
+    /// The dated window's points are spent.
     Window {
+        /// Points per window.
         limit: u64,
+        /// Points used in the window.
         used: u64,
+        /// The window's last day, `YYYY-MM-DD`.
         to: String,
     },
+    /// As many requests as allowed are in flight.
     Concurrency {
+        /// Requests allowed in flight.
         limit: u64,
     },
 }
@@ -204,10 +219,15 @@ pub type UsageKey = (Arc<str>, Arc<str>, Arc<str>);
 /// What the counter knows about one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// The local day counted, `YYYY-MM-DD`.
     pub day: String,
+    /// Points used that day.
     pub day_used: u64,
+    /// The dated window counted, `(from, to)`; `None`: no window.
     pub window: Option<(String, String)>,
+    /// Points used in that window.
     pub window_used: u64,
+    /// Requests reserved and not yet released.
     pub inflight: u64,
     /// Last reservation; an idle key is forgotten (and reloaded from the audit trail).
     pub touched: Option<tokio::time::Instant>,
@@ -216,7 +236,9 @@ pub struct Usage {
 /// Remaining budget after a reservation, for the response headers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Remaining {
+    /// Points left today; `None`: no daily limit.
     pub day: Option<u64>,
+    /// Points left in the window; `None`: no window limit.
     pub window: Option<u64>,
 }
 
@@ -234,6 +256,7 @@ pub trait QuotaCounter: Send + Sync + 'static {
         window: Option<(String, String)>,
         window_used: u64,
     );
+    /// Checks `cost` and a concurrency slot against `limits` and takes them, or says why not.
     fn reserve(
         &self,
         key: &UsageKey,
@@ -246,6 +269,7 @@ pub trait QuotaCounter: Send + Sync + 'static {
     fn settle(&self, key: &UsageKey, reserved: u64, actual: u64);
     /// Ends a reserved request; `refund` gives its points back.
     fn release(&self, key: &UsageKey, cost: u64, refund: bool);
+    /// What the counter holds for `key`; `None` if it is not known.
     fn usage(&self, key: &UsageKey) -> Option<Usage>;
 }
 

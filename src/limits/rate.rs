@@ -33,10 +33,15 @@ use crate::config::RateLimitConfig;
 /// Whose bucket a request draws from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyKind {
+    /// The authenticated user.
     User,
+    /// The caller's company.
     Company,
+    /// The API key used (a caller without one counts as its user).
     ApiKey,
+    /// The client's IP address.
     Ip,
+    /// One bucket for everybody.
     Global,
     /// The value of a request header (a missing header shares one bucket).
     Header(String),
@@ -45,10 +50,13 @@ pub enum KeyKind {
 /// A compiled policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The policy's name in `[rate_limits]`.
     pub name: String,
+    /// How many requests the bucket holds.
     pub burst: u32,
     /// Time to leak one request.
     pub period: Duration,
+    /// Whose bucket a request draws from.
     pub key: KeyKind,
     /// `count = "success"` (the default): the bucket cell and the quota points of a request
     /// are given back when the upstream fails (5xx) or times out; `"all"` keeps them.
@@ -139,9 +147,13 @@ pub fn policies(
 /// What a request is known by, for choosing its bucket.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeyInput<'a> {
+    /// The caller's username.
     pub user: &'a str,
+    /// The caller's company key.
     pub company: &'a str,
+    /// The id of the API key used; `None` for other credentials.
     pub key_id: Option<&'a str>,
+    /// The client's IP address, when known.
     pub ip: Option<&'a str>,
     /// The value of the policy's header, when it has one.
     pub header: Option<&'a str>,
@@ -171,8 +183,11 @@ pub fn bucket_key(policy: &Policy, input: &KeyInput<'_>) -> String {
 /// The answer of a check, with what the `RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
+    /// Whether the request may go on.
     pub allowed: bool,
+    /// The policy's burst, for `RateLimit-Limit`.
     pub limit: u32,
+    /// Requests the bucket still takes, for `RateLimit-Remaining`.
     pub remaining: u32,
     /// Until the bucket is empty (allowed) or the next request fits (refused).
     pub reset: Duration,
@@ -182,6 +197,7 @@ pub struct Decision {
 
 /// Checks and consumes one request of `key` under `policy` atomically.
 pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes one request of `key`'s bucket if it has room; says what the headers need.
     fn check(&self, policy: &Policy, key: &str) -> Decision;
     /// Gives back the cell of one admitted request (`count = "success"` and the upstream
     /// failed). Never makes a bucket hold more than its burst.
@@ -315,6 +331,7 @@ impl std::fmt::Debug for LocalLimiter {
 }
 
 impl LocalLimiter {
+    /// A limiter for `policies`, every bucket empty.
     pub fn new(policies: &Policies) -> Self {
         let by_policy = policies
             .values()

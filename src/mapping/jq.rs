@@ -53,10 +53,13 @@ impl std::fmt::Debug for JqFilter {
 /// A filter that did not compile, or failed on an input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JqError {
+    /// The filter's text is not jq (a load error, never a request's).
     #[error("jq filter does not compile: {0}")]
     Compile(String),
+    /// The filter raised an error on its input.
     #[error("jq filter failed: {0}")]
     Runtime(String),
+    /// The filter yielded nothing where one value was needed.
     #[error("jq filter produced no output")]
     NoOutput,
 }

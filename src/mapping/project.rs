@@ -39,7 +39,9 @@ pub enum Seg {
 /// What a filter can read of a value: all of it, or a shape of named parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Demand {
+    /// Everything below, whatever it is.
     Whole,
+    /// Only the named parts.
     Shape(Shape),
 }
 
@@ -197,7 +199,9 @@ fn merge(a: &Demand, b: &Demand) -> Demand {
 /// How a value is read: whole, or in part ([`Part`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Projection {
+    /// Made into values whole.
     Whole,
+    /// Only the parts [`Part`] names are made into values.
     Part(Box<Part>),
 }
 

@@ -21,13 +21,24 @@ const MAX_SEGMENTS: usize = 32;
 pub enum MatchError<T> {
     /// No pattern matches; `nearest` is a route from the deepest part of the trie the path
     /// reached, so the error can be answered in the dialect the client most likely speaks.
-    NotFound { nearest: Option<T> },
+    NotFound {
+        /// A route near where the path stopped matching, if any.
+        nearest: Option<T>,
+    },
     /// The path matches, but not for this method.
-    MethodNotAllowed { allow: Vec<Method>, nearest: T },
+    MethodNotAllowed {
+        /// The methods the path takes, for `Allow`.
+        allow: Vec<Method>,
+        /// One of the path's routes.
+        nearest: T,
+    },
     /// A captured value is unsafe or not valid UTF-8.
     BadParam {
+        /// The variable's name.
         name: String,
+        /// What is wrong with its value.
         detail: String,
+        /// The route matched.
         nearest: T,
     },
 }
@@ -35,6 +46,7 @@ pub enum MatchError<T> {
 /// A successful match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match<'r, T> {
+    /// The value inserted with the matching pattern.
     pub value: &'r T,
     /// Captured variables, in pattern order, decoded.
     pub params: Vec<(String, String)>,
@@ -82,6 +94,7 @@ impl<T> Default for Router<T> {
 }
 
 impl<T: Clone> Router<T> {
+    /// An empty router.
     pub fn new() -> Self {
         Self::default()
     }

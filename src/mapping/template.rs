@@ -61,23 +61,34 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// A template problem found at load time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// A `{` without its `}`; holds the template.
     #[error("unclosed `{{` in template `{0}`")]
     Unclosed(String),
+    /// A `{}` naming nothing; holds the template.
     #[error("empty placeholder `{{}}` in template `{0}`")]
     Empty(String),
+    /// A `}` without its `{`; holds the template.
     #[error("stray `}}` in template `{0}`")]
     Stray(String),
+    /// A `|modifier` other than `|quote`; holds the modifier.
     #[error("unknown template modifier `|{0}` (the one modifier is `|quote`)")]
     Modifier(String),
+    /// A placeholder neither a path variable nor rooted at a context root.
     #[error(
         "placeholder `{{{name}}}` is neither a path variable of the match pattern nor rooted at one of {roots}"
     )]
-    Unbound { name: String, roots: String },
+    Unbound {
+        /// The placeholder.
+        name: String,
+        /// The context roots it could have started with.
+        roots: String,
+    },
 }
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
+    /// Text copied as is.
     Lit(String),
     /// A context path, already split: `companyId` is stored as `["path", "companyId"]`.
     Var(Vec<String>),
@@ -226,23 +237,29 @@ pub fn lookup<'a>(ctx: &'a Value, path: &[String]) -> Option<&'a Value> {
 /// One segment of a route match pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
+    /// A literal segment, matched exactly.
     Lit(String),
+    /// A `{name}` segment capturing one path segment.
     Var(String),
 }
 
 /// A route match pattern such as `/companies/{companyId}/customers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
+    /// The pattern's segments, the pack's mount included.
     pub segments: Vec<Segment>,
 }
 
 /// A match pattern problem found at load time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
+    /// The pattern does not start with `/`; holds the pattern.
     #[error("pattern `{0}` must start with `/`")]
     NotAbsolute(String),
+    /// A segment mixes text and a variable; holds the pattern.
     #[error("pattern `{0}`: a segment is either literal or one whole `{{name}}`")]
     MixedSegment(String),
+    /// A variable is bound twice; holds the pattern and the name.
     #[error("pattern `{0}` binds `{1}` twice")]
     Duplicate(String, String),
 }

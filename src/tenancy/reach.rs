@@ -24,6 +24,7 @@ pub struct ReachSet {
 }
 
 impl ReachSet {
+    /// The reach of `root` (added to the set when known) and `companies`.
     pub fn new(root: Option<Arc<str>>, companies: impl IntoIterator<Item = String>) -> Self {
         let mut set: HashSet<Box<str>, _> = HashSet::default();
         set.extend(companies.into_iter().map(String::into_boxed_str));
@@ -37,14 +38,17 @@ impl ReachSet {
         }
     }
 
+    /// Whether company `id` is in reach.
     pub fn contains(&self, id: &str) -> bool {
         self.companies.contains(id)
     }
 
+    /// How many companies are in reach.
     pub fn len(&self) -> usize {
         self.companies.len()
     }
 
+    /// Whether no company is in reach.
     pub fn is_empty(&self) -> bool {
         self.companies.is_empty()
     }
@@ -66,6 +70,7 @@ pub enum Reach {
 }
 
 impl Reach {
+    /// Whether company `id` is in reach.
     pub fn contains(&self, id: &str) -> bool {
         match self {
             Reach::All => true,

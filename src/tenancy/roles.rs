@@ -12,15 +12,21 @@ use http::Method;
 /// One of the gateway's roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// `ADMIN`: reaches every company, reads and writes.
     Admin,
+    /// `PARTNER`: reads and writes in its reach.
     Partner,
+    /// `USER`: reads in its reach, never writes.
     User,
+    /// `AUDITOR`: reads in its reach and the audit trail, never writes.
     Auditor,
 }
 
 impl Role {
+    /// Every role.
     pub const ALL: [Role; 4] = [Role::Admin, Role::Partner, Role::User, Role::Auditor];
 
+    /// The role's name, upper case, as principals carry it.
     pub fn name(self) -> &'static str {
         match self {
             Role::Admin => "ADMIN",
@@ -52,8 +58,10 @@ impl Role {
 pub struct RoleSet(u8);
 
 impl RoleSet {
+    /// No role.
     pub const EMPTY: RoleSet = RoleSet(0);
 
+    /// The set of `roles`.
     pub fn of(roles: impl IntoIterator<Item = Role>) -> Self {
         RoleSet(roles.into_iter().fold(0, |bits, r| bits | r.bit()))
     }
@@ -63,18 +71,22 @@ impl RoleSet {
         Self::of(names.iter().filter_map(|n| Role::parse(n.as_ref())))
     }
 
+    /// Whether `role` is in the set.
     pub fn contains(self, role: Role) -> bool {
         self.0 & role.bit() != 0
     }
 
+    /// Whether the sets share a role.
     pub fn intersects(self, other: RoleSet) -> bool {
         self.0 & other.0 != 0
     }
 
+    /// Whether the set holds no role.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// The roles in the set, in [`Role::ALL`]'s order.
     pub fn iter(self) -> impl Iterator<Item = Role> {
         Role::ALL.into_iter().filter(move |r| self.contains(*r))
     }

@@ -141,6 +141,7 @@ impl Tenancy {
         self.ids.iter().filter(|i| matches!(i, IdInput::Body(_)))
     }
 
+    /// Whether any company id is read from the request body.
     pub fn has_body_ids(&self) -> bool {
         self.body_ids().next().is_some()
     }

@@ -31,24 +31,30 @@ const CONNECT_RETRIES: usize = 2;
 /// One call to an upstream, path relative to the upstream's base URL.
 #[derive(Debug, Clone)]
 pub struct UpstreamRequest {
+    /// The HTTP method.
     pub method: Method,
     /// Path and query, already encoded, starting with `/`.
     pub path_and_query: String,
     /// Extra headers (content-type, traceparent, accept). Upstream auth is added by the client.
     pub headers: HeaderMap,
+    /// The request body.
     pub body: Bytes,
 }
 
 /// What the upstream answered (any status: the caller decides what an error is).
 #[derive(Debug, Clone)]
 pub struct UpstreamResponse {
+    /// The status answered.
     pub status: StatusCode,
+    /// The headers answered.
     pub headers: HeaderMap,
+    /// The body, read whole (within the upstream's body limit).
     pub body: Bytes,
 }
 
 /// One configured upstream.
 pub struct Upstream {
+    /// The upstream's name in `[upstreams]`.
     pub name: Arc<str>,
     /// The base URL's parts, parsed once: a call's URI is put together from them.
     scheme: http::uri::Scheme,
@@ -228,6 +234,7 @@ impl Upstream {
     }
 }
 
+/// Whether a failed attempt is tried again: idempotent, never connected, retries left.
 pub fn retryable(method: &Method, connect_failed: bool, tries: usize) -> bool {
     let idempotent = matches!(
         *method,
@@ -239,7 +246,9 @@ pub fn retryable(method: &Method, connect_failed: bool, tries: usize) -> bool {
 /// A policy every call to one upstream passes through, whoever makes it.
 #[derive(Clone)]
 pub struct Shaper {
+    /// The upstream's `rate_limit` policy.
     pub policy: crate::limits::rate::Policy,
+    /// The buckets the policy draws from.
     pub limiter: Arc<dyn crate::limits::rate::RateLimiter>,
 }
 

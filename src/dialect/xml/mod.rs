@@ -26,8 +26,11 @@ pub use write::{json_to_xml, json_to_xml_vec, sanitize_name};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (line {line}, column {column})")]
 pub struct XmlError {
+    /// 1-based line of the problem.
     pub line: usize,
+    /// 1-based column (in characters) of the problem.
     pub column: usize,
+    /// What is wrong there.
     pub message: String,
 }
 

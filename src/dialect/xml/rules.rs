@@ -32,18 +32,22 @@ pub enum Namespaces {
 /// without matches any path ending with it at a segment boundary.
 #[derive(Debug, Clone)]
 pub struct XmlRules {
+    /// Prefix marking attributes among an element's JSON keys (default `@`).
     pub attr_prefix: String,
+    /// The JSON key of an element's text beside attributes or children (default `#text`).
     pub text_key: String,
     arrays: PathSet,
     unwrap: PathSet,
     types: Vec<(PathRule, Typing)>,
     /// JSON→XML: the element name of an array's items, by the array's path.
     item_names: Vec<(PathRule, String)>,
+    /// What happens to namespace prefixes (default: kept).
     pub namespaces: Namespaces,
     /// JSON→XML root element.
     pub root: String,
     /// JSON→XML: write `<?xml version="1.0" encoding="UTF-8"?>`.
     pub declaration: bool,
+    /// Deepest element nesting accepted (default 64).
     pub max_depth: usize,
     /// JSON→XML: booleans written as `1`/`0` everywhere (LongJump's convention).
     pub bool_digits: bool,
@@ -100,30 +104,35 @@ impl XmlRules {
         self
     }
 
+    /// Sets the JSON→XML root element.
     pub fn root(mut self, name: &str) -> Self {
         self.tries = super::read::Tries::default();
         self.root = name.to_owned();
         self
     }
 
+    /// Sets what happens to namespace prefixes.
     pub fn namespaces(mut self, ns: Namespaces) -> Self {
         self.tries = super::read::Tries::default();
         self.namespaces = ns;
         self
     }
 
+    /// Sets whether JSON→XML writes the XML declaration.
     pub fn declaration(mut self, yes: bool) -> Self {
         self.tries = super::read::Tries::default();
         self.declaration = yes;
         self
     }
 
+    /// Sets whether JSON→XML writes booleans as `1`/`0`.
     pub fn bool_digits(mut self, yes: bool) -> Self {
         self.tries = super::read::Tries::default();
         self.bool_digits = yes;
         self
     }
 
+    /// Sets the deepest element nesting accepted.
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.tries = super::read::Tries::default();
         self.max_depth = depth;

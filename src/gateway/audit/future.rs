@@ -5,7 +5,7 @@ use std::future::Ready;
 use std::sync::Arc;
 
 use futures_util::future::Either;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::super::finish::{Answer, Finish, Finishing};
 use super::super::tenancy::BodyTargets;

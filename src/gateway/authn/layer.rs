@@ -14,6 +14,7 @@ pub struct AuthnLayer {
 }
 
 impl AuthnLayer {
+    /// A layer asking `chain`'s providers in order.
     pub fn new(chain: Arc<AuthChain>) -> Self {
         Self { chain }
     }

@@ -1,9 +1,7 @@
 //! [`CacheLayer`] and the [`ReadCache`] it shares with the admin API.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -14,7 +12,7 @@ use super::policy::{CacheKey, affected};
 
 /// One cached answer.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub status: u16,
     pub content_type: Option<HeaderValue>,
     pub body: Bytes,
@@ -30,7 +28,7 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for PerEntryTtl {
         &self,
         _key: &CacheKey,
         value: &Arc<Entry>,
-        _created_at: std::time::Instant,
+        _created_at: Instant,
     ) -> Option<Duration> {
         Some(value.ttl)
     }
@@ -48,6 +46,7 @@ pub struct ReadCache {
 }
 
 impl ReadCache {
+    /// An empty cache holding at most `max_bytes`, dropping entries unread for `idle`.
     pub fn new(max_bytes: u64, idle: Duration) -> Self {
         let cache = moka::future::Cache::builder()
             // Measured (benches/memory.sh): an entry costs about 1 KiB beyond its key and
@@ -108,6 +107,7 @@ pub struct CacheLayer {
 }
 
 impl CacheLayer {
+    /// A layer serving reads from `cache` and invalidating it after writes.
     pub fn new(cache: ReadCache) -> Self {
         Self { cache }
     }

@@ -39,6 +39,7 @@ static KEY_HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
     std::sync::LazyLock::new(foldhash::fast::RandomState::default);
 
 impl CacheKey {
+    /// The key of `request` to `route` under `scope`, hashed once here.
     pub fn new(
         route: Arc<str>,
         request: String,
@@ -83,7 +84,7 @@ pub fn etag(body: &[u8]) -> String {
 }
 
 /// Whether `If-None-Match` (a list, or `*`) matches `tag`.
-pub fn if_none_match(header: &str, tag: &str) -> bool {
+pub(crate) fn if_none_match(header: &str, tag: &str) -> bool {
     header
         .split(',')
         .map(str::trim)
@@ -94,7 +95,7 @@ pub fn if_none_match(header: &str, tag: &str) -> bool {
 /// are `values`: the route is named and, when both carry parameters, one value is shared
 /// (a company id names the same company in `/companies/{companyId}` and
 /// `/networking/rest/tenant/{tenant_id}`).
-pub fn affected(key: &CacheKey, routes: &[Arc<str>], values: &[String]) -> bool {
+pub(crate) fn affected(key: &CacheKey, routes: &[Arc<str>], values: &[String]) -> bool {
     routes.contains(&key.route)
         && (key.params.is_empty()
             || values.is_empty()

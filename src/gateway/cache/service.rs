@@ -287,7 +287,7 @@ where
                     etag: etag(&bytes),
                     body: bytes,
                     ttl,
-                    stored: crate::clock::now(),
+                    stored: crate::clock::real_now(),
                 }))
             };
             let result = cache

@@ -24,7 +24,9 @@ type Plans = Cache<(QuotaRules, i32), Arc<(QuotaRules, i32)>, foldhash::fast::Ra
 /// reason) and the usage counter.
 #[derive(Clone)]
 pub struct QuotaBook {
+    /// Where users' quotas, timezones and past usage are read from.
     pub store: Arc<dyn Store>,
+    /// Reserves and settles points and concurrency slots.
     pub counter: Arc<dyn QuotaCounter>,
     /// Where the days and date windows of quotas are read from.
     pub wall: WallClock,
@@ -35,6 +37,7 @@ pub struct QuotaBook {
 }
 
 impl QuotaBook {
+    /// Quotas read from `store`, usage counted in `counter`, days from the system's clock.
     pub fn new(store: Arc<dyn Store>, counter: Arc<dyn QuotaCounter>) -> Self {
         Self {
             store,
@@ -102,6 +105,7 @@ pub struct QuotaLayer {
 }
 
 impl QuotaLayer {
+    /// A layer over `book`.
     pub fn new(book: QuotaBook) -> Self {
         Self { book }
     }

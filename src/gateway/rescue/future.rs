@@ -16,6 +16,8 @@ use crate::error::GatewayError;
 pin_project_lite::pin_project! {
     /// The answer of the layers below, which cannot fail past here.
     #[project = Step]
+    // pin-project-lite takes no attributes (docs) on an enum variant's fields.
+    #[allow(missing_docs)]
     pub enum RescueFuture<F> {
         /// The layers below are answering.
         Answering {

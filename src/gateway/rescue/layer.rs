@@ -14,6 +14,7 @@ pub struct RescueLayer {
 }
 
 impl RescueLayer {
+    /// A layer answering rejections in their dialect, else in the listener's `dialect`.
     pub fn new(dialect: Dialect) -> Self {
         Self { dialect }
     }

@@ -16,6 +16,7 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// `proxy` or `admin`, as the access log writes it.
     pub fn name(self) -> &'static str {
         match self {
             Listener::Proxy => "proxy",

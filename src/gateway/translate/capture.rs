@@ -18,8 +18,11 @@ use crate::store::Store;
 /// Where and how much of each request's bodies are kept (`[capture]`).
 #[derive(Clone)]
 pub struct CaptureSink {
+    /// Where captures are written.
     pub store: Arc<dyn Store>,
+    /// Which requests keep their bodies.
     pub mode: CaptureMode,
+    /// Bytes kept per body; longer ones are cut.
     pub max_body_bytes: usize,
 }
 

@@ -9,7 +9,9 @@ use super::Translate;
 /// Limits applied to client requests.
 #[derive(Debug, Clone)]
 pub struct TranslateLayer {
+    /// Largest request body accepted, in bytes (413 above).
     pub body_limit: usize,
+    /// Deepest JSON/XML nesting accepted in a request body.
     pub max_depth: usize,
     /// See `server.public_url`.
     pub public_url: Option<Arc<str>>,

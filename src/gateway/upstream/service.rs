@@ -20,9 +20,13 @@ use crate::mapping::pack::Route;
 /// A translated request: the route and its execution context.
 #[derive(Debug)]
 pub struct ExecRequest {
+    /// The route to run.
     pub route: Arc<Route>,
+    /// The context its templates and filters read (`path`, `query`, `body`, `principal`…).
     pub ctx: Value,
+    /// The client's query parameters, decoded, in order.
     pub query_pairs: Vec<(String, String)>,
+    /// The request's ids and tracecode, passed on to its upstream calls.
     pub meta: RequestMeta,
     /// Collects the upstream exchanges when the request's bodies are captured.
     pub calls: Option<CallLog>,
@@ -35,6 +39,7 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// An executor making its calls through `upstreams`.
     pub fn new(upstreams: Arc<dyn CallUpstream>) -> Self {
         Self { upstreams }
     }

@@ -27,6 +27,7 @@ pub type CallFuture<'a> =
 
 /// Whoever performs upstream calls: the real pooled clients, or a fake in tests.
 pub trait CallUpstream: Send + Sync {
+    /// Sends `req` to the upstream named `upstream` and reads its answer.
     fn call<'a>(&'a self, upstream: &'a str, req: UpstreamRequest) -> CallFuture<'a>;
 }
 

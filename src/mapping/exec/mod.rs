@@ -43,7 +43,9 @@ pub use passthrough::verbatim_call;
 
 /// Everything a route execution needs besides the route and its context.
 pub struct ExecEnv<'a> {
+    /// Performs the route's upstream calls.
     pub upstreams: &'a dyn CallUpstream,
+    /// The request's ids and tracecode, passed on to the calls.
     pub meta: &'a RequestMeta,
     /// The client's query pairs, for `forward_query` (keeps repeated keys).
     pub query_pairs: &'a [(String, String)],

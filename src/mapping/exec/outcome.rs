@@ -15,7 +15,9 @@ use crate::mapping::pack::{Paging, Route};
 /// What executing a route produced, before the client dialect renders it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutBody {
+    /// No body.
     Empty,
+    /// A JSON value, written in the client's dialect.
     Json(Value),
     /// An upstream's JSON answer as it came (checked, never parsed into values): the answer
     /// of a route that passes one call's body on unchanged
@@ -23,7 +25,9 @@ pub enum OutBody {
     Raw(Bytes),
     /// One page of a paged route: the dialect builds its envelope.
     Page {
+        /// The page's records.
         items: Vec<Value>,
+        /// The response filter's `total`; `None` when it gave no number.
         total: Option<u64>,
     },
 }
@@ -31,7 +35,9 @@ pub enum OutBody {
 /// Status and body of a route's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// The HTTP status to answer.
     pub status: StatusCode,
+    /// The body to answer.
     pub body: OutBody,
     /// What the upstream answers allow a cache to do with this one (the strictest of them).
     pub cache: CacheDirective,

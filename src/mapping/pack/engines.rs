@@ -11,9 +11,11 @@ use super::{Catalog, Route};
 /// A filter that runs on jaq rather than the filter plan, and where it is.
 #[derive(Debug, Clone)]
 pub struct OnJaq {
+    /// The route file (or `pack.toml`) the filter is written in.
     pub file: PathBuf,
     /// The route's line (none for a pack's `[reach]`).
     pub line: Option<usize>,
+    /// The route's id (`reach` for a pack's `[reach]`).
     pub route: String,
     /// Which filter of the route (`response.jq`, ``step `page` jq``…).
     pub what: String,

@@ -28,9 +28,13 @@ pub(in crate::mapping) use steps::*;
 /// One load problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
+    /// The file at fault.
     pub file: PathBuf,
+    /// The route's id, when the problem is in one route.
     pub route: Option<String>,
+    /// The 1-based line in the file, when known.
     pub line: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 

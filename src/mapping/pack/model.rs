@@ -22,14 +22,21 @@ use crate::mapping::template::{PathPattern, Template};
 /// What every route of a pack shares.
 #[derive(Debug)]
 pub struct PackMeta {
+    /// The pack's folder name under `mappings/`.
     pub name: String,
+    /// The API dialect the pack's clients speak.
     pub client_dialect: Dialect,
     /// The service name used in audit and quotas (e.g. `REDAPI_V1`).
     pub service: Arc<str>,
+    /// The path prefix the pack's routes are matched under (`/` by default).
     pub mount: String,
+    /// Names of the `[upstreams]` the pack's calls may use.
     pub upstreams: Vec<String>,
+    /// The rate-limit policy of the pack's routes, by name; `None`: no policy.
     pub rate_limit: Option<String>,
+    /// The page size and largest page size for the pack's paged routes.
     pub page_defaults: PageDefaults,
+    /// Free text from `pack.toml`, for listings.
     pub description: Option<String>,
     /// The pack's `defs.jq`, prepended to each of its filters.
     pub prelude: String,
@@ -40,6 +47,7 @@ pub struct PackMeta {
 /// The body format of a pack's upstreams.
 #[derive(Debug, Clone)]
 pub enum UpstreamFormat {
+    /// JSON bodies, as they are.
     Json,
     /// LongJump `<platform>` documents; responses read with these rules (envelope unwrapped,
     /// the declared arrays forced).
@@ -49,25 +57,35 @@ pub enum UpstreamFormat {
 /// A route's cost in quota points.
 #[derive(Debug)]
 pub enum Points {
+    /// A fixed number of points.
     Const(u32),
+    /// A jq expression over the request's `path`, `query` and `principal`.
     Jq(JqFilter),
 }
 
 /// A typed query parameter check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
+    /// Any text.
     String,
+    /// A 32-bit signed integer.
     Int32,
+    /// A 64-bit signed integer.
     Int64,
+    /// `true` or `false`.
     Bool,
+    /// An RFC 3339 date-time or a date.
     DateTime,
 }
 
 /// A declared query parameter.
 #[derive(Debug, Clone)]
 pub struct ParamSpec {
+    /// The query parameter's name.
     pub name: String,
+    /// Whether a request without it is refused (400).
     pub required: bool,
+    /// The type its value must parse as.
     pub kind: ParamType,
     /// Accepted values (case-insensitive); empty means any.
     pub values: Vec<String>,
@@ -76,19 +94,28 @@ pub struct ParamSpec {
 /// Which client query parameters a call forwards verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardQuery {
+    /// Forwards none.
     None,
+    /// Forwards every client parameter (`forward_query = true`).
     All,
+    /// Forwards only these parameters.
     Only(Vec<String>),
 }
 
 /// One upstream call, templated.
 #[derive(Debug)]
 pub struct Call {
+    /// The HTTP method of the upstream request.
     pub method: Method,
+    /// The upstream's name in `[upstreams]`.
     pub upstream: String,
+    /// The upstream path, with placeholders.
     pub path: Template,
+    /// Query parameters added to the call, with templated values.
     pub query: Vec<(String, Template)>,
+    /// Which client query parameters are passed on as well.
     pub forward_query: ForwardQuery,
+    /// jq building the request body from the context; `None`: no body.
     pub body: Option<JqFilter>,
 }
 
@@ -99,17 +126,25 @@ pub enum Fan {
     One,
     /// Once per element of the array `items` yields; `{item…}` names the element.
     ForEach {
+        /// jq yielding the array to fan out over.
         items: JqFilter,
+        /// How many calls run at once.
         concurrency: usize,
+        /// The most elements accepted; a longer array fails the step.
         max_items: usize,
     },
     /// Breadth-first from `start`'s ids, following `children` of each answer; `{node}` is
     /// the id being visited. Cycle-safe and bounded.
     Walk {
+        /// jq yielding the ids to start from.
         start: JqFilter,
+        /// jq over one answer yielding the ids of its children.
         children: JqFilter,
+        /// How many levels below the start are visited.
         max_depth: usize,
+        /// The most nodes visited in all.
         max_nodes: usize,
+        /// How many calls run at once.
         concurrency: usize,
     },
 }
@@ -117,8 +152,11 @@ pub enum Fan {
 /// What a step does.
 #[derive(Debug)]
 pub enum StepKind {
+    /// Calls an upstream, once or fanned out.
     Call {
+        /// The call to make.
         call: Box<Call>,
+        /// How many times it is made.
         fan: Fan,
     },
     /// Computes a value from the context without calling anyone.
@@ -128,8 +166,11 @@ pub enum StepKind {
 /// One step of a route.
 #[derive(Debug)]
 pub struct Step {
+    /// The step's name: its result is `steps.<name>` in the context.
     pub name: String,
+    /// What the step does.
     pub kind: StepKind,
+    /// jq deciding whether the step runs (false skips it); `None`: always.
     pub when: Option<JqFilter>,
     /// Upstream statuses accepted as results (their body, or null, becomes the result).
     pub allow_status: Vec<u16>,
@@ -140,8 +181,11 @@ pub struct Step {
 /// How the client's answer is built.
 #[derive(Debug)]
 pub struct ResponseSpec {
+    /// jq building the client's body from the context; `None`: an empty body.
     pub jq: Option<JqFilter>,
+    /// The HTTP status answered, when `status_from` is not set.
     pub status: u16,
+    /// A step whose upstream status is passed on instead of `status`.
     pub status_from: Option<String>,
 }
 
@@ -150,9 +194,13 @@ pub struct ResponseSpec {
 /// that may read its input whole (see [`JqFilter::reads`]) needs them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextUse {
+    /// Whether `path` (the matched path variables) is read.
     pub path: bool,
+    /// Whether `query` (the client's query parameters) is read.
     pub query: bool,
+    /// Whether `principal` (the caller) is read.
     pub principal: bool,
+    /// Whether `request` (`base_url`) is read.
     pub request: bool,
 }
 
@@ -256,10 +304,15 @@ pub(in crate::mapping) fn context_readers<'a>(
 /// so each layer takes only its own.
 #[derive(Debug)]
 pub struct Route {
+    /// The route's `id`, unique within its pack.
     pub id: Arc<str>,
+    /// The pack the route belongs to.
     pub pack: Arc<PackMeta>,
+    /// The HTTP method it matches.
     pub method: Method,
+    /// The path it matches, under the pack's mount.
     pub pattern: PathPattern,
+    /// Its method group for quotas (default `READ` for GET, else `WRITE`).
     pub method_group: Arc<str>,
     /// No credentials asked for (authentication lets the request through as anonymous).
     pub anonymous: bool,
@@ -276,8 +329,11 @@ pub struct Route {
     pub plan: Plan,
     /// Roles admitted, company ids checked, lists kept to the caller's reach.
     pub tenancy: crate::tenancy::Tenancy,
+    /// Free text from the route file, for listings.
     pub description: Option<String>,
+    /// The route file it was declared in, for messages.
     pub file: PathBuf,
+    /// The line of its `[[route]]` in that file.
     pub line: usize,
 }
 
@@ -354,6 +410,7 @@ impl Paging {
 /// What a request to the route costs against the caller's limits.
 #[derive(Debug)]
 pub struct Pricing {
+    /// What a request costs, reserved before it runs.
     pub points: Points,
     /// jq over `{response, request}` giving the points a request finally costs (reserved
     /// as `points` first, settled when the answer is known).
@@ -407,6 +464,7 @@ impl CacheScope {
 /// What the client's request must be, and what the route reads of it.
 #[derive(Debug)]
 pub struct RequestSpec {
+    /// The declared query parameters, checked before any call.
     pub params: Vec<ParamSpec>,
     /// Yields null when the request is acceptable, else a message (400).
     pub validate: Option<JqFilter>,
@@ -421,6 +479,7 @@ pub struct RequestSpec {
 pub struct Plan {
     /// Steps grouped into stages: stages run in order, steps of a stage concurrently.
     pub stages: Vec<Vec<Step>>,
+    /// How the client's answer is built.
     pub response: ResponseSpec,
     /// How much of each single call step's answer is made into values: only what the route
     /// can read of it (see [`crate::mapping::project`]; a LongJump answer is converted whole
@@ -430,11 +489,14 @@ pub struct Plan {
 
 /// Every enabled pack and the router over their routes.
 pub struct Catalog {
+    /// The enabled packs, in load order.
     pub packs: Vec<Arc<PackMeta>>,
     /// Every pack's reach resolver (a write that changes the company tree drops the cached
     /// reaches of all of them: two packs may sit on the same upstream).
     pub reaches: Vec<Arc<crate::tenancy::PackReach>>,
+    /// Every route of every pack.
     pub routes: Vec<Arc<Route>>,
+    /// Finds a request's route by method and path.
     pub router: Router<Arc<Route>>,
 }
 
