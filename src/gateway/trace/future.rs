@@ -66,18 +66,20 @@ where
             headers.insert(crate::header_names::X_TRACE_CODE, v);
         }
         let status = resp.status().as_u16();
-        let duration_ms = this.meta.started.elapsed().as_secs_f64() * 1000.0;
+        // Read once: the counter always wants it, the log line only when it is written.
+        let elapsed = this.meta.started.elapsed();
         // The path only: query strings may carry secrets (tokens, keys). Each listener keeps
         // its own counter, and its own log target and message, which operators filter on.
         match this.listener {
             Listener::Proxy => {
-                crate::metrics::request(status, this.meta.started.elapsed().as_micros() as u64);
-                tracing::info!(status, duration_ms, method = %this.method, path = %this.path,
-                    "access");
+                crate::metrics::request(status, elapsed.as_micros() as u64);
+                tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    method = %this.method, path = %this.path, "access");
             }
             Listener::Admin => {
                 crate::metrics::admin_request();
-                tracing::info!(target: "rosetta::admin", status, duration_ms,
+                tracing::info!(target: "rosetta::admin", status,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
                     method = %this.method, path = %this.path, "admin request");
             }
         }
