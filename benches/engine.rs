@@ -177,8 +177,9 @@ fn list_filters(c: &mut Criterion) {
                 "@displayValue": "Northwind Distribution", "#text": "1000000001"},
             "msp": "0", "active": "1", "email": "a@b.test", "city": "Sunnyvale"})
     };
-    let ctx = json!({"steps": {"list": {"tenant": (0..30).map(tenant).collect::<Vec<_>>(),
-        "totalRecordCount": "30"}}});
+    // The route's own step names: the first page and the fanned-out rest (none here).
+    let ctx = json!({"steps": {"first": {"tenant": (0..30).map(tenant).collect::<Vec<_>>(),
+        "totalRecordCount": "30"}, "rest": []}});
     let response = search.plan.response.jq.as_ref().unwrap();
     c.bench_function(
         "list filter: LongJump search → V1 page (30 tenants)",

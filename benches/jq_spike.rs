@@ -7,7 +7,8 @@
 //! `type`, `not`, `true`/`false`/`null`, `empty`, `max`, `keys`, `to_entries`,
 //! `from_entries`) replaced by native Rust filters given through `with_funs`. Two pairs
 //! per filter: the run alone (each engine's context already in its own value type), and
-//! bytes to bytes (parse, run, write the answer as JSON).
+//! bytes to bytes (parse, run, write the answer as JSON); and jaq as it runs a filter off
+//! the plan today, for scale.
 
 use std::path::Path;
 
@@ -275,6 +276,10 @@ fn pair(c: &mut Criterion, name: &str, prelude: &str, direct: &JqFilter, ctx: &V
     let mut g = c.benchmark_group(format!("spike: {name}"));
     g.bench_function("direct, run", |bn| {
         bn.iter(|| direct.run(black_box(ctx)).unwrap())
+    });
+    // jaq as a filter off the plan runs today: the context converted in, the answer out.
+    g.bench_function("jaq as shipped, run", |bn| {
+        bn.iter(|| direct.run_jaq(black_box(ctx)).unwrap())
     });
     g.bench_function("jaq best, run", |bn| {
         bn.iter(|| first(&best, black_box(&val).clone()))

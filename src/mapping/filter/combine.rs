@@ -254,7 +254,23 @@ pub(super) fn path<'i>(
             walk(v, steps, &[], env, out)
         });
     }
-    let parts: Vec<Outs<'i>> = indices.iter().map(|n| gather(n, input, env)).collect();
+    // One index with one value (`$c.steps.list[$i]`), the common case: no allocation.
+    let first = match indices {
+        [only] => match gather(only, input, env).one() {
+            Ok(at) => {
+                let idx = [at.as_ref()];
+                return eval(base, input, env, &mut |v, env| {
+                    walk(v, steps, &idx, env, out)
+                });
+            }
+            Err(outs) => Some(outs),
+        },
+        _ => None,
+    };
+    let parts: Vec<Outs<'i>> = match first {
+        Some(outs) => vec![outs],
+        None => indices.iter().map(|n| gather(n, input, env)).collect(),
+    };
     if parts
         .iter()
         .all(|p| p.stop.is_none() && p.vals.as_slice().len() == 1)
