@@ -11,6 +11,8 @@ use rosetta::mapping::pack::load_catalog;
 use rosetta::mapping::template::Template;
 use serde_json::json;
 
+mod fixtures;
+
 fn matching(c: &mut Criterion) {
     let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
     let catalog = load_catalog(&cfg).unwrap();
@@ -54,15 +56,8 @@ fn templates(c: &mut Criterion) {
 }
 
 fn transform(c: &mut Criterion) {
-    let f = JqFilter::compile(
-        r#"{companyId: .id, companyName: .name, isEnabled: .enabled, type: (if .reseller then "Partner" else "Customer" end), parentCompanyId: null}"#,
-    )
-    .unwrap();
-    let company = json!({"id": "6f1f0a52-1c1e-4a4b-9a34-6a0d6f1d2a01", "externalId": "acme", "name": "Acme Corp", "enabled": true,
-        "reseller": false, "vendor": false, "channelAdmin": false, "countryCode": "US", "phoneNumber": "555-0100",
-        "emailAddress": "ops@acme.test", "website": "https://acme.test",
-        "address": {"street1": "1 Main St", "street2": null, "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
-        "createdOn": 1700000000000i64});
+    let f = JqFilter::compile(fixtures::COMPANY_TRANSFORM).unwrap();
+    let company = fixtures::appdirect_company();
     assert!(
         f.is_native(),
         "the filter is in the directly evaluated subset"
@@ -107,79 +102,29 @@ fn paging(c: &mut Criterion) {
 /// arrays (filter, order, slice, one object per element), so a filter jaq runs pays for
 /// converting every element in and every answer out.
 fn list_filters(c: &mut Criterion) {
-    let cfg = Config::load_with_env(Path::new("config/bench.toml"), Vec::new()).unwrap();
-    let catalog = load_catalog(&cfg).unwrap();
-    let route = |pack: &str, id: &str| {
-        catalog
-            .routes
-            .iter()
-            .find(|r| r.pack.name == pack && &*r.id == id)
-            .unwrap_or_else(|| panic!("{pack}:{id}"))
-            .clone()
-    };
-    let assoc = |i: usize| {
-        json!({"id": format!("8c3e1f40-0000-4000-b000-{i:012}"),
-            "resellerCompany": {"id": "6e0f3b4a-0000-4000-8000-000000000001", "name": "Northwind Distribution"},
-            "customerCompany": {"id": format!("6e0f3b4a-0000-4000-8000-{i:012}"), "name": format!("Customer {:04}", (i * 7919) % 1000)},
-            "createdOn": 1600086400000i64})
-    };
-    let company = |i: usize| {
-        let mut v: serde_json::Value =
-            serde_json::from_str(rosetta::demo::canned::COMPANY).unwrap();
-        v["id"] = json!(format!("6e0f3b4a-0000-4000-8000-{i:012}"));
-        v
-    };
-
-    let customers = route("redapi-v1-appdirect", "customers.list");
-    let page_step = customers
-        .plan
-        .stages
-        .iter()
-        .flatten()
-        .find(|s| s.name == "page")
-        .unwrap();
-    let page_filter = match &page_step.kind {
-        rosetta::mapping::pack::StepKind::Compute(f) => f,
-        rosetta::mapping::pack::StepKind::Call { .. } => unreachable!("a compute step"),
-    };
-    let assocs: Vec<_> = (0..500).map(assoc).collect();
-    let ctx = json!({"steps": {"assocs": {"content": assocs}}, "query": {"orderBy": "asc"},
-        "page": {"offset": 30, "size": 30}});
+    let catalog = fixtures::bench_catalog();
+    let customers = fixtures::route(&catalog, "redapi-v1-appdirect", "customers.list");
+    let page_filter = fixtures::compute_step(&customers, "page");
+    let ctx = fixtures::customers_page_ctx();
     c.bench_function(
         "list filter: V1 customers page (500 associations, ordered)",
         |b| b.iter(|| page_filter.run(black_box(&ctx)).unwrap()),
     );
     let response = customers.plan.response.jq.as_ref().unwrap();
-    let ctx = json!({"steps": {"page": {"items": (0..30).map(assoc).collect::<Vec<_>>(), "total": 500},
-        "customers": (0..30).map(company).collect::<Vec<_>>()}});
+    let ctx = fixtures::customers_answer_ctx();
     c.bench_function("list filter: V1 customers answer (30 companies)", |b| {
         b.iter(|| response.run(black_box(&ctx)).unwrap())
     });
 
-    let users = route("redapi-v1-appdirect", "users.list");
-    let member = |i: usize| {
-        json!({"user": {"id": format!("u-{i}"), "firstName": "Ada", "lastName": format!("Lovelace {i}"),
-            "email": format!("ada{i}@example.test"), "createdOn": 1600086400000i64 + i as i64 * 1000, "activated": true},
-            "roles": ["USER"], "company": {"id": "6e0f3b4a-0000-4000-8000-000000000002", "name": "Contoso Partners"},
-            "enabled": true})
-    };
-    let ctx = json!({"steps": {"members": {"content": (0..30).map(member).collect::<Vec<_>>(),
-        "page": {"totalElements": 30}}}});
+    let users = fixtures::route(&catalog, "redapi-v1-appdirect", "users.list");
+    let ctx = fixtures::users_answer_ctx();
     let response = users.plan.response.jq.as_ref().unwrap();
     c.bench_function("list filter: V1 users answer (30 memberships)", |b| {
         b.iter(|| response.run(black_box(&ctx)).unwrap())
     });
 
-    let search = route("redapi-v1-longjump", "companies.search");
-    let tenant = |i: usize| {
-        json!({"id": format!("{}", 1000000000 + i), "name": format!("t{i}"), "company": format!("Tenant {i}"),
-            "partner": {"@type": "", "@uri": "http://127.0.0.1/networking/rest/tenant/1000000001",
-                "@displayValue": "Northwind Distribution", "#text": "1000000001"},
-            "msp": "0", "active": "1", "email": "a@b.test", "city": "Sunnyvale"})
-    };
-    // The route's own step names: the first page and the fanned-out rest (none here).
-    let ctx = json!({"steps": {"first": {"tenant": (0..30).map(tenant).collect::<Vec<_>>(),
-        "totalRecordCount": "30"}, "rest": []}});
+    let search = fixtures::route(&catalog, "redapi-v1-longjump", "companies.search");
+    let ctx = fixtures::longjump_search_ctx();
     let response = search.plan.response.jq.as_ref().unwrap();
     c.bench_function(
         "list filter: LongJump search → V1 page (30 tenants)",

@@ -10,18 +10,16 @@
 //! bytes to bytes (parse, run, write the answer as JSON); and jaq as it runs a filter off
 //! the plan today, for scale.
 
-use std::path::Path;
-
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use jaq_core::box_iter::box_once;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::native::{Fun, v};
 use jaq_core::{Bind, Compiler, Ctx, Exn, Native, ValT, Vars, data, unwrap_valr};
 use jaq_json::{Map, Val};
-use rosetta::config::Config;
 use rosetta::mapping::jq::JqFilter;
-use rosetta::mapping::pack::load_catalog;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod fixtures;
 
 type Data = data::JustLut<Val>;
 
@@ -303,97 +301,45 @@ fn pair(c: &mut Criterion, name: &str, prelude: &str, direct: &JqFilter, ctx: &V
 }
 
 fn spike(c: &mut Criterion) {
-    let cfg = Config::load_with_env(Path::new("config/bench.toml"), Vec::new()).unwrap();
-    let catalog = load_catalog(&cfg).unwrap();
-    let route = |pack: &str, id: &str| {
-        catalog
-            .routes
-            .iter()
-            .find(|r| r.pack.name == pack && &*r.id == id)
-            .unwrap_or_else(|| panic!("{pack}:{id}"))
-            .clone()
-    };
+    let catalog = fixtures::bench_catalog();
+    let transform = JqFilter::compile(fixtures::COMPANY_TRANSFORM).unwrap();
+    pair(
+        c,
+        "company transform",
+        "",
+        &transform,
+        &fixtures::appdirect_company(),
+    );
 
-    let company = json!({"id": "6f1f0a52-1c1e-4a4b-9a34-6a0d6f1d2a01", "externalId": "acme", "name": "Acme Corp", "enabled": true,
-        "reseller": false, "vendor": false, "channelAdmin": false, "countryCode": "US", "phoneNumber": "555-0100",
-        "emailAddress": "ops@acme.test", "website": "https://acme.test",
-        "address": {"street1": "1 Main St", "street2": null, "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
-        "createdOn": 1700000000000i64});
-    let transform = JqFilter::compile(
-        r#"{companyId: .id, companyName: .name, isEnabled: .enabled, type: (if .reseller then "Partner" else "Customer" end), parentCompanyId: null}"#,
-    )
-    .unwrap();
-    pair(c, "company transform", "", &transform, &company);
-
-    let assoc = |i: usize| {
-        json!({"id": format!("8c3e1f40-0000-4000-b000-{i:012}"),
-            "resellerCompany": {"id": "6e0f3b4a-0000-4000-8000-000000000001", "name": "Northwind Distribution"},
-            "customerCompany": {"id": format!("6e0f3b4a-0000-4000-8000-{i:012}"), "name": format!("Customer {:04}", (i * 7919) % 1000)},
-            "createdOn": 1600086400000i64})
-    };
-    let company_n = |i: usize| {
-        let mut v: Value = serde_json::from_str(rosetta::demo::canned::COMPANY).unwrap();
-        v["id"] = json!(format!("6e0f3b4a-0000-4000-8000-{i:012}"));
-        v
-    };
-    let customers = route("redapi-v1-appdirect", "customers.list");
+    let customers = fixtures::route(&catalog, "redapi-v1-appdirect", "customers.list");
     let prelude = customers.pack.prelude.clone();
-    let page_filter = customers
-        .plan
-        .stages
-        .iter()
-        .flatten()
-        .find_map(|s| match &s.kind {
-            rosetta::mapping::pack::StepKind::Compute(f) if s.name == "page" => Some(f),
-            _ => None,
-        })
-        .unwrap();
-    let ctx = json!({"steps": {"assocs": {"content": (0..500).map(assoc).collect::<Vec<_>>()}},
-        "query": {"orderBy": "asc"}, "page": {"offset": 30, "size": 30}});
+    let page_filter = fixtures::compute_step(&customers, "page");
+    let ctx = fixtures::customers_page_ctx();
     pair(c, "customers page (500)", &prelude, page_filter, &ctx);
-    let ctx = json!({"steps": {"page": {"items": (0..30).map(assoc).collect::<Vec<_>>(), "total": 500},
-        "customers": (0..30).map(company_n).collect::<Vec<_>>()}});
     pair(
         c,
         "customers answer (30)",
         &prelude,
         customers.plan.response.jq.as_ref().unwrap(),
-        &ctx,
+        &fixtures::customers_answer_ctx(),
     );
 
-    let users = route("redapi-v1-appdirect", "users.list");
-    let member = |i: usize| {
-        json!({"user": {"id": format!("u-{i}"), "firstName": "Ada", "lastName": format!("Lovelace {i}"),
-            "email": format!("ada{i}@example.test"), "createdOn": 1600086400000i64 + i as i64 * 1000, "activated": true},
-            "roles": ["USER"], "company": {"id": "6e0f3b4a-0000-4000-8000-000000000002", "name": "Contoso Partners"},
-            "enabled": true})
-    };
-    let ctx = json!({"steps": {"members": {"content": (0..30).map(member).collect::<Vec<_>>(),
-        "page": {"totalElements": 30}}}});
+    let users = fixtures::route(&catalog, "redapi-v1-appdirect", "users.list");
     pair(
         c,
         "users answer (30)",
         &users.pack.prelude,
         users.plan.response.jq.as_ref().unwrap(),
-        &ctx,
+        &fixtures::users_answer_ctx(),
     );
 
-    let search = route("redapi-v1-longjump", "companies.search");
-    let tenant = |i: usize| {
-        json!({"id": format!("{}", 1000000000 + i), "name": format!("t{i}"), "company": format!("Tenant {i}"),
-            "partner": {"@type": "", "@uri": "http://127.0.0.1/networking/rest/tenant/1000000001",
-                "@displayValue": "Northwind Distribution", "#text": "1000000001"},
-            "msp": "0", "active": "1", "email": "a@b.test", "city": "Sunnyvale"})
-    };
-    // The route's own step names: the first page and the fanned-out rest (none here).
-    let ctx = json!({"steps": {"first": {"tenant": (0..30).map(tenant).collect::<Vec<_>>(),
-        "totalRecordCount": "30"}, "rest": []}});
+    let search = fixtures::route(&catalog, "redapi-v1-longjump", "companies.search");
     pair(
         c,
         "LongJump search (30)",
         &search.pack.prelude,
         search.plan.response.jq.as_ref().unwrap(),
-        &ctx,
+        &fixtures::longjump_search_ctx(),
     );
 }
 

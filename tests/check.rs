@@ -356,6 +356,11 @@ fn with_route(route: &str) -> String {
     format!("{GOOD_ROUTE}\n{route}")
 }
 
+/// `route`, added after a good one, is refused with one error at `line` naming `needle`.
+fn refused_after_good_route(route: &str, id: &str, line: usize, needle: &str) {
+    assert_one(&errors(PACK, &with_route(route)), id, line, needle);
+}
+
 #[test]
 fn a_route_taking_an_id_it_does_not_declare_is_refused() {
     // A path variable: every one must be declared, company id or not.
@@ -383,12 +388,7 @@ match = "GET /users"
 [[route.step]]
 call = "GET appdirect /api/account/v2/companies/{query.companyId}/memberships"
 "#;
-    assert_one(
-        &errors(PACK, &with_route(query)),
-        "users.list",
-        11,
-        "`query.companyId`",
-    );
+    refused_after_good_route(query, "users.list", 11, "`query.companyId`");
     // (A body read whole, as `{name: .body.name}` passes `name` on, needs a `tenancy` at all.)
     let body = r#"[[route]]
 id = "tenant.create"
@@ -398,12 +398,7 @@ tenancy = {}
 call = "POST appdirect /api/account/v2/companies"
 body = '{name: .body.name, parent: .body.parentId}'
 "#;
-    assert_one(
-        &errors(PACK, &with_route(body)),
-        "tenant.create",
-        11,
-        "`body.parentId`",
-    );
+    refused_after_good_route(body, "tenant.create", 11, "`body.parentId`");
     // Declared as not a company id: accepted, and not checked.
     let other = undeclared.replace(
         "tenancy = { ids = [\"path.companyId\"] }",
@@ -428,12 +423,7 @@ tenancy = { ids = ["query.companyId"] }
 [[route.step]]
 call = "GET appdirect /api/account/v2/companies/{query.companyId}/memberships"
 "#;
-    assert_one(
-        &errors(PACK, &with_route(optional)),
-        "users.list",
-        11,
-        "required = true",
-    );
+    refused_after_good_route(optional, "users.list", 11, "required = true");
     let required = optional.replace(
         "tenancy",
         "params = { companyId = { required = true } }\ntenancy",
@@ -453,12 +443,7 @@ call = "GET appdirect /api/account/v2/companies"
 [route.response]
 jq = '{items: [.steps.all.content[] | {companyId: .id}], total: null}'
 "#;
-    assert_one(
-        &errors(PACK, &with_route(list)),
-        "companies.search",
-        11,
-        "tenancy.items",
-    );
+    refused_after_good_route(list, "companies.search", 11, "tenancy.items");
     let items = list.replace(
         "paged = true",
         "paged = true\ntenancy = { items = \"companyId\" }",
@@ -468,8 +453,8 @@ jq = '{items: [.steps.all.content[] | {companyId: .id}], total: null}'
         "call = \"GET appdirect /api/account/v2/companies\"",
         "call = \"GET appdirect /api/account/v2/companies\"\nquery = { page = \"{page.index}\" }",
     );
-    assert_one(
-        &errors(PACK, &with_route(&paged_upstream)),
+    refused_after_good_route(
+        &paged_upstream,
         "companies.search",
         11,
         "must not read `page`",
@@ -489,19 +474,9 @@ roles = ["AUDITOR", "ADMIN"]
 [[route.step]]
 call = "PATCH appdirect /api/account/v2/companies/{companyId}"
 "#;
-    assert_one(
-        &errors(PACK, &with_route(write)),
-        "companies.disable",
-        11,
-        "AUDITOR never writes",
-    );
+    refused_after_good_route(write, "companies.disable", 11, "AUDITOR never writes");
     let unknown = write.replace("\"AUDITOR\", ", "\"ROOT\", ");
-    assert_one(
-        &errors(PACK, &with_route(&unknown)),
-        "companies.disable",
-        11,
-        "`ROOT`",
-    );
+    refused_after_good_route(&unknown, "companies.disable", 11, "`ROOT`");
     let admin_only = write.replace("\"AUDITOR\", ", "");
     assert!(load(PACK, &with_route(&admin_only)).is_ok());
 }

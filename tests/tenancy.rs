@@ -458,19 +458,22 @@ async fn parent_of(env: &Env, customer: &str) -> Option<String> {
     r.json()["parentCompanyId"].as_str().map(str::to_owned)
 }
 
+/// A LongJump tenant created with `key`.
+async fn lj_create(env: &Env, key: &str, body: &str) -> Resp {
+    env.as_key(
+        key,
+        Method::POST,
+        "/networking/rest/tenant",
+        Some((XML, body)),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_longjump_create_without_partner_lands_under_the_callers_root() {
     let env = env().await;
     let body = "<platform><tenant><company>Kestrel Labs</company></tenant></platform>";
-    let doc = env
-        .as_key(
-            CONTOSO_KEY,
-            Method::POST,
-            "/networking/rest/tenant",
-            Some((XML, body)),
-        )
-        .await
-        .assert_lj(200, 0);
+    let doc = lj_create(&env, CONTOSO_KEY, body).await.assert_lj(200, 0);
     let id = doc["message"]["id"].as_str().unwrap().to_owned();
     assert_eq!(parent_of(&env, &id).await, Some(company_id(2)));
     // Its creator reaches it at once (the create dropped Contoso's cached reach).
@@ -484,39 +487,29 @@ async fn a_longjump_create_without_partner_lands_under_the_callers_root() {
         .await;
     r.assert_lj(200, 0);
     // An ADMIN's stays unattached.
-    let doc = env
-        .as_key(
-            ADMIN_KEY,
-            Method::POST,
-            "/networking/rest/tenant",
-            Some((XML, body)),
-        )
-        .await
-        .assert_lj(200, 0);
+    let doc = lj_create(&env, ADMIN_KEY, body).await.assert_lj(200, 0);
     let id = doc["message"]["id"].as_str().unwrap().to_owned();
     assert_eq!(parent_of(&env, &id).await, None);
     // A partner out of reach: nothing created.
     let before = env.appdirect.log().count(&Method::POST, "/api");
     let outside = company_id(13);
-    let r = env
-        .as_key(
-            CONTOSO_KEY,
-            Method::POST,
-            "/networking/rest/tenant",
-            Some((XML, &format!("<platform><tenant><company>X</company><partner>{outside}</partner></tenant></platform>"))),
-        )
-        .await;
+    let r = lj_create(
+        &env,
+        CONTOSO_KEY,
+        &format!(
+            "<platform><tenant><company>X</company><partner>{outside}</partner></tenant></platform>"
+        ),
+    )
+    .await;
     r.assert_lj(404, -200);
     assert_eq!(env.appdirect.log().count(&Method::POST, "/api"), before);
     // A partner given as something else than an id is a bad request.
-    let r = env
-        .as_key(
-            CONTOSO_KEY,
-            Method::POST,
-            "/networking/rest/tenant",
-            Some((XML, "<platform><tenant><company>X</company><partner><id>1</id></partner></tenant></platform>")),
-        )
-        .await;
+    let r = lj_create(
+        &env,
+        CONTOSO_KEY,
+        "<platform><tenant><company>X</company><partner><id>1</id></partner></tenant></platform>",
+    )
+    .await;
     r.assert_lj(400, -300);
 }
 
@@ -611,14 +604,14 @@ async fn audit_rows_name_the_companies_acted_on() {
     )
     .await
     .assert_problem(404);
-    let r = env
-        .as_key(
-            KEY,
-            Method::POST,
-            "/networking/rest/tenant",
-            Some((XML, &format!("<platform><tenant><company>Y</company><partner>{alpine}</partner></tenant></platform>"))),
-        )
-        .await;
+    let r = lj_create(
+        &env,
+        KEY,
+        &format!(
+            "<platform><tenant><company>Y</company><partner>{alpine}</partner></tenant></platform>"
+        ),
+    )
+    .await;
     r.assert_lj(200, 0);
     env.gw.store.flush().await.unwrap();
     let r = env

@@ -206,50 +206,34 @@ async fn quota_needs_route_principal_and_price() {
         store,
         Arc::new(crate::limits::quota::LocalQuotas::default()),
     );
-    let layer = || QuotaLayer::new(book.clone());
-    refused(layer(), request(NOTHING), "a route").await;
-    refused(
-        layer(),
-        request(Has {
-            principal: false,
-            ..ALL
-        }),
-        "a principal",
-    )
-    .await;
-    refused(
-        layer(),
-        request(Has {
-            price: false,
-            ..ALL
-        }),
-        "a price",
-    )
-    .await;
+    needs_route_principal_and_price(|| QuotaLayer::new(book.clone())).await;
 }
 
 #[tokio::test]
 async fn cache_needs_route_principal_and_price() {
-    let layer = || CacheLayer::new(ReadCache::new(1 << 20, std::time::Duration::from_secs(60)));
+    needs_route_principal_and_price(|| {
+        CacheLayer::new(ReadCache::new(1 << 20, std::time::Duration::from_secs(60)))
+    })
+    .await;
+}
+
+/// The quota and the cache read the same three pieces: each missing one is refused.
+async fn needs_route_principal_and_price<L, S>(layer: impl Fn() -> L)
+where
+    L: Layer<Stub, Service = S>,
+    S: Service<Request<String>, Response = Response<Body>, Error = GatewayError>,
+{
     refused(layer(), request(NOTHING), "a route").await;
-    refused(
-        layer(),
-        request(Has {
-            principal: false,
-            ..ALL
-        }),
-        "a principal",
-    )
-    .await;
-    refused(
-        layer(),
-        request(Has {
-            price: false,
-            ..ALL
-        }),
-        "a price",
-    )
-    .await;
+    let no_principal = Has {
+        principal: false,
+        ..ALL
+    };
+    refused(layer(), request(no_principal), "a principal").await;
+    let no_price = Has {
+        price: false,
+        ..ALL
+    };
+    refused(layer(), request(no_price), "a price").await;
 }
 
 #[tokio::test]

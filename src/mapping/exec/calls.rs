@@ -42,26 +42,45 @@ pub(super) fn accepted(step: &Step, resp: &UpstreamResponse) -> bool {
     resp.status.is_success() || step.allow_status.contains(&resp.status.as_u16())
 }
 
-/// Builds and performs one upstream call, returning its status and decoded body.
-pub(super) async fn perform(
-    route: &Route,
-    step: &Step,
-    call: &Call,
-    ctx: &Value,
-    ctx_val: &LazyVal<'_>,
-    extra: Option<(&str, &Value)>,
-    env: &ExecEnv<'_>,
-) -> Result<(u16, Value), GatewayError> {
-    let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
-    let resp = send(call, req, env).await?;
-    if !accepted(step, &resp) {
-        // A refusal's message is read from the whole answer.
-        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
-        return Err(refused(call, &resp, &body));
+/// One call step as it runs: the route, the step and its call, the context the step sees
+/// and the request's environment. A single call, a fan-out and a walk all make their calls
+/// through it.
+#[derive(Clone, Copy)]
+pub(super) struct StepCall<'a> {
+    pub(super) route: &'a Route,
+    pub(super) step: &'a Step,
+    pub(super) call: &'a Call,
+    pub(super) ctx: &'a Value,
+    pub(super) ctx_val: &'a LazyVal<'a>,
+    pub(super) env: &'a ExecEnv<'a>,
+}
+
+impl StepCall<'_> {
+    /// Builds and performs the call (with `extra` bound, as `item` or `node`), returning
+    /// its status and decoded body.
+    pub(super) async fn perform(
+        self,
+        extra: Option<(&str, &Value)>,
+    ) -> Result<(u16, Value), GatewayError> {
+        let StepCall {
+            route,
+            step,
+            call,
+            ctx,
+            ctx_val,
+            env,
+        } = self;
+        let req = build_request(route, &step.name, call, ctx, ctx_val, extra, env)?;
+        let resp = send(call, req, env).await?;
+        if !accepted(step, &resp) {
+            // A refusal's message is read from the whole answer.
+            let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
+            return Err(refused(call, &resp, &body));
+        }
+        let cut = route.plan.projections.get(&step.name);
+        let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, cut)?;
+        Ok((resp.status.as_u16(), body))
     }
-    let cut = route.plan.projections.get(&step.name);
-    let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, cut)?;
-    Ok((resp.status.as_u16(), body))
 }
 
 /// The upstream's refusal of a call (a status the step does not allow), with its message.

@@ -88,6 +88,13 @@ pub(super) fn catalog(routes: &str) -> (tempfile::TempDir, Catalog) {
     (dir, cat)
 }
 
+/// A catalog whose one route `r` answers `GET /x` with `steps` (step and response tables).
+pub(super) fn get_x(steps: &str) -> (tempfile::TempDir, Catalog) {
+    catalog(&format!(
+        "[[route]]\nid = \"r\"\nmatch = \"GET /x\"\n{steps}"
+    ))
+}
+
 /// Executes the catalog's first route against `fake`.
 pub(super) async fn run(cat: &Catalog, fake: &Fake, ctx: Value) -> Result<Outcome, GatewayError> {
     let meta = RequestMeta::new(None);

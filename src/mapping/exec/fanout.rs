@@ -8,11 +8,9 @@ use std::pin::Pin;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::ExecEnv;
-use super::calls::perform;
-use super::eval::{LazyVal, kind};
+use super::calls::StepCall;
+use super::eval::kind;
 use crate::error::{GatewayError, Internal};
-use crate::mapping::pack::{Call, Route, Step};
 
 /// One fanned-out call.
 pub(super) type Fanned<'a> =
@@ -20,14 +18,8 @@ pub(super) type Fanned<'a> =
 
 /// Runs `call` once per value, each seen under `name` (`item`, `node`), at most
 /// `concurrency` in flight; the answers in the values' order.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn perform_each<'a>(
-    route: &'a Route,
-    step: &'a Step,
-    call: &'a Call,
-    ctx: &'a Value,
-    ctx_val: &'a LazyVal<'_>,
-    env: &'a ExecEnv<'_>,
+    at: StepCall<'a>,
     name: &'a str,
     values: impl Iterator<Item = &'a Value>,
     concurrency: usize,
@@ -35,17 +27,7 @@ pub(super) async fn perform_each<'a>(
     // Boxed and collected first: the opaque future of `perform` made in a closure
     // is not provably `Send` for all lifetimes (a rustc limitation).
     let futs: Vec<Fanned<'a>> = values
-        .map(|v| {
-            Box::pin(perform(
-                route,
-                step,
-                call,
-                ctx,
-                ctx_val,
-                Some((name, v)),
-                env,
-            )) as Fanned<'a>
-        })
+        .map(|v| Box::pin(at.perform(Some((name, v)))) as Fanned<'a>)
         .collect();
     futures_util::stream::iter(futs)
         .buffered(concurrency)
@@ -55,18 +37,13 @@ pub(super) async fn perform_each<'a>(
 
 /// Runs `call` once per element of `items` (what the step's `for_each` filter yielded),
 /// each seen as `item`; the step's value is the array of their answers.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn for_each(
-    route: &Route,
-    step: &Step,
-    call: &Call,
-    ctx: &Value,
-    ctx_val: &LazyVal<'_>,
-    env: &ExecEnv<'_>,
+    at: StepCall<'_>,
     items: Value,
     concurrency: usize,
     max_items: usize,
 ) -> Result<Value, GatewayError> {
+    let StepCall { route, step, .. } = at;
     let Value::Array(items) = items else {
         return Err(Internal::Answer {
             route: route.id.clone(),
@@ -89,18 +66,7 @@ pub(super) async fn for_each(
         }
         .into());
     }
-    let results = perform_each(
-        route,
-        step,
-        call,
-        ctx,
-        ctx_val,
-        env,
-        "item",
-        items.iter(),
-        concurrency,
-    )
-    .await;
+    let results = perform_each(at, "item", items.iter(), concurrency).await;
     let values = results
         .into_iter()
         .map(|r| r.map(|(_, v)| v))
@@ -113,15 +79,12 @@ mod tests {
     use serde_json::json;
 
     use crate::mapping::exec::OutBody;
-    use crate::mapping::exec::fake::{Fake, catalog, run};
+    use crate::mapping::exec::fake::{Fake, get_x, run};
 
     #[tokio::test]
     async fn fan_out_keeps_item_order() {
-        let (_d, cat) = catalog(
+        let (_d, cat) = get_x(
             r#"
-[[route]]
-id = "r"
-match = "GET /x"
 [[route.step]]
 name = "each"
 call = "GET up /item/{item}"

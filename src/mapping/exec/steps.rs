@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::ExecEnv;
-use super::calls::perform;
+use super::calls::StepCall;
 use super::eval::{LazyVal, run_ctx};
 use super::fanout::for_each;
 use super::walk::walk;
@@ -58,79 +58,73 @@ pub(super) async fn run_step(
                 skipped: false,
             })
         }
-        StepKind::Call { call, fan } => match fan {
-            Fan::One => {
-                let (status, value) = perform(route, step, call, ctx, ctx_val, None, env).await?;
-                Ok(StepOut {
-                    value,
-                    status: Some(status),
-                    skipped: false,
-                })
-            }
-            Fan::ForEach {
-                items,
-                concurrency,
-                max_items,
-            } => {
-                let items = run_ctx(
-                    route,
-                    format_args!("step {} for_each", step.name),
+        StepKind::Call { call, fan } => {
+            let at = |call| StepCall {
+                route,
+                step,
+                call,
+                ctx,
+                ctx_val,
+                env,
+            };
+            match fan {
+                Fan::One => {
+                    let (status, value) = at(call).perform(None).await?;
+                    Ok(StepOut {
+                        value,
+                        status: Some(status),
+                        skipped: false,
+                    })
+                }
+                Fan::ForEach {
                     items,
-                    ctx,
-                    ctx_val,
-                )?;
-                let value = for_each(
-                    route,
-                    step,
-                    call,
-                    ctx,
-                    ctx_val,
-                    env,
-                    items,
-                    *concurrency,
-                    *max_items,
-                )
-                .await?;
-                Ok(StepOut {
-                    value,
-                    status: None,
-                    skipped: false,
-                })
-            }
-            Fan::Walk {
-                start,
-                children,
-                max_depth,
-                max_nodes,
-                concurrency,
-            } => {
-                let start = run_ctx(
-                    route,
-                    format_args!("step {} walk.start", step.name),
-                    start,
-                    ctx,
-                    ctx_val,
-                )?;
-                let value = walk(
-                    route,
-                    step,
-                    call,
-                    ctx,
-                    ctx_val,
-                    env,
+                    concurrency,
+                    max_items,
+                } => {
+                    let items = run_ctx(
+                        route,
+                        format_args!("step {} for_each", step.name),
+                        items,
+                        ctx,
+                        ctx_val,
+                    )?;
+                    let value = for_each(at(call), items, *concurrency, *max_items).await?;
+                    Ok(StepOut {
+                        value,
+                        status: None,
+                        skipped: false,
+                    })
+                }
+                Fan::Walk {
                     start,
                     children,
-                    *max_depth,
-                    *max_nodes,
-                    *concurrency,
-                )
-                .await?;
-                Ok(StepOut {
-                    value,
-                    status: None,
-                    skipped: false,
-                })
+                    max_depth,
+                    max_nodes,
+                    concurrency,
+                } => {
+                    let start = run_ctx(
+                        route,
+                        format_args!("step {} walk.start", step.name),
+                        start,
+                        ctx,
+                        ctx_val,
+                    )?;
+                    let value = walk(
+                        at(call),
+                        start,
+                        children,
+                        *max_depth,
+                        *max_nodes,
+                        *concurrency,
+                    )
+                    .await?;
+                    Ok(StepOut {
+                        value,
+                        status: None,
+                        skipped: false,
+                    })
+                }
             }
-        },
+        }
     }
 }

@@ -6,30 +6,23 @@ use std::collections::{HashSet, VecDeque};
 
 use serde_json::Value;
 
-use super::ExecEnv;
-use super::eval::LazyVal;
+use super::calls::StepCall;
 use super::fanout::perform_each;
 use crate::error::{GatewayError, Internal};
 use crate::mapping::jq::JqFilter;
-use crate::mapping::pack::{Call, Route, Step};
 
 /// Walks from `start` (an id or a list of them), each node seen as `node`; `children` picks
 /// the next ids out of a node's answer. The step's value lists every node visited with its
 /// parent, depth and answer, level by level.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn walk(
-    route: &Route,
-    step: &Step,
-    call: &Call,
-    ctx: &Value,
-    ctx_val: &LazyVal<'_>,
-    env: &ExecEnv<'_>,
+    at: StepCall<'_>,
     start: Value,
     children: &JqFilter,
     max_depth: usize,
     max_nodes: usize,
     concurrency: usize,
 ) -> Result<Value, GatewayError> {
+    let StepCall { route, step, .. } = at;
     let mut visited: HashSet<String> = HashSet::new();
     let mut frontier: VecDeque<(Value, Value)> = VecDeque::new();
     for id in as_list(start) {
@@ -42,18 +35,7 @@ pub(super) async fn walk(
     while !frontier.is_empty() && depth <= max_depth {
         let level: Vec<(Value, Value)> = frontier.drain(..).collect();
         let nodes = level.iter().map(|(node, _)| node);
-        let answers = perform_each(
-            route,
-            step,
-            call,
-            ctx,
-            ctx_val,
-            env,
-            "node",
-            nodes,
-            concurrency,
-        )
-        .await;
+        let answers = perform_each(at, "node", nodes, concurrency).await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {
             let (_, response) = answer?;
             let kids = children.run(&response).map_err(|source| Internal::Filter {
@@ -104,15 +86,12 @@ mod tests {
     use serde_json::{Value, json};
 
     use crate::mapping::exec::OutBody;
-    use crate::mapping::exec::fake::{Fake, catalog, run};
+    use crate::mapping::exec::fake::{Fake, get_x, run};
 
     #[tokio::test]
     async fn walk_is_breadth_first_and_cycle_safe() {
-        let (_d, cat) = catalog(
+        let (_d, cat) = get_x(
             r#"
-[[route]]
-id = "r"
-match = "GET /x"
 [[route.step]]
 name = "tree"
 call = "GET up /children/{node}"
@@ -143,11 +122,8 @@ jq = "[.steps.tree[] | {node, parent, depth}]"
 
     #[tokio::test]
     async fn walk_respects_its_bounds() {
-        let (_d, cat) = catalog(
+        let (_d, cat) = get_x(
             r#"
-[[route]]
-id = "r"
-match = "GET /x"
 [[route.step]]
 name = "tree"
 call = "GET up /children/{node}"
