@@ -79,6 +79,9 @@ pub enum GatewayError {
     /// An upstream call failed or answered with an error.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The request reached one of its route's bounds on work (deadline, call budget).
+    #[error(transparent)]
+    RouteLimit(#[from] RouteLimit),
     /// A resource of Rosetta's own (admin API) does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -89,6 +92,40 @@ pub enum GatewayError {
     /// what failed, the log has its causes), never a panic.
     #[error("internal error: {0}")]
     Internal(#[from] Internal),
+}
+
+/// A route's bound on the work one request may cause, declared in its pack (`deadline`,
+/// `max_calls`) so that no client and no upstream's data can make one request hold the
+/// gateway or an upstream for longer or for more calls than the route says.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouteLimit {
+    /// The route's calls did not finish within its deadline.
+    #[error("route {route} did not finish within its deadline of {deadline:?}")]
+    Deadline {
+        /// The route's id.
+        route: std::sync::Arc<str>,
+        /// The deadline over all of its calls.
+        deadline: Duration,
+    },
+    /// Answering would take more upstream calls than the route's budget.
+    #[error("route {route} would need more than its {max_calls} upstream calls (max_calls)")]
+    Calls {
+        /// The route's id.
+        route: std::sync::Arc<str>,
+        /// The route's call budget.
+        max_calls: u32,
+    },
+}
+
+impl RouteLimit {
+    /// 504 for a deadline (the upstreams were too slow), 502 for the call budget (the
+    /// upstreams' data asks for more calls than the route may make: retrying will not help).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RouteLimit::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RouteLimit::Calls { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
 }
 
 /// What failed inside Rosetta, with the failure that caused it kept as its source.
@@ -298,6 +335,7 @@ impl GatewayError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             GatewayError::Upstream(e) => e.status(),
+            GatewayError::RouteLimit(e) => e.status(),
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -320,6 +358,7 @@ impl GatewayError {
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::BadRequest(_)
             | GatewayError::Upstream(_)
+            | GatewayError::RouteLimit(_)
             | GatewayError::NotFound(_)
             | GatewayError::Conflict(_)
             | GatewayError::Internal(_) => None,

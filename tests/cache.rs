@@ -309,22 +309,17 @@ async fn upstream_cache_control_is_respected() {
 
 /// A copy of the shipped V1 pack where `companies.get` hits cost nothing.
 fn free_hits_pack(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/redapi-v1-appdirect");
-    let dst = dir.join("mappings/redapi-v1-appdirect");
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in std::fs::read_dir(&src).unwrap() {
-        let f = f.unwrap().path();
-        let mut text = std::fs::read_to_string(&f).unwrap();
-        if f.file_name().unwrap() == "companies.toml" {
-            text = text.replacen(
+    common::pack_copy(dir, "redapi-v1-appdirect", |file, text| {
+        if file == "companies.toml" {
+            text.replacen(
                 "id = \"companies.get\"\n",
                 "id = \"companies.get\"\ncache_hit_points = 0\n",
                 1,
-            );
+            )
+        } else {
+            text
         }
-        std::fs::write(dst.join(f.file_name().unwrap()), text).unwrap();
-    }
-    dir.join("mappings")
+    })
 }
 
 #[tokio::test]

@@ -35,6 +35,10 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
             504 => -9504,
             _ => -9502,
         },
+        GatewayError::RouteLimit(e) => match e.status().as_u16() {
+            504 => -9504,
+            _ => -9502,
+        },
         GatewayError::NotFound(_) => -200,
         GatewayError::Conflict(_) => -300,
         GatewayError::Internal(_) => -1,

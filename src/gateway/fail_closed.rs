@@ -63,6 +63,7 @@ impl Service<ExecRequest> for Stub {
             status: StatusCode::OK,
             body: OutBody::Empty,
             cache: Default::default(),
+            calls: 0,
         }))
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::jq::JqFilter;
 use super::pack::{
     CachePolicy, CacheScope, ContextUse, ForwardQuery, PackMeta, Paging, Plan, Points, Pricing,
-    Reader, RequestSpec, ResponseSpec, Route, Scope, Step, StepDef, StepKind, WalkDef,
+    Reader, RequestSpec, ResponseSpec, Route, Scope, Step, StepDef, StepKind, WalkDef, WorkLimits,
     compile_step, context_readers,
 };
 use super::template::PathPattern;
@@ -175,6 +175,15 @@ pub(super) fn compile_reach(
             projections: super::pack::projections(&stages, None, &response, false),
             stages,
             response,
+            // A reach is resolved by walking the tree: one call per company at most, and
+            // the root's lookup.
+            limits: WorkLimits {
+                deadline: pack.limits.deadline,
+                max_calls: u32::try_from(def.max_nodes)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(2),
+            },
+            saga: false,
         },
         tenancy: Tenancy::open(RoleSet::EMPTY),
         description: None,

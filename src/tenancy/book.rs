@@ -114,6 +114,7 @@ impl PackReach {
             calls: None,
             capture_cap: 0,
             directive: Default::default(),
+            budget: crate::mapping::exec::CallBudget::for_route(&self.program),
         };
         let outcome = execute(&self.program, ctx, &env).await?;
         let answer = match outcome.body {
@@ -206,6 +207,7 @@ fn again(shared: Arc<GatewayError>) -> GatewayError {
                 detail: detail.clone(),
             },
         }),
+        GatewayError::RouteLimit(e) => GatewayError::RouteLimit(e.clone()),
         GatewayError::NoRoute { .. }
         | GatewayError::MethodNotAllowed { .. }
         | GatewayError::Unauthenticated { .. }

@@ -528,3 +528,24 @@ impl Env {
         .await
     }
 }
+
+/// A copy of the shipped pack `pack` under `dir/mappings`, each file's text passed through
+/// `edit(file name, text)`; the copy's `mappings` folder, for `cfg.mappings_dir`.
+pub fn pack_copy(
+    dir: &Path,
+    pack: &str,
+    edit: impl Fn(&str, String) -> String,
+) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("mappings")
+        .join(pack);
+    let dst = dir.join("mappings").join(pack);
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = edit(&name, std::fs::read_to_string(&f).unwrap());
+        std::fs::write(dst.join(&name), text).unwrap();
+    }
+    dir.join("mappings")
+}

@@ -66,6 +66,7 @@ fn within_reach(given: &Given, prepared: &Prepared<'_>, outcome: Outcome) -> Out
         status,
         body,
         cache,
+        calls,
     } = outcome;
     let body = match (&given.rc.route.tenancy.items, &given.reach, body) {
         (Some(field), Some(reach), OutBody::Page { items, .. }) => {
@@ -96,6 +97,7 @@ fn within_reach(given: &Given, prepared: &Prepared<'_>, outcome: Outcome) -> Out
         status,
         body,
         cache,
+        calls,
     }
 }
 
@@ -105,6 +107,7 @@ fn searched(prepared: &Prepared<'_>, outcome: Outcome) -> Outcome {
         status,
         body,
         cache,
+        calls,
     } = outcome;
     let body = match (&prepared.search, body) {
         (Some((spec, q)), OutBody::Page { items, .. }) => {
@@ -125,6 +128,7 @@ fn searched(prepared: &Prepared<'_>, outcome: Outcome) -> Outcome {
         status,
         body,
         cache,
+        calls,
     }
 }
 
@@ -143,7 +147,7 @@ fn settle(
         OutBody::Raw(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
         OutBody::Page { items, total } => json!({"items": items, "total": total}),
     };
-    let input = json!({"response": response, "request": request});
+    let input = json!({"response": response, "request": request, "calls": outcome.calls});
     match filter.run(&input) {
         Ok(v) => v.as_f64().map_or(0, |n| n.max(0.0).ceil() as u64),
         Err(e) => {

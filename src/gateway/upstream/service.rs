@@ -13,7 +13,7 @@ use crate::context::RequestMeta;
 
 /// Bytes kept of each upstream body in a capture.
 const CAPTURE_CALL_CAP: usize = 64 * 1024;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, RouteLimit};
 use crate::mapping::exec::{CallUpstream, ExecEnv, Outcome, execute};
 use crate::mapping::pack::Route;
 
@@ -56,7 +56,10 @@ impl Service<ExecRequest> for Executor {
 
     fn call(&mut self, req: ExecRequest) -> Self::Future {
         let upstreams = self.upstreams.clone();
-        Box::pin(async move {
+        let limits = req.route.plan.limits;
+        let saga = req.route.plan.saga;
+        let route = req.route.id.clone();
+        let run = async move {
             let env = ExecEnv {
                 upstreams: &*upstreams,
                 meta: &req.meta,
@@ -64,8 +67,31 @@ impl Service<ExecRequest> for Executor {
                 calls: req.calls.as_ref(),
                 capture_cap: CAPTURE_CALL_CAP,
                 directive: Default::default(),
+                budget: crate::mapping::exec::CallBudget::for_route(&req.route),
             };
             execute(&req.route, req.ctx, &env).await
-        })
+        };
+        if saga {
+            // A write of several calls is never cut off halfway: it runs on a task of its
+            // own to its end, or to its undoing, even when the client goes away or the
+            // deadline passes (the stage loop checks the deadline between stages instead).
+            Box::pin(async move {
+                tokio::spawn(run).await.map_err(|e| {
+                    GatewayError::from(crate::error::Internal::Failed {
+                        doing: "running a multi-call write on its own task",
+                        source: Box::new(e),
+                    })
+                })?
+            })
+        } else {
+            Box::pin(async move {
+                tokio::time::timeout(limits.deadline, run)
+                    .await
+                    .map_err(|_| RouteLimit::Deadline {
+                        route,
+                        deadline: limits.deadline,
+                    })?
+            })
+        }
     }
 }

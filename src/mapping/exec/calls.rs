@@ -99,6 +99,7 @@ pub(super) async fn send(
     req: UpstreamRequest,
     env: &ExecEnv<'_>,
 ) -> Result<UpstreamResponse, GatewayError> {
+    env.budget.take()?;
     let record = env.calls.map(|log| {
         (
             log,

@@ -105,6 +105,7 @@ pub(super) async fn run(cat: &Catalog, fake: &Fake, ctx: Value) -> Result<Outcom
         calls: None,
         capture_cap: 0,
         directive: Default::default(),
+        budget: crate::mapping::exec::CallBudget::for_route(&cat.routes[0]),
     };
     execute(&cat.routes[0], ctx, &env).await
 }

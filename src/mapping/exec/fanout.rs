@@ -36,12 +36,15 @@ pub(super) async fn perform_each<'a>(
 }
 
 /// Runs `call` once per element of `items` (what the step's `for_each` filter yielded),
-/// each seen as `item`; the step's value is the array of their answers.
+/// each seen as `item`; the step's value is the array of their answers. The items whose
+/// call succeeded go to `done` when the step has a compensation, even when another item's
+/// call failed: each of them is undone.
 pub(super) async fn for_each(
     at: StepCall<'_>,
     items: Value,
     concurrency: usize,
     max_items: usize,
+    done: &mut Vec<Value>,
 ) -> Result<Value, GatewayError> {
     let StepCall { route, step, .. } = at;
     let Value::Array(items) = items else {
@@ -66,7 +69,17 @@ pub(super) async fn for_each(
         }
         .into());
     }
+    at.env.budget.check(items.len())?;
     let results = perform_each(at, "item", items.iter(), concurrency).await;
+    if at.step.compensate.is_some() {
+        done.extend(
+            items
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(item, _)| item.clone()),
+        );
+    }
     let values = results
         .into_iter()
         .map(|r| r.map(|(_, v)| v))
@@ -101,5 +114,40 @@ jq = "[.steps.each[].n]"
         ]);
         let out = run(&cat, &fake, json!({})).await.unwrap();
         assert_eq!(out.body, OutBody::Json(json!([3, 1, 2])));
+    }
+
+    /// A fan-out the route's call budget has no room for is refused before its first call.
+    #[tokio::test]
+    async fn a_fan_out_past_the_call_budget_is_refused_before_it_starts() {
+        let (_d, cat) = get_x(
+            r#"
+max_calls = 3
+[[route.step]]
+name = "list"
+call = "GET up /list"
+[[route.step]]
+name = "each"
+call = "GET up /item/{item}"
+for_each = ".steps.list.ids"
+[route.response]
+jq = "[.steps.each[].n]"
+"#,
+        );
+        let fake = Fake::new(&[
+            ("GET /list", 200, json!({"ids": [1, 2, 3]})),
+            ("GET /item/", 200, json!({"n": 1})),
+        ]);
+        let err = run(&cat, &fake, json!({})).await.unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
+        assert!(err.to_string().contains("3 upstream calls"), "{err}");
+        assert_eq!(fake.calls(), vec!["GET /list"], "no item was fetched");
+
+        // Two items fit the budget of three.
+        let fake = Fake::new(&[
+            ("GET /list", 200, json!({"ids": [1, 2]})),
+            ("GET /item/", 200, json!({"n": 1})),
+        ]);
+        let out = run(&cat, &fake, json!({})).await.unwrap();
+        assert_eq!(out.calls, 3);
     }
 }

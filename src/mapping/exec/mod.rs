@@ -12,6 +12,7 @@
 //! `walk`), the calls (`calls`, `request`), the shaped answer (`outcome`), the passed-on
 //! answer (`passthrough`) and the undoing (`compensation`) each have a file of their own.
 
+mod budget;
 mod calls;
 mod compensation;
 mod eval;
@@ -30,13 +31,14 @@ use serde_json::{Map, Value};
 use super::pack::{Route, Step};
 use crate::capture::CallLog;
 use crate::context::RequestMeta;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, RouteLimit};
 use compensation::compensate;
 use eval::LazyVal;
 use outcome::{answer_status, directive, response_body};
 use passthrough::verbatim;
 use steps::run_step;
 
+pub use budget::CallBudget;
 pub use calls::{CallFuture, CallUpstream};
 pub use outcome::{CacheDirective, OutBody, Outcome};
 pub use passthrough::verbatim_call;
@@ -55,6 +57,15 @@ pub struct ExecEnv<'a> {
     pub capture_cap: usize,
     /// The upstream answers' cache directives, folded as calls complete.
     pub directive: parking_lot::Mutex<CacheDirective>,
+    /// The calls the request may still make.
+    pub budget: CallBudget,
+}
+
+/// A step that did its work, for the compensation: a `for_each` step's items whose calls
+/// succeeded (each undone with its own `item`), empty for any other step.
+struct Done<'r> {
+    step: &'r Step,
+    items: Vec<Value>,
 }
 
 /// Runs `route` with `ctx` (an object with `path`, `query`, `body`, `principal`, `page`).
@@ -71,17 +82,30 @@ pub async fn execute(
         return verbatim(route, step, call, &ctx, env).await;
     }
     let mut statuses: HashMap<&str, u16> = HashMap::new();
-    let mut done: Vec<&Step> = Vec::new();
-    for stage in &route.plan.stages {
+    let mut done: Vec<Done<'_>> = Vec::new();
+    let deadline = crate::clock::now() + route.plan.limits.deadline;
+    for (n, stage) in route.plan.stages.iter().enumerate() {
+        // A saga is not cut off by a timer (see `gateway::upstream`): it stops here, between
+        // stages, and undoes what it did.
+        if n > 0 && crate::clock::now() >= deadline {
+            compensate(route, &done, &ctx, env).await;
+            return Err(RouteLimit::Deadline {
+                route: route.id.clone(),
+                deadline: route.plan.limits.deadline,
+            }
+            .into());
+        }
         let ctx_val = LazyVal::new(&ctx);
+        let mut items: Vec<Vec<Value>> = stage.iter().map(|_| Vec::new()).collect();
         let results = join_all(
             stage
                 .iter()
-                .map(|step| run_step(route, step, &ctx, &ctx_val, env)),
+                .zip(items.iter_mut())
+                .map(|(step, items)| run_step(route, step, &ctx, &ctx_val, env, items)),
         )
         .await;
         let mut failure = None;
-        for (step, result) in stage.iter().zip(results) {
+        for ((step, result), items) in stage.iter().zip(results).zip(items) {
             match result {
                 Ok(out) => {
                     ctx["steps"][&step.name] = out.value;
@@ -89,10 +113,15 @@ pub async fn execute(
                         statuses.insert(&step.name, s);
                     }
                     if !out.skipped {
-                        done.push(step);
+                        done.push(Done { step, items });
                     }
                 }
                 Err(e) => {
+                    // A fan-out's items that went through are undone even though the step
+                    // as a whole failed.
+                    if !items.is_empty() {
+                        done.push(Done { step, items });
+                    }
                     if failure.is_none() {
                         failure = Some(e);
                     }
@@ -109,6 +138,7 @@ pub async fn execute(
         status,
         body: response_body(route, &mut ctx)?,
         cache: directive(env),
+        calls: env.budget.used(),
     })
 }
 

@@ -41,6 +41,8 @@ pub struct Outcome {
     pub body: OutBody,
     /// What the upstream answers allow a cache to do with this one (the strictest of them).
     pub cache: CacheDirective,
+    /// How many upstream calls the route made (what `points_settle` may charge by).
+    pub calls: u32,
 }
 
 /// The upstreams' `Cache-Control` and `Set-Cookie`, folded over every call of a route.

@@ -87,6 +87,7 @@ pub(super) async fn verbatim(
         status: answer_status(route, |name| (name == step.name).then_some(status)),
         body,
         cache: directive(env),
+        calls: env.budget.used(),
     })
 }
 
@@ -148,6 +149,7 @@ mod tests {
                     calls: None,
                     capture_cap: 0,
                     directive: Default::default(),
+                    budget: crate::mapping::exec::CallBudget::for_route(&route),
                 };
                 execute(&route, json!({}), &env)
                     .await

@@ -26,13 +26,16 @@ fn truthy(v: &Value) -> bool {
     !matches!(v, Value::Null | Value::Bool(false))
 }
 
-/// Runs one step against the context as it stood when its stage began.
+/// Runs one step against the context as it stood when its stage began. A `for_each` step
+/// with a compensation adds the items whose calls succeeded to `done_items`, whether or not
+/// the step as a whole succeeds.
 pub(super) async fn run_step(
     route: &Route,
     step: &Step,
     ctx: &Value,
     ctx_val: &LazyVal<'_>,
     env: &ExecEnv<'_>,
+    done_items: &mut Vec<Value>,
 ) -> Result<StepOut, GatewayError> {
     if let Some(when) = &step.when
         && !truthy(&run_ctx(
@@ -88,7 +91,8 @@ pub(super) async fn run_step(
                         ctx,
                         ctx_val,
                     )?;
-                    let value = for_each(at(call), items, *concurrency, *max_items).await?;
+                    let value =
+                        for_each(at(call), items, *concurrency, *max_items, done_items).await?;
                     Ok(StepOut {
                         value,
                         status: None,

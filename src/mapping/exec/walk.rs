@@ -34,6 +34,7 @@ pub(super) async fn walk(
     let mut depth = 0usize;
     while !frontier.is_empty() && depth <= max_depth {
         let level: Vec<(Value, Value)> = frontier.drain(..).collect();
+        at.env.budget.check(level.len())?;
         let nodes = level.iter().map(|(node, _)| node);
         let answers = perform_each(at, "node", nodes, concurrency).await;
         for ((node, parent), answer) in level.into_iter().zip(answers) {

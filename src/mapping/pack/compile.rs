@@ -105,6 +105,9 @@ pub(super) fn compile_route(
             }
         },
     };
+    let limits = pack
+        .limits
+        .with(def.deadline.as_deref(), def.max_calls, &mut errs);
     let cache_ttl = def
         .cache_ttl
         .and_then(|s| match humantime::parse_duration(&s) {
@@ -330,9 +333,11 @@ pub(super) fn compile_route(
             context,
         },
         plan: Plan {
+            saga: stages.iter().flatten().any(|s| s.compensate.is_some()),
             stages,
             response,
             projections,
+            limits,
         },
         tenancy,
         description: def.description,

@@ -38,6 +38,12 @@ pub(super) struct PackDef {
     /// For an XML upstream: element paths that are always arrays (`/platform/tenant`).
     #[serde(default)]
     pub(super) upstream_xml_arrays: Vec<String>,
+    /// The deadline over all of a request's calls, for the pack's routes (`30s`).
+    #[serde(default)]
+    pub(super) deadline: Option<String>,
+    /// The most upstream calls one request may make, for the pack's routes.
+    #[serde(default)]
+    pub(super) max_calls: Option<u32>,
 }
 
 pub(super) fn root_mount() -> String {
@@ -97,6 +103,12 @@ pub(super) struct RouteDef {
     /// The roles admitted, when not the method group's.
     #[serde(default)]
     pub(super) roles: Option<Vec<String>>,
+    /// This route's own deadline over all of its calls (the pack's otherwise).
+    #[serde(default)]
+    pub(super) deadline: Option<String>,
+    /// This route's own call budget (the pack's otherwise).
+    #[serde(default)]
+    pub(super) max_calls: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

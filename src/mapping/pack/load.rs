@@ -199,6 +199,13 @@ pub(super) fn load_pack(
         }
     };
     let defaults = PageDefaults::default();
+    let mut problems = Vec::new();
+    let limits = WorkLimits::DEFAULT.with(def.deadline.as_deref(), def.max_calls, &mut problems);
+    errors.extend(
+        problems
+            .into_iter()
+            .map(|m| err(&pack_path, None, format!("[pack] {m}"))),
+    );
     let meta = Arc::new(PackMeta {
         name: name.to_owned(),
         client_dialect,
@@ -213,6 +220,7 @@ pub(super) fn load_pack(
         description: def.description,
         prelude: std::fs::read_to_string(dir.join("defs.jq")).unwrap_or_default(),
         upstream_format,
+        limits,
     });
     let reach = file.reach.and_then(|r| {
         match crate::mapping::tenancy::compile_reach(cfg, &meta, r, &pack_path, cfg.packs.len()) {

@@ -42,6 +42,61 @@ pub struct PackMeta {
     pub prelude: String,
     /// How upstream bodies are written and read.
     pub upstream_format: UpstreamFormat,
+    /// The work bounds of the pack's routes, unless a route sets its own.
+    pub limits: WorkLimits,
+}
+
+/// How much work one request to a route may cause: a deadline over all of its calls and a
+/// budget of calls. A pack sets them for its routes (`deadline`, `max_calls` in
+/// `pack.toml`); a route may set its own. Decided at load, carried in the route's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkLimits {
+    /// The deadline over all of a request's calls.
+    pub deadline: std::time::Duration,
+    /// The most upstream calls one request may make (compensations not counted).
+    pub max_calls: u32,
+}
+
+impl WorkLimits {
+    /// Without a pack's or a route's own: 30 seconds, 100 calls.
+    pub const DEFAULT: WorkLimits = WorkLimits {
+        deadline: std::time::Duration::from_secs(30),
+        max_calls: 100,
+    };
+
+    /// These limits with `deadline` and `max_calls` as written in a pack or route file
+    /// replacing them where given; a problem is pushed to `errs`.
+    pub(super) fn with(
+        self,
+        deadline: Option<&str>,
+        max_calls: Option<u32>,
+        errs: &mut Vec<String>,
+    ) -> WorkLimits {
+        let deadline = match deadline.map(humantime::parse_duration) {
+            None => self.deadline,
+            Some(Ok(d)) if !d.is_zero() => d,
+            Some(Ok(_)) => {
+                errs.push("deadline must be longer than zero".into());
+                self.deadline
+            }
+            Some(Err(e)) => {
+                errs.push(format!("deadline `{}`: {e}", deadline.unwrap_or_default()));
+                self.deadline
+            }
+        };
+        let max_calls = match max_calls {
+            None => self.max_calls,
+            Some(0) => {
+                errs.push("max_calls must be at least 1".into());
+                self.max_calls
+            }
+            Some(n) => n,
+        };
+        WorkLimits {
+            deadline,
+            max_calls,
+        }
+    }
 }
 
 /// The body format of a pack's upstreams.
@@ -485,6 +540,11 @@ pub struct Plan {
     /// can read of it (see [`crate::mapping::project`]; a LongJump answer is converted whole
     /// and its JSON cut). Steps not named here are parsed whole.
     pub projections: BTreeMap<String, crate::mapping::project::Projection>,
+    /// The request's deadline and call budget.
+    pub limits: WorkLimits,
+    /// Whether a step has a `compensate` call: such a route is a saga, run to its end (or
+    /// its undoing) on a task of its own even when the client goes away.
+    pub saga: bool,
 }
 
 /// Every enabled pack and the router over their routes.

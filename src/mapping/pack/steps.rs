@@ -138,12 +138,14 @@ pub(in crate::mapping) fn compile_step(
             }
         }
     };
-    // A compensation runs after its own step succeeded, so it may use that step's answer.
+    // A compensation runs after its own step succeeded, so it may use that step's answer; a
+    // `for_each` step's runs once per item that went through, seeing that `item`.
     let mut with_self = scope.earlier_steps.to_vec();
     with_self.push(name.clone());
+    let fanned = s.for_each.is_some();
     let compensate = s.compensate.and_then(|c| {
         let comp_scope = Scope {
-            item: false,
+            item: fanned,
             node: false,
             earlier_steps: &with_self,
             ..*scope
