@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -210,6 +210,7 @@ mod tests {
     //! The listener's stack through `oneshot`: the table's refusals, rendered once by the
     //! shared rescue layer in the admin dialect, under the trace layer's ids.
 
+    use http::HeaderMap;
     use http::StatusCode;
     use http_body_util::Empty;
     use tower::ServiceExt;
