@@ -76,6 +76,15 @@ pub enum GatewayError {
         /// Until the limit resets, for `Retry-After`.
         retry_after: Duration,
     },
+    /// Rosetta has no room for the request's work now (too many password checks or store
+    /// lookups at once): a 503 with `Retry-After`, before any of the work was done.
+    #[error("the gateway is busy: {what}; retry after {retry_after:?}")]
+    Overloaded {
+        /// What had no room, as the client is told.
+        what: String,
+        /// When to try again, for `Retry-After`.
+        retry_after: Duration,
+    },
     /// An upstream call failed or answered with an error.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -311,11 +320,33 @@ pub enum UpstreamError {
     },
 }
 
-/// A failed authentication is a 401 naming why, wherever the credentials were checked.
+/// A failed authentication is a 401 naming why, wherever the credentials were checked; a
+/// spent budget of failures is a 429 naming it, no room for the check a 503.
 impl From<crate::identity::AuthError> for GatewayError {
     fn from(e: crate::identity::AuthError) -> Self {
-        GatewayError::Unauthenticated {
-            reason: e.to_string(),
+        use crate::identity::AuthError;
+        match e {
+            AuthError::TooManyFailures {
+                budget,
+                burst,
+                retry_after,
+            } => GatewayError::RateLimited {
+                policy: budget.to_owned(),
+                retry_after,
+                limit: burst,
+            },
+            AuthError::Busy { retry_after, .. } => GatewayError::Overloaded {
+                what: e.to_string(),
+                retry_after,
+            },
+            AuthError::Missing
+            | AuthError::Malformed
+            | AuthError::Ambiguous
+            | AuthError::Invalid
+            | AuthError::Disabled
+            | AuthError::Unavailable => GatewayError::Unauthenticated {
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -334,6 +365,7 @@ impl GatewayError {
             GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            GatewayError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::RouteLimit(e) => e.status(),
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -346,7 +378,8 @@ impl GatewayError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             GatewayError::RateLimited { retry_after, .. }
-            | GatewayError::QuotaExceeded { retry_after, .. } => {
+            | GatewayError::QuotaExceeded { retry_after, .. }
+            | GatewayError::Overloaded { retry_after, .. } => {
                 let d = *retry_after;
                 Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))
             }

@@ -21,6 +21,52 @@ static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
 static CACHE_MISSES: AtomicU64 = AtomicU64::new(0);
 static CACHE_EVICTIONS: AtomicU64 = AtomicU64::new(0);
 static CACHE_BYTES: AtomicU64 = AtomicU64::new(0);
+static AUTH_FAILED: AtomicU64 = AtomicU64::new(0);
+static AUTH_REFUSED_USER: AtomicU64 = AtomicU64::new(0);
+static AUTH_REFUSED_IP: AtomicU64 = AtomicU64::new(0);
+static AUTH_SHED_HASHING: AtomicU64 = AtomicU64::new(0);
+static AUTH_SHED_LOOKUPS: AtomicU64 = AtomicU64::new(0);
+
+/// Which budget of failed authentications refused a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureBudget {
+    /// `identity.failed_per_user`.
+    User,
+    /// `identity.failed_per_ip`.
+    Ip,
+}
+
+/// Which bounded piece of authentication work refused a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthWork {
+    /// Password hashes (`identity.hashing`).
+    Hashing,
+    /// Store lookups (`identity.lookups`).
+    Lookups,
+}
+
+/// Counts a failed authentication (a 401 that consumed a cell of the failure budgets).
+pub fn auth_failed() {
+    AUTH_FAILED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a caller refused 429 because `budget` of failures was spent.
+pub fn auth_refused(budget: FailureBudget) {
+    match budget {
+        FailureBudget::User => &AUTH_REFUSED_USER,
+        FailureBudget::Ip => &AUTH_REFUSED_IP,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a caller refused 503 because `work` had no room within its wait.
+pub fn auth_shed(work: AuthWork) {
+    match work {
+        AuthWork::Hashing => &AUTH_SHED_HASHING,
+        AuthWork::Lookups => &AUTH_SHED_LOOKUPS,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+}
 
 /// Counts a read answered from the cache.
 pub fn cache_hit() {
@@ -128,6 +174,27 @@ pub fn render() -> String {
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            get(a)
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP rosetta_auth_failures_total Failed authentications (401).\n# TYPE rosetta_auth_failures_total counter\nrosetta_auth_failures_total {}\n",
+        get(&AUTH_FAILED)
+    ));
+    out.push_str("# HELP rosetta_auth_refused_total Authentications refused (429) before any check, by the budget of failures spent.\n# TYPE rosetta_auth_refused_total counter\n");
+    for (budget, a) in [("user", &AUTH_REFUSED_USER), ("ip", &AUTH_REFUSED_IP)] {
+        out.push_str(&format!(
+            "rosetta_auth_refused_total{{budget=\"{budget}\"}} {}\n",
+            get(a)
+        ));
+    }
+    out.push_str("# HELP rosetta_auth_shed_total Authentications shed (503) for want of room, by the work refused.\n# TYPE rosetta_auth_shed_total counter\n");
+    for (work, a) in [
+        ("hashing", &AUTH_SHED_HASHING),
+        ("lookups", &AUTH_SHED_LOOKUPS),
+    ] {
+        out.push_str(&format!(
+            "rosetta_auth_shed_total{{work=\"{work}\"}} {}\n",
             get(a)
         ));
     }

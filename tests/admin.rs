@@ -625,6 +625,7 @@ async fn the_audit_filters_by_target_company_and_shows_every_actions_targets() {
             status: 200,
             fingerprint: i as u64,
             targets: targets.iter().map(|t| Arc::from(*t)).collect(),
+            ip: None,
         });
     }
     env.gw.store.flush().await.unwrap();

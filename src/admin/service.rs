@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -19,6 +19,7 @@ use super::access::{Rule, admit};
 use super::routes::{self, Found, Miswired, Params, Route};
 use super::{csrf, wire};
 use crate::body::{Body, BoxError, empty};
+use crate::context::PeerAddr;
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::gateway::rescue::{Rescue, RescueLayer};
@@ -175,7 +176,11 @@ async fn dispatch(admin: Arc<Admin>, req: Request<Body>) -> Answer {
     let (caller, user) = match route.rule {
         Rule::Anyone => (None, None),
         Rule::Caller { roles, target } => {
-            let p = authenticate(&admin, &parts.headers).await?;
+            let ip = parts.extensions.get::<PeerAddr>().map(|a| a.0.ip());
+            let p = admin
+                .auth
+                .attempt(credentials_from_headers(&parts.headers), ip)
+                .await?;
             // The access log (the trace layer's span, current while this runs) names the
             // caller.
             tracing::Span::current().record("user", &*p.user);
@@ -200,16 +205,12 @@ async fn dispatch(admin: Arc<Admin>, req: Request<Body>) -> Answer {
     .await
 }
 
-async fn authenticate(admin: &Admin, headers: &HeaderMap) -> Result<Principal, GatewayError> {
-    let creds = credentials_from_headers(headers)?;
-    Ok(admin.auth.authenticate(&creds).await?)
-}
-
 #[cfg(test)]
 mod tests {
     //! The listener's stack through `oneshot`: the table's refusals, rendered once by the
     //! shared rescue layer in the admin dialect, under the trace layer's ids.
 
+    use http::HeaderMap;
     use http::StatusCode;
     use http_body_util::Empty;
     use tower::ServiceExt;

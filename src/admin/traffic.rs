@@ -87,6 +87,7 @@ fn audit_json(r: &AuditRow) -> Value {
         "statistics": {"points_count": r.points, "duration": iso_duration(r.duration_ms)},
         "status": r.status,
         "targets": r.targets.iter().map(|t| &**t).collect::<Vec<&str>>(),
+        "ip": r.ip.map(|ip| ip.to_string()),
     })
 }
 

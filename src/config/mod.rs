@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod identity;
+
+pub use identity::{FailureLimitConfig, GateConfig, IdentityConfig, StaticKeyConfig};
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,7 +60,7 @@ pub struct Config {
     /// `[upstreams.NAME]`: the backends packs call, by the name packs use.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
-    /// `[identity]`: API keys declared in the file.
+    /// `[identity]`: API keys declared in the file; the bounds on authentication work.
     #[serde(default)]
     pub identity: IdentityConfig,
     /// `[rate_limits.NAME]`: rate-limit policies, by the name packs and upstreams use.
@@ -223,30 +227,6 @@ pub enum UpstreamAuthConfig {
         #[serde(default = "defaults::token_skew", deserialize_with = "duration")]
         refresh_skew: Duration,
     },
-}
-
-/// `[identity]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityConfig {
-    /// API keys declared in the file.
-    #[serde(default)]
-    pub static_keys: Vec<StaticKeyConfig>,
-}
-
-/// One `[[identity.static_keys]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticKeyConfig {
-    /// Hex SHA-256 of the key: the file never holds the key itself.
-    pub sha256: String,
-    /// The caller's username.
-    pub user: String,
-    /// The caller's company key (the upstream company's external id).
-    pub company: String,
-    /// The caller's roles (`ADMIN`, `PARTNER`, `USER`, `AUDITOR`).
-    #[serde(default)]
-    pub roles: Vec<String>,
 }
 
 /// `[rate_limits.NAME]` (enforced by a later issue; the names are validated now).
@@ -487,13 +467,7 @@ impl Config {
                 )));
             }
         }
-        for (i, key) in self.identity.static_keys.iter().enumerate() {
-            if key.sha256.len() != 64 || hex::decode(&key.sha256).is_err() {
-                return Err(ConfigError::Invalid(format!(
-                    "identity.static_keys[{i}].sha256 must be 64 hex digits"
-                )));
-            }
-        }
+        self.identity.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         | GatewayError::BadRequest(_) => -4601,
         GatewayError::RateLimited { .. } => -9429,
         GatewayError::QuotaExceeded { .. } => -9430,
+        GatewayError::Overloaded { .. } => -9503,
         GatewayError::Upstream(e) => match e.status().as_u16() {
             400 | 409 | 422 => -300,
             404 | 410 => -200,

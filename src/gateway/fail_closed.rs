@@ -166,6 +166,18 @@ async fn authentication_needs_a_route() {
 }
 
 #[tokio::test]
+async fn authentication_that_audits_its_refusals_needs_the_trace_context() {
+    let (_dir, store) = store();
+    let layer = AuthnLayer::new(Arc::new(AuthChain::default())).with_audit(store, Arc::from("t"));
+    let route_only = Has {
+        route: true,
+        ..NOTHING
+    };
+    // No credentials: an attempt whose refusal would be audited without a tracecode.
+    refused(layer, request(route_only), "trace context").await;
+}
+
+#[tokio::test]
 async fn pricing_needs_a_route_and_a_principal() {
     refused(PriceLayer, request(NOTHING), "a route").await;
     let route_only = Has {

@@ -25,7 +25,7 @@ use crate::config::{AdminConfig, CaptureMode};
 use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
 use crate::identity::passwords::hash_password;
-use crate::identity::{AuthChain, StaticKeys, StoreAuth};
+use crate::identity::{AuthChain, AuthSettings, FailureLimits, StaticKeys, StoreAuth};
 use crate::limits::rate::{LocalLimiter, Policy, RateLimiter};
 use crate::mapping::exec::CallUpstream;
 use crate::mapping::pack::{Catalog, LoadErrors, load_catalog_with};
@@ -117,11 +117,15 @@ impl Gateway {
                     source,
                 })?,
             );
-        let store_auth = StoreAuth::new(store.clone());
-        let mut auth = AuthChain::default();
+        let settings = AuthSettings::from_config(&cfg.identity)
+            .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
+        let store_auth = StoreAuth::with_settings(store.clone(), &settings);
         // Keys declared in the config file first: no store read for them.
-        auth.push(Arc::new(StaticKeys::new(&cfg.identity.static_keys)));
-        auth.push(Arc::new(store_auth.clone()));
+        let auth = AuthChain::new(vec![
+            Arc::new(StaticKeys::new(&cfg.identity.static_keys)),
+            Arc::new(store_auth.clone()),
+        ])
+        .with_limits(Arc::new(FailureLimits::new(&settings)));
         Ok(Self {
             catalog: Arc::new(catalog),
             auth: Arc::new(auth),
@@ -242,8 +246,13 @@ impl Gateway {
             .layer(RescueLayer::new(Dialect::RedapiV1))
             // Pack route → RouteCtx; 404/405/400-path in the nearest pack's dialect.
             .layer(RouteLayer::new(self.catalog.clone(), Dialect::RedapiV1))
-            // API key / Basic / bearer → Principal (skipped for anonymous routes).
-            .layer(AuthnLayer::new(self.auth.clone()))
+            // API key / Basic / bearer → Principal (skipped for anonymous routes); failed
+            // attempts are limited per user and per IP, and audited here (the audit layer
+            // below sees only the callers let in).
+            .layer(
+                AuthnLayer::new(self.auth.clone())
+                    .with_audit(self.store.clone(), self.server_name.clone()),
+            )
             // The request's points, worked out once for every layer below.
             .layer(super::price::PriceLayer)
             // One audit row per authenticated request, queued to the store's batch writer.

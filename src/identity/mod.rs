@@ -3,17 +3,26 @@
 //! Authentication sits behind the [`Authenticate`] trait so providers can be stacked: the
 //! keys declared in the config file today, the store-backed users and keys of the admin API
 //! later, without the authn layer knowing which answered.
+//!
+//! What a caller can make authentication cost is bounded ([`limits`], [`gate`]): failed
+//! attempts per username and per client IP, password hashes and store lookups at once.
 
+mod gate;
+pub mod limits;
 pub mod passwords;
 mod static_keys;
 mod store_auth;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use gate::GateSettings;
+pub use limits::{AuthSettings, FailureLimits};
 pub use static_keys::StaticKeys;
-pub use store_auth::{CACHE_ENTRIES, StoreAuth};
+pub use store_auth::{CACHE_ENTRIES, NEGATIVE_ENTRIES, StoreAuth};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +114,43 @@ pub enum AuthError {
     /// The store could not be asked.
     #[error("the credential store is unavailable")]
     Unavailable,
+    /// The caller's budget of failed attempts (per username or per client IP) is spent:
+    /// refused before any check (a 429).
+    #[error("too many failed authentications ({budget}: {burst} in a burst)")]
+    TooManyFailures {
+        /// The budget spent (`identity.failed_per_user` or `identity.failed_per_ip`).
+        budget: &'static str,
+        /// Its burst.
+        burst: u32,
+        /// When it has room again.
+        retry_after: Duration,
+    },
+    /// No room for the check within its wait (a 503): too many password checks or store
+    /// lookups at once.
+    #[error("too many {what} at once")]
+    Busy {
+        /// What had no room.
+        what: &'static str,
+        /// When to try again.
+        retry_after: Duration,
+    },
+}
+
+impl AuthError {
+    /// Whether the attempt failed on its credentials, and so spends the caller's budgets
+    /// of failures (a refusal for want of room or of budget does not).
+    pub fn is_failure(&self) -> bool {
+        match self {
+            AuthError::Missing
+            | AuthError::Malformed
+            | AuthError::Ambiguous
+            | AuthError::Invalid
+            | AuthError::Disabled => true,
+            AuthError::Unavailable | AuthError::TooManyFailures { .. } | AuthError::Busy { .. } => {
+                false
+            }
+        }
+    }
 }
 
 /// A boxed future, so providers can be trait objects.
@@ -133,12 +179,60 @@ pub trait Authenticate: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct AuthChain {
     providers: Vec<Arc<dyn Authenticate>>,
+    /// The budgets of failed attempts [`AuthChain::attempt`] spends; none: unlimited.
+    limits: Option<Arc<FailureLimits>>,
 }
 
 impl AuthChain {
     /// A chain asking `providers` in this order.
     pub fn new(providers: Vec<Arc<dyn Authenticate>>) -> Self {
-        Self { providers }
+        Self {
+            providers,
+            limits: None,
+        }
+    }
+
+    /// Spends `limits` on the failures of [`AuthChain::attempt`].
+    pub fn with_limits(mut self, limits: Arc<FailureLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// A client's attempt from `ip`: refused (429) when its username's or its IP's budget of
+    /// failures is spent, before any lookup or hash; otherwise checked, a failure keeping
+    /// the cells it took. `credentials` are as read from the request (a malformed or missing
+    /// header is a failed attempt too).
+    pub async fn attempt(
+        &self,
+        credentials: Result<Credentials, AuthError>,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let admission = match &self.limits {
+            Some(limits) => {
+                let user = match &credentials {
+                    Ok(Credentials::Basic { user, .. }) => Some(user.as_str()),
+                    Ok(Credentials::ApiKey(_)) | Err(_) => None,
+                };
+                Some(limits.admit(user, ip)?)
+            }
+            None => None,
+        };
+        let result = match credentials {
+            Ok(c) => self.authenticate(&c).await,
+            Err(e) => Err(e),
+        };
+        let failed = result.as_ref().is_err_and(AuthError::is_failure);
+        if failed {
+            crate::metrics::auth_failed();
+        }
+        if let (Some(limits), Some(admission)) = (&self.limits, admission) {
+            if failed {
+                drop(admission);
+            } else {
+                limits.give_back(admission);
+            }
+        }
+        result
     }
 
     /// Adds `provider`, asked after those already there.

@@ -26,6 +26,21 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
+/// A PHC string of the default parameters, to verify a password against when no user's hash
+/// is there: the check costs what a real one costs, so an unknown user (or one without a
+/// password) is refused in the time a known one is. Made once, on first use (about one
+/// hash's time), from a fixed salt: it only has to cost, never to protect (whatever it
+/// matches, the caller is refused).
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        Argon2::default()
+            .hash_password_with_salt(b"rosetta: no such user", b"rosetta-dummy-16")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
 /// A new API key secret (`rk_` + 48 hex digits from the OS CSPRNG), shown to its owner once.
 pub fn new_api_key() -> Result<String, String> {
     let mut bytes = [0u8; 24];
@@ -48,6 +63,18 @@ mod tests {
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert_ne!(h, hash_password("correct horse").unwrap(), "salted");
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_a_real_check_and_matches_nothing() {
+        let d = dummy_hash();
+        let real = hash_password("x").unwrap();
+        // The same algorithm and parameters as a stored hash: the same work to verify.
+        let params = |h: &str| h.split('$').take(4).collect::<Vec<_>>().join("$");
+        assert_eq!(params(d), params(&real));
+        assert!(!verify_password("", d));
+        assert!(!verify_password("rosetta: no such user ", d));
+        assert!(std::ptr::eq(d, dummy_hash()), "made once");
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! for a few seconds: argon2 is deliberately slow and a key lookup is a disk read, and
 //! neither belongs on every proxied request. The admin API clears the cache on every change
 //! to users, keys or companies, so a revocation takes effect at once on this node.
+//!
+//! Failures are cached too (`identity.negative_ttl`, apart from the successes so a flood of
+//! wrong guesses cannot evict the callers who got it right): the same wrong password or
+//! unknown key again is answered from memory. What a check costs is bounded: lookups and
+//! hashes each pass a [`Gate`] (so many at once, a short bounded wait, then 503), the hash
+//! runs on the blocking pool only while it holds a permit, and an unknown user is checked
+//! against a dummy hash, so it costs what a known one costs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +20,11 @@ use std::time::Duration;
 // `call` (see `Authenticate::known`), which cannot wait on the future cache's locks.
 use moka::sync::Cache;
 
-use super::passwords::verify_password;
+use super::gate::Gate;
+use super::limits::AuthSettings;
+use super::passwords::{dummy_hash, verify_password};
 use super::{AuthError, AuthFuture, Authenticate, Credentials, Principal, sha256_hex};
+use crate::metrics::AuthWork;
 use crate::store::{Store, User};
 
 /// How long a successful check is reused.
@@ -26,9 +36,16 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 /// on the order of 10 µs). With 100,000 users the cache was 56 MiB.
 pub const CACHE_ENTRIES: u64 = 8_192;
 
+/// Failed checks kept at most (their own cache, of the same bound and cost).
+pub const NEGATIVE_ENTRIES: u64 = 8_192;
+
 /// A credential's SHA-256: the cache never holds a secret, and 32 bytes in place are
 /// cheaper than its hex string behind a pointer.
 type CacheKey = [u8; 32];
+
+/// A failed check as remembered: `None` when the credentials are not the store's (an
+/// unknown key or user: the next provider would be asked), else why they were refused.
+type Failed = Option<AuthError>;
 
 /// The store-backed provider.
 #[derive(Clone)]
@@ -36,6 +53,12 @@ pub struct StoreAuth {
     store: Arc<dyn Store>,
     /// `sha256(kind, user, secret)` → the principal it authenticated.
     cache: Cache<CacheKey, Principal, foldhash::fast::RandomState>,
+    /// `sha256(kind, user, secret)` → why it failed, for `identity.negative_ttl`.
+    failed: Cache<CacheKey, Failed, foldhash::fast::RandomState>,
+    /// Password hashes at once.
+    hashing: Gate,
+    /// Store lookups at once.
+    lookups: Gate,
 }
 
 impl std::fmt::Debug for StoreAuth {
@@ -58,30 +81,45 @@ fn now_ms() -> i64 {
 }
 
 impl StoreAuth {
-    /// A provider checking keys and passwords against `store`.
+    /// A provider checking keys and passwords against `store`, with the default bounds.
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_settings(store, &AuthSettings::default())
+    }
+
+    /// A provider checking keys and passwords against `store` within `settings`' bounds.
+    pub fn with_settings(store: Arc<dyn Store>, settings: &AuthSettings) -> Self {
         Self {
             store,
             cache: Cache::builder()
                 .max_capacity(CACHE_ENTRIES)
                 .time_to_live(CACHE_TTL)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            failed: Cache::builder()
+                .max_capacity(NEGATIVE_ENTRIES)
+                .time_to_live(settings.negative_ttl)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            hashing: Gate::new(AuthWork::Hashing, settings.hashing),
+            lookups: Gate::new(AuthWork::Lookups, settings.lookups),
         }
     }
 
-    /// Forgets every cached check (called after any change to users, keys or companies).
+    /// Forgets every cached check, failures included (called after any change to users,
+    /// keys or companies: a key just made or a password just reset works at once).
     pub fn invalidate(&self) {
         self.cache.invalidate_all();
+        self.failed.invalidate_all();
     }
 
     async fn check(&self, credentials: &Credentials) -> Result<Option<Principal>, AuthError> {
         match credentials {
             Credentials::ApiKey(secret) => {
-                let found = self
-                    .store
-                    .find_key(sha256_hex(secret))
-                    .await
-                    .map_err(|_| AuthError::Unavailable)?;
+                let found = {
+                    let _turn = self.lookups.enter().await?;
+                    self.store
+                        .find_key(sha256_hex(secret))
+                        .await
+                        .map_err(|_| AuthError::Unavailable)?
+                };
                 let Some(m) = found else { return Ok(None) };
                 if m.key.revoked || m.key.expires_ms.is_some_and(|e| e <= now_ms()) {
                     return Err(AuthError::Invalid);
@@ -92,19 +130,33 @@ impl StoreAuth {
                 Ok(Some(principal(&m.user, Some(&m.key.id))))
             }
             Credentials::Basic { user, password } => {
-                let found = self
-                    .store
-                    .user_secret(user.clone())
-                    .await
-                    .map_err(|_| AuthError::Unavailable)?;
-                let Some(s) = found else { return Ok(None) };
-                let Some(hash) = s.password_hash else {
-                    return Err(AuthError::Invalid);
+                let found = {
+                    let _turn = self.lookups.enter().await?;
+                    self.store
+                        .user_secret(user.clone())
+                        .await
+                        .map_err(|_| AuthError::Unavailable)?
                 };
+                let hash = found.as_ref().and_then(|s| s.password_hash.clone());
+                // The permit goes with the hash onto the blocking pool and is freed when the
+                // hash is done, not when this request is (a client that hangs up does not
+                // free a core its hash still uses).
+                let permit = self.hashing.enter().await?;
                 let password = password.clone();
-                let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                    .await
-                    .map_err(|_| AuthError::Unavailable)?;
+                let ok = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    match hash {
+                        Some(hash) => verify_password(&password, &hash),
+                        None => {
+                            // The same work as a real check, and never a match.
+                            let _ = verify_password(&password, dummy_hash());
+                            false
+                        }
+                    }
+                })
+                .await
+                .map_err(|_| AuthError::Unavailable)?;
+                let Some(s) = found else { return Ok(None) };
                 if !ok {
                     return Err(AuthError::Invalid);
                 }
@@ -136,23 +188,37 @@ fn cache_key(credentials: &Credentials) -> CacheKey {
     h.finalize().into()
 }
 
+impl StoreAuth {
+    /// The cached answer for the credentials of `key`, success or failure.
+    fn cached(&self, key: &CacheKey) -> Option<Result<Option<Principal>, AuthError>> {
+        if let Some(p) = self.cache.get(key) {
+            return Some(Ok(Some(p)));
+        }
+        self.failed.get(key).map(|f| f.map_or(Ok(None), Err))
+    }
+}
+
 impl Authenticate for StoreAuth {
     fn authenticate<'a>(&'a self, credentials: &'a Credentials) -> AuthFuture<'a> {
         Box::pin(async move {
             let key = cache_key(credentials);
-            if let Some(p) = self.cache.get(&key) {
-                return Ok(Some(p));
+            if let Some(answer) = self.cached(&key) {
+                return answer;
             }
-            let found = self.check(credentials).await?;
-            if let Some(p) = &found {
-                self.cache.insert(key, p.clone());
+            let found = self.check(credentials).await;
+            match &found {
+                Ok(Some(p)) => self.cache.insert(key, p.clone()),
+                Ok(None) => self.failed.insert(key, None),
+                Err(e) if e.is_failure() => self.failed.insert(key, Some(e.clone())),
+                // No room, or no store: the next attempt checks again.
+                Err(_) => {}
             }
-            Ok(found)
+            found
         })
     }
 
     fn known(&self, credentials: &Credentials) -> Option<Result<Option<Principal>, AuthError>> {
-        self.cache.get(&cache_key(credentials)).map(|p| Ok(Some(p)))
+        self.cached(&cache_key(credentials))
     }
 }
 
@@ -238,19 +304,167 @@ mod tests {
         assert_eq!(chain.known(&key("rk_stored")), Some(Ok(ann)));
         auth.invalidate();
         assert_eq!(chain.known(&key("rk_stored")), None);
-        // An unknown key is never known at once while the store may hold it…
+        // An unknown key is not known at once before the store was asked…
         assert_eq!(chain.known(&key("rk_nobody")), None);
         assert_eq!(
             chain.authenticate(&key("rk_nobody")).await,
             Err(AuthError::Invalid)
         );
+        // …then refused from memory for `negative_ttl`, until the admin API changes something
+        // (the key may just have been made).
+        assert_eq!(
+            chain.known(&key("rk_nobody")),
+            Some(Err(AuthError::Invalid))
+        );
+        auth.invalidate();
         assert_eq!(chain.known(&key("rk_nobody")), None);
-        // …and refused at once when only declared keys are asked.
+        // An unknown key is refused at once when only declared keys are asked.
         let only_declared = AuthChain::new(vec![declared]);
         assert_eq!(
             only_declared.known(&key("rk_nobody")),
             Some(Err(AuthError::Invalid))
         );
+    }
+
+    /// A store holding `ann` (password `right`) of company `acme`, and `nopass` without one.
+    async fn store_with_ann() -> (tempfile::TempDir, Arc<dyn Store>) {
+        use crate::store::Company;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        store
+            .create_company(Company {
+                key: "acme".into(),
+                detail: None,
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        for (name, password) in [("ann", Some("right")), ("nopass", None)] {
+            let user = User {
+                username: name.into(),
+                name: None,
+                email: None,
+                phone: None,
+                company_key: "acme".into(),
+                enabled: true,
+                roles: vec!["USER".into()],
+                timezone: 0,
+            };
+            let hash = password.map(|p| crate::identity::passwords::hash_password(p).unwrap());
+            store.create_user(user, hash).await.unwrap();
+        }
+        (dir, store)
+    }
+
+    fn basic(user: &str, password: &str) -> Credentials {
+        Credentials::Basic {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// One hash at once, and a caller waits at most 100 ms for it.
+    fn one_hash_at_a_time() -> AuthSettings {
+        let mut s = AuthSettings::default();
+        s.hashing.concurrency = 1;
+        s.hashing.wait = Duration::from_millis(100);
+        s
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_refused_from_memory_without_a_second_hash() {
+        let (_dir, store) = store_with_ann().await;
+        let auth = StoreAuth::with_settings(store, &one_hash_at_a_time());
+        assert_eq!(
+            auth.authenticate(&basic("ann", "wrong")).await,
+            Err(AuthError::Invalid)
+        );
+        // With the only hashing permit taken, a check that hashed would be refused Busy:
+        // the same wrong password is answered from memory, a new one has to hash.
+        let _held = auth.hashing.enter().await.unwrap();
+        assert_eq!(
+            auth.known(&basic("ann", "wrong")),
+            Some(Err(AuthError::Invalid))
+        );
+        assert_eq!(
+            auth.authenticate(&basic("ann", "wrong")).await,
+            Err(AuthError::Invalid)
+        );
+        assert!(matches!(
+            auth.authenticate(&basic("ann", "other")).await,
+            Err(AuthError::Busy { .. })
+        ));
+        // Busy is not remembered: once there is room, the password is checked.
+        drop(_held);
+        let ann = auth.authenticate(&basic("ann", "right")).await.unwrap();
+        assert_eq!(ann.map(|p| p.user), Some(Arc::from("ann")));
+    }
+
+    #[tokio::test]
+    async fn unknown_users_and_users_without_a_password_cost_a_hash_too() {
+        let (_dir, store) = store_with_ann().await;
+        let auth = StoreAuth::with_settings(store, &one_hash_at_a_time());
+        let held = auth.hashing.enter().await.unwrap();
+        // Each would hash (against the dummy): with no room, they wait and are shed like a
+        // known user's check, rather than answered at once.
+        for creds in [
+            basic("nobody", "x"),
+            basic("nopass", "x"),
+            basic("ann", "x"),
+        ] {
+            assert!(
+                matches!(auth.authenticate(&creds).await, Err(AuthError::Busy { .. })),
+                "{creds:?}"
+            );
+        }
+        drop(held);
+        // With room: an unknown user is not the store's, one without a password is refused.
+        assert_eq!(auth.authenticate(&basic("nobody", "x")).await, Ok(None));
+        assert_eq!(
+            auth.authenticate(&basic("nopass", "x")).await,
+            Err(AuthError::Invalid)
+        );
+        // The dummy's own password matches nobody.
+        assert_eq!(
+            auth.authenticate(&basic("nobody", "rosetta: no such user"))
+                .await,
+            Ok(None)
+        );
+        assert_eq!(auth.hashing.available(), 1, "every permit given back");
+    }
+
+    #[tokio::test]
+    async fn a_chain_with_limits_refuses_a_spent_user_before_any_check() {
+        let (_dir, store) = store_with_ann().await;
+        let mut settings = AuthSettings::default();
+        settings.failed_per_user.burst = 2;
+        let auth = StoreAuth::with_settings(store, &settings);
+        let limits = Arc::new(crate::identity::FailureLimits::new(&settings));
+        let chain =
+            crate::identity::AuthChain::new(vec![Arc::new(auth.clone())]).with_limits(limits);
+        let ip = Some("10.9.8.7".parse().unwrap());
+        // Successes spend nothing.
+        for _ in 0..5 {
+            assert!(chain.attempt(Ok(basic("ann", "right")), ip).await.is_ok());
+        }
+        for _ in 0..2 {
+            assert_eq!(
+                chain.attempt(Ok(basic("ann", "wrong")), ip).await,
+                Err(AuthError::Invalid)
+            );
+        }
+        // Spent: refused before the store or a hash is asked, the right password included
+        // (even though its success is cached).
+        let _held = auth.hashing.enter().await.unwrap();
+        for password in ["wrong", "right", "new guess"] {
+            assert!(
+                matches!(
+                    chain.attempt(Ok(basic("ann", password)), ip).await,
+                    Err(AuthError::TooManyFailures { burst: 2, .. })
+                ),
+                "{password}"
+            );
+        }
     }
 
     #[test]

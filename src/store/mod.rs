@@ -175,6 +175,8 @@ pub struct AuditRow {
     /// to 2, in the route's order. Shared, like the strings above: the row is made on the
     /// request path.
     pub targets: Arc<[Arc<str>]>,
+    /// The client's address (the connection's peer), when known.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl AuditRow {

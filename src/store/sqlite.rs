@@ -82,6 +82,9 @@ const MIGRATIONS: &[&str] = &[
     // 5: the upstream company ids each audited request acted on, as a JSON array of strings
     // (read with json_each); rows written before have none.
     "ALTER TABLE audit ADD COLUMN targets TEXT NOT NULL DEFAULT '[]';",
+    // 6: the client's address (refused authentications are audited by it); rows written
+    // before have none.
+    "ALTER TABLE audit ADD COLUMN ip TEXT;",
 ];
 
 /// Rows written per transaction at most.
@@ -295,7 +298,7 @@ fn write_captures(
 const INSERT_SIZES: [usize; 3] = [64, 8, 1];
 
 /// The audit table's columns, in the order [`write_audit`] binds them.
-const AUDIT_COLUMNS: usize = 14;
+const AUDIT_COLUMNS: usize = 15;
 
 /// `INSERT INTO audit … VALUES (…), (…)` for the `i`-th of [`INSERT_SIZES`].
 fn audit_insert_sql(i: usize) -> &'static str {
@@ -305,7 +308,7 @@ fn audit_insert_sql(i: usize) -> &'static str {
             format!(
                 "INSERT INTO audit (time_ms, username, company_key, tracecode, client, server,
                  service, operation, method_group, points, duration_ms, status, fingerprint,
-                 targets)
+                 targets, ip)
                  VALUES {}",
                 vec![one; n].join(",")
             )
@@ -322,7 +325,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
     // The derived texts are written into buffers reused for every row, not `format!`
     // allocations per row (~3% of the writer's time in-process); binding copies them, so
     // one set serves every row of a statement.
-    let (mut client, mut fingerprint) = (String::new(), String::new());
+    let (mut client, mut fingerprint, mut ip) = (String::new(), String::new(), String::new());
     let mut targets = Vec::new();
     let mut rest = rows;
     for (i, size) in INSERT_SIZES.into_iter().enumerate() {
@@ -343,6 +346,11 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                 let targets_text = std::str::from_utf8(&targets)
                     .map_err(|e| StoreError::Backend(format!("targets are not UTF-8: {e}")))?;
                 let duration_ms = r.duration_ms as i64;
+                ip.clear();
+                if let Some(addr) = r.ip {
+                    let _ = write!(ip, "{addr}");
+                }
+                let ip = r.ip.map(|_| ip.as_str());
                 let values: [&dyn rusqlite::ToSql; AUDIT_COLUMNS] = [
                     &r.time_ms,
                     &&*r.username,
@@ -358,6 +366,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                     &r.status,
                     &fingerprint.as_str(),
                     &targets_text,
+                    &ip,
                 ];
                 for (k, v) in values.into_iter().enumerate() {
                     st.raw_bind_parameter(j * AUDIT_COLUMNS + k + 1, v)
@@ -879,7 +888,7 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             let sql = format!(
                 "SELECT time_ms, username, company_key, tracecode, server, service, operation,
-                        method_group, points, duration_ms, status, fingerprint, targets
+                        method_group, points, duration_ms, status, fingerprint, targets, ip
                  FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
                 order(
                     q.sort_field.as_deref(),
@@ -922,6 +931,8 @@ impl Store for SqliteStore {
                                 Box::new(e),
                             )
                         })?,
+                        // Written by us from an address; anything else reads as none.
+                        ip: r.get::<_, Option<String>>(13)?.and_then(|t| t.parse().ok()),
                     })
                 })
                 .map_err(backend)?
@@ -1186,6 +1197,7 @@ mod tests {
             status: 200,
             fingerprint: (t % 3) as u64,
             targets: Arc::from([]),
+            ip: None,
         }
     }
 
@@ -1220,13 +1232,21 @@ mod tests {
                     1 => targets(&[&format!("co{i}")]),
                     _ => targets(&[&format!("id-{i}"), "q\"uote\\é"]),
                 },
+                // None, IPv4 and IPv6.
+                ip: match i % 3 {
+                    0 => None,
+                    1 => Some(std::net::IpAddr::from([10, 0, 0, i as u8])),
+                    _ => Some(std::net::IpAddr::from([
+                        0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16,
+                    ])),
+                },
             })
             .collect();
         write_audit(&mut conn, &rows).unwrap();
         let mut st = conn
             .prepare(
                 "SELECT time_ms, username, company_key, tracecode, client, server, service,
-                 operation, method_group, points, duration_ms, status, fingerprint, targets
+                 operation, method_group, points, duration_ms, status, fingerprint, targets, ip
                  FROM audit ORDER BY id",
             )
             .unwrap();
@@ -1236,6 +1256,7 @@ mod tests {
                     .map(|k| {
                         Ok(match r.get_ref(k)? {
                             rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
                             v => v.as_str()?.to_owned(),
                         })
                     })
@@ -1264,6 +1285,11 @@ mod tests {
                         0 => "[]".to_owned(),
                         1 => format!("[\"co{i}\"]"),
                         _ => format!("[\"id-{i}\",\"q\\\"uote\\\\é\"]"),
+                    },
+                    match i % 3 {
+                        0 => "NULL".to_owned(),
+                        1 => format!("10.0.0.{i}"),
+                        _ => format!("2001:db8::{i:x}"),
                     },
                 ]
             })
@@ -1508,6 +1534,7 @@ mod tests {
         let all = s.list_audit(audit_query(None)).await.unwrap();
         assert_eq!(all.items.len(), 1);
         assert!(all.items[0].targets.is_empty());
+        assert_eq!(all.items[0].ip, None, "rows before the ip column have none");
         let some = s.list_audit(audit_query(Some("acme"))).await.unwrap();
         assert_eq!(some.filtered, 0);
     }

@@ -217,6 +217,7 @@ fn again(shared: Arc<GatewayError>) -> GatewayError {
         | GatewayError::BadRequest(_)
         | GatewayError::RateLimited { .. }
         | GatewayError::QuotaExceeded { .. }
+        | GatewayError::Overloaded { .. }
         | GatewayError::NotFound(_)
         | GatewayError::Conflict(_)
         | GatewayError::Internal(_) => Internal::Reach { source: shared }.into(),

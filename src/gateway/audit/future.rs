@@ -32,6 +32,8 @@ pub struct Pending {
     /// The company ids in the request's path and query the route declares (the body's come
     /// with a successful answer, [`BodyTargets`]).
     pub(super) targets: Arc<[Arc<str>]>,
+    /// The client's address, when the server gave it.
+    pub(super) ip: Option<std::net::IpAddr>,
 }
 
 impl Finish for Pending {
@@ -78,6 +80,7 @@ impl Pending {
             status,
             fingerprint: self.fingerprint,
             targets,
+            ip: self.ip,
         });
     }
 }

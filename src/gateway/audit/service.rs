@@ -13,7 +13,7 @@ use super::super::price::Price;
 use super::super::{RouteCtx, missing};
 use super::future::{AuditFuture, Pending};
 use crate::body::Body;
-use crate::context::RequestMeta;
+use crate::context::{PeerAddr, RequestMeta};
 use crate::error::GatewayError;
 use crate::identity::Principal;
 use crate::store::Store;
@@ -70,6 +70,8 @@ where
             points: price.points,
             fingerprint: fingerprint(&req),
             targets: targets(&rc.route, rc, req.uri().query()),
+            // Optional: the server sets it, a stack called in-process has no peer.
+            ip: ext.get::<PeerAddr>().map(|a| a.0.ip()),
         };
         Either::Right(Finishing::new(self.inner.call(req), Some(pending)))
     }

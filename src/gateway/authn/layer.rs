@@ -5,18 +5,33 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::Authn;
+use super::refusal::RefusalAudit;
 use crate::identity::AuthChain;
+use crate::store::Store;
 
 /// Authenticates every routed request.
 #[derive(Clone)]
 pub struct AuthnLayer {
     chain: Arc<AuthChain>,
+    audit: Option<RefusalAudit>,
 }
 
 impl AuthnLayer {
     /// A layer asking `chain`'s providers in order.
     pub fn new(chain: Arc<AuthChain>) -> Self {
-        Self { chain }
+        Self { chain, audit: None }
+    }
+
+    /// Records each failed authentication in `store`'s audit trail (as `anonymous`, with
+    /// the client's address), naming this node `server`: the audit layer below sees only
+    /// the requests that were let in.
+    pub fn with_audit(mut self, store: Arc<dyn Store>, server: Arc<str>) -> Self {
+        self.audit = Some(RefusalAudit {
+            store,
+            server,
+            wall: crate::clock::WallClock::System,
+        });
+        self
     }
 }
 
@@ -27,6 +42,7 @@ impl<S> Layer<S> for AuthnLayer {
         Authn {
             inner,
             chain: self.chain.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
