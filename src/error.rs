@@ -275,7 +275,7 @@ pub enum UpstreamError {
         /// The upstream's name.
         upstream: String,
     },
-    /// Could not connect, or the connection broke before a response.
+    /// No connection could be made (TCP or TLS): nothing was sent.
     #[error("upstream {upstream} is unreachable")]
     Connect {
         /// The upstream's name.
@@ -283,6 +283,36 @@ pub enum UpstreamError {
         /// The connection's failure.
         #[source]
         source: BoxError,
+    },
+    /// The connection broke after the request was (perhaps partly) sent, before an answer.
+    #[error("the connection to upstream {upstream} broke before an answer")]
+    Broken {
+        /// The upstream's name.
+        upstream: String,
+        /// The connection's failure.
+        #[source]
+        source: BoxError,
+    },
+    /// The upstream's circuit breaker is open: the call was refused without being sent.
+    #[error("upstream {upstream} is failing; calls to it are paused for {retry_after:?}")]
+    CircuitOpen {
+        /// The upstream's name.
+        upstream: String,
+        /// Until a call may be tried again, for `Retry-After`.
+        retry_after: Duration,
+    },
+    /// `max_in_flight` calls were already in flight and no slot freed within the
+    /// upstream's `queue_timeout`: the call was not sent.
+    #[error(
+        "upstream {upstream} is busy: {max_in_flight} calls in flight, none ended within {waited:?}"
+    )]
+    Busy {
+        /// The upstream's name.
+        upstream: String,
+        /// The upstream's `max_in_flight`.
+        max_in_flight: usize,
+        /// How long the call waited for a slot.
+        waited: Duration,
     },
     /// No response within the configured timeout.
     #[error("upstream {upstream} did not answer within {timeout:?}")]
@@ -383,6 +413,11 @@ impl GatewayError {
                 let d = *retry_after;
                 Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))
             }
+            GatewayError::Upstream(e) => e.retry_after().map(|d| {
+                // A wait under a second is still worth one: `Retry-After: 0` invites a retry
+                // storm.
+                (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+            }),
             GatewayError::NoRoute { .. }
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::Unauthenticated { .. }
@@ -390,7 +425,6 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::BadRequest(_)
-            | GatewayError::Upstream(_)
             | GatewayError::RouteLimit(_)
             | GatewayError::NotFound(_)
             | GatewayError::Conflict(_)
@@ -410,8 +444,12 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::CircuitOpen { .. } | UpstreamError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             UpstreamError::Unknown { .. }
             | UpstreamError::Connect { .. }
+            | UpstreamError::Broken { .. }
             | UpstreamError::InvalidResponse { .. }
             | UpstreamError::Auth { .. } => StatusCode::BAD_GATEWAY,
             UpstreamError::Status { status, .. } => match status.as_u16() {
@@ -421,6 +459,42 @@ impl UpstreamError {
                 429 => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::BAD_GATEWAY,
             },
+        }
+    }
+
+    /// Whether the call certainly never reached the upstream: no connection was made (TCP
+    /// or TLS refused), the circuit breaker refused it, it found no slot within the
+    /// `queue_timeout`, or the upstream is not configured. Such a failure cost the upstream
+    /// nothing, so what the client paid for it may be given back. `false` whenever a byte
+    /// of the request may have been sent: a broken connection, a timeout (it may have run
+    /// out after the request went), any answer, and a token endpoint failure (it may come
+    /// after a first attempt was answered 401).
+    pub fn nothing_sent(&self) -> bool {
+        match self {
+            UpstreamError::Unknown { .. }
+            | UpstreamError::Connect { .. }
+            | UpstreamError::CircuitOpen { .. }
+            | UpstreamError::Busy { .. } => true,
+            UpstreamError::Broken { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::InvalidResponse { .. }
+            | UpstreamError::Status { .. }
+            | UpstreamError::Auth { .. } => false,
+        }
+    }
+
+    /// Until a call may be tried again, when the failure knows (an open circuit).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            UpstreamError::Unknown { .. }
+            | UpstreamError::Connect { .. }
+            | UpstreamError::Broken { .. }
+            | UpstreamError::Busy { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::InvalidResponse { .. }
+            | UpstreamError::Status { .. }
+            | UpstreamError::Auth { .. } => None,
         }
     }
 }

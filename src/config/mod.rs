@@ -10,8 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod identity;
+mod upstream;
 
 pub use identity::{FailureLimitConfig, GateConfig, IdentityConfig, StaticKeyConfig};
+pub use upstream::{BreakerConfig, UpstreamAuthConfig, UpstreamConfig, in_clear_off_host};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -159,74 +161,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// One upstream backend.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Base URL, e.g. `http://127.0.0.1:7001`; paths in packs are appended to it.
-    pub url: String,
-    /// Time allowed to connect (502 when it fails).
-    #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
-    pub connect_timeout: Duration,
-    /// Whole-response timeout of one call (504 when exceeded).
-    #[serde(default = "defaults::upstream_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// Idle pooled connections are closed after this.
-    #[serde(default = "defaults::pool_idle_timeout", deserialize_with = "duration")]
-    pub pool_idle_timeout: Duration,
-    /// Idle connections kept per host.
-    #[serde(default = "defaults::pool_max_idle")]
-    pub pool_max_idle_per_host: usize,
-    /// Largest upstream response body read, in bytes (502 above).
-    #[serde(default = "defaults::upstream_body_limit")]
-    pub body_limit: usize,
-    /// How Rosetta authenticates to this upstream.
-    #[serde(default)]
-    pub auth: UpstreamAuthConfig,
-    /// A `[rate_limits]` policy shaping all traffic to this upstream: calls beyond it wait
-    /// for their turn (within the call's timeout) instead of being sent.
-    #[serde(default)]
-    pub rate_limit: Option<String>,
-}
-
-/// Upstream authentication.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum UpstreamAuthConfig {
-    /// No credentials sent.
-    #[default]
-    None,
-    /// A fixed header, e.g. an API key.
-    Header {
-        /// The header's name.
-        name: String,
-        /// Its value, sent as is.
-        value: String,
-    },
-    /// HTTP Basic.
-    Basic {
-        /// The username sent.
-        username: String,
-        /// The password sent.
-        password: String,
-    },
-    /// OAuth2 client credentials (RFC 6749 §4.4).
-    Oauth2 {
-        /// The token endpoint.
-        token_url: String,
-        /// The client id sent to the token endpoint.
-        client_id: String,
-        /// The client secret sent to the token endpoint.
-        client_secret: String,
-        /// Scopes asked for; `None` sends no `scope`.
-        #[serde(default)]
-        scope: Option<String>,
-        /// Refresh this long before the token expires.
-        #[serde(default = "defaults::token_skew", deserialize_with = "duration")]
-        refresh_skew: Duration,
-    },
 }
 
 /// `[rate_limits.NAME]` (enforced by a later issue; the names are validated now).
@@ -401,6 +335,7 @@ impl Config {
                 source,
             })?;
         cfg.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.resolve_paths();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -421,6 +356,7 @@ impl Config {
                 source,
             })?;
         cfg.base_dir = base_dir.to_owned();
+        cfg.resolve_paths();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -443,6 +379,14 @@ impl Config {
         }
     }
 
+    /// Makes the upstreams' certificate and key paths absolute, against the config file's
+    /// folder, once at load.
+    fn resolve_paths(&mut self) {
+        for up in self.upstreams.values_mut() {
+            up.resolve_paths(&self.base_dir);
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.tenancy.reach_ttl.is_zero() {
             return Err(ConfigError::Invalid(
@@ -456,16 +400,7 @@ impl Config {
             ));
         }
         for (name, up) in &self.upstreams {
-            let uri: http::Uri = up
-                .url
-                .parse()
-                .map_err(|e| ConfigError::Invalid(format!("upstreams.{name}.url: {e}")))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "upstreams.{name}.url must be an absolute http:// URL, got {:?}",
-                    up.url
-                )));
-            }
+            upstream::check(name, up)?;
         }
         self.identity.validate().map_err(ConfigError::Invalid)?;
         Ok(())
@@ -515,24 +450,6 @@ mod defaults {
     }
     pub(super) fn log_level() -> String {
         "info".into()
-    }
-    pub(super) fn connect_timeout() -> Duration {
-        Duration::from_secs(2)
-    }
-    pub(super) fn upstream_timeout() -> Duration {
-        Duration::from_secs(15)
-    }
-    pub(super) fn pool_idle_timeout() -> Duration {
-        Duration::from_secs(90)
-    }
-    pub(super) fn pool_max_idle() -> usize {
-        256
-    }
-    pub(super) fn upstream_body_limit() -> usize {
-        64 * 1024 * 1024
-    }
-    pub(super) fn token_skew() -> Duration {
-        Duration::from_secs(30)
     }
     pub(super) fn rate_key() -> String {
         "user".into()

@@ -33,6 +33,7 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         GatewayError::Upstream(e) => match e.status().as_u16() {
             400 | 409 | 422 => -300,
             404 | 410 => -200,
+            503 => -9503,
             504 => -9504,
             _ => -9502,
         },

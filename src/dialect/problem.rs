@@ -24,6 +24,7 @@ pub fn problem_details(err: &GatewayError, meta: &RequestMeta, path: &str) -> Va
         429 => "6.1",
         500 => "15.6.1",
         502 => "15.6.3",
+        503 => "15.6.4",
         504 => "15.6.5",
         _ => "15",
     };

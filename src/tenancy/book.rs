@@ -185,6 +185,26 @@ fn again(shared: Arc<GatewayError>) -> GatewayError {
                 upstream: upstream.clone(),
                 source: source.to_string().into(),
             },
+            UpstreamError::Broken { upstream, source } => UpstreamError::Broken {
+                upstream: upstream.clone(),
+                source: source.to_string().into(),
+            },
+            UpstreamError::CircuitOpen {
+                upstream,
+                retry_after,
+            } => UpstreamError::CircuitOpen {
+                upstream: upstream.clone(),
+                retry_after: *retry_after,
+            },
+            UpstreamError::Busy {
+                upstream,
+                max_in_flight,
+                waited,
+            } => UpstreamError::Busy {
+                upstream: upstream.clone(),
+                max_in_flight: *max_in_flight,
+                waited: *waited,
+            },
             UpstreamError::Timeout { upstream, timeout } => UpstreamError::Timeout {
                 upstream: upstream.clone(),
                 timeout: *timeout,
@@ -258,6 +278,10 @@ mod tests {
             GatewayError::Upstream(UpstreamError::Connect {
                 upstream: "a".into(),
                 source: "refused".into(),
+            }),
+            GatewayError::Upstream(UpstreamError::CircuitOpen {
+                upstream: "a".into(),
+                retry_after: Duration::from_secs(3),
             }),
             GatewayError::Upstream(UpstreamError::Status {
                 upstream: "a".into(),

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::HttpClient;
+use super::client::Clients;
 use crate::config::{ConfigError, UpstreamAuthConfig};
 use crate::error::UpstreamError;
 
@@ -51,7 +52,7 @@ impl UpstreamAuth {
     pub(super) fn new(
         upstream: &str,
         cfg: &UpstreamAuthConfig,
-        client: HttpClient,
+        clients: &mut Clients<'_>,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
         let invalid =
@@ -88,6 +89,13 @@ impl UpstreamAuth {
                 let token_url = token_url
                     .parse::<http::Uri>()
                     .map_err(|_| invalid("token_url is not a URL"))?;
+                // The upstream's own TLS settings (its CA, its client certificate) hold for
+                // its token endpoint; one pool when both are on the same scheme.
+                let client = clients.for_scheme(
+                    token_url
+                        .scheme()
+                        .ok_or_else(|| invalid("token_url is not an absolute URL"))?,
+                )?;
                 let mut form = form_urlencoded::Serializer::new(String::new());
                 form.append_pair("grant_type", "client_credentials")
                     .append_pair("client_id", client_id)
