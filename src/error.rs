@@ -348,6 +348,15 @@ pub enum UpstreamError {
         /// Why the credentials could not be obtained.
         detail: String,
     },
+    /// A call failed after others of the same request had been sent: answered as `inner`,
+    /// but the request did upstream work (its cost is not given back).
+    #[error("{inner}")]
+    AfterCalls {
+        /// The calls of the request that had been sent.
+        sent: u32,
+        /// The failure itself.
+        inner: Box<UpstreamError>,
+    },
 }
 
 /// A failed authentication is a 401 naming why, wherever the credentials were checked; a
@@ -452,6 +461,7 @@ impl UpstreamError {
             | UpstreamError::Broken { .. }
             | UpstreamError::InvalidResponse { .. }
             | UpstreamError::Auth { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamError::AfterCalls { inner, .. } => inner.status(),
             UpstreamError::Status { status, .. } => match status.as_u16() {
                 400 | 404 | 409 | 410 | 412 | 422 => *status,
                 // The upstream refusing *our* credentials is our failure, not the client's.
@@ -479,7 +489,8 @@ impl UpstreamError {
             | UpstreamError::Timeout { .. }
             | UpstreamError::InvalidResponse { .. }
             | UpstreamError::Status { .. }
-            | UpstreamError::Auth { .. } => false,
+            | UpstreamError::Auth { .. }
+            | UpstreamError::AfterCalls { .. } => false,
         }
     }
 
@@ -487,6 +498,7 @@ impl UpstreamError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             UpstreamError::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            UpstreamError::AfterCalls { inner, .. } => inner.retry_after(),
             UpstreamError::Unknown { .. }
             | UpstreamError::Connect { .. }
             | UpstreamError::Broken { .. }

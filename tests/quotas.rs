@@ -137,16 +137,53 @@ async fn the_upstream_never_sees_more_than_max_concurrent_execution() {
     );
 }
 
+/// No breaker (so every call reaches the upstream) and, with `dead`, an upstream that
+/// accepts no connection.
+fn plain_upstream(dead: bool) -> impl FnOnce(&mut rosetta::config::Config) {
+    move |cfg| {
+        let up = cfg.upstreams.get_mut("appdirect").unwrap();
+        up.breaker.failures = 0;
+        if dead {
+            // Port 1 on loopback: refused at once, nothing is ever sent.
+            up.url = "http://127.0.0.1:1".into();
+        }
+    }
+}
+
 #[tokio::test]
-async fn upstream_failures_do_not_use_the_budget_and_admin_changes_apply_at_once() {
+async fn a_request_no_upstream_received_costs_nothing() {
+    let env = common::start_with(plain_upstream(true)).await;
+    let key = user_with_key(&env, read_quota(3)).await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    for _ in 0..5 {
+        let r = get(&env, &key, &path).await;
+        assert_eq!(r.status, 502, "never 429: nothing was charged");
+    }
+    env.gw.store.flush().await.unwrap();
+    let audit = env
+        .root(Method::GET, "/v1/audit?username=ann", None)
+        .await
+        .json();
+    assert_eq!(audit["actions"][0]["statistics"]["points_count"], 0);
+}
+
+#[tokio::test]
+async fn a_request_an_upstream_failed_after_receiving_it_costs_its_points() {
+    let env = common::start_with(plain_upstream(false)).await;
+    let key = user_with_key(&env, read_quota(3)).await;
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    env.appdirect_fails(None);
+    for _ in 0..3 {
+        assert_eq!(get(&env, &key, &path).await.status, 502);
+    }
+    get(&env, &key, &path).await.assert_problem(429);
+}
+
+#[tokio::test]
+async fn admin_changes_to_quotas_apply_at_once() {
     let env = start().await;
     let key = user_with_key(&env, read_quota(3)).await;
     let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    env.appdirect_fails(Some(10));
-    for _ in 0..5 {
-        assert_eq!(get(&env, &key, &path).await.status, 502);
-    }
-    env.appdirect.faults().clear();
     for left in ["2", "1", "0"] {
         let r = get(&env, &key, &path).await;
         assert_eq!(r.status, 200);

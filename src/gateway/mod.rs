@@ -67,15 +67,15 @@ pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
     std::mem::replace(inner, clone)
 }
 
-/// Whether the upstream failed the request (a 5xx answer or error: unreachable, timed out,
-/// broken): under `count = "success"` such a request gives back its rate-limit cell and its
-/// quota points.
-pub(crate) fn upstream_failed(
-    result: &Result<http::Response<crate::body::Body>, GatewayError>,
-) -> bool {
+/// Whether a request under `count = "success"` gives back its rate-limit cell and quota
+/// points: only when it failed before any of its upstream calls was sent (no connection
+/// could be made, the circuit was open, the upstream's queue was full) — work not done.
+/// Any answer, the gateway's own errors, a 502/504 after a call was sent, the route's
+/// deadline or call budget: the request cost what it cost.
+pub(crate) fn refundable(result: &Result<http::Response<crate::body::Body>, GatewayError>) -> bool {
     match result {
-        Ok(r) => r.status().is_server_error(),
-        Err(e) => e.status().is_server_error(),
+        Err(GatewayError::Upstream(e)) => e.nothing_sent(),
+        Ok(_) | Err(_) => false,
     }
 }
 
@@ -120,4 +120,66 @@ pub struct Rejection {
     pub error: GatewayError,
     /// The dialect of the client to answer.
     pub dialect: Dialect,
+}
+
+#[cfg(test)]
+mod refund_tests {
+    use std::time::Duration;
+
+    use super::refundable;
+    use crate::error::{GatewayError, Internal, RouteLimit, UpstreamError};
+
+    fn err(e: impl Into<GatewayError>) -> Result<http::Response<crate::body::Body>, GatewayError> {
+        Err(e.into())
+    }
+
+    fn up(upstream: &str) -> String {
+        upstream.to_owned()
+    }
+
+    #[test]
+    fn only_a_request_no_upstream_received_is_given_back() {
+        let connect = || UpstreamError::Connect {
+            upstream: up("a"),
+            source: "refused".into(),
+        };
+        assert!(refundable(&err(connect())));
+        assert!(refundable(&err(UpstreamError::CircuitOpen {
+            upstream: up("a"),
+            retry_after: Duration::from_secs(1),
+        })));
+        // A call refused after another of the request's calls had been sent.
+        assert!(!refundable(&err(UpstreamError::AfterCalls {
+            sent: 1,
+            inner: Box::new(connect()),
+        })));
+        // Sent: a timeout, a broken connection, any answer.
+        assert!(!refundable(&err(UpstreamError::Timeout {
+            upstream: up("a"),
+            timeout: Duration::from_secs(1),
+        })));
+        assert!(!refundable(&err(UpstreamError::Broken {
+            upstream: up("a"),
+            source: "reset".into(),
+        })));
+        assert!(!refundable(&err(UpstreamError::Status {
+            upstream: up("a"),
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            message: None,
+        })));
+        let answered = http::Response::builder()
+            .status(500)
+            .body(crate::body::full(""))
+            .unwrap();
+        assert!(!refundable(&Ok(answered)));
+        // The gateway's own failures and the route's bounds.
+        assert!(!refundable(&err(Internal::MissingContext {
+            layer: "x",
+            missing: "y",
+        })));
+        assert!(!refundable(&err(RouteLimit::Deadline {
+            route: "r".into(),
+            deadline: Duration::from_secs(1),
+        })));
+    }
 }

@@ -346,9 +346,9 @@ pub trait Store: Send + Sync + 'static {
         window: Option<(String, String)>,
     ) -> StoreFuture<'_, u64>;
     /// Points of `username`'s answered requests to `service`/`method_group` in
-    /// `[from_ms, to_ms)` (audit rows; 429 refusals excluded, server errors too unless
-    /// `with_server_errors`, as under `count = "all"`): where a quota counter starts after a
-    /// restart or after forgetting an idle user.
+    /// `[from_ms, to_ms)` (audit rows, 429 refusals excluded; a row given back under
+    /// `count = "success"` holds 0 points): where a quota counter starts after a restart or
+    /// after forgetting an idle user.
     fn points_used(
         &self,
         username: String,
@@ -356,7 +356,6 @@ pub trait Store: Send + Sync + 'static {
         method_group: String,
         from_ms: i64,
         to_ms: i64,
-        with_server_errors: bool,
     ) -> StoreFuture<'_, u64>;
     /// Queues the captured bodies of one request.
     fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>);

@@ -1078,15 +1078,13 @@ impl Store for SqliteStore {
         method_group: String,
         from_ms: i64,
         to_ms: i64,
-        with_server_errors: bool,
     ) -> StoreFuture<'_, u64> {
-        let below = if with_server_errors { 600 } else { 500 };
         self.with(move |conn| {
             conn.query_row(
                 "SELECT COALESCE(SUM(points), 0) FROM audit
                  WHERE username = ?1 AND service = ?2 AND method_group = ?3
-                   AND time_ms >= ?4 AND time_ms < ?5 AND status < ?6 AND status <> 429",
-                params![username, service, method_group, from_ms, to_ms, below],
+                   AND time_ms >= ?4 AND time_ms < ?5 AND status <> 429",
+                params![username, service, method_group, from_ms, to_ms],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)

@@ -173,60 +173,69 @@ fn reach_of(answer: &Value) -> Option<ReachSet> {
     Some(ReachSet::new(root, companies))
 }
 
+/// An upstream failure made again (see [`again`]).
+fn upstream_again(u: &UpstreamError) -> UpstreamError {
+    match u {
+        UpstreamError::Unknown { upstream } => UpstreamError::Unknown {
+            upstream: upstream.clone(),
+        },
+        UpstreamError::Connect { upstream, source } => UpstreamError::Connect {
+            upstream: upstream.clone(),
+            source: source.to_string().into(),
+        },
+        UpstreamError::Broken { upstream, source } => UpstreamError::Broken {
+            upstream: upstream.clone(),
+            source: source.to_string().into(),
+        },
+        UpstreamError::CircuitOpen {
+            upstream,
+            retry_after,
+        } => UpstreamError::CircuitOpen {
+            upstream: upstream.clone(),
+            retry_after: *retry_after,
+        },
+        UpstreamError::Busy {
+            upstream,
+            max_in_flight,
+            waited,
+        } => UpstreamError::Busy {
+            upstream: upstream.clone(),
+            max_in_flight: *max_in_flight,
+            waited: *waited,
+        },
+        UpstreamError::Timeout { upstream, timeout } => UpstreamError::Timeout {
+            upstream: upstream.clone(),
+            timeout: *timeout,
+        },
+        UpstreamError::InvalidResponse { upstream, detail } => UpstreamError::InvalidResponse {
+            upstream: upstream.clone(),
+            detail: detail.clone(),
+        },
+        UpstreamError::Status {
+            upstream,
+            status,
+            message,
+        } => UpstreamError::Status {
+            upstream: upstream.clone(),
+            status: *status,
+            message: message.clone(),
+        },
+        UpstreamError::Auth { upstream, detail } => UpstreamError::Auth {
+            upstream: upstream.clone(),
+            detail: detail.clone(),
+        },
+        UpstreamError::AfterCalls { sent, inner } => UpstreamError::AfterCalls {
+            sent: *sent,
+            inner: Box::new(upstream_again(inner)),
+        },
+    }
+}
+
 /// A failure shared by callers waiting on one resolution, made again for each of them (the
 /// same status and message; a connection's underlying cause becomes its text).
 fn again(shared: Arc<GatewayError>) -> GatewayError {
     match &*shared {
-        GatewayError::Upstream(u) => GatewayError::Upstream(match u {
-            UpstreamError::Unknown { upstream } => UpstreamError::Unknown {
-                upstream: upstream.clone(),
-            },
-            UpstreamError::Connect { upstream, source } => UpstreamError::Connect {
-                upstream: upstream.clone(),
-                source: source.to_string().into(),
-            },
-            UpstreamError::Broken { upstream, source } => UpstreamError::Broken {
-                upstream: upstream.clone(),
-                source: source.to_string().into(),
-            },
-            UpstreamError::CircuitOpen {
-                upstream,
-                retry_after,
-            } => UpstreamError::CircuitOpen {
-                upstream: upstream.clone(),
-                retry_after: *retry_after,
-            },
-            UpstreamError::Busy {
-                upstream,
-                max_in_flight,
-                waited,
-            } => UpstreamError::Busy {
-                upstream: upstream.clone(),
-                max_in_flight: *max_in_flight,
-                waited: *waited,
-            },
-            UpstreamError::Timeout { upstream, timeout } => UpstreamError::Timeout {
-                upstream: upstream.clone(),
-                timeout: *timeout,
-            },
-            UpstreamError::InvalidResponse { upstream, detail } => UpstreamError::InvalidResponse {
-                upstream: upstream.clone(),
-                detail: detail.clone(),
-            },
-            UpstreamError::Status {
-                upstream,
-                status,
-                message,
-            } => UpstreamError::Status {
-                upstream: upstream.clone(),
-                status: *status,
-                message: message.clone(),
-            },
-            UpstreamError::Auth { upstream, detail } => UpstreamError::Auth {
-                upstream: upstream.clone(),
-                detail: detail.clone(),
-            },
-        }),
+        GatewayError::Upstream(u) => GatewayError::Upstream(upstream_again(u)),
         GatewayError::RouteLimit(e) => GatewayError::RouteLimit(e.clone()),
         GatewayError::NoRoute { .. }
         | GatewayError::MethodNotAllowed { .. }

@@ -184,7 +184,8 @@ fn verdict(result: &Result<UpstreamResponse, UpstreamError>) -> Verdict {
             | UpstreamError::Busy { .. }
             | UpstreamError::InvalidResponse { .. }
             | UpstreamError::Status { .. }
-            | UpstreamError::Auth { .. },
+            | UpstreamError::Auth { .. }
+            | UpstreamError::AfterCalls { .. },
         ) => Verdict::Neutral,
     }
 }

@@ -64,6 +64,11 @@ impl Pending {
                     .get::<super::super::SettledPoints>()
                     .map_or(self.points, |s| s.0),
             ),
+            // Given back by the rate-limit and quota layers: recorded as not charged, so
+            // usage read back from the trail agrees with the counters.
+            Err(e) if self.route.pricing.count_success && super::super::refundable(result) => {
+                (e.status().as_u16(), 0)
+            }
             Err(e) => (e.status().as_u16(), self.points),
         };
         self.store.record_audit(AuditRow {

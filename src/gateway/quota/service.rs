@@ -144,7 +144,6 @@ async fn seed(book: &QuotaBook, plan: &Plan) {
             group.to_string(),
             from,
             to,
-            !plan.count_success,
         )
     };
     let (tz, now) = (plan.tz, plan.now);
@@ -183,7 +182,7 @@ impl Finish for Admitted {
                 .settle(&reservation.key, reservation.cost, *actual);
             reservation.cost = *actual;
         }
-        reservation.refund = count_success && super::super::upstream_failed(&result);
+        reservation.refund = count_success && super::super::refundable(&result);
         drop(reservation);
         let mut resp = result?;
         if let Some(d) = remaining.day {

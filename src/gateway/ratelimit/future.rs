@@ -21,9 +21,9 @@ pub struct Admitted {
 
 impl Finish for Admitted {
     fn finish(self, result: Answer) -> Answer {
-        // `count = "success"`: a request the upstream failed (5xx, timeout) gives its cell
+        // `count = "success"`: a request refused before any upstream work gives its cell
         // back, as the quota layer gives back its points.
-        if self.policy.count_success && super::super::upstream_failed(&result) {
+        if self.policy.count_success && super::super::refundable(&result) {
             self.limiter.refund(&self.policy, &self.key);
         }
         let mut resp = result?;

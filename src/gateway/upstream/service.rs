@@ -13,8 +13,8 @@ use crate::context::RequestMeta;
 
 /// Bytes kept of each upstream body in a capture.
 const CAPTURE_CALL_CAP: usize = 64 * 1024;
-use crate::error::{GatewayError, RouteLimit};
-use crate::mapping::exec::{CallUpstream, ExecEnv, Outcome, execute};
+use crate::error::{GatewayError, RouteLimit, UpstreamError};
+use crate::mapping::exec::{CallBudget, CallUpstream, ExecEnv, Outcome, execute};
 use crate::mapping::pack::Route;
 
 /// A translated request: the route and its execution context.
@@ -67,9 +67,11 @@ impl Service<ExecRequest> for Executor {
                 calls: req.calls.as_ref(),
                 capture_cap: CAPTURE_CALL_CAP,
                 directive: Default::default(),
-                budget: crate::mapping::exec::CallBudget::for_route(&req.route),
+                budget: CallBudget::for_route(&req.route),
             };
-            execute(&req.route, req.ctx, &env).await
+            execute(&req.route, req.ctx, &env)
+                .await
+                .map_err(|e| after_calls(e, env.budget.sent_count()))
         };
         if saga {
             // A write of several calls is never cut off halfway: it runs on a task of its
@@ -93,5 +95,19 @@ impl Service<ExecRequest> for Executor {
                     })?
             })
         }
+    }
+}
+
+/// A call refused before it was sent, in a request whose other calls had been sent, is
+/// not "work not done": it is marked so, for the layers that give a request's cost back.
+fn after_calls(e: GatewayError, sent: u32) -> GatewayError {
+    match e {
+        GatewayError::Upstream(u) if u.nothing_sent() && sent > 0 => {
+            GatewayError::Upstream(UpstreamError::AfterCalls {
+                sent,
+                inner: Box::new(u),
+            })
+        }
+        other => other,
     }
 }

@@ -3,6 +3,10 @@
 //! call, so a request whose upstream data asks for more calls than the route allows is
 //! refused before it makes the extra ones, not after. Compensations are not counted: undoing
 //! a write is never refused for lack of budget.
+//!
+//! It also counts the calls that actually left (a call refused before anything was sent —
+//! no connection, circuit open, queue full — does not count): a request refused by an
+//! upstream after some of its calls had left is not "work not done".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +20,7 @@ pub struct CallBudget {
     left: AtomicU32,
     max: u32,
     route: Arc<str>,
+    sent: AtomicU32,
 }
 
 impl CallBudget {
@@ -26,7 +31,18 @@ impl CallBudget {
             left: AtomicU32::new(max),
             max,
             route: route.id.clone(),
+            sent: AtomicU32::new(0),
         }
+    }
+
+    /// Notes that a call left (its request was written, whatever came back).
+    pub(super) fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many calls left.
+    pub fn sent_count(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Takes one call from the budget, or refuses it.

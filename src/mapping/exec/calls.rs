@@ -109,6 +109,10 @@ pub(super) async fn send(
         )
     });
     let answer = env.upstreams.call(&call.upstream, req).await;
+    match &answer {
+        Err(e) if e.nothing_sent() => {}
+        Ok(_) | Err(_) => env.budget.sent(),
+    }
     if let Some((log, method, path, body)) = record {
         let (status, text) = match &answer {
             Ok(r) => (r.status.as_u16(), r.body.clone()),
