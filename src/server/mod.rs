@@ -1,26 +1,43 @@
-//! The listener: hyper 1 through hyper-util, HTTP/1.1 and h2c on one port, graceful drain.
+//! The listener: hyper 1 through hyper-util, HTTP/1.1 and h2c on one port, graceful drain,
+//! every connection bounded.
 //!
 //! `auto::Builder` sniffs the HTTP/2 preface, so prior-knowledge h2c clients and HTTP/1.1
-//! clients share the port. On shutdown the accept loop stops, every connection is told to
-//! finish (HTTP/1 closes after its in-flight response, HTTP/2 sends GOAWAY), and the drain
-//! waits up to the grace period before the rest are cut.
+//! clients share the port. What a client can make the listener hold is bounded: at most
+//! `server.max_connections` connections (past it the loop stops accepting, and new ones
+//! wait in the kernel's backlog), each closed when it sends no first byte or only half a
+//! preface in time ([`first_byte`]), when its HTTP/1 headers are slow (hyper's
+//! `header_read_timeout`), when it is idle ([`connection`]) or, under HTTP/2, when it stops
+//! answering pings. Requests themselves are bounded in the stack (`gateway::deadline`).
+//! On shutdown the accept loop stops, every connection is told to finish (HTTP/1 closes
+//! after its in-flight response, HTTP/2 sends GOAWAY), and the drain waits up to the grace
+//! period before the rest are cut.
+
+mod connection;
+mod first_byte;
+mod per_connection;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::conn::auto::{Builder, UpgradeableConnection};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
+use self::connection::{Accepted, Activity};
+use self::first_byte::FirstByte;
+use self::per_connection::PerConnection;
 use crate::body::Body;
+
+/// How long the accept loop waits after a failed accept (out of file descriptors, out of
+/// memory) before it tries again, rather than spinning on the error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The runtime the binary serves on: tokio's multi-threaded scheduler, one worker per core.
 ///
@@ -41,42 +58,6 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     builder.build()
 }
 
-/// hyper's `Service` over a tower service, one per connection. hyper-util's
-/// `TowerToHyperService` clones the whole stack for every request (hyper calls through
-/// `&self`), each clone a dozen reference counts that every connection's requests share.
-/// Here the connection keeps its own copy behind a lock held only while `call` runs (never
-/// contended under HTTP/1, whose requests on one connection come one at a time), and clones
-/// only when the stack is not ready at once.
-struct PerConnection<S>(parking_lot::Mutex<S>);
-
-impl<S> PerConnection<S> {
-    fn new(service: S) -> Self {
-        Self(parking_lot::Mutex::new(service))
-    }
-}
-
-impl<S, R> hyper::service::Service<R> for PerConnection<S>
-where
-    S: tower::Service<R, Error = Infallible> + Clone,
-{
-    type Response = S::Response;
-    type Error = Infallible;
-    type Future = Either<S::Future, tower::util::Oneshot<S, R>>;
-
-    fn call(&self, req: R) -> Self::Future {
-        // The lock does not poison: a call that panicked left nothing half-done in the
-        // stack (its layers keep no state across calls).
-        let mut svc = self.0.lock();
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match svc.poll_ready(&mut cx) {
-            std::task::Poll::Ready(Ok(())) => Either::Left(svc.call(req)),
-            std::task::Poll::Ready(Err(never)) => match never {},
-            // Waits for readiness the usual way, with a real waker, on a copy.
-            std::task::Poll::Pending => Either::Right(tower::ServiceExt::oneshot(svc.clone(), req)),
-        }
-    }
-}
-
 /// Listener behaviour, from `[server]`.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
@@ -86,6 +67,16 @@ pub struct ServerOptions {
     pub keep_alive: bool,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Connections served at once; past it new ones wait in the backlog.
+    pub max_connections: usize,
+    /// Time a new connection has to send its first byte (HTTP/2: its whole preface).
+    pub first_byte_timeout: Duration,
+    /// A connection with no request in flight this long is closed.
+    pub idle_timeout: Duration,
+    /// HTTP/2: a `PING` after this long without a frame from the client.
+    pub h2_keep_alive_interval: Duration,
+    /// HTTP/2: closed when a `PING` is not answered within this.
+    pub h2_keep_alive_timeout: Duration,
 }
 
 impl From<&crate::config::ServerConfig> for ServerOptions {
@@ -94,6 +85,11 @@ impl From<&crate::config::ServerConfig> for ServerOptions {
             header_read_timeout: c.header_read_timeout,
             keep_alive: c.keep_alive,
             shutdown_grace: c.shutdown_grace,
+            max_connections: c.max_connections,
+            first_byte_timeout: c.first_byte_timeout,
+            idle_timeout: c.idle_timeout,
+            h2_keep_alive_interval: c.h2_keep_alive_interval,
+            h2_keep_alive_timeout: c.h2_keep_alive_timeout,
         }
     }
 }
@@ -118,51 +114,103 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .keep_alive(opts.keep_alive);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(opts.h2_keep_alive_interval))
+        .keep_alive_timeout(opts.h2_keep_alive_timeout);
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut accept_failing = false;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning or dying.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                // Every request of the connection carries the client's address (rate limits by ip).
-                let local = stream.local_addr().ok();
-                let svc = tower::ServiceExt::map_request(service.clone(), move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(crate::context::PeerAddr(peer));
-                    if let Some(local) = local {
-                        req.extensions_mut().insert(crate::context::LocalAddr(local));
-                    }
-                    req
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), PerConnection::new(svc));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
+        // A slot before `accept`: at the limit the loop waits here, and new connections wait
+        // in the kernel's backlog (refused by it once full) instead of being accepted only to
+        // be dropped.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
             () = &mut shutdown => break,
+        };
+        // The semaphore is never closed.
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // The client gave up before we took it: its loss, not the listener's.
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning or dying, and say so
+                    // once per spell of failures, not 10 times a second.
+                    if !accept_failing {
+                        tracing::warn!(error = %e, backoff = ?ACCEPT_BACKOFF, "accept failed; retrying until it succeeds");
+                        accept_failing = true;
+                    }
+                    drop(slot);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if std::mem::take(&mut accept_failing) {
+            tracing::info!("accepting connections again");
         }
+        // Finished connections leave the set as new ones come.
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        // Every request of the connection carries the client's address (rate limits by ip).
+        let local = stream.local_addr().ok();
+        let svc =
+            tower::ServiceExt::map_request(service.clone(), move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(crate::context::PeerAddr(peer));
+                if let Some(local) = local {
+                    req.extensions_mut()
+                        .insert(crate::context::LocalAddr(local));
+                }
+                req
+            });
+        let activity = Activity::new();
+        let io = TokioIo::new(FirstByte::new(stream, opts.first_byte_timeout));
+        let conn = builder
+            .serve_connection_with_upgrades(io, PerConnection::new(svc, activity.clone()))
+            .into_owned();
+        let accepted = Accepted {
+            conn,
+            finish: UpgradeableConnection::graceful_shutdown,
+            activity,
+            peer,
+        };
+        connections.spawn(connection::drive(
+            accepted,
+            opts.idle_timeout,
+            stopped.clone(),
+            slot,
+        ));
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    match tokio::time::timeout(opts.shutdown_grace, graceful.shutdown()).await {
+    let _ = stop.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    match tokio::time::timeout(opts.shutdown_grace, drained).await {
         Ok(()) => tracing::info!("drained"),
         Err(_) => {
-            tracing::warn!(grace = ?opts.shutdown_grace, "grace period over; remaining connections were cut")
+            tracing::warn!(grace = ?opts.shutdown_grace, left = connections.len(), "grace period over; remaining connections are cut");
+            connections.shutdown().await;
         }
     }
     Ok(())
+}
+
+/// An accept error that concerns one connection (gone before it was taken), not the
+/// listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// A server running on a task (tests, the demo).
@@ -230,70 +278,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A stack that counts its copies and, when told, is not ready at the first poll.
-    struct Counted {
-        clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    }
-
-    impl Clone for Counted {
-        fn clone(&self) -> Self {
-            self.clones
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Self {
-                clones: self.clones.clone(),
-                busy: self.busy.clone(),
-            }
-        }
-    }
-
-    impl tower::Service<u32> for Counted {
-        type Response = u32;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<u32, Infallible>>;
-
-        fn poll_ready(
-            &mut self,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Infallible>> {
-            if self.busy.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                cx.waker().wake_by_ref();
-                return std::task::Poll::Pending;
-            }
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, n: u32) -> Self::Future {
-            std::future::ready(Ok(n + 1))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_connection_calls_its_own_stack_and_copies_it_only_to_wait() {
-        use std::sync::atomic::Ordering;
-        let stack = Counted {
-            clones: Default::default(),
-            busy: Default::default(),
-        };
-        let (clones, busy) = (stack.clones.clone(), stack.busy.clone());
-        let conn = PerConnection::new(stack);
-        for n in 0..3 {
-            assert_eq!(hyper::service::Service::call(&conn, n).await, Ok(n + 1));
-        }
-        assert_eq!(clones.load(Ordering::SeqCst), 0, "no copy per request");
-        busy.store(true, Ordering::SeqCst);
-        assert_eq!(hyper::service::Service::call(&conn, 9).await, Ok(10));
-        assert_eq!(
-            clones.load(Ordering::SeqCst),
-            1,
-            "a copy waits for readiness"
-        );
     }
 }
