@@ -70,7 +70,7 @@ async fn open(
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let batch = chunk.iter().map(|_| async move {
             // Before the connect: the server's timer cannot start earlier.
-            let at = Instant::now();
+            let at = rosetta::clock::now();
             let mut s = TcpStream::connect(addr).await.expect("connect");
             s.write_all(first).await.unwrap();
             (s, at)
@@ -210,7 +210,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout_and_busy_ones_are_no
         send.send_request(get_partner()).await.unwrap().status(),
         200
     );
-    let idle_from = Instant::now();
+    let idle_from = rosetta::clock::now();
     bounded("the idle HTTP/1 close", task).await.unwrap();
     let idle_for = idle_from.elapsed();
     assert!(idle_for >= IDLE - Duration::from_millis(10), "{idle_for:?}");
@@ -226,7 +226,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout_and_busy_ones_are_no
         send.send_request(get_partner()).await.unwrap().status(),
         200
     );
-    let idle_from = Instant::now();
+    let idle_from = rosetta::clock::now();
     bounded("the idle HTTP/2 close", task)
         .await
         .unwrap()
@@ -242,6 +242,27 @@ async fn idle_connections_are_closed_after_the_idle_timeout_and_busy_ones_are_no
     let (mut send, _task) = h1(addr).await;
     let slow = bounded("a slow answer", send.send_request(get_partner())).await;
     assert_eq!(slow.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hypers_header_read_timeout_also_closes_a_quiet_keep_alive_connection() {
+    // hyper runs `header_read_timeout` while waiting for the next request's head too, so a
+    // quiet HTTP/1 connection is closed after the shorter of it and `idle_timeout` (the
+    // README's limits table says so).
+    const HEADERS: Duration = Duration::from_millis(400);
+    let env = start_with(|c| c.server.header_read_timeout = HEADERS).await;
+    let (mut send, task) = h1(env.gateway.addr()).await;
+    assert_eq!(
+        send.send_request(get_partner()).await.unwrap().status(),
+        200
+    );
+    let quiet_from = rosetta::clock::now();
+    bounded("the close", task).await.unwrap();
+    let quiet_for = quiet_from.elapsed();
+    assert!(
+        quiet_for >= HEADERS - Duration::from_millis(10) && quiet_for < env.cfg.server.idle_timeout,
+        "{quiet_for:?}"
+    );
 }
 
 /// A user whose WRITE calls may run one at a time; returns their key.
@@ -352,7 +373,7 @@ async fn a_trickled_body_is_408_in_dialect_and_gives_its_quota_slot_back() {
     let head = format!(
         "PATCH {path} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
     );
-    let started = Instant::now();
+    let started = rosetta::clock::now();
     let (mut slow, trickling) = trickle(env.gateway.addr(), head).await;
     // While the slow body holds the one WRITE slot, other writes are refused for it.
     let refused = bounded("a write refused for the held slot", async {
@@ -398,7 +419,7 @@ async fn a_body_that_stops_is_408_in_the_longjump_dialect() {
     );
     let mut s = TcpStream::connect(env.gateway.addr()).await.unwrap();
     s.write_all(head.as_bytes()).await.unwrap();
-    let started = Instant::now();
+    let started = rosetta::clock::now();
     let resp = bounded("the 408", read_response(&mut s)).await;
     assert!(started.elapsed() >= Duration::from_millis(590));
     let doc = resp.assert_lj(408, -9408);

@@ -165,7 +165,7 @@ mod tests {
     async fn silence_fails_the_read_when_the_timeout_runs_out() {
         let (client, server) = tokio::io::duplex(64);
         let mut guarded = FirstByte::new(server, WAIT);
-        let start = tokio::time::Instant::now();
+        let start = crate::clock::now();
         let err = guarded.read(&mut [0u8; 8]).await.unwrap_err();
         assert!(is_first_byte_timeout(&err), "{err}");
         assert_eq!(start.elapsed(), WAIT);
