@@ -53,6 +53,20 @@ pub enum GatewayError {
         /// What was sent and what is taken.
         detail: String,
     },
+    /// The client did not send its request in time: the body was not all received within
+    /// `server.request_timeout`, or came slower than `server.min_body_rate`.
+    #[error("request timeout: {reason}")]
+    RequestTimeout {
+        /// Which limit the client missed, as the client is told.
+        reason: String,
+    },
+    /// The request was all received, but its answer was not begun within
+    /// `server.request_timeout`.
+    #[error("the gateway did not answer within {timeout:?}")]
+    AnswerTimeout {
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
     /// The client sent something we cannot accept.
     #[error(transparent)]
     BadRequest(#[from] BadRequest),
@@ -400,6 +414,8 @@ impl GatewayError {
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::AnswerTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -433,6 +449,8 @@ impl GatewayError {
             | GatewayError::Forbidden { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UnsupportedMediaType { .. }
+            | GatewayError::RequestTimeout { .. }
+            | GatewayError::AnswerTimeout { .. }
             | GatewayError::BadRequest(_)
             | GatewayError::RouteLimit(_)
             | GatewayError::NotFound(_)

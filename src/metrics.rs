@@ -68,6 +68,77 @@ pub fn auth_shed(work: AuthWork) {
     .fetch_add(1, Ordering::Relaxed);
 }
 
+static CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS_CLOSED: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS_TIMED_OUT: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static REQUESTS_TIMED_OUT: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Which timeout closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    /// Nothing, or only part of an HTTP/2 preface, within `server.first_byte_timeout`.
+    FirstByte,
+    /// An HTTP/1 request's headers not all received within `server.header_read_timeout`.
+    Header,
+    /// No request in flight for `server.idle_timeout`.
+    Idle,
+}
+
+impl ConnectionTimeout {
+    const ALL: [Self; 3] = [Self::FirstByte, Self::Header, Self::Idle];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::FirstByte => "first_byte",
+            Self::Header => "header",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// Which limit cut a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestTimeout {
+    /// The body came slower than `server.min_body_rate`.
+    BodyRate,
+    /// The body had not all arrived within `server.request_timeout`.
+    Body,
+    /// The body had arrived, the answer was not begun within `server.request_timeout`.
+    Answer,
+}
+
+impl RequestTimeout {
+    const ALL: [Self; 3] = [Self::BodyRate, Self::Body, Self::Answer];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::BodyRate => "body_rate",
+            Self::Body => "body",
+            Self::Answer => "answer",
+        }
+    }
+}
+
+/// Counts a connection accepted (by either listener).
+pub fn connection_opened() {
+    CONNECTIONS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a connection closed, for whatever reason.
+pub fn connection_closed() {
+    CONNECTIONS_CLOSED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a connection closed by `why`.
+pub fn connection_timed_out(why: ConnectionTimeout) {
+    CONNECTIONS_TIMED_OUT[why as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a request cut by `why`.
+pub fn request_timed_out(why: RequestTimeout) {
+    REQUESTS_TIMED_OUT[why as usize].fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counts a read answered from the cache.
 pub fn cache_hit() {
     CACHE_HITS.fetch_add(1, Ordering::Relaxed);
@@ -177,6 +248,32 @@ pub fn render() -> String {
             get(a)
         ));
     }
+    let (accepted, closed) = (get(&CONNECTIONS_ACCEPTED), get(&CONNECTIONS_CLOSED));
+    out.push_str(&format!(
+        "# HELP rosetta_connections_open Connections open on the proxy and admin listeners.\n# TYPE rosetta_connections_open gauge\nrosetta_connections_open {}\n",
+        accepted.saturating_sub(closed)
+    ));
+    out.push_str(&format!(
+        "# HELP rosetta_connections_accepted_total Connections accepted.\n# TYPE rosetta_connections_accepted_total counter\nrosetta_connections_accepted_total {accepted}\n"
+    ));
+    out.push_str("# HELP rosetta_connections_timed_out_total Connections closed by a timeout.\n");
+    out.push_str("# TYPE rosetta_connections_timed_out_total counter\n");
+    for why in ConnectionTimeout::ALL {
+        out.push_str(&format!(
+            "rosetta_connections_timed_out_total{{after=\"{}\"}} {}\n",
+            why.label(),
+            get(&CONNECTIONS_TIMED_OUT[why as usize])
+        ));
+    }
+    out.push_str("# HELP rosetta_requests_timed_out_total Requests cut by a timeout (408, 504).\n");
+    out.push_str("# TYPE rosetta_requests_timed_out_total counter\n");
+    for why in RequestTimeout::ALL {
+        out.push_str(&format!(
+            "rosetta_requests_timed_out_total{{reason=\"{}\"}} {}\n",
+            why.label(),
+            get(&REQUESTS_TIMED_OUT[why as usize])
+        ));
+    }
     out.push_str(&format!(
         "# HELP rosetta_auth_failures_total Failed authentications (401).\n# TYPE rosetta_auth_failures_total counter\nrosetta_auth_failures_total {}\n",
         get(&AUTH_FAILED)
@@ -220,6 +317,9 @@ mod tests {
             "rosetta_http_requests_total{class=\"5xx\"}",
             "rosetta_http_request_duration_seconds_count",
             "# TYPE rosetta_audit_rows_written_total counter",
+            "# TYPE rosetta_connections_open gauge",
+            "rosetta_connections_timed_out_total{after=\"first_byte\"}",
+            "rosetta_requests_timed_out_total{reason=\"body_rate\"}",
         ] {
             assert!(text.contains(line), "{line}");
         }

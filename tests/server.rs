@@ -23,6 +23,11 @@ fn opts() -> ServerOptions {
         header_read_timeout: Duration::from_millis(300),
         keep_alive: true,
         shutdown_grace: Duration::from_secs(5),
+        max_connections: 10_000,
+        first_byte_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        h2_keep_alive_interval: Duration::from_secs(20),
+        h2_keep_alive_timeout: Duration::from_secs(20),
     }
 }
 

@@ -107,6 +107,43 @@ pub struct ServerConfig {
     /// HTTP/1.1 keep-alive.
     #[serde(default = "defaults::yes")]
     pub keep_alive: bool,
+    /// Connections served at once by each listener; past it new connections wait in the
+    /// kernel's backlog until one closes.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Time a new connection has to send its first byte, and an HTTP/2 client its whole
+    /// preface; the connection is closed after it.
+    #[serde(
+        default = "defaults::first_byte_timeout",
+        deserialize_with = "duration"
+    )]
+    pub first_byte_timeout: Duration,
+    /// A connection with no request in flight this long is closed (HTTP/2: `GOAWAY`).
+    #[serde(default = "defaults::idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// HTTP/2: a `PING` is sent after this long without a frame from the client.
+    #[serde(
+        default = "defaults::h2_keep_alive_interval",
+        deserialize_with = "duration"
+    )]
+    pub h2_keep_alive_interval: Duration,
+    /// HTTP/2: the connection is closed when a `PING` is not answered within this.
+    #[serde(
+        default = "defaults::h2_keep_alive_timeout",
+        deserialize_with = "duration"
+    )]
+    pub h2_keep_alive_timeout: Duration,
+    /// From a request's headers to its answer's head: 408 when the body has not all
+    /// arrived by then, 504 when it has and the answer is not begun.
+    #[serde(default = "defaults::request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Slowest a request body may arrive, in bytes per second averaged from the request's
+    /// start, once `body_rate_grace` is over (408 below it); 0 sets no minimum.
+    #[serde(default = "defaults::min_body_rate")]
+    pub min_body_rate: u64,
+    /// Time a request body may take before `min_body_rate` applies.
+    #[serde(default = "defaults::body_rate_grace", deserialize_with = "duration")]
+    pub body_rate_grace: Duration,
     /// Deepest JSON/XML nesting accepted in a request body.
     #[serde(default = "defaults::max_depth")]
     pub max_depth: usize,
@@ -125,9 +162,43 @@ impl Default for ServerConfig {
             header_read_timeout: defaults::header_read_timeout(),
             shutdown_grace: defaults::shutdown_grace(),
             keep_alive: true,
+            max_connections: defaults::max_connections(),
+            first_byte_timeout: defaults::first_byte_timeout(),
+            idle_timeout: defaults::idle_timeout(),
+            h2_keep_alive_interval: defaults::h2_keep_alive_interval(),
+            h2_keep_alive_timeout: defaults::h2_keep_alive_timeout(),
+            request_timeout: defaults::request_timeout(),
+            min_body_rate: defaults::min_body_rate(),
+            body_rate_grace: defaults::body_rate_grace(),
             max_depth: defaults::max_depth(),
             public_url: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// A limit of 0 would refuse every connection or close every one at once: a typo, not
+    /// a setting.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid(
+                "server.max_connections must be between 1 and 1000000".into(),
+            ));
+        }
+        for (key, d) in [
+            ("first_byte_timeout", self.first_byte_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("h2_keep_alive_interval", self.h2_keep_alive_interval),
+            ("h2_keep_alive_timeout", self.h2_keep_alive_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "server.{key} must be more than 0"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -388,6 +459,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
         if self.tenancy.reach_ttl.is_zero() {
             return Err(ConfigError::Invalid(
                 "tenancy.reach_ttl must be more than 0 (each request would walk the company tree)"
@@ -438,6 +510,30 @@ mod defaults {
     }
     pub(super) fn header_read_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    pub(super) fn max_connections() -> usize {
+        10_000
+    }
+    pub(super) fn first_byte_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub(super) fn idle_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub(super) fn h2_keep_alive_interval() -> Duration {
+        Duration::from_secs(20)
+    }
+    pub(super) fn h2_keep_alive_timeout() -> Duration {
+        Duration::from_secs(20)
+    }
+    pub(super) fn request_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub(super) fn min_body_rate() -> u64 {
+        1024
+    }
+    pub(super) fn body_rate_grace() -> Duration {
+        Duration::from_secs(5)
     }
     pub(super) fn shutdown_grace() -> Duration {
         Duration::from_secs(30)

@@ -27,6 +27,8 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnsupportedMediaType { .. }
         | GatewayError::BadRequest(_) => -4601,
+        GatewayError::RequestTimeout { .. } => -9408,
+        GatewayError::AnswerTimeout { .. } => -9504,
         GatewayError::RateLimited { .. } => -9429,
         GatewayError::QuotaExceeded { .. } => -9430,
         GatewayError::Overloaded { .. } => -9503,
@@ -279,6 +281,20 @@ mod tests {
                     detail: "the body must be application/xml, not `text/plain`".into(),
                 },
                 -4601,
+            ),
+            (
+                "error-9408-request-timeout.xml",
+                GatewayError::RequestTimeout {
+                    reason: "the body came slower than 1024 bytes/s".into(),
+                },
+                -9408,
+            ),
+            (
+                "error-9504-answer-timeout.xml",
+                GatewayError::AnswerTimeout {
+                    timeout: Duration::from_secs(60),
+                },
+                -9504,
             ),
             (
                 "error-9429-rate-limited.xml",

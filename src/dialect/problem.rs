@@ -17,6 +17,7 @@ pub fn problem_details(err: &GatewayError, meta: &RequestMeta, path: &str) -> Va
         403 => "15.5.4",
         404 => "15.5.5",
         405 => "15.5.6",
+        408 => "15.5.9",
         409 => "15.5.10",
         413 => "15.5.14",
         415 => "15.5.16",

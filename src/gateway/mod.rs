@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod authn;
 pub mod cache;
+pub mod deadline;
 pub mod finish;
 pub mod price;
 pub mod quota;

@@ -13,6 +13,7 @@ use tower::{Service, ServiceBuilder};
 use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
 use super::cache::{CacheLayer, ReadCache};
+use super::deadline::{DeadlineLayer, RequestLimits};
 use super::quota::{QuotaBook, QuotaLayer};
 use super::ratelimit::RateLimitLayer;
 use super::rescue::RescueLayer;
@@ -65,6 +66,9 @@ pub struct Gateway {
     pub body_limit: usize,
     /// Deepest JSON/XML nesting accepted in a request body (`server.max_depth`).
     pub max_depth: usize,
+    /// A request's time limits (`server.request_timeout`, `min_body_rate`,
+    /// `body_rate_grace`).
+    pub request_limits: RequestLimits,
     /// `server.public_url` without a trailing `/`; `None`: the listener's address.
     pub public_url: Option<Arc<str>>,
     /// Companies, users, keys, quotas and the audit trail.
@@ -132,6 +136,7 @@ impl Gateway {
             upstreams: Arc::new(upstreams),
             body_limit: cfg.server.body_limit,
             max_depth: cfg.server.max_depth,
+            request_limits: RequestLimits::from(&cfg.server),
             public_url: cfg
                 .server
                 .public_url
@@ -260,6 +265,10 @@ impl Gateway {
                 self.store.clone(),
                 self.server_name.clone(),
             ))
+            // The request's deadline and its body's minimum rate: 408 (504 for an answer
+            // not begun). Under audit, which records it; over everything that waits on the
+            // client or an upstream, which it drops (a quota slot with it) when it runs out.
+            .layer(DeadlineLayer::new(self.request_limits))
             // Leaky bucket per (policy, key).
             .layer(RateLimitLayer::new(self.limiter.clone()))
             // The route's roles (403) and the caller's reach: company ids out of it are 404,

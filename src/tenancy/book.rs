@@ -243,6 +243,8 @@ fn again(shared: Arc<GatewayError>) -> GatewayError {
         | GatewayError::Forbidden { .. }
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::UnsupportedMediaType { .. }
+        | GatewayError::RequestTimeout { .. }
+        | GatewayError::AnswerTimeout { .. }
         | GatewayError::BadRequest(_)
         | GatewayError::RateLimited { .. }
         | GatewayError::QuotaExceeded { .. }

@@ -10,6 +10,7 @@ use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 
+use super::super::deadline::BodyTimedOut;
 use super::super::price::Price;
 use super::super::{RouteCtx, missing};
 use crate::body::BoxError;
@@ -206,6 +207,8 @@ where
                 .is_some()
             {
                 Err(GatewayError::PayloadTooLarge { limit })
+            } else if let Some(late) = e.downcast_ref::<BodyTimedOut>() {
+                Err(late.into())
             } else {
                 Err(GatewayError::BadRequest(BadRequest::new(format!(
                     "could not read the request body: {e}"
