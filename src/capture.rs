@@ -359,59 +359,80 @@ impl Flow {
 }
 
 /// One upstream call as a capture keeps it.
-#[derive(Debug, Clone, Copy)]
-pub struct Exchange<'a> {
+#[derive(Debug, Clone)]
+pub struct Exchange {
     /// The HTTP method of the call.
-    pub method: &'a str,
+    pub method: String,
     /// The upstream's name.
-    pub upstream: &'a str,
+    pub upstream: String,
     /// The path called, with its query.
-    pub path: &'a str,
+    pub path: String,
     /// The request body sent.
-    pub request: &'a [u8],
+    pub request: Bytes,
     /// 0 when no answer came (connect failure, timeout).
     pub status: u16,
     /// The answer's body, or the failure's text when no answer came.
-    pub response: &'a [u8],
+    pub response: Bytes,
 }
 
-/// The upstream calls of one request, collected while its route runs.
+/// The raw body bytes one request's call log holds at most, all calls together: a fan-out of
+/// a thousand calls keeps the first of them, not a thousand bodies.
+pub const REQUEST_CAP: usize = 1 << 20;
+
+/// The upstream calls of one request, collected while its route runs. Bodies are kept as
+/// they came (shared bytes, each cut at the body cap, all within [`REQUEST_CAP`]) and
+/// redacted only when the capture is kept ([`CallLog::documents`]): under `errors` mode
+/// most requests succeed and their calls are never looked at.
 #[derive(Debug, Clone, Default)]
-pub struct CallLog(Arc<Mutex<Vec<(Value, Value)>>>);
+pub struct CallLog(Arc<Mutex<Calls>>);
+
+#[derive(Debug, Default)]
+struct Calls {
+    kept: Vec<Exchange>,
+    bytes: usize,
+}
+
+impl Calls {
+    /// `body` cut at `cap` and within what is left of the request's cap (empty past it).
+    fn take(&mut self, body: &Bytes, cap: usize) -> Bytes {
+        let n = body.len().min(cap).min(REQUEST_CAP - self.bytes);
+        self.bytes += n;
+        body.slice(..n)
+    }
+}
 
 impl CallLog {
-    /// Records one upstream exchange (bodies redacted, each cut at `cap` bytes).
-    pub fn record(&self, x: Exchange<'_>, cap: usize) {
-        let Exchange {
-            method,
-            upstream,
-            path,
-            request,
-            status,
-            response,
-        } = x;
-        let show = |b: &[u8]| -> Value {
-            let red = redact(b);
-            let cut = &red[..red.len().min(cap)];
-            match serde_json::from_slice::<Value>(cut) {
-                Ok(v) => v,
-                Err(_) => Value::String(String::from_utf8_lossy(cut).into_owned()),
-            }
-        };
-        let req =
-            json!({"method": method, "upstream": upstream, "path": path, "body": show(request)});
-        let resp =
-            json!({"upstream": upstream, "path": path, "status": status, "body": show(response)});
-        {
-            let mut v = self.0.lock();
-            v.push((req, resp));
-        }
+    /// Records one upstream exchange, each body cut at `cap` bytes.
+    pub fn record(&self, mut x: Exchange, cap: usize) {
+        let mut calls = self.0.lock();
+        x.request = calls.take(&x.request, cap);
+        x.response = calls.take(&x.response, cap);
+        calls.kept.push(x);
     }
 
-    /// `(INPUT stage 1, OUTPUT stage 0)`: the calls' requests and answers as JSON lists.
+    /// `(INPUT stage 1, OUTPUT stage 0)`: the calls' requests and answers as JSON lists,
+    /// their bodies redacted.
     pub fn documents(&self) -> (Vec<u8>, Vec<u8>) {
-        let calls = self.0.lock().clone();
-        let (reqs, resps): (Vec<Value>, Vec<Value>) = calls.into_iter().unzip();
+        let show = |b: &[u8]| -> Value {
+            let red = redact(b);
+            match serde_json::from_slice::<Value>(&red) {
+                Ok(v) => v,
+                Err(_) => Value::String(String::from_utf8_lossy(&red).into_owned()),
+            }
+        };
+        let calls = self.0.lock();
+        let (reqs, resps): (Vec<Value>, Vec<Value>) = calls
+            .kept
+            .iter()
+            .map(|x| {
+                (
+                    json!({"method": x.method, "upstream": x.upstream, "path": x.path,
+                           "body": show(&x.request)}),
+                    json!({"upstream": x.upstream, "path": x.path, "status": x.status,
+                           "body": show(&x.response)}),
+                )
+            })
+            .unzip();
         (
             serde_json::to_vec(&reqs).unwrap_or_default(),
             serde_json::to_vec(&resps).unwrap_or_default(),
@@ -419,15 +440,15 @@ impl CallLog {
     }
 }
 
-/// A body cut to `cap` bytes, redacted first.
+/// A body cut to `cap` bytes, then the part kept redacted (the redaction reads a body cut
+/// anywhere: a secret cut short is still masked).
 pub fn keep(flow: Flow, stage: u8, content_type: &str, body: &[u8], cap: usize) -> CapturedBody {
-    let red = redact(body);
-    let truncated = red.len() > cap;
+    let truncated = body.len() > cap;
     CapturedBody {
         flow,
         stage,
         content_type: content_type.to_owned(),
-        body: Bytes::from(red[..red.len().min(cap)].to_vec()),
+        body: Bytes::from(redact(&body[..body.len().min(cap)])),
         truncated,
     }
 }
@@ -596,5 +617,39 @@ mod tests {
         );
         let c = keep(Flow::Input, 0, "text/plain", b"0123456789", 4);
         assert_eq!((c.body.as_ref(), c.truncated), (&b"0123"[..], true));
+    }
+
+    #[test]
+    fn a_call_log_keeps_raw_bodies_within_the_request_cap_and_redacts_what_it_shows() {
+        let log = CallLog::default();
+        let secret = Bytes::from_static(br#"{"password":"hunter2","n":1}"#);
+        let x = |body: Bytes| Exchange {
+            method: "POST".into(),
+            upstream: "up".into(),
+            path: "/p".into(),
+            request: body.clone(),
+            status: 200,
+            response: body,
+        };
+        log.record(x(secret.clone()), 1 << 20);
+        // Held as it came (shared, not copied, not yet redacted)…
+        assert_eq!(log.0.lock().kept[0].request, secret);
+        // …and shown redacted.
+        let (sent, received) = log.documents();
+        for doc in [&sent, &received] {
+            let text = String::from_utf8_lossy(doc);
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains(MASK), "{text}");
+        }
+        // Past the request's cap, bodies are kept empty: a big fan-out holds at most the cap.
+        let big = Bytes::from(vec![b'a'; 700 * 1024]);
+        log.record(x(big.clone()), 1 << 20);
+        log.record(x(big), 1 << 20);
+        let calls = log.0.lock();
+        assert!(calls.bytes <= REQUEST_CAP);
+        assert_eq!(
+            calls.kept[2].request.len() + calls.kept[2].response.len(),
+            0
+        );
     }
 }

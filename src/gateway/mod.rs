@@ -8,7 +8,6 @@
 pub mod audit;
 pub mod authn;
 pub mod cache;
-pub mod deadline;
 pub mod finish;
 pub mod price;
 pub mod quota;
@@ -17,6 +16,7 @@ pub mod rescue;
 pub mod route;
 pub mod stack;
 pub mod tenancy;
+pub mod timeout;
 pub mod trace;
 pub mod translate;
 pub mod upstream;

@@ -13,11 +13,11 @@ use tower::{Service, ServiceBuilder};
 use super::audit::AuditLayer;
 use super::authn::AuthnLayer;
 use super::cache::{CacheLayer, ReadCache};
-use super::deadline::{DeadlineLayer, RequestLimits};
 use super::quota::{QuotaBook, QuotaLayer};
 use super::ratelimit::RateLimitLayer;
 use super::rescue::RescueLayer;
 use super::route::RouteLayer;
+use super::timeout::{RequestLimits, TimeoutLayer};
 use super::translate::{CaptureSink, TranslateLayer};
 use super::upstream::Executor;
 use crate::admin::Admin;
@@ -268,7 +268,7 @@ impl Gateway {
             // The request's deadline and its body's minimum rate: 408 (504 for an answer
             // not begun). Under audit, which records it; over everything that waits on the
             // client or an upstream, which it drops (a quota slot with it) when it runs out.
-            .layer(DeadlineLayer::new(self.request_limits))
+            .layer(TimeoutLayer::new(self.request_limits))
             // Leaky bucket per (policy, key).
             .layer(RateLimitLayer::new(self.limiter.clone()))
             // The route's roles (403) and the caller's reach: company ids out of it are 404,

@@ -10,8 +10,8 @@ use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 
-use super::super::deadline::BodyTimedOut;
 use super::super::price::Price;
+use super::super::timeout::BodyTimedOut;
 use super::super::{RouteCtx, missing};
 use crate::body::BoxError;
 use crate::context::{LocalAddr, RequestMeta};

@@ -120,12 +120,12 @@ pub(super) async fn send(
         };
         log.record(
             Exchange {
-                method: &method,
-                upstream: &call.upstream,
-                path: &path,
-                request: &body,
+                method,
+                upstream: call.upstream.clone(),
+                path,
+                request: body,
                 status,
-                response: &text,
+                response: text,
             },
             env.capture_cap,
         );

@@ -1,10 +1,10 @@
-//! [`DeadlineLayer`].
+//! [`TimeoutLayer`].
 
 use std::time::Duration;
 
 use tower::Layer;
 
-use super::Deadline;
+use super::Timeout;
 
 /// A request's time limits, from `[server]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,22 +30,22 @@ impl From<&crate::config::ServerConfig> for RequestLimits {
 
 /// Bounds each request in time.
 #[derive(Debug, Clone, Copy)]
-pub struct DeadlineLayer {
+pub struct TimeoutLayer {
     limits: RequestLimits,
 }
 
-impl DeadlineLayer {
+impl TimeoutLayer {
     /// Requests are bounded by `limits`.
     pub fn new(limits: RequestLimits) -> Self {
         Self { limits }
     }
 }
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
+        Timeout {
             inner,
             limits: self.limits,
         }

@@ -1,4 +1,4 @@
-//! [`DeadlineFuture`]: a request's answer raced against its deadline.
+//! [`TimeoutFuture`]: a request's answer raced against its deadline.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use crate::metrics::{self, RequestTimeout};
 pin_project_lite::pin_project! {
     /// The deadline layer's future: the answer of the layers below, or a timeout error when
     /// the deadline comes first (the layers below are then dropped with it).
-    pub struct DeadlineFuture<F> {
+    pub struct TimeoutFuture<F> {
         #[pin]
         answer: F,
         // Set only when the answer is not ready at once: a cache hit never touches the
@@ -29,7 +29,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> DeadlineFuture<F> {
+impl<F> TimeoutFuture<F> {
     pub(super) fn new(answer: F, deadline: Instant, timeout: Duration, arrival: Arrival) -> Self {
         Self {
             answer,
@@ -41,7 +41,7 @@ impl<F> DeadlineFuture<F> {
     }
 }
 
-impl<F> Future for DeadlineFuture<F>
+impl<F> Future for TimeoutFuture<F>
 where
     F: Future<Output = Result<Response<Body>, GatewayError>>,
 {
@@ -92,14 +92,14 @@ mod tests {
     async fn a_stuck_answer_is_408_while_the_body_is_missing_and_504_after() {
         let start = crate::clock::now();
         let missing = Arrival::pending_for_tests(false);
-        let e = DeadlineFuture::new(never(), start + TIMEOUT, TIMEOUT, missing)
+        let e = TimeoutFuture::new(never(), start + TIMEOUT, TIMEOUT, missing)
             .await
             .unwrap_err();
         assert_eq!(e.status(), http::StatusCode::REQUEST_TIMEOUT);
         assert_eq!(crate::clock::now() - start, TIMEOUT);
         let start = crate::clock::now();
         let arrived = Arrival::pending_for_tests(true);
-        let e = DeadlineFuture::new(never(), start + TIMEOUT, TIMEOUT, arrived)
+        let e = TimeoutFuture::new(never(), start + TIMEOUT, TIMEOUT, arrived)
             .await
             .unwrap_err();
         assert_eq!(e.status(), http::StatusCode::GATEWAY_TIMEOUT);
@@ -112,7 +112,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Ok(Response::new(crate::body::empty()))
         };
-        let f = DeadlineFuture::new(
+        let f = TimeoutFuture::new(
             quick,
             start + TIMEOUT,
             TIMEOUT,
@@ -120,7 +120,7 @@ mod tests {
         );
         assert!(f.await.is_ok());
         let ready = std::future::ready(Ok(Response::new(crate::body::empty())));
-        let mut f = Box::pin(DeadlineFuture::new(
+        let mut f = Box::pin(TimeoutFuture::new(
             ready,
             start + TIMEOUT,
             TIMEOUT,

@@ -4,7 +4,7 @@
 //!
 //! The body is wrapped ([`Paced`]) so that a body that stops, or trickles, fails the read
 //! of whoever is waiting on it (the translate layer, which answers 408); the answer is
-//! raced against the deadline ([`DeadlineFuture`]), so a request stuck anywhere below is
+//! raced against the deadline ([`TimeoutFuture`]), so a request stuck anywhere below is
 //! dropped when it runs out: 408 when its body had not all arrived, 504 when it had. Either
 //! way the layers below end with it, and what they hold is given back as they drop (the
 //! quota layer's concurrency slot among them): a client that trickles its body cannot keep
@@ -19,6 +19,6 @@ mod layer;
 mod service;
 
 pub use body::{BodyTimedOut, Paced};
-pub use future::DeadlineFuture;
-pub use layer::{DeadlineLayer, RequestLimits};
-pub use service::Deadline;
+pub use future::TimeoutFuture;
+pub use layer::{RequestLimits, TimeoutLayer};
+pub use service::Timeout;

@@ -1,4 +1,4 @@
-//! [`Deadline`].
+//! [`Timeout`].
 
 use std::task::{Context, Poll};
 
@@ -7,18 +7,18 @@ use http::{Request, Response};
 use http_body::Body as HttpBody;
 use tower::Service;
 
-use super::{DeadlineFuture, Paced, RequestLimits};
+use super::{Paced, RequestLimits, TimeoutFuture};
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Deadline<S> {
+pub struct Timeout<S> {
     pub(super) inner: S,
     pub(super) limits: RequestLimits,
 }
 
-impl<S, B> Service<Request<B>> for Deadline<S>
+impl<S, B> Service<Request<B>> for Timeout<S>
 where
     S: super::super::Inner<Paced<B>>,
     B: HttpBody<Data = Bytes> + Send + 'static,
@@ -26,7 +26,7 @@ where
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    type Future = DeadlineFuture<S::Future>;
+    type Future = TimeoutFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -37,7 +37,7 @@ where
         let (parts, body) = req.into_parts();
         let (body, arrival) = Paced::new(body, start, self.limits);
         let answer = self.inner.call(Request::from_parts(parts, body));
-        DeadlineFuture::new(
+        TimeoutFuture::new(
             answer,
             start + self.limits.timeout,
             self.limits.timeout,
