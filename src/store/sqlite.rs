@@ -1,8 +1,10 @@
 //! [`SqliteStore`]: the embedded store, one SQLite file in WAL mode (rusqlite, bundled).
 //!
-//! Two connections, each owned by a thread: one runs the admin API's reads and writes and
-//! the lookups of authentication and quotas, one by turn; the other is a writer thread that drains the audit queue in batches,
-//! one transaction per batch, so a proxied request never waits on the disk. The schema is
+//! Three connections, each owned by a thread: one runs the admin API's writes and the
+//! lookups of authentication and quotas, one by turn; one the admin API's lists, the audit
+//! trail, statistics and captures, so a long admin query never stalls a login (WAL lets it
+//! read beside the others); the third is a writer thread that drains the audit queue in
+//! batches, one transaction per batch, so a proxied request never waits on the disk. The schema is
 //! versioned (`PRAGMA user_version`); pending migrations run in one transaction at open.
 
 use std::fmt::Write as _;
@@ -104,6 +106,8 @@ pub struct SqliteStore {
     /// Work for the connection thread (the admin API's reads and writes, authentication and
     /// quota lookups).
     jobs: mpsc::Sender<Job>,
+    /// Work for the read thread (lists, audit, statistics, captures).
+    reads: mpsc::Sender<Job>,
     writer: mpsc::Sender<Msg>,
 }
 
@@ -171,22 +175,13 @@ impl SqliteStore {
             .name("rosetta-store-writer".into())
             .spawn(move || writer(writer_conn, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
-        let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("rosetta-store".into())
-            .spawn(move || {
-                // Ends when the store is dropped (every sender gone). A job that panics
-                // drops its answer (its caller gets an error), not the thread: the next
-                // call still has a connection.
-                while let Ok(job) = queue.recv() {
-                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
-                    if std::panic::catch_unwind(run).is_err() {
-                        tracing::error!("a store call panicked; its caller gets an error");
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Backend(format!("cannot start the store thread: {e}")))?;
-        Ok(Self { jobs, writer: tx })
+        let jobs = connection_thread("rosetta-store", conn)?;
+        let reads = connection_thread("rosetta-store-reads", open_conn(path)?)?;
+        Ok(Self {
+            jobs,
+            reads,
+            writer: tx,
+        })
     }
 
     /// Runs `f` on the shared connection, on the store's own thread. Not the blocking pool:
@@ -197,17 +192,53 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Box::new(move |conn: &mut Connection| {
-            // The caller may have gone (a cancelled request): nothing to answer.
-            let _ = tx.send(f(conn));
-        }));
-        Box::pin(async move {
-            sent.map_err(|_| StoreError::Backend("the store thread has stopped".into()))?;
-            rx.await
-                .map_err(|_| StoreError::Backend("the store call did not answer".into()))?
-        })
+        run_on(&self.jobs, f)
     }
+
+    /// Runs `f` on the read connection's thread: the admin API's lists and reports, which
+    /// may take long and must not hold up the lookups behind [`SqliteStore::with`].
+    fn with_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        run_on(&self.reads, f)
+    }
+}
+
+/// A thread owning `conn` that runs the jobs sent to it, one at a time. It ends when the
+/// store is dropped (every sender gone). A job that panics drops its answer (its caller gets
+/// an error), not the thread: the next call still has a connection.
+fn connection_thread(name: &str, mut conn: Connection) -> Result<mpsc::Sender<Job>, StoreError> {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Ok(job) = queue.recv() {
+                let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("a store call panicked; its caller gets an error");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start {name}: {e}")))?;
+    Ok(jobs)
+}
+
+/// Sends `f` to a connection thread and waits for its answer.
+fn run_on<'a, T: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+) -> StoreFuture<'a, T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = jobs.send(Box::new(move |conn: &mut Connection| {
+        // The caller may have gone (a cancelled request): nothing to answer.
+        let _ = tx.send(f(conn));
+    }));
+    Box::pin(async move {
+        sent.map_err(|_| StoreError::Backend("the store thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("the store call did not answer".into()))?
+    })
 }
 
 /// The writer thread: every [`TICK`] it takes whatever is queued (up to [`BATCH`] rows per
@@ -583,7 +614,7 @@ impl Store for SqliteStore {
     }
 
     fn list_companies(&self, q: ListQuery) -> StoreFuture<'_, Page<Company, u64>> {
-        self.with(move |conn| {
+        self.with_read(move |conn| {
             let overall: i64 = conn
                 .query_row("SELECT COUNT(*) FROM companies", [], |r| r.get(0))
                 .map_err(backend)?;
@@ -682,7 +713,7 @@ impl Store for SqliteStore {
     }
 
     fn list_users(&self, q: UserQuery) -> StoreFuture<'_, Page<User, UserStats>> {
-        self.with(move |conn| {
+        self.with_read(move |conn| {
             let mut conds = vec!["1 = 1".to_owned()];
             let mut args: Vec<String> = Vec::new();
             if let Some(c) = &q.company_key {
@@ -793,7 +824,7 @@ impl Store for SqliteStore {
     }
 
     fn list_keys(&self, username: String) -> StoreFuture<'_, Vec<ApiKeyInfo>> {
-        self.with(move |conn| {
+        self.with_read(move |conn| {
             let mut st = conn
                 .prepare(
                     "SELECT id, username, prefix, created_ms, expires_ms, revoked FROM api_keys
@@ -852,7 +883,7 @@ impl Store for SqliteStore {
     }
 
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>> {
-        self.with(move |conn| {
+        self.with_read(move |conn| {
             let overall: i64 = conn
                 .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
                 .map_err(backend)?;
@@ -947,7 +978,7 @@ impl Store for SqliteStore {
     }
 
     fn statistics(&self, q: StatsQuery) -> StoreFuture<'_, Vec<StatRow>> {
-        self.with(move |conn| {
+        self.with_read(move |conn| {
             // Rows are narrowed by UTC time with a day of margin either side (timezones
             // reach ±12 h), then by the local day computed per row.
             let day_ms = |d: &str| -> Result<i64, StoreError> {
@@ -1109,7 +1140,7 @@ impl Store for SqliteStore {
         flow: Flow,
         stage: u8,
     ) -> StoreFuture<'_, Option<CapturedBody>> {
-        self.with(move |conn| {
+        self.with_read(move |conn| {
             conn.query_row(
                 "SELECT content_type, truncated, body FROM captures
                  WHERE tracecode = ?1 AND flow = ?2 AND stage = ?3",
@@ -1540,5 +1571,31 @@ mod tests {
     #[test]
     fn like_patterns_take_wildcards_literally() {
         assert_eq!(like("a%_\\b"), "%a\\%\\_\\\\b%");
+    }
+
+    /// An admin query that takes long runs on its own connection: a key lookup behind it
+    /// is answered at once, not after it.
+    #[tokio::test]
+    async fn a_long_admin_read_does_not_hold_up_a_key_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let long = store.with_read(move |_conn| {
+            let _ = started_tx.send(());
+            // Holds the read thread until the lookup below has been answered.
+            released
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        });
+        // The job is on the read thread already: it was sent when the call was made.
+        started.await.unwrap();
+        let found = tokio::time::timeout(Duration::from_secs(5), store.find_key("0".repeat(64)))
+            .await
+            .expect("the lookup is not queued behind the admin read")
+            .unwrap();
+        assert!(found.is_none());
+        release.send(()).unwrap();
+        long.await.unwrap();
     }
 }
