@@ -267,31 +267,8 @@ async fn hypers_header_read_timeout_also_closes_a_quiet_keep_alive_connection() 
 
 /// A user whose WRITE calls may run one at a time; returns their key.
 async fn one_write_at_a_time(env: &Env) -> String {
-    env.root(
-        Method::POST,
-        "/v1/companies",
-        Some(json!({"key": "northwind"})),
-    )
-    .await;
-    let r = env
-        .root(
-            Method::POST,
-            "/v1/users",
-            Some(json!({"username": "ann", "password": "slow-body-pass", "company_key": "northwind", "roles": ["PARTNER"]})),
-        )
-        .await;
-    assert_eq!(r.status, 201);
     let quotas = json!({"services": [{"service": "REDAPI_V1", "methods": [{"method_group": "WRITE", "max_concurrent_execution": 1}]}]});
-    let r = env
-        .root(Method::PUT, "/v1/users/ann/quotas", Some(quotas))
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    env.root(Method::POST, "/v1/users/ann/keys", None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    env.ann("slow-body-pass", Some(quotas)).await
 }
 
 /// Reads one HTTP/1 response off `s`: status, headers, body (by `content-length`).

@@ -12,30 +12,7 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "quota-user-pass";
 
 async fn user_with_key(env: &Env, quotas: Value) -> String {
-    env.root(
-        Method::POST,
-        "/v1/companies",
-        Some(json!({"key": "northwind"})),
-    )
-    .await;
-    let r = env
-        .root(
-            Method::POST,
-            "/v1/users",
-            Some(json!({"username": "ann", "password": PASSWORD, "company_key": "northwind", "roles": ["PARTNER"]})),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let r = env
-        .root(Method::PUT, "/v1/users/ann/quotas", Some(quotas))
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    env.root(Method::POST, "/v1/users/ann/keys", None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    env.ann(PASSWORD, Some(quotas)).await
 }
 
 fn read_quota(per_day: u64) -> Value {

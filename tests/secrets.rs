@@ -39,27 +39,7 @@ async fn no_password_or_key_in_any_log_line() {
     let env = common::start().await;
     let password = "log-me-never-7f3a";
     let new_password = "log-me-never-either-9c1d";
-    env.root(
-        Method::POST,
-        "/v1/companies",
-        Some(json!({"key": "northwind"})),
-    )
-    .await;
-    let r = env
-        .root(
-            Method::POST,
-            "/v1/users",
-            Some(json!({"username": "ann", "password": password, "company_key": "northwind", "roles": ["PARTNER"]})),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let key = env
-        .root(Method::POST, "/v1/users/ann/keys", None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = env.ann(password, None).await;
     let basic = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         format!("ann:{password}"),

@@ -549,3 +549,37 @@ pub fn pack_copy(
     }
     dir.join("mappings")
 }
+
+impl Env {
+    /// Creates PARTNER `ann` of company `northwind` (through the admin API, as root) with
+    /// `password` and, when given, `quotas`; returns a fresh key of hers.
+    pub async fn ann(&self, password: &str, quotas: Option<Value>) -> String {
+        self.root(
+            Method::POST,
+            "/v1/companies",
+            Some(serde_json::json!({"key": "northwind"})),
+        )
+        .await;
+        let r = self
+            .root(
+                Method::POST,
+                "/v1/users",
+                Some(serde_json::json!({"username": "ann", "password": password,
+                    "company_key": "northwind", "roles": ["PARTNER"]})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        if let Some(q) = quotas {
+            let r = self
+                .root(Method::PUT, "/v1/users/ann/quotas", Some(q))
+                .await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
+        self.root(Method::POST, "/v1/users/ann/keys", None)
+            .await
+            .json()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
