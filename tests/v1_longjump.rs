@@ -78,6 +78,27 @@ async fn one_company_and_an_unknown_one() {
 }
 
 #[tokio::test]
+async fn a_success_without_a_tenant_is_a_404_never_a_company_of_nulls() {
+    let env = start().await;
+    let id = tenant_id(16);
+    // Some LongJump servers answer an id they do not have with success and no record.
+    env.longjump.faults().push(rosetta::demo::Fault {
+        method: Some(Method::GET),
+        path_prefix: format!("/networking/rest/tenant/{id}"),
+        kind: rosetta::demo::FaultKind::JsonText(
+            "<platform><message><code>0</code><description>Success</description></message></platform>"
+                .into(),
+        ),
+        times: None,
+    });
+    let doc = env
+        .get(&format!("/lj/companies/{id}"))
+        .await
+        .assert_problem(404);
+    assert!(doc.to_string().contains("not found"), "{doc}");
+}
+
+#[tokio::test]
 async fn search_is_read_whole_then_paged_by_rosetta() {
     let env = start().await;
     let first = env

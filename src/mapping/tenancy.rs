@@ -139,6 +139,7 @@ pub(super) fn compile_reach(
     }
     let response = ResponseSpec {
         jq,
+        found: None,
         status: 200,
         status_from: None,
     };

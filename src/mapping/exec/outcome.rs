@@ -103,6 +103,16 @@ pub(super) fn directive(env: &ExecEnv<'_>) -> CacheDirective {
 /// The body the route's response filter makes of the finished context. A plain path
 /// (`.steps.up`) moves its value out of `ctx`: no conversion, no interpreter.
 pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, GatewayError> {
+    if let Some(found) = &route.plan.response.found {
+        let there = found.run(ctx).map_err(|source| Internal::Filter {
+            route: route.id.clone(),
+            part: "response.found".into(),
+            source,
+        })?;
+        if matches!(there, Value::Null | Value::Bool(false)) {
+            return Err(GatewayError::NotFound("the requested record".into()));
+        }
+    }
     let Some(f) = &route.plan.response.jq else {
         return Ok(OutBody::Empty);
     };

@@ -48,6 +48,7 @@ pub fn verbatim_call(route: &Route) -> Option<(&Step, &Call)> {
         || route.paging == Paging::Rosetta
         || route.pricing.settle.is_some()
         || route.request.search.is_some()
+        || route.plan.response.found.is_some()
     {
         return None;
     }

@@ -199,6 +199,7 @@ pub(super) fn compile_route(
     let response = match def.response {
         None => ResponseSpec {
             jq: None,
+            found: None,
             status: 200,
             status_from: None,
         },
@@ -213,6 +214,15 @@ pub(super) fn compile_route(
                         }
                     },
                 );
+            let found = r.found.and_then(|code| {
+                match JqFilter::compile_with_prelude(&pack.prelude, &code) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        errs.push(format!("response.found: {e}"));
+                        None
+                    }
+                }
+            });
             if let Some(sf) = &r.status_from
                 && !done_steps.contains(sf)
             {
@@ -224,6 +234,7 @@ pub(super) fn compile_route(
             }
             ResponseSpec {
                 jq,
+                found,
                 status,
                 status_from: r.status_from,
             }

@@ -247,6 +247,10 @@ pub(super) fn default_walk_nodes() -> usize {
 pub(super) struct ResponseDef {
     #[serde(default)]
     pub(super) jq: Option<String>,
+    /// jq over the context: null or false means the record the route answers with is not
+    /// there (an upstream that answers success with no record) → 404.
+    #[serde(default)]
+    pub(super) found: Option<String>,
     #[serde(default)]
     pub(super) status: Option<u16>,
     #[serde(default)]

@@ -238,6 +238,9 @@ pub struct Step {
 pub struct ResponseSpec {
     /// jq building the client's body from the context; `None`: an empty body.
     pub jq: Option<JqFilter>,
+    /// jq saying whether the record answered with is there: null or false → 404 in the
+    /// client's dialect, never a 200 of nulls.
+    pub found: Option<JqFilter>,
     /// The HTTP status answered, when `status_from` is not set.
     pub status: u16,
     /// A step whose upstream status is passed on instead of `status`.
@@ -335,6 +338,7 @@ pub(in crate::mapping) fn context_readers<'a>(
     validate
         .into_iter()
         .chain(&response.jq)
+        .chain(&response.found)
         .for_each(|f| visit(Reader::Filter(f)));
     for step in stages.iter().flatten() {
         step.when.iter().for_each(|f| visit(Reader::Filter(f)));
@@ -433,6 +437,9 @@ impl Route {
             if let Some(f) = step.compensate.as_ref().and_then(|c| c.body.as_ref()) {
                 visit(format!("step `{name}` compensate body"), f);
             }
+        }
+        if let Some(f) = &self.plan.response.found {
+            visit("response.found".into(), f);
         }
         if let Some(f) = &self.plan.response.jq {
             visit("response.jq".into(), f);
