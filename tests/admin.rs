@@ -1127,7 +1127,7 @@ async fn quotas_base_and_dated_windows() {
     user(&env, "oli", "other", &["PARTNER"]).await;
     let base = json!({"services": [{"service": "REDAPI_V1", "methods": [
         {"method_group": "READ", "points_per_request": 1, "points_per_day": 1500,
-         "points_per_date_window": 1500, "max_concurrent_execution": 5}]}]});
+         "max_concurrent_execution": 5}]}]});
     let r = env
         .root(Method::PUT, "/v1/users/ann/quotas", Some(base.clone()))
         .await;
@@ -1177,6 +1177,14 @@ async fn quotas_base_and_dated_windows() {
             .await
             .assert_admin_error(400);
     }
+    // A base quota has no window to count points_per_date_window over: refused, named.
+    let windowless = json!({"services": [{"service": "REDAPI_V1", "methods": [
+        {"method_group": "READ", "points_per_date_window": 10}]}]});
+    let msg = env
+        .root(Method::PUT, "/v1/users/ann/quotas", Some(windowless))
+        .await
+        .assert_admin_error(400);
+    assert!(msg.contains("points_per_date_window"), "{msg}");
     assert_eq!(
         env.root(Method::GET, "/v1/users/ann/quotas", None)
             .await

@@ -17,6 +17,9 @@ pub(super) async fn put(mut c: Call) -> Answer {
     let owner = c.user()?.username.clone();
     let window = quota_window(&c.query)?;
     let services = validate::quotas(&c.json().await?)?;
+    if window.is_none() {
+        validate::no_date_window_limit(&services)?;
+    }
     c.admin
         .store
         .put_quotas(owner.clone(), window.clone(), services.clone())

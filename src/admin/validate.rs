@@ -202,6 +202,25 @@ pub const QUOTA_LIMITS: [&str; 4] = [
     "max_concurrent_execution",
 ];
 
+/// A base quota (no `from`/`to`) has no window for `points_per_date_window` to count over:
+/// it is refused, naming the field, rather than stored and never applied.
+pub fn no_date_window_limit(services: &Value) -> Result<(), BadRequest> {
+    let named = services
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["methods"].as_array())
+        .flatten()
+        .any(|m| m.get("points_per_date_window").is_some_and(|v| !v.is_null()));
+    if named {
+        return Err(BadRequest::param(
+            "points_per_date_window",
+            "points_per_date_window counts over a dated window: set it with from and to",
+        ));
+    }
+    Ok(())
+}
+
 /// Seed 003's quota request `{services: [{service, methods: [{method_group, …limits}]}]}`:
 /// 1..100 services, each named once, each method group named once per service.
 pub fn quotas(body: &Value) -> Result<Value, BadRequest> {
