@@ -127,3 +127,35 @@ async fn a_client_gone_mid_reassign_leaves_the_customer_with_a_parent() {
     assert_eq!(parent, DISTRIBUTOR_ID, "moved, never left without a parent");
     assert_ne!(parent, PARTNER_ID);
 }
+
+#[tokio::test]
+async fn a_fan_out_route_is_charged_by_the_calls_it_made() {
+    let env = common::start().await;
+    let quotas = serde_json::json!({"services": [{"service": "REDAPI_V1", "methods": [
+        {"method_group": "READ", "points_per_day": 1000}]}]});
+    let key = env.ann("fan-out-pass", Some(quotas)).await;
+    let auth = format!("Bearer {key}");
+    let get = |path: String| {
+        let auth = auth.clone();
+        let env = &env;
+        async move {
+            env.send(Method::GET, &path, &[("authorization", &auth)], "")
+                .await
+        }
+    };
+    let r = get(format!(
+        "/companies/{DISTRIBUTOR_ID}/customers?maxResults=25"
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let customers = r.json()["results"].as_array().unwrap().len() as u64;
+    assert!(customers > 1, "a fan-out over several customers");
+    // The company, its associations, then one call per customer: a point per ten calls.
+    let cost = (2 + customers).div_ceil(10);
+    let r = get(format!("/companies/{PARTNER_ID}")).await;
+    assert_eq!(
+        r.header("x-quota-day-remaining"),
+        Some((1000 - cost - 1).to_string().as_str()),
+        "{customers} customers cost {cost} points, not the 1 reserved"
+    );
+}

@@ -211,7 +211,10 @@ pub fn no_date_window_limit(services: &Value) -> Result<(), BadRequest> {
         .flatten()
         .filter_map(|s| s["methods"].as_array())
         .flatten()
-        .any(|m| m.get("points_per_date_window").is_some_and(|v| !v.is_null()));
+        .any(|m| {
+            m.get("points_per_date_window")
+                .is_some_and(|v| !v.is_null())
+        });
     if named {
         return Err(BadRequest::param(
             "points_per_date_window",
