@@ -4,7 +4,49 @@
 
 mod common;
 
-use common::start;
+use std::io::Write;
+use std::sync::{Arc, LazyLock};
+
+use common::{lj_doc, start};
+use http::Method;
+use parking_lot::Mutex;
+use rosetta::demo::{Fault, FaultKind, PARTNER_ID};
+use serde_json::json;
+
+/// Every log line of this test binary, collected (tests run in parallel: search them by
+/// tracecode).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOGS: LazyLock<Logs> = LazyLock::new(|| {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .init();
+    logs
+});
+
+/// The log lines naming `tracecode`.
+fn logged(tracecode: &str) -> Vec<String> {
+    String::from_utf8_lossy(&LOGS.0.lock())
+        .lines()
+        .filter(|l| l.contains(tracecode))
+        .map(str::to_owned)
+        .collect()
+}
 
 #[cfg(unix)]
 #[tokio::test]
@@ -24,4 +66,87 @@ async fn the_store_and_its_journal_files_are_owner_only() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{}: {:o}", p.to_string_lossy(), mode);
     }
+}
+
+#[tokio::test]
+async fn a_500_body_names_the_tracecode_and_not_the_cause_which_the_log_has() {
+    LazyLock::force(&LOGS);
+    let env = start().await;
+    // AppDirect's page count makes the search's filter fail at run time (its range limit).
+    env.appdirect.faults().push(Fault {
+        method: Some(Method::GET),
+        path_prefix: "/api/account/v2/companies".into(),
+        kind: FaultKind::JsonText(
+            r#"{"content":[],"page":{"size":100,"totalElements":0,"totalPages":1000000000000,"number":0}}"#
+                .into(),
+        ),
+        times: Some(1),
+    });
+    let r = env.get("/networking/rest/tenant").await;
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let tracecode = r.header("x-trace-code").unwrap().to_owned();
+    let doc = lj_doc(&r.body);
+    assert_eq!(doc["message"]["code"], "-1", "{doc}");
+    let text = doc["message"]["description"].as_str().unwrap();
+    assert!(
+        text.starts_with("internal error") && text.contains(&tracecode),
+        "{text}"
+    );
+    let lines = logged(&tracecode);
+    let line = lines
+        .iter()
+        .find(|l| l.contains("internal error"))
+        .unwrap_or_else(|| panic!("no log line for {tracecode}: {lines:?}"));
+    // The log has the route and the cause; the body has neither.
+    assert!(line.contains("tenant.search"), "{line}");
+    let body = String::from_utf8_lossy(&r.body);
+    for internal in ["route", "failed", "range", "jq"] {
+        assert!(!body.contains(internal), "`{internal}` in {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_502_body_names_the_upstream_and_its_status_not_what_it_said() {
+    LazyLock::force(&LOGS);
+    let env = start().await;
+    env.appdirect.faults().push(Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: FaultKind::Status(
+            500,
+            json!({"message": "NullPointerException at com.appdirect.db.Pool:42"}),
+        ),
+        times: Some(1),
+    });
+    let r = env.get(&format!("/companies/{PARTNER_ID}")).await;
+    let doc = r.assert_problem(502);
+    assert_eq!(doc["detail"], "upstream appdirect answered 500", "{doc}");
+    let tracecode = r.header("x-trace-code").unwrap().to_owned();
+    assert!(
+        logged(&tracecode)
+            .iter()
+            .any(|l| l.contains("NullPointerException")),
+        "the log keeps what the upstream said"
+    );
+
+    // An unreadable answer: what was expected, not the parser's words about its bytes.
+    env.appdirect.faults().push(Fault {
+        method: None,
+        path_prefix: "/api".into(),
+        kind: FaultKind::JsonText(r#"{"id": "x", "name": tru}"#.into()),
+        times: Some(1),
+    });
+    let doc = env
+        .get(&format!("/companies/{PARTNER_ID}"))
+        .await
+        .assert_problem(502);
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("upstream appdirect sent an unreadable response: expected JSON"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("line") && !detail.contains("column"),
+        "{detail}"
+    );
 }
