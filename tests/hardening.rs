@@ -150,3 +150,46 @@ async fn a_502_body_names_the_upstream_and_its_status_not_what_it_said() {
         "{detail}"
     );
 }
+
+#[tokio::test]
+async fn admin_lists_and_periods_are_capped_in_the_admin_dialect() {
+    let env = start().await;
+    for list in ["/v1/users", "/v1/companies", "/v1/audit"] {
+        let r = env
+            .root(Method::GET, &format!("{list}?limit=1001"), None)
+            .await;
+        let message = r.assert_admin_error(400);
+        assert!(
+            message.contains("limit") && message.contains("1000"),
+            "{list}: {message}"
+        );
+        let r = env
+            .root(Method::GET, &format!("{list}?limit=1000"), None)
+            .await;
+        assert_eq!(r.status, 200, "{list}");
+    }
+    let cases = [
+        "/v1/audit?from=2024-01-01T00:00:00Z&to=2025-01-02T00:00:01Z",
+        "/v1/audit?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z",
+        "/v1/statistics?from=2024-01-01&to=2025-01-03",
+        "/v1/report?from=2024-01-01&to=2025-01-03",
+    ];
+    for path in cases {
+        let message = env
+            .root(Method::GET, path, None)
+            .await
+            .assert_admin_error(400);
+        assert!(
+            message.contains("366 days") || message.contains("after to"),
+            "{path}: {message}"
+        );
+    }
+    let r = env
+        .root(
+            Method::GET,
+            "/v1/audit?from=2024-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "366 days is within the cap");
+}
