@@ -51,7 +51,7 @@ totals = lambda r: obj({"overall": ref(r), "filter": ref(r)})
 xlsx = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}}}
 paths = {
   "/health": {"get": op("Liveness and readiness", "service", ok=("200", "#/components/schemas/Health"), anonymous=True)},
-  "/metrics": {"get": op("Prometheus counters (requests by status class, durations, audit rows, captures)", "service", ok=("200", {"text/plain": {"schema": {"type": "string"}}}), anonymous=True)},
+  "/metrics": {"get": op("Prometheus counters (requests by status class, durations, audit rows, captures): ADMIN or AUDITOR, or anyone when the configuration says [metrics] public = true", "service", ok=("200", {"text/plain": {"schema": {"type": "string"}}}))},
   "/v1/cache": {"delete": op("Purge the read cache, or one route's entries (ADMIN)", "cache", params=[q("route", {"type": "string"}, "a route id, or pack:route")], ok=("204", None))},
   "/v1/version": {"get": op("Service version", "service", ok=("200", "#/components/schemas/Version"), anonymous=True)},
   "/v1/docs/openapi.json": {"get": op("This document", "service", ok=("200", {"application/json": {"schema": {"type": "object"}}}), anonymous=True)},

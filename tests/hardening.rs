@@ -193,3 +193,40 @@ async fn admin_lists_and_periods_are_capped_in_the_admin_dialect() {
         .await;
     assert_eq!(r.status, 200, "366 days is within the cap");
 }
+
+#[tokio::test]
+async fn metrics_ask_for_an_admin_or_auditor_unless_public() {
+    let env = start().await;
+    let anonymous = env.admin_call(Method::GET, "/metrics", None, None).await;
+    anonymous.assert_admin_error(401);
+    assert!(anonymous.header("www-authenticate").is_some());
+    assert!(!String::from_utf8_lossy(&anonymous.body).contains("rosetta_"));
+    let partner = env
+        .admin_call(Method::GET, "/metrics", Some(("Bearer", common::KEY)), None)
+        .await;
+    assert!(
+        partner
+            .assert_admin_error(403)
+            .contains("ADMIN and AUDITOR")
+    );
+    for key in [common::ADMIN_KEY, common::AUDITOR_KEY] {
+        let r = env
+            .admin_call(Method::GET, "/metrics", Some(("Bearer", key)), None)
+            .await;
+        assert_eq!(r.status, 200, "{key}");
+        assert!(String::from_utf8_lossy(&r.body).contains("rosetta_http_requests_total"));
+    }
+    // The rest of the anonymous routes stay anonymous.
+    for path in ["/health", "/v1/version", "/v1/docs/openapi.json"] {
+        assert_eq!(
+            env.admin_call(Method::GET, path, None, None).await.status,
+            200,
+            "{path}"
+        );
+    }
+
+    let public = common::start_with(|cfg| cfg.metrics.public = true).await;
+    let r = public.admin_call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("rosetta_http_requests_total"));
+}

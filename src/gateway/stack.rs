@@ -87,6 +87,8 @@ pub struct Gateway {
     pub quotas: QuotaBook,
     /// The read cache.
     pub cache: ReadCache,
+    /// `[metrics] public`: `/metrics` asks for no credentials.
+    pub metrics_public: bool,
 }
 
 impl Gateway {
@@ -164,6 +166,7 @@ impl Gateway {
             ),
             store,
             store_auth,
+            metrics_public: cfg.metrics.public,
             server_name: Arc::from(
                 std::env::var("HOSTNAME")
                     .ok()
@@ -181,6 +184,7 @@ impl Gateway {
             store_auth: self.store_auth.clone(),
             quotas: Some(self.quotas.clone()),
             cache: Some(self.cache.clone()),
+            metrics_public: self.metrics_public,
         }
     }
 
