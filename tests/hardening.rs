@@ -230,3 +230,66 @@ async fn metrics_ask_for_an_admin_or_auditor_unless_public() {
     assert_eq!(r.status, 200);
     assert!(String::from_utf8_lossy(&r.body).contains("rosetta_http_requests_total"));
 }
+
+/// `rosetta demo` works out of the box with the shipped configuration, which holds no
+/// secret: it gives its sample RedAPI's OAuth2 credentials to the gateway itself.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_demo_runs_on_the_shipped_configuration_without_secrets() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .arg("demo")
+        .env("ROSETTA__LISTEN", "127.0.0.1:0")
+        .env("ROSETTA__ADMIN_LISTEN", "127.0.0.1:0")
+        .env_remove("ROSETTA__UPSTREAMS__REDAPI__AUTH__CLIENT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read until the gateway and the key are printed, then on to the end: the demo prints
+    // more, and a closed pipe would stop it.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let (mut gateway, mut key, mut tx) = (None, None, Some(tx));
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["gateway", url, ..] => {
+                    gateway = Some(url.trim_start_matches("http://").to_owned())
+                }
+                ["API", "key", k, ..] => key = Some((*k).to_owned()),
+                _ => {}
+            }
+            if gateway.is_some()
+                && key.is_some()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(gateway.clone().zip(key.clone()));
+            }
+        }
+    });
+    let banner = tokio::time::timeout(std::time::Duration::from_secs(60), rx)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let answered = banner.map(|(addr, key)| {
+        // RedAPI's products: the gateway fetched an OAuth2 token with the demo's secret.
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /products HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let read = s.read_to_end(&mut answer);
+        format!("{read:?} {}", String::from_utf8_lossy(&answer))
+    });
+    // SIGTERM: the demo drains and removes its store.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let answer = answered.expect("the demo printed its gateway and key");
+    assert!(answer.contains("HTTP/1.1 200"), "{answer}");
+}

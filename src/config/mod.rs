@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod identity;
+pub mod secrets;
 mod upstream;
 
 pub use identity::{FailureLimitConfig, GateConfig, IdentityConfig, StaticKeyConfig};

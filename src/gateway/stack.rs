@@ -94,6 +94,19 @@ pub struct Gateway {
 impl Gateway {
     /// Loads the packs, builds the upstream clients and the identity providers.
     pub fn from_config(cfg: &Config) -> Result<Self, BuildError> {
+        // An upstream credential nobody gave: refused here, at start, rather than sent empty.
+        let missing = crate::config::secrets::missing(cfg);
+        if !missing.is_empty() {
+            let each: Vec<String> = missing
+                .iter()
+                .map(|k| format!("{k} ({})", crate::config::secrets::env_var(k)))
+                .collect();
+            return Err(Box::new(ConfigError::Invalid(format!(
+                "upstream secrets are not set; give them in the environment: {}",
+                each.join(", ")
+            )))
+            .into());
+        }
         let policies = crate::limits::rate::policies(&cfg.rate_limits)
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
         let catalog = load_catalog_with(cfg, &policies)?;
