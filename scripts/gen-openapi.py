@@ -36,13 +36,13 @@ def ref(n):
     return {"$ref": "#/components/schemas/" + n}
 S = lambda **kw: dict(kw)
 listp = [q("offset", {"type": "integer", "minimum": 0, "maximum": 10000000, "default": 0}, "items to skip"),
-         q("limit", {"type": "integer", "minimum": 1, "maximum": 10000000, "default": 100}, "items to return"),
+         q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "items to return (at most 1000)"),
          q("filter", {"type": "string", "minLength": 1, "maxLength": 64}, "case-insensitive text search"),
          q("sort_field", {"type": "string", "minLength": 1, "maxLength": 64}, "field to sort by"),
          q("sort_direction", {"type": "string", "enum": ["ASC", "DESC"], "default": "ASC"}, "sort direction")]
 period = [q("username", word(2, 256), "one user"),
           q("from", {"type": "string", "format": "date"}, "first day (default: the 1st of this month)"),
-          q("to", {"type": "string", "format": "date"}, "last day, included (default: yesterday)")]
+          q("to", {"type": "string", "format": "date"}, "last day, included (default: yesterday); at most 366 days after from (else 400)")]
 methods = arr(obj({"method_group": {"type": "string"}, "unique_points_per_day": {"type": "integer"}, "points_per_day": {"type": "integer"}}))
 services = arr(obj({"service": {"type": "string"}, "methods": methods}))
 dates = arr(obj({"date": {"type": "string", "format": "date"}, "services": services}))
@@ -51,7 +51,7 @@ totals = lambda r: obj({"overall": ref(r), "filter": ref(r)})
 xlsx = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}}}
 paths = {
   "/health": {"get": op("Liveness and readiness", "service", ok=("200", "#/components/schemas/Health"), anonymous=True)},
-  "/metrics": {"get": op("Prometheus counters (requests by status class, durations, audit rows, captures)", "service", ok=("200", {"text/plain": {"schema": {"type": "string"}}}), anonymous=True)},
+  "/metrics": {"get": op("Prometheus counters (requests by status class, durations, audit rows, captures): ADMIN or AUDITOR, or anyone when the configuration says [metrics] public = true", "service", ok=("200", {"text/plain": {"schema": {"type": "string"}}}))},
   "/v1/cache": {"delete": op("Purge the read cache, or one route's entries (ADMIN)", "cache", params=[q("route", {"type": "string"}, "a route id, or pack:route")], ok=("204", None))},
   "/v1/version": {"get": op("Service version", "service", ok=("200", "#/components/schemas/Version"), anonymous=True)},
   "/v1/docs/openapi.json": {"get": op("This document", "service", ok=("200", {"application/json": {"schema": {"type": "object"}}}), anonymous=True)},
@@ -80,7 +80,7 @@ paths = {
     "delete": op("Revoke a key (a PARTNER: not of a user holding ADMIN or AUDITOR)", "keys", ok=("204", None))},
   "/v1/audit": {"get": op("Audit actions of the period (ADMIN, AUDITOR)", "audit", params=listp + [
       q("from", {"type": "string", "format": "date-time"}, "default: start of today (UTC)"),
-      q("to", {"type": "string", "format": "date-time"}, "default: now"),
+      q("to", {"type": "string", "format": "date-time"}, "default: now; at most 366 days after from (else 400)"),
       q("company_key", word(3, 256), "the caller's company (who made the requests)"),
       q("company", {"type": "string", "minLength": 1, "maxLength": 256}, "an upstream company id the requests acted on: actions whose targets hold exactly this id"),
       q("username", word(2, 256), "one user"),
@@ -139,7 +139,8 @@ schemas = {
   "Tracedata": tracedata,
   "Error": obj({"tracedata": ref("Tracedata"), "message": {"type": "string"}}, ["tracedata", "message"]),
   "AuditAction": obj({"username": {"type": "string"}, "company_key": {"type": "string"}, "tracedata": ref("Tracedata"), "method_group": {"type": "string"}, "statistics": obj({"points_count": {"type": "integer"}, "duration": {"type": "string", "description": "ISO 8601 duration"}}), "status": {"type": "integer"},
-      "targets": {"type": "array", "items": {"type": "string"}, "description": "the upstream company ids the request acted on (those its route checked), usually 0 to 2"}}),
+      "targets": {"type": "array", "items": {"type": "string"}, "description": "the upstream company ids the request acted on (those its route checked), usually 0 to 2"},
+      "ip": {"type": ["string", "null"], "description": "the client's address (the connection's peer); refused authentications are recorded as anonymous with it"}}),
   "AuditList": obj({"actions": arr(ref("AuditAction")), "statistics": totals("Total")}),
   "Statistics": statistics,
   "MethodQuota": obj({"method_group": {"type": "string", "pattern": "^[A-Z_]+$"}, **{k: {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000000} for k in ["points_per_request", "points_per_day", "points_per_date_window", "max_concurrent_execution"]}}, ["method_group"], True),

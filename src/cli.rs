@@ -26,6 +26,9 @@ pub fn check(path: &Path, strict_jq: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     cfg.strict_jq |= strict_jq;
+    for warning in secret_warnings(path, &cfg) {
+        eprintln!("warning: {warning}");
+    }
     match load_catalog(&cfg) {
         Ok(catalog) => {
             for pack in &catalog.packs {
@@ -78,6 +81,9 @@ pub async fn serve(path: &Path) -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&cfg.log);
+    for warning in secret_warnings(path, &cfg) {
+        tracing::warn!("{warning}");
+    }
     match run(cfg, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -85,6 +91,27 @@ pub async fn serve(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `check` and `serve` say about the secrets of the configuration at `path`: each one
+/// written in the file, and each upstream secret nobody gave (`serve` refuses to start).
+fn secret_warnings(path: &Path, cfg: &Config) -> Vec<String> {
+    use crate::config::secrets::{env_var, inline, missing};
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let written = inline(&text).into_iter().map(|k| {
+        format!(
+            "{k} is written in {}: give it in the environment ({}) instead",
+            path.display(),
+            env_var(&k)
+        )
+    });
+    let unset = missing(cfg).into_iter().map(|k| {
+        format!(
+            "{k} is not set: serve refuses to start until {} is",
+            env_var(&k)
+        )
+    });
+    written.chain(unset).collect()
 }
 
 async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {

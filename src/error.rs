@@ -111,8 +111,8 @@ pub enum GatewayError {
     /// Creating or renaming would duplicate a unique key.
     #[error("{0} already exists")]
     Conflict(String),
-    /// A bug or an impossible state; rendered as 500 with the tracecode (the client is told
-    /// what failed, the log has its causes), never a panic.
+    /// A bug or an impossible state; rendered as 500 with the tracecode and nothing else
+    /// (the log has what failed and its causes), never a panic.
     #[error("internal error: {0}")]
     Internal(#[from] Internal),
 }
@@ -341,7 +341,8 @@ pub enum UpstreamError {
     InvalidResponse {
         /// The upstream's name.
         upstream: String,
-        /// What is wrong with the response.
+        /// What is wrong with the response, then after `: ` the parser's or the
+        /// connection's own words, which only the log gets.
         detail: String,
     },
     /// The upstream answered with an error status.
@@ -359,7 +360,8 @@ pub enum UpstreamError {
     Auth {
         /// The upstream's name.
         upstream: String,
-        /// Why the credentials could not be obtained.
+        /// Why the credentials could not be obtained, then after `: ` the token endpoint's
+        /// or the connection's own words, which only the log gets.
         detail: String,
     },
     /// A call failed after others of the same request had been sent: answered as `inner`,
@@ -463,6 +465,34 @@ impl GatewayError {
     pub fn bad_param(parameter: impl Into<String>, detail: impl Into<String>) -> Self {
         GatewayError::BadRequest(BadRequest::param(parameter, detail))
     }
+
+    /// What the client is told, in every dialect. Our own failures are one sentence and the
+    /// tracecode (their causes, jq's or SQLite's words, go to the log under that code); an
+    /// upstream's failure says which upstream failed and how, never what its body or the
+    /// connection said. Everything else is the error as displayed: the client's own mistake.
+    pub fn client_detail(&self, tracecode: &str) -> String {
+        match self {
+            GatewayError::Internal(_) => format!(
+                "internal error: the gateway could not answer this request; its log names the cause under trace code {tracecode}"
+            ),
+            GatewayError::Upstream(e) => e.client_detail(),
+            GatewayError::NoRoute { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::Unauthenticated { .. }
+            | GatewayError::Forbidden { .. }
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::UnsupportedMediaType { .. }
+            | GatewayError::RequestTimeout { .. }
+            | GatewayError::AnswerTimeout { .. }
+            | GatewayError::BadRequest(_)
+            | GatewayError::RateLimited { .. }
+            | GatewayError::QuotaExceeded { .. }
+            | GatewayError::Overloaded { .. }
+            | GatewayError::RouteLimit(_)
+            | GatewayError::NotFound(_)
+            | GatewayError::Conflict(_) => self.to_string(),
+        }
+    }
 }
 
 impl UpstreamError {
@@ -509,6 +539,37 @@ impl UpstreamError {
             | UpstreamError::Status { .. }
             | UpstreamError::Auth { .. }
             | UpstreamError::AfterCalls { .. } => false,
+        }
+    }
+
+    /// What the client is told of this failure (see [`GatewayError::client_detail`]): an
+    /// upstream's error message only when it is passed on as the client's own 4xx; of an
+    /// unreadable answer or a failed token fetch, only what Rosetta says before the first
+    /// `: ` (the parser's or the connection's own words after it are for the log).
+    pub fn client_detail(&self) -> String {
+        let before_cause = |d: &str| d.split(": ").next().unwrap_or_default().to_owned();
+        match self {
+            UpstreamError::Status {
+                upstream, status, ..
+            } if self.status().is_server_error() => {
+                format!("upstream {upstream} answered {}", status.as_u16())
+            }
+            UpstreamError::InvalidResponse { upstream, detail } => format!(
+                "upstream {upstream} sent an unreadable response: {}",
+                before_cause(detail)
+            ),
+            UpstreamError::Auth { upstream, detail } => format!(
+                "could not authenticate to upstream {upstream}: {}",
+                before_cause(detail)
+            ),
+            UpstreamError::AfterCalls { inner, .. } => inner.client_detail(),
+            UpstreamError::Unknown { .. }
+            | UpstreamError::Connect { .. }
+            | UpstreamError::Broken { .. }
+            | UpstreamError::CircuitOpen { .. }
+            | UpstreamError::Busy { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::Status { .. } => self.to_string(),
         }
     }
 

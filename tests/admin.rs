@@ -1223,7 +1223,14 @@ async fn quotas_base_and_dated_windows() {
 #[tokio::test]
 async fn metrics_count_requests_and_audit_rows() {
     let env = start().await;
-    let before = env.admin_call(Method::GET, "/metrics", None, None).await;
+    let before = env
+        .admin_call(
+            Method::GET,
+            "/metrics",
+            Some(("Bearer", common::ADMIN_KEY)),
+            None,
+        )
+        .await;
     assert_eq!(
         before.header("content-type"),
         Some("text/plain; version=0.0.4")
@@ -1231,9 +1238,14 @@ async fn metrics_count_requests_and_audit_rows() {
     env.get("/companies").await;
     env.gw.store.flush().await.unwrap();
     let text = String::from_utf8_lossy(
-        &env.admin_call(Method::GET, "/metrics", None, None)
-            .await
-            .body,
+        &env.admin_call(
+            Method::GET,
+            "/metrics",
+            Some(("Bearer", common::ADMIN_KEY)),
+            None,
+        )
+        .await
+        .body,
     )
     .into_owned();
     let value = |name: &str| -> f64 {

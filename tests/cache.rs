@@ -234,9 +234,14 @@ async fn admin_purge_quotas_and_audit_on_hits() {
             .contains("miss")
     );
     let metrics = String::from_utf8_lossy(
-        &env.admin_call(Method::GET, "/metrics", None, None)
-            .await
-            .body,
+        &env.admin_call(
+            Method::GET,
+            "/metrics",
+            Some(("Bearer", common::ADMIN_KEY)),
+            None,
+        )
+        .await
+        .body,
     )
     .into_owned();
     assert!(

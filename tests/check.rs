@@ -480,3 +480,109 @@ call = "PATCH appdirect /api/account/v2/companies/{companyId}"
     let admin_only = write.replace("\"AUDITOR\", ", "");
     assert!(load(PACK, &with_route(&admin_only)).is_ok());
 }
+
+/// `rosetta check` on `cfg`, with `env` set: (success, stderr).
+fn check_with_env(cfg: &Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--config"])
+        .arg(cfg)
+        .envs(env.iter().copied())
+        .env_remove("ROSETTA__UPSTREAMS__REDAPI__AUTH__CLIENT_SECRET")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_check_command_warns_about_each_secret_written_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), PACK, GOOD_ROUTE);
+    let inline = format!(
+        "{BASE_CONFIG}[admin]\nbootstrap_user = \"root\"\nbootstrap_password = \"pw-in-the-file\"\n\
+         [upstreams.other.auth]\ntype = \"basic\"\nusername = \"u\"\npassword = \"secret-in-the-file\"\n"
+    );
+    std::fs::write(&cfg, &inline).unwrap();
+    let (ok, stderr) = check_with_env(&cfg, &[]);
+    assert!(ok, "a warning, not an error: {stderr}");
+    for (key, var) in [
+        (
+            "admin.bootstrap_password",
+            "ROSETTA__ADMIN__BOOTSTRAP_PASSWORD",
+        ),
+        (
+            "upstreams.other.auth.password",
+            "ROSETTA__UPSTREAMS__OTHER__AUTH__PASSWORD",
+        ),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("warning: ") && l.contains(key) && l.contains(var)),
+            "{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("in-the-file"),
+        "the warning never repeats the secret: {stderr}"
+    );
+
+    // The same secrets from the environment: nothing to say.
+    std::fs::write(
+        &cfg,
+        format!("{BASE_CONFIG}[upstreams.other.auth]\ntype = \"basic\"\nusername = \"u\"\n"),
+    )
+    .unwrap();
+    let (ok, stderr) = check_with_env(
+        &cfg,
+        &[
+            ("ROSETTA__ADMIN__BOOTSTRAP_USER", "root"),
+            ("ROSETTA__ADMIN__BOOTSTRAP_PASSWORD", "pw"),
+            ("ROSETTA__UPSTREAMS__OTHER__AUTH__PASSWORD", "pw"),
+        ],
+    );
+    assert!(ok && !stderr.contains("warning"), "{stderr}");
+    // Left out of both, the upstream's secret is named as missing (serve refuses it).
+    let (ok, stderr) = check_with_env(&cfg, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: upstreams.other.auth.password is not set")
+            && stderr.contains("ROSETTA__UPSTREAMS__OTHER__AUTH__PASSWORD"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_shipped_configuration_holds_no_secret_and_serve_wants_them_from_the_environment() {
+    let shipped = std::fs::read_to_string("config/rosetta.toml").unwrap();
+    assert!(!shipped.contains("change-me"));
+    assert_eq!(
+        rosetta::config::secrets::inline(&shipped),
+        Vec::<String>::new()
+    );
+    let (ok, stderr) = check_with_env(Path::new("config/rosetta.toml"), &[]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("is written in"), "{stderr}");
+
+    // `serve` refuses to start without the upstream's secret, naming where to give it, and
+    // creates nothing (no store file).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["serve", "--config", "config/rosetta.toml"])
+        .env("ROSETTA__LISTEN", "127.0.0.1:0")
+        .env("ROSETTA__ADMIN_LISTEN", "127.0.0.1:0")
+        .env("ROSETTA__STORE__PATH", &db)
+        .env_remove("ROSETTA__UPSTREAMS__REDAPI__AUTH__CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ROSETTA__UPSTREAMS__REDAPI__AUTH__CLIENT_SECRET"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "nothing was created");
+}

@@ -170,6 +170,36 @@ async fn bad_search_parameters_are_400_and_nothing_is_sent() {
 }
 
 #[tokio::test]
+async fn filters_over_the_limits_are_400_naming_the_limit_and_nothing_is_sent() {
+    let env = start().await;
+    let many = vec!["company contains 'a'"; 65].join(" OR ");
+    let long = format!("company contains '{}'", "a".repeat(4100));
+    for (filter, needle) in [
+        (many, "more conditions than the limit of 64"),
+        (long, "over the limit of 4096"),
+    ] {
+        let resp = env.get(&with_query(TENANT, &[("filter", &filter)])).await;
+        let doc = resp.assert_lj(400, -300);
+        let text = doc["message"]["description"].as_str().unwrap_or("");
+        assert!(text.contains(needle), "{text}");
+    }
+    assert_eq!(
+        env.appdirect_calls(),
+        0,
+        "no refused filter reached AppDirect"
+    );
+    // At the limit, the same shape is served.
+    let ok = vec!["company contains 'a'"; 64].join(" OR ");
+    env.get(&with_query(TENANT, &[("filter", &ok)]))
+        .await
+        .assert_lj(200, 0);
+    assert!(
+        env.appdirect_calls() > 0,
+        "the accepted filter reached AppDirect"
+    );
+}
+
+#[tokio::test]
 async fn a_filter_value_cannot_add_a_condition() {
     let env = start().await;
     // The client's own quoting: one value, `x' OR name contains '`.

@@ -26,6 +26,9 @@ pub(super) enum Rule {
     Anyone,
     /// An authenticated caller whom `roles` lets in, then allowed on `target`.
     Caller { roles: Roles, target: Target },
+    /// Anyone when `[metrics] public = true` (a scraper without credentials), else an
+    /// authenticated caller whom `roles` lets in: decided at start, not per route.
+    PublicIfConfigured { roles: Roles },
 }
 
 /// The roles a route asks of its caller.

@@ -101,7 +101,7 @@ pub(super) static TABLE: &[Route] = ROWS;
 /// The rows of [`TABLE`]. Order does not matter: no two rows match the same request (a test
 /// checks), and a path is matched segment by segment.
 const ROWS: &[Route] = &[
-    // ---- anonymous: liveness, the version, the counters and this document
+    // ---- anonymous: liveness, the version and this document; the counters when configured
     row(Verb::Get, "/health", Rule::Anyone, handler!(system::health)),
     row(
         Verb::Get,
@@ -112,7 +112,9 @@ const ROWS: &[Route] = &[
     row(
         Verb::Get,
         "/metrics",
-        Rule::Anyone,
+        Rule::PublicIfConfigured {
+            roles: Roles::OneOf(READERS, "the counters are for ADMIN and AUDITOR"),
+        },
         handler!(system::metrics),
     ),
     row(
@@ -419,7 +421,8 @@ mod tests {
             let anonymous = op["security"] == serde_json::json!([]);
             match route.rule {
                 Rule::Anyone => assert!(anonymous, "{m} {p} asks for no credentials"),
-                Rule::Caller { .. } => {
+                // Documented as by default: credentials asked for.
+                Rule::Caller { .. } | Rule::PublicIfConfigured { .. } => {
                     assert!(!anonymous, "{m} {p} needs credentials");
                     for status in ["401", "403"] {
                         assert!(op["responses"].get(status).is_some(), "{m} {p}: {status}");

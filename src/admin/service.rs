@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceBuilder;
 
-use super::access::{Rule, admit};
+use super::access::{Rule, Target, admit};
 use super::routes::{self, Found, Miswired, Params, Route};
 use super::{csrf, wire};
 use crate::body::{Body, BoxError, empty};
@@ -41,6 +41,8 @@ pub struct Admin {
     pub quotas: Option<crate::gateway::quota::QuotaBook>,
     /// The read cache, for `DELETE /v1/cache` and its size in `/metrics`.
     pub cache: Option<crate::gateway::cache::ReadCache>,
+    /// `[metrics] public`: the routes of [`Rule::PublicIfConfigured`] ask for no credentials.
+    pub metrics_public: bool,
 }
 
 impl Admin {
@@ -173,8 +175,16 @@ async fn dispatch(admin: Arc<Admin>, req: Request<Body>) -> Answer {
             });
         }
     };
-    let (caller, user) = match route.rule {
-        Rule::Anyone => (None, None),
+    let rule = match route.rule {
+        Rule::PublicIfConfigured { .. } if admin.metrics_public => Rule::Anyone,
+        Rule::PublicIfConfigured { roles } => Rule::Caller {
+            roles,
+            target: Target::Nothing,
+        },
+        rule @ (Rule::Anyone | Rule::Caller { .. }) => rule,
+    };
+    let (caller, user) = match rule {
+        Rule::Anyone | Rule::PublicIfConfigured { .. } => (None, None),
         Rule::Caller { roles, target } => {
             let ip = parts.extensions.get::<PeerAddr>().map(|a| a.0.ip());
             let p = admin
@@ -227,6 +237,7 @@ mod tests {
             store_auth: StoreAuth::new(store),
             quotas: None,
             cache: None,
+            metrics_public: false,
         }
     }
 

@@ -1,6 +1,7 @@
-//! The admin API's own upkeep: liveness, the version, the Prometheus counters, the OpenAPI
-//! document (all anonymous, for probes and scrapers without credentials) and the purge of
-//! the proxy's read cache.
+//! The admin API's own upkeep: liveness, the version, the OpenAPI document (anonymous, for
+//! probes without credentials), the Prometheus counters (for ADMIN and AUDITOR, or a
+//! scraper without credentials when `[metrics] public = true`) and the purge of the proxy's
+//! read cache.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};

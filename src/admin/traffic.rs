@@ -37,6 +37,7 @@ pub(super) async fn audit(c: Call) -> Answer {
     let now = now_ms();
     let from_ms = validate::time_param(pairs, "from")?.unwrap_or(now - now.rem_euclid(86_400_000));
     let to_ms = validate::time_param(pairs, "to")?.unwrap_or(now + 1);
+    validate::period(pairs, from_ms, to_ms)?;
     let text = |name: &str, min: usize, max: usize| validate::text_param(pairs, name, min, max);
     let q = AuditQuery {
         offset: list.offset,
@@ -229,8 +230,12 @@ async fn stats_rows(c: Call) -> Result<Vec<StatRow>, GatewayError> {
     if from > to && pairs.iter().any(|(k, _)| k == "from" || k == "to") {
         return Err(BadRequest::param("from", "from must not be after to").into());
     }
-    if (to - from).whole_days() > 366 {
-        return Err(BadRequest::param("to", "a period spans at most 366 days").into());
+    if (to - from).whole_days() > validate::MAX_PERIOD_DAYS {
+        return Err(BadRequest::param(
+            "to",
+            format!("a period spans at most {} days", validate::MAX_PERIOD_DAYS),
+        )
+        .into());
     }
     let username = validate::word_param(pairs, "username", 2, 256)?;
     let show = |d: time::Date| d.format(fmt).unwrap_or_default();

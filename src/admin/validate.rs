@@ -340,10 +340,17 @@ fn int_param(
     }
 }
 
+/// Most items one admin list answers (`limit`): a page is built in memory and its query
+/// holds the store, which authentication shares.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Longest period one audit or statistics query spans, in days.
+pub const MAX_PERIOD_DAYS: i64 = 366;
+
 /// Seed 003's list parameters; `sortable` are the fields `sort_field` may name.
 pub fn list(pairs: &[(String, String)], sortable: &[&str]) -> Result<ListQuery, BadRequest> {
     let offset = int_param(pairs, "offset", 0, 10_000_000, 0)?;
-    let limit = int_param(pairs, "limit", 1, 10_000_000, 100)?;
+    let limit = int_param(pairs, "limit", 1, MAX_LIMIT, 100)?;
     let filter = match param(pairs, "filter") {
         None => None,
         Some(f) if len_in(f, 1, 64) => Some(f.to_owned()),
@@ -430,6 +437,22 @@ pub fn text_param(
             format!("{name} must be {min} to {max} characters"),
         )),
     }
+}
+
+/// Checks the audit's `from_ms..to_ms` (epoch milliseconds, defaults applied): in order
+/// when the client named either end, and at most [`MAX_PERIOD_DAYS`] long.
+pub fn period(pairs: &[(String, String)], from_ms: i64, to_ms: i64) -> Result<(), BadRequest> {
+    let named = param(pairs, "from").is_some() || param(pairs, "to").is_some();
+    if named && from_ms > to_ms {
+        return Err(BadRequest::param("from", "from must not be after to"));
+    }
+    if to_ms.saturating_sub(from_ms) > MAX_PERIOD_DAYS * 86_400_000 {
+        return Err(BadRequest::param(
+            "to",
+            format!("a period spans at most {MAX_PERIOD_DAYS} days"),
+        ));
+    }
+    Ok(())
 }
 
 /// An optional RFC 3339 date-time parameter, as epoch milliseconds.
@@ -575,10 +598,17 @@ mod tests {
         };
         let q = list(&p(&[]), &["key"]).unwrap();
         assert_eq!((q.offset, q.limit, q.descending), (0, 100, false));
+        assert_eq!(
+            list(&p(&[("limit", "1000")]), &["key"]).unwrap().limit,
+            1000
+        );
+        let e = list(&p(&[("limit", "1001")]), &["key"]).unwrap_err();
+        assert!(e.detail.contains("1 to 1000"), "{}", e.detail);
         for (k, v) in [
             ("offset", "-1"),
             ("offset", "10000001"),
             ("limit", "0"),
+            ("limit", "1001"),
             ("limit", "x"),
             ("filter", ""),
             ("sort_field", "password"),
@@ -598,6 +628,18 @@ mod tests {
             time_param(&p(&[("from", "1970-01-01T00:00:01Z")]), "from").unwrap(),
             Some(1000)
         );
+        let day = 86_400_000;
+        assert!(period(&p(&[]), 0, 366 * day).is_ok());
+        let e = period(&p(&[("from", "x")]), 0, 366 * day + 1).unwrap_err();
+        assert_eq!(
+            (e.parameter.as_deref(), e.detail.contains("366 days")),
+            (Some("to"), true)
+        );
+        assert_eq!(field_of(period(&p(&[("to", "x")]), 2, 1)), "from");
+        assert!(
+            period(&p(&[]), 2, 1).is_ok(),
+            "defaults alone are not the client's"
+        );
         let id = "3f2c-9a/é";
         assert_eq!(
             text_param(&p(&[("company", id)]), "company", 1, 256).unwrap(),
@@ -612,5 +654,23 @@ mod tests {
             );
         }
         assert!(text_param(&p(&[("company", &long[..512])]), "company", 1, 256).is_ok());
+    }
+
+    #[test]
+    fn the_openapi_document_declares_the_list_caps() {
+        let doc: Value = serde_json::from_str(super::super::routes::OPENAPI).unwrap();
+        let mut limits = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["name"] == "limit" {
+                        limits += 1;
+                        assert_eq!(p["schema"]["maximum"], MAX_LIMIT, "{method} {path}");
+                        assert_eq!(p["schema"]["minimum"], 1, "{method} {path}");
+                    }
+                }
+            }
+        }
+        assert_eq!(limits, 3, "companies, users and audit are the paged lists");
     }
 }

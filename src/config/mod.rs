@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 mod identity;
+pub mod secrets;
 mod upstream;
 
 pub use identity::{FailureLimitConfig, GateConfig, IdentityConfig, StaticKeyConfig};
@@ -83,6 +84,9 @@ pub struct Config {
     /// `[tenancy]`: the cache of callers' reaches.
     #[serde(default)]
     pub tenancy: TenancyConfig,
+    /// `[metrics]`: who may read `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Folder of the config file, for resolving relative paths (not read from the file).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -362,6 +366,16 @@ impl Default for TenancyConfig {
             reach_max_bytes: defaults::reach_max_bytes(),
         }
     }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` to anyone, as a scraper without credentials needs; by default it
+    /// asks for an ADMIN or an AUDITOR (the counters describe the traffic of every caller).
+    #[serde(default)]
+    pub public: bool,
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

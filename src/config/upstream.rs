@@ -103,14 +103,16 @@ pub enum UpstreamAuthConfig {
     Header {
         /// The header's name.
         name: String,
-        /// Its value, sent as is.
+        /// Its value, sent as is; best given in the environment (see `secrets`).
+        #[serde(default)]
         value: String,
     },
     /// HTTP Basic.
     Basic {
         /// The username sent.
         username: String,
-        /// The password sent.
+        /// The password sent; best given in the environment (see `secrets`).
+        #[serde(default)]
         password: String,
     },
     /// OAuth2 client credentials (RFC 6749 §4.4).
@@ -119,7 +121,9 @@ pub enum UpstreamAuthConfig {
         token_url: String,
         /// The client id sent to the token endpoint.
         client_id: String,
-        /// The client secret sent to the token endpoint.
+        /// The client secret sent to the token endpoint; best given in the environment
+        /// (see `secrets`).
+        #[serde(default)]
         client_secret: String,
         /// Scopes asked for; `None` sends no `scope`.
         #[serde(default)]

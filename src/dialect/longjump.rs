@@ -51,7 +51,7 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
 
 /// The error document for `err`.
 pub fn longjump_error(err: &GatewayError, meta: &RequestMeta) -> Bytes {
-    let doc = json!({"message": {"code": longjump_code(err), "description": err.to_string(), "traceCode": &*meta.tracecode}});
+    let doc = json!({"message": {"code": longjump_code(err), "description": err.client_detail(&meta.tracecode), "traceCode": &*meta.tracecode}});
     write(&doc)
 }
 

@@ -148,7 +148,7 @@ impl Dialect {
                 "application/json",
                 json_bytes(&serde_json::json!({
                     "code": status.canonical_reason().unwrap_or("Error").to_uppercase().replace(' ', "_"),
-                    "message": err.to_string(),
+                    "message": err.client_detail(&meta.tracecode),
                     "traceCode": &*meta.tracecode,
                 })),
             ),
@@ -165,7 +165,7 @@ impl Dialect {
                             .format(&time::format_description::well_known::Rfc3339)
                             .unwrap_or_default(),
                     },
-                    "message": err.to_string(),
+                    "message": err.client_detail(&meta.tracecode),
                 })),
             ),
             Dialect::LongJump => ("application/xml", longjump_error(err, meta)),

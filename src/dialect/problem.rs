@@ -38,7 +38,7 @@ pub fn problem_details(err: &GatewayError, meta: &RequestMeta, path: &str) -> Va
         "type": type_uri,
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
-        "detail": err.to_string(),
+        "detail": err.client_detail(&meta.tracecode),
         "instance": path,
         "traceId": &*meta.tracecode,
         "requestId": &*meta.request_id,

@@ -87,11 +87,26 @@ pub struct Gateway {
     pub quotas: QuotaBook,
     /// The read cache.
     pub cache: ReadCache,
+    /// `[metrics] public`: `/metrics` asks for no credentials.
+    pub metrics_public: bool,
 }
 
 impl Gateway {
     /// Loads the packs, builds the upstream clients and the identity providers.
     pub fn from_config(cfg: &Config) -> Result<Self, BuildError> {
+        // An upstream credential nobody gave: refused here, at start, rather than sent empty.
+        let missing = crate::config::secrets::missing(cfg);
+        if !missing.is_empty() {
+            let each: Vec<String> = missing
+                .iter()
+                .map(|k| format!("{k} ({})", crate::config::secrets::env_var(k)))
+                .collect();
+            return Err(Box::new(ConfigError::Invalid(format!(
+                "upstream secrets are not set; give them in the environment: {}",
+                each.join(", ")
+            )))
+            .into());
+        }
         let policies = crate::limits::rate::policies(&cfg.rate_limits)
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
         let catalog = load_catalog_with(cfg, &policies)?;
@@ -164,6 +179,7 @@ impl Gateway {
             ),
             store,
             store_auth,
+            metrics_public: cfg.metrics.public,
             server_name: Arc::from(
                 std::env::var("HOSTNAME")
                     .ok()
@@ -181,6 +197,7 @@ impl Gateway {
             store_auth: self.store_auth.clone(),
             quotas: Some(self.quotas.clone()),
             cache: Some(self.cache.clone()),
+            metrics_public: self.metrics_public,
         }
     }
 

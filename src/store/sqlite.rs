@@ -167,6 +167,19 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
         }
+        // Owner-only from its first byte (password and key hashes, captured bodies live
+        // here), whatever the umask; SQLite gives the -wal and -shm files the database
+        // file's mode. An existing file keeps the mode its operator gave it.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false),
+            0o600,
+        )
+        .open(path)
+        .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let mut conn = open_conn(path)?;
         migrate(&mut conn)?;
         let writer_conn = open_conn(path)?;

@@ -184,7 +184,7 @@ impl OAuth2 {
             )
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::from(self.form.clone())))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(format!("cannot build the token request: {e}")))?;
         let fetched = async {
             let resp = self
                 .client
@@ -195,7 +195,7 @@ impl OAuth2 {
             let body = Limited::new(resp.into_body(), 64 * 1024)
                 .collect()
                 .await
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(format!("reading the token answer failed: {e}")))?
                 .to_bytes();
             Ok::<_, UpstreamError>((status, body))
         };

@@ -63,6 +63,10 @@ pub fn serve(appdirect: &str, db: &Path) -> Served {
         .env("ROSETTA__ADMIN__BOOTSTRAP_USER", "root")
         .env("ROSETTA__ADMIN__BOOTSTRAP_PASSWORD", "root-password")
         .env("ROSETTA__UPSTREAMS__APPDIRECT__URL", appdirect)
+        .env(
+            "ROSETTA__UPSTREAMS__REDAPI__AUTH__CLIENT_SECRET",
+            rosetta::demo::REDAPI_CLIENT_SECRET,
+        )
         .env("ROSETTA__LOG__FORMAT", "json")
         .env("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")
         .env_remove("RUST_LOG")

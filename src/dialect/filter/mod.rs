@@ -23,6 +23,14 @@ pub use parse::parse;
 /// Deepest parenthesis nesting accepted; the parser recurses once per level.
 pub const MAX_NESTING: usize = 32;
 
+/// Most conditions one filter may hold: evaluation costs a condition per record, so a
+/// client's filter is bounded in work, not only in depth.
+pub const MAX_CONDITIONS: usize = 64;
+
+/// Longest filter accepted, in characters; checked before lexing, so an oversized filter
+/// costs nothing more than its length.
+pub const MAX_CHARS: usize = 4096;
+
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {

@@ -1,17 +1,26 @@
 //! Lexing and parsing the filter language into an [`Expr`]: a recursive-descent parser
-//! over tokens, `AND` binding tighter than `OR`, nesting bounded by [`MAX_NESTING`].
+//! over tokens, `AND` binding tighter than `OR`, nesting bounded by [`MAX_NESTING`],
+//! conditions by [`MAX_CONDITIONS`] and length by [`MAX_CHARS`].
 
 use std::fmt;
 
-use super::{Expr, FilterError, Literal, MAX_NESTING, Op, quote};
+use super::{Expr, FilterError, Literal, MAX_CHARS, MAX_CONDITIONS, MAX_NESTING, Op, quote};
 
 /// Parses a filter expression.
 pub fn parse(text: &str) -> Result<Expr, FilterError> {
+    let chars = text.chars().count();
+    if chars > MAX_CHARS {
+        return Err(FilterError {
+            position: MAX_CHARS + 1,
+            message: format!("the filter is {chars} characters, over the limit of {MAX_CHARS}"),
+        });
+    }
     let tokens = lex(text)?;
     let mut p = Parser {
         tokens: &tokens,
         pos: 0,
-        end: text.chars().count() + 1,
+        end: chars + 1,
+        conditions: 0,
     };
     let expr = p.or(0)?;
     match p.peek() {
@@ -159,6 +168,8 @@ struct Parser<'t> {
     pos: usize,
     /// Position reported for "ended too early".
     end: usize,
+    /// Conditions read so far, bounded by [`MAX_CONDITIONS`].
+    conditions: usize,
 }
 
 impl Parser<'_> {
@@ -226,6 +237,12 @@ impl Parser<'_> {
                 Err(t.error(format!("expected a field name, found the keyword `{w}`")))
             }
             Kind::Word(field) => {
+                self.conditions += 1;
+                if self.conditions > MAX_CONDITIONS {
+                    return Err(t.error(format!(
+                        "the filter has more conditions than the limit of {MAX_CONDITIONS}"
+                    )));
+                }
                 let op = self.op()?;
                 let v = self.next("a value")?;
                 let at = v.at;

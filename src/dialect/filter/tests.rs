@@ -99,6 +99,33 @@ fn nesting_is_bounded() {
 }
 
 #[test]
+fn conditions_are_bounded() {
+    let conds = |n: usize| vec!["a equals 1"; n].join(" OR ");
+    assert!(parse(&conds(MAX_CONDITIONS)).is_ok());
+    let e = parse(&conds(MAX_CONDITIONS + 1)).unwrap_err();
+    assert!(e.message.contains("limit of 64"), "{e}");
+    // The 65th condition is where the filter is refused.
+    assert_eq!(
+        e.position,
+        MAX_CONDITIONS * "a equals 1 OR ".len() + 1,
+        "{e}"
+    );
+}
+
+#[test]
+fn length_is_bounded_before_lexing() {
+    let padded = |n: usize| format!("a equals '{}'", "x".repeat(n - "a equals ''".len()));
+    assert!(parse(&padded(MAX_CHARS)).is_ok());
+    let e = parse(&padded(MAX_CHARS + 1)).unwrap_err();
+    assert!(e.message.contains("limit of 4096"), "{e}");
+    // Length is counted in characters, not bytes, and checked before anything else:
+    // an oversized filter of bad characters is refused for its length.
+    assert!(parse(&format!("a equals '{}'", "é".repeat(4000))).is_ok());
+    let e = parse(&"%".repeat(MAX_CHARS + 1)).unwrap_err();
+    assert!(e.message.contains("over the limit"), "{e}");
+}
+
+#[test]
 fn evaluation() {
     let rec = json!({"id": "7", "company": "Greene Services", "active": true, "msp": "0",
                      "partner": {"@displayValue": "MSP 15", "#text": "1384998015"},

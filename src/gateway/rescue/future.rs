@@ -60,12 +60,21 @@ where
                 Ok(resp) => resp,
                 Err(rejection) => {
                     // Our failure: logged with its causes, under the tracecode the client
-                    // is given; a refusal of the client's request is routine.
+                    // is given (its body names neither); an upstream's failure likewise,
+                    // with what it said; a refusal of the client's request is routine.
                     if let GatewayError::Internal(_) = &rejection.error {
                         tracing::error!(
                             error = %crate::error::chain(&rejection.error),
                             tracecode = %meta.tracecode,
                             "internal error"
+                        );
+                    } else if let GatewayError::Upstream(e) = &rejection.error
+                        && e.status().is_server_error()
+                    {
+                        tracing::warn!(
+                            error = %crate::error::chain(e),
+                            tracecode = %meta.tracecode,
+                            "upstream failure"
                         );
                     } else {
                         tracing::debug!(error = %rejection.error, "request rejected");
