@@ -143,7 +143,7 @@ schemas = {
       "ip": {"type": ["string", "null"], "description": "the client's address (the connection's peer); refused authentications are recorded as anonymous with it"}}),
   "AuditList": obj({"actions": arr(ref("AuditAction")), "statistics": totals("Total")}),
   "Statistics": statistics,
-  "MethodQuota": obj({"method_group": {"type": "string", "pattern": "^[A-Z_]+$"}, **{k: {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000000} for k in ["points_per_request", "points_per_day", "points_per_date_window", "max_concurrent_execution"]}}, ["method_group"], True),
+  "MethodQuota": obj({"method_group": {"type": "string", "pattern": "^[A-Z_]+$"}, **{k: {**({"description": "Points over a dated window: only with `from` and `to`; a base quota that sets it is refused with 400."} if k == "points_per_date_window" else {}), "type": ["integer", "null"], "minimum": 0, "maximum": 1000000000} for k in ["points_per_request", "points_per_day", "points_per_date_window", "max_concurrent_execution"]}}, ["method_group"], True),
   "ServiceQuota": obj({"service": {"type": "string", "pattern": "^\\w+$", "maxLength": 64}, "methods": arr(ref("MethodQuota"))}, ["service", "methods"], True),
   "QuotaRequest": obj({"services": {"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": True, "items": ref("ServiceQuota")}}, ["services"], True),
   "QuotaList": obj({"base": obj({"services": arr(ref("ServiceQuota"))}), "windows": arr(obj({"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}, "services": arr(ref("ServiceQuota"))}))}),
