@@ -480,3 +480,17 @@ call = "PATCH appdirect /api/account/v2/companies/{companyId}"
     let admin_only = write.replace("\"AUDITOR\", ", "");
     assert!(load(PACK, &with_route(&admin_only)).is_ok());
 }
+
+#[test]
+fn the_audit_queue_and_retention_default_and_an_empty_queue_is_refused() {
+    let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
+    assert_eq!((cfg.store.audit_queue, cfg.store.audit_days), (100_000, 90));
+    let env = |k: &str, v: &str| vec![(format!("ROSETTA__STORE__{k}"), v.to_owned())];
+    let cfg =
+        Config::load_with_env(Path::new("config/rosetta.toml"), env("AUDIT_DAYS", "0")).unwrap();
+    assert_eq!(cfg.store.audit_days, 0, "0 keeps rows forever");
+    let err = Config::load_with_env(Path::new("config/rosetta.toml"), env("AUDIT_QUEUE", "0"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.audit_queue"), "{err}");
+}
