@@ -3,8 +3,8 @@
 //! addresses), replayed into the table when writes succeed again and at start.
 //!
 //! Each line carries the row's idempotency key, so a replay that half succeeded (or a crash
-//! between the replay's commit and the file's truncation) writes no row twice: the table's
-//! unique index on the key and `INSERT OR IGNORE` skip what is already there.
+//! between the replay's commit and the file's removal) writes no row twice: the key is the
+//! row's `id`, and `INSERT OR IGNORE` skips what is already there.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditRow, StoreError};
 
-/// An audit row with its idempotency key (the `rid` column).
+/// An audit row with its idempotency key (written as the row's `id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Keyed {
     /// Unique per row: the store's boot number in the high bits, a per-process sequence in

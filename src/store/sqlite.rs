@@ -91,11 +91,10 @@ const MIGRATIONS: &[&str] = &[
     // 6: the client's address (refused authentications are audited by it); rows written
     // before have none.
     "ALTER TABLE audit ADD COLUMN ip TEXT;",
-    // 7: each row's idempotency key (a replay of the spill file skips rows already written;
-    // rows written before have none), and the store's boot counter the keys start from.
-    "ALTER TABLE audit ADD COLUMN rid INTEGER;
-     CREATE UNIQUE INDEX audit_rid ON audit(rid);
-     CREATE TABLE store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 7: the store's boot counter. A row's idempotency key is its `id` from here on (the
+    // boot number in the bits above 2^40, above every id written before): a replay of the
+    // spill file skips rows already written, at no cost of an index of its own.
+    "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     // 8: daily roll-ups of the audit rows past their retention (see `rollup`).
     "CREATE TABLE audit_daily (
         day TEXT NOT NULL,
@@ -331,7 +330,7 @@ fn audit_insert_sql(i: usize) -> &'static str {
             format!(
                 "INSERT OR IGNORE INTO audit (time_ms, username, company_key, tracecode, client,
                  server, service, operation, method_group, points, duration_ms, status,
-                 fingerprint, targets, ip, rid)
+                 fingerprint, targets, ip, id)
                  VALUES {}",
                 vec![one; n].join(",")
             )
@@ -1302,7 +1301,7 @@ mod tests {
             .prepare(
                 "SELECT time_ms, username, company_key, tracecode, client, server, service,
                  operation, method_group, points, duration_ms, status, fingerprint, targets, ip,
-                 rid
+                 id
                  FROM audit ORDER BY id",
             )
             .unwrap();
