@@ -16,6 +16,9 @@ static DURATION_MICROS: AtomicU64 = AtomicU64::new(0);
 static ADMIN_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static AUDIT_QUEUED: AtomicU64 = AtomicU64::new(0);
 static AUDIT_WRITTEN: AtomicU64 = AtomicU64::new(0);
+static AUDIT_SPILLED: AtomicU64 = AtomicU64::new(0);
+static AUDIT_LOST: AtomicU64 = AtomicU64::new(0);
+static AUDIT_REFUSED: AtomicU64 = AtomicU64::new(0);
 static CAPTURES: AtomicU64 = AtomicU64::new(0);
 static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
 static CACHE_MISSES: AtomicU64 = AtomicU64::new(0);
@@ -181,6 +184,22 @@ pub fn audit_written(n: u64) {
     AUDIT_WRITTEN.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Counts `n` audit rows appended to the spill file (the table failed).
+pub fn audit_spilled(n: u64) {
+    AUDIT_SPILLED.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts `n` audit rows lost (a spill file line cut by a crash; the writer gone and the
+/// spill file failing).
+pub fn audit_lost(n: u64) {
+    AUDIT_LOST.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts a request refused (503) because the audit queue was full.
+pub fn audit_refused() {
+    AUDIT_REFUSED.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counts a request whose bodies were queued for capture.
 pub fn capture_queued() {
     CAPTURES.fetch_add(1, Ordering::Relaxed);
@@ -221,6 +240,21 @@ pub fn render() -> String {
             "rosetta_audit_rows_written_total",
             "Audit rows committed by the store writer.",
             &AUDIT_WRITTEN,
+        ),
+        (
+            "rosetta_audit_rows_spilled_total",
+            "Audit rows appended to the spill file because the table failed.",
+            &AUDIT_SPILLED,
+        ),
+        (
+            "rosetta_audit_rows_lost_total",
+            "Audit rows lost (a spill-file line cut by a crash, or no writer and no spill file).",
+            &AUDIT_LOST,
+        ),
+        (
+            "rosetta_audit_refused_total",
+            "Requests refused (503) because the audit queue was full.",
+            &AUDIT_REFUSED,
         ),
         (
             "rosetta_captures_total",

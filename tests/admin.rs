@@ -59,7 +59,10 @@ async fn version_and_health_need_no_credentials() {
     assert!(v["major"].as_u64().is_some_and(|m| (1..=100).contains(&m)));
     assert!(v["minor"].is_u64() && v["build"].is_string());
     let h = env.admin_call(Method::GET, "/health", None, None).await;
-    assert_eq!(h.json(), json!({"status": "ok"}));
+    let h = h.json();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["audit"]["writer"], "ok", "{h}");
+    assert_eq!(h["audit"]["spilled"], 0, "{h}");
 }
 
 #[tokio::test]

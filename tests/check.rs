@@ -586,3 +586,17 @@ fn the_shipped_configuration_holds_no_secret_and_serve_wants_them_from_the_envir
     );
     assert!(!db.exists(), "nothing was created");
 }
+
+#[test]
+fn the_audit_queue_and_retention_default_and_an_empty_queue_is_refused() {
+    let cfg = Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).unwrap();
+    assert_eq!((cfg.store.audit_queue, cfg.store.audit_days), (100_000, 90));
+    let env = |k: &str, v: &str| vec![(format!("ROSETTA__STORE__{k}"), v.to_owned())];
+    let cfg =
+        Config::load_with_env(Path::new("config/rosetta.toml"), env("AUDIT_DAYS", "0")).unwrap();
+    assert_eq!(cfg.store.audit_days, 0, "0 keeps rows forever");
+    let err = Config::load_with_env(Path::new("config/rosetta.toml"), env("AUDIT_QUEUE", "0"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("store.audit_queue"), "{err}");
+}

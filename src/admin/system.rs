@@ -12,10 +12,29 @@ use super::service::{Answer, Call};
 use super::wire::{json_response, no_content, store_err};
 use crate::body::full;
 
-/// `GET /health`: ok when the store answers.
+/// `GET /health`: ok when the store answers and the audit writer keeps up (no rows waiting
+/// in the spill file, its last write succeeded, its thread runs); 503 otherwise, so a load
+/// balancer takes the node out while its audit trail is not being written.
 pub(super) async fn health(c: Call) -> Answer {
     c.admin.store.user_count().await.map_err(store_err)?;
-    Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+    let audit = c.admin.store.audit_health();
+    let (status, word) = if audit.healthy() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "failing")
+    };
+    Ok(json_response(
+        status,
+        &json!({
+            "status": word,
+            "audit": {
+                "writer": audit.writer.as_str(),
+                "queued": audit.queued,
+                "capacity": audit.capacity,
+                "spilled": audit.spilled,
+            },
+        }),
+    ))
 }
 
 /// `GET /v1/version`.

@@ -261,12 +261,22 @@ pub struct StoreConfig {
     /// The SQLite file; relative paths are resolved against the config file's folder.
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
+    /// Audit rows not yet written at most (reserved by requests under way, queued, being
+    /// retried); beyond, requests are refused 503 until the writer catches up.
+    #[serde(default = "defaults::audit_queue")]
+    pub audit_queue: usize,
+    /// Days raw audit rows are kept; older ones are rolled up into daily totals (which the
+    /// statistics read) and deleted. 0 keeps them forever.
+    #[serde(default = "defaults::audit_days")]
+    pub audit_days: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: defaults::store_path(),
+            audit_queue: defaults::audit_queue(),
+            audit_days: defaults::audit_days(),
         }
     }
 }
@@ -489,6 +499,11 @@ impl Config {
             upstream::check(name, up)?;
         }
         self.identity.validate().map_err(ConfigError::Invalid)?;
+        if self.store.audit_queue == 0 {
+            return Err(ConfigError::Invalid(
+                "store.audit_queue must be at least 1 (every request would be refused)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -572,6 +587,12 @@ mod defaults {
     }
     pub(super) fn store_path() -> PathBuf {
         PathBuf::from("rosetta.db")
+    }
+    pub(super) fn audit_queue() -> usize {
+        100_000
+    }
+    pub(super) fn audit_days() -> u32 {
+        90
     }
     pub(super) fn bootstrap_company() -> String {
         "system".into()

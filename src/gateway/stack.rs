@@ -30,7 +30,7 @@ use crate::identity::{AuthChain, AuthSettings, FailureLimits, StaticKeys, StoreA
 use crate::limits::rate::{LocalLimiter, Policy, RateLimiter};
 use crate::mapping::exec::CallUpstream;
 use crate::mapping::pack::{Catalog, LoadErrors, load_catalog_with};
-use crate::store::{Company, SqliteStore, Store, StoreError, User};
+use crate::store::{AuditOptions, Company, SqliteStore, Store, StoreError, User};
 use crate::upstream::Upstreams;
 
 /// Why a gateway could not be built.
@@ -129,13 +129,20 @@ impl Gateway {
             }
         }
         let path = cfg.store_path();
-        let store: Arc<dyn Store> =
-            Arc::new(
-                SqliteStore::open(&path).map_err(|source| BuildError::Store {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-            );
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open_with(
+                &path,
+                AuditOptions {
+                    queue: cfg.store.audit_queue,
+                    days: cfg.store.audit_days,
+                    wall: crate::clock::WallClock::System,
+                },
+            )
+            .map_err(|source| BuildError::Store {
+                path: path.display().to_string(),
+                source,
+            })?,
+        );
         let settings = AuthSettings::from_config(&cfg.identity)
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
         let store_auth = StoreAuth::with_settings(store.clone(), &settings);

@@ -5,13 +5,20 @@
 //! the admin API or the identity provider changing. Writes made on behalf of proxied requests
 //! (audit rows) are queued and written in batches by a writer off the request path;
 //! [`Store::flush`] waits until everything queued is on disk, which a graceful stop calls.
+//! The audit queue is bounded: a request takes room for its row ([`Store::reserve_audit`])
+//! before any work is done for it, and is refused when there is none.
 
+mod audit_queue;
+mod rollup;
+mod spill;
 mod sqlite;
+mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use audit_queue::{AuditHealth, AuditOptions, AuditSlot, WriterState};
 pub use sqlite::SqliteStore;
 
 use crate::capture::{CapturedBody, Flow};
@@ -323,11 +330,20 @@ pub trait Store: Send + Sync + 'static {
     /// The key with this secret hash and its owner; `None` if no key has it.
     fn find_key(&self, secret_sha256: String) -> StoreFuture<'_, Option<KeyMatch>>;
 
-    /// Queues an audit row; it is written by the batch writer.
+    /// Queues an audit row without room taken first (a refused authentication); it is
+    /// written by the batch writer, and counts against the queue's bound.
     fn record_audit(&self, row: AuditRow);
+    /// Room for one audit row in the bounded queue; `None` when it is full (the request is
+    /// then refused before any work is done for it).
+    fn reserve_audit(&self) -> Option<AuditSlot>;
+    /// Queues an audit row in the room `slot` took; it is written by the batch writer.
+    fn record_reserved(&self, slot: AuditSlot, row: AuditRow);
+    /// The audit queue's depth and the writer's health.
+    fn audit_health(&self) -> AuditHealth;
     /// A page of the audit trail.
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>>;
-    /// Daily points per user, service and method group, ordered by user, day, service, group.
+    /// Daily points per user, service and method group, ordered by user, day, service, group;
+    /// days past the audit retention are read from their roll-ups.
     fn statistics(&self, q: StatsQuery) -> StoreFuture<'_, Vec<StatRow>>;
     /// Sets the user's quotas (seed 003's `{services: […]}`): the base quotas, or those of
     /// the dated window `from..=to` (`YYYY-MM-DD`).
@@ -347,8 +363,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, u64>;
     /// Points of `username`'s answered requests to `service`/`method_group` in
     /// `[from_ms, to_ms)` (audit rows, 429 refusals excluded; a row given back under
-    /// `count = "success"` holds 0 points): where a quota counter starts after a restart or
-    /// after forgetting an idle user.
+    /// `count = "success"` holds 0 points; the daily roll-ups of rows past their retention
+    /// by the local days that start in the range): where a quota counter starts after a
+    /// restart or after forgetting an idle user.
     fn points_used(
         &self,
         username: String,

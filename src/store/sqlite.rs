@@ -3,19 +3,25 @@
 //! Three connections, each owned by a thread: one runs the admin API's writes and the
 //! lookups of authentication and quotas, one by turn; one the admin API's lists, the audit
 //! trail, statistics and captures, so a long admin query never stalls a login (WAL lets it
-//! read beside the others); the third is a writer thread that drains the audit queue in
-//! batches, one transaction per batch, so a proxied request never waits on the disk. The schema is
-//! versioned (`PRAGMA user_version`); pending migrations run in one transaction at open.
+//! read beside the others); the third is the writer thread ([`super::writer`]) that drains
+//! the bounded audit queue in batches, so a proxied request never waits on the disk, and
+//! spills what it cannot write. The schema is versioned (`PRAGMA user_version`); pending
+//! migrations run in one transaction at open.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::capture::{CapturedBody, Flow};
 
+use super::audit_queue::{AuditHealth, AuditOptions, AuditSlot, AuditState};
+use super::rollup::Retention;
+use super::spill::{Keyed, Spill};
+use super::writer::{self, Msg, Writer};
 use super::{
     ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Quotas, StatRow,
     StatsQuery, Store, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
@@ -87,19 +93,23 @@ const MIGRATIONS: &[&str] = &[
     // 6: the client's address (refused authentications are audited by it); rows written
     // before have none.
     "ALTER TABLE audit ADD COLUMN ip TEXT;",
+    // 7: the store's boot counter. A row's idempotency key is its `id` from here on (the
+    // boot number in the bits above 2^40, above every id written before): a replay of the
+    // spill file skips rows already written, at no cost of an index of its own.
+    "CREATE TABLE store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 8: daily roll-ups of the audit rows past their retention (see `rollup`).
+    "CREATE TABLE audit_daily (
+        day TEXT NOT NULL,
+        day_ms INTEGER NOT NULL,
+        username TEXT NOT NULL, company_key TEXT NOT NULL,
+        service TEXT NOT NULL, operation TEXT NOT NULL, method_group TEXT NOT NULL,
+        status_class INTEGER NOT NULL,
+        requests INTEGER NOT NULL, points INTEGER NOT NULL, unique_points INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        PRIMARY KEY (day, username, company_key, service, operation, method_group, status_class)
+     );
+     CREATE INDEX audit_daily_user ON audit_daily(username, day_ms);",
 ];
-
-/// Rows written per transaction at most.
-const BATCH: usize = 1000;
-
-/// How often the writer takes the queue.
-const TICK: Duration = Duration::from_millis(5);
-
-enum Msg {
-    Audit(AuditRow),
-    Capture(String, i64, Vec<CapturedBody>),
-    Flush(mpsc::Sender<Result<(), StoreError>>),
-}
 
 /// The embedded store.
 pub struct SqliteStore {
@@ -109,6 +119,13 @@ pub struct SqliteStore {
     /// Work for the read thread (lists, audit, statistics, captures).
     reads: mpsc::Sender<Job>,
     writer: mpsc::Sender<Msg>,
+    /// The audit queue's bound and the writer's health.
+    audit: Arc<AuditState>,
+    /// Where rows go when the table fails (by the writer), or when the writer is gone (by
+    /// the caller).
+    spill: Arc<Mutex<Spill>>,
+    /// The rows' keys, for a row spilled here when the writer is gone.
+    keys: Arc<writer::Keys>,
 }
 
 /// One piece of work on the shared connection; it sends its own answer.
@@ -124,7 +141,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(backend)?;
@@ -140,7 +157,7 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
@@ -161,8 +178,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path` and runs pending migrations.
+    /// Opens (creating if needed) the store at `path` and runs pending migrations, with
+    /// the default audit queue bound and no retention ([`AuditOptions::default`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, AuditOptions::default())
+    }
+
+    /// As [`SqliteStore::open`], with the audit queue's bound and retention of `audit`. Rows
+    /// left in the spill file by an earlier run are replayed by the writer as it starts.
+    pub fn open_with(path: &Path, audit: AuditOptions) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
@@ -182,11 +206,28 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let mut conn = open_conn(path)?;
         migrate(&mut conn)?;
+        let keys = Arc::new(writer::Keys::new(writer::next_boot(&conn)?));
         let writer_conn = open_conn(path)?;
+        writer_conn
+            .busy_timeout(writer::BUSY_TIMEOUT)
+            .map_err(backend)?;
+        let state = AuditState::new(audit.queue);
+        let spill = Spill::next_to(path);
+        // Counted now, so `/health` tells of rows waiting from an earlier run at once.
+        state.set_spilled(spill.count()?);
+        let spill = Arc::new(Mutex::new(spill));
         let (tx, rx) = mpsc::channel();
+        let run = Writer::new(
+            writer_conn,
+            rx,
+            state.clone(),
+            spill.clone(),
+            Retention::new(audit.days, audit.wall),
+            keys.clone(),
+        );
         std::thread::Builder::new()
             .name("rosetta-store-writer".into())
-            .spawn(move || writer(writer_conn, rx))
+            .spawn(move || run.run())
             .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
         let jobs = connection_thread("rosetta-store", conn)?;
         let reads = connection_thread("rosetta-store-reads", open_conn(path)?)?;
@@ -194,6 +235,9 @@ impl SqliteStore {
             jobs,
             reads,
             writer: tx,
+            audit: state,
+            spill,
+            keys,
         })
     }
 
@@ -201,7 +245,7 @@ impl SqliteStore {
     /// with one connection the calls run one at a time anyway, and a burst of new callers
     /// (100,000 users authenticating) parked a blocking thread per call, each keeping its
     /// stack and allocator pages: 160 threads and 400 MiB of RSS in benches/memory.sh.
-    fn with<T: Send + 'static>(
+    pub(super) fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
@@ -215,6 +259,30 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         run_on(&self.reads, f)
+    }
+
+    /// Hands a row, whose room in the queue is counted, to the writer.
+    fn enqueue(&self, row: AuditRow) {
+        crate::metrics::audit_queued();
+        let Err(mpsc::SendError(msg)) = self.writer.send(Msg::Audit(row)) else {
+            return;
+        };
+        // The writer is gone: the row goes to the spill file from here, replayed at the next
+        // start; `/health` fails meanwhile.
+        if let Msg::Audit(row) = msg {
+            let k = self.keys.key(row);
+            match self.spill.lock().append(std::slice::from_ref(&k)) {
+                Ok(()) => {
+                    crate::metrics::audit_spilled(1);
+                    self.audit.add_spilled(1);
+                }
+                Err(e) => {
+                    crate::metrics::audit_lost(1);
+                    tracing::error!(error = %e, tracecode = %k.row.tracecode, "the audit writer has stopped and the spill file failed: an audit row was lost");
+                }
+            }
+        }
+        self.audit.done(1);
     }
 }
 
@@ -254,56 +322,7 @@ fn run_on<'a, T: Send + 'static>(
     })
 }
 
-/// The writer thread: every [`TICK`] it takes whatever is queued (up to [`BATCH`] rows per
-/// transaction) and writes it. It polls rather than waking on each row: a wake-up per proxied
-/// request costs the request path more (context switches) than the rows cost to write. A
-/// flush is answered at the next tick; rows wait at most one tick in memory. Ends when every
-/// sender is gone and the queue is empty.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
-    loop {
-        std::thread::sleep(TICK);
-        let mut closed = false;
-        loop {
-            let mut rows = Vec::new();
-            let mut captures = Vec::new();
-            let mut waiters = Vec::new();
-            while rows.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(Msg::Audit(r)) => rows.push(r),
-                    Ok(Msg::Capture(tc, t, bodies)) => captures.push((tc, t, bodies)),
-                    Ok(Msg::Flush(w)) => waiters.push(w),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            if rows.is_empty() && captures.is_empty() && waiters.is_empty() {
-                break;
-            }
-            let result =
-                write_audit(&mut conn, &rows).and_then(|()| write_captures(&mut conn, &captures));
-            match &result {
-                Ok(()) => crate::metrics::audit_written(rows.len() as u64),
-                Err(e) => {
-                    tracing::error!(error = %e, rows = rows.len(), "audit rows could not be written");
-                }
-            }
-            for w in waiters {
-                let _ = w.send(result.clone());
-            }
-            if rows.len() < BATCH {
-                break;
-            }
-        }
-        if closed {
-            return;
-        }
-    }
-}
-
-fn write_captures(
+pub(super) fn write_captures(
     conn: &mut Connection,
     captures: &[(String, i64, Vec<CapturedBody>)],
 ) -> Result<(), StoreError> {
@@ -342,7 +361,7 @@ fn write_captures(
 const INSERT_SIZES: [usize; 3] = [64, 8, 1];
 
 /// The audit table's columns, in the order [`write_audit`] binds them.
-const AUDIT_COLUMNS: usize = 15;
+const AUDIT_COLUMNS: usize = 16;
 
 /// `INSERT INTO audit … VALUES (…), (…)` for the `i`-th of [`INSERT_SIZES`].
 fn audit_insert_sql(i: usize) -> &'static str {
@@ -350,9 +369,9 @@ fn audit_insert_sql(i: usize) -> &'static str {
         INSERT_SIZES.map(|n| {
             let one = format!("({})", vec!["?"; AUDIT_COLUMNS].join(","));
             format!(
-                "INSERT INTO audit (time_ms, username, company_key, tracecode, client, server,
-                 service, operation, method_group, points, duration_ms, status, fingerprint,
-                 targets, ip)
+                "INSERT OR IGNORE INTO audit (time_ms, username, company_key, tracecode, client,
+                 server, service, operation, method_group, points, duration_ms, status,
+                 fingerprint, targets, ip, id)
                  VALUES {}",
                 vec![one; n].join(",")
             )
@@ -361,7 +380,9 @@ fn audit_insert_sql(i: usize) -> &'static str {
     &SQL[i]
 }
 
-fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreError> {
+/// Writes `rows` in one transaction; a row whose key is already in the table is skipped
+/// (a replay of the spill file after a partial success).
+pub(super) fn write_audit(conn: &mut Connection, rows: &[Keyed]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -379,7 +400,8 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
         let mut st = tx.prepare_cached(audit_insert_sql(i)).map_err(backend)?;
         while rest.len() >= size {
             let (chunk, after) = rest.split_at(size);
-            for (j, r) in chunk.iter().enumerate() {
+            for (j, k) in chunk.iter().enumerate() {
+                let r = &k.row;
                 client.clear();
                 crate::identity::push_client_label(&mut client, &r.company_key, &r.username);
                 fingerprint.clear();
@@ -411,6 +433,7 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), StoreErro
                     &fingerprint.as_str(),
                     &targets_text,
                     &ip,
+                    &k.rid,
                 ];
                 for (k, v) in values.into_iter().enumerate() {
                     st.raw_bind_parameter(j * AUDIT_COLUMNS + k + 1, v)
@@ -889,10 +912,21 @@ impl Store for SqliteStore {
     }
 
     fn record_audit(&self, row: AuditRow) {
-        crate::metrics::audit_queued();
-        if self.writer.send(Msg::Audit(row)).is_err() {
-            tracing::error!("the audit writer has stopped; an audit row was dropped");
-        }
+        self.audit.add_unreserved();
+        self.enqueue(row);
+    }
+
+    fn reserve_audit(&self) -> Option<AuditSlot> {
+        self.audit.reserve()
+    }
+
+    fn record_reserved(&self, slot: AuditSlot, row: AuditRow) {
+        slot.hand_over();
+        self.enqueue(row);
+    }
+
+    fn audit_health(&self) -> AuditHealth {
+        self.audit.health()
     }
 
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>> {
@@ -1016,6 +1050,8 @@ impl Store for SqliteStore {
                 args.push(c.clone().into());
                 extra.push_str(&format!(" AND a.company_key = ?{}", args.len()));
             }
+            // Days past the retention come from their roll-ups: a user's day is all raw or
+            // all rolled up (`rollup`), so the two add up without counting a request twice.
             let sql = format!(
                 "WITH d AS (
                    SELECT a.username AS u,
@@ -1024,9 +1060,13 @@ impl Store for SqliteStore {
                           SUM(a.points) AS pts, MAX(a.points) AS upts
                    FROM audit a LEFT JOIN users us ON us.username = a.username
                    WHERE a.time_ms >= ?1 AND a.time_ms < ?2{extra}
-                   GROUP BY u, day, s, m, f)
-                 SELECT u, day, s, m, SUM(pts), SUM(upts) FROM d
-                 WHERE day >= ?3 AND day <= ?4
+                   GROUP BY u, day, s, m, f),
+                 r AS (
+                   SELECT u, day, s, m, pts, upts FROM d WHERE day >= ?3 AND day <= ?4
+                   UNION ALL
+                   SELECT a.username, a.day, a.service, a.method_group, a.points, a.unique_points
+                   FROM audit_daily a WHERE a.day >= ?3 AND a.day <= ?4{extra})
+                 SELECT u, day, s, m, SUM(pts), SUM(upts) FROM r
                  GROUP BY u, day, s, m ORDER BY u, day, s, m"
             );
             let mut st = conn.prepare(&sql).map_err(backend)?;
@@ -1125,9 +1165,12 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, u64> {
         self.with(move |conn| {
             conn.query_row(
-                "SELECT COALESCE(SUM(points), 0) FROM audit
-                 WHERE username = ?1 AND service = ?2 AND method_group = ?3
-                   AND time_ms >= ?4 AND time_ms < ?5 AND status <> 429",
+                "SELECT (SELECT COALESCE(SUM(points), 0) FROM audit
+                         WHERE username = ?1 AND service = ?2 AND method_group = ?3
+                           AND time_ms >= ?4 AND time_ms < ?5 AND status <> 429)
+                      + (SELECT COALESCE(SUM(points), 0) FROM audit_daily
+                         WHERE username = ?1 AND service = ?2 AND method_group = ?3
+                           AND day_ms >= ?4 AND day_ms < ?5 AND status_class <> 429)",
                 params![username, service, method_group, from_ms, to_ms],
                 |r| r.get::<_, i64>(0),
             )
@@ -1284,11 +1327,22 @@ mod tests {
                 },
             })
             .collect();
-        write_audit(&mut conn, &rows).unwrap();
+        let keyed: Vec<Keyed> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| Keyed {
+                rid: i as i64 + 1,
+                row,
+            })
+            .collect();
+        write_audit(&mut conn, &keyed).unwrap();
+        // Written again (a replay after a partial success): every row is there already.
+        write_audit(&mut conn, &keyed).unwrap();
         let mut st = conn
             .prepare(
                 "SELECT time_ms, username, company_key, tracecode, client, server, service,
-                 operation, method_group, points, duration_ms, status, fingerprint, targets, ip
+                 operation, method_group, points, duration_ms, status, fingerprint, targets, ip,
+                 id
                  FROM audit ORDER BY id",
             )
             .unwrap();
@@ -1333,6 +1387,7 @@ mod tests {
                         1 => format!("10.0.0.{i}"),
                         _ => format!("2001:db8::{i:x}"),
                     },
+                    (i + 1).to_string(),
                 ]
             })
             .collect();

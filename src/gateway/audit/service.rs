@@ -11,12 +11,16 @@ use futures_util::future::Either;
 use super::super::finish::Finishing;
 use super::super::price::Price;
 use super::super::{RouteCtx, missing};
-use super::future::{AuditFuture, Pending};
+use super::future::{AuditFuture, Parts, Pending};
 use crate::body::Body;
 use crate::context::{PeerAddr, RequestMeta};
 use crate::error::GatewayError;
 use crate::identity::Principal;
 use crate::store::Store;
+
+/// When a client refused for a full audit queue may try again: the writer drains a full
+/// queue within a second unless the store fails.
+const QUEUE_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// See the module docs.
 #[derive(Clone)]
@@ -55,24 +59,36 @@ where
             (Some(_), Some(_), None, _) => return fail("the request's trace context"),
             (Some(_), Some(_), Some(_), None) => return fail("a price"),
         };
+        // Room for the row is taken before anything below counts or does the request: once
+        // let through, it is answered and its row written, whatever happens to the store.
+        let Some(slot) = self.store.reserve_audit() else {
+            crate::metrics::audit_refused();
+            return Either::Left(std::future::ready(Err(GatewayError::Overloaded {
+                what: "the audit queue is full".into(),
+                retry_after: QUEUE_FULL_RETRY,
+            })));
+        };
         // Only what the row needs is kept: every reference count taken here is shared with
         // the other workers' requests (the same key, the same route), so each is a contended
         // cache line.
-        let pending = Pending {
-            store: self.store.clone(),
-            server: self.server.clone(),
-            route: rc.route.clone(),
-            user: p.user.clone(),
-            company: p.company.clone(),
-            tracecode: meta.tracecode.clone(),
-            started: meta.started,
-            wall: self.wall,
-            points: price.points,
-            fingerprint: fingerprint(&req),
-            targets: targets(&rc.route, rc, req.uri().query()),
-            // Optional: the server sets it, a stack called in-process has no peer.
-            ip: ext.get::<PeerAddr>().map(|a| a.0.ip()),
-        };
+        let pending = Pending::new(
+            slot,
+            Parts {
+                store: self.store.clone(),
+                server: self.server.clone(),
+                route: rc.route.clone(),
+                user: p.user.clone(),
+                company: p.company.clone(),
+                tracecode: meta.tracecode.clone(),
+                started: meta.started,
+                wall: self.wall,
+                points: price.points,
+                fingerprint: fingerprint(&req),
+                targets: targets(&rc.route, rc, req.uri().query()),
+                // Optional: the server sets it, a stack called in-process has no peer.
+                ip: ext.get::<PeerAddr>().map(|a| a.0.ip()),
+            },
+        );
         Either::Right(Finishing::new(self.inner.call(req), Some(pending)))
     }
 }

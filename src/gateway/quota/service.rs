@@ -134,8 +134,9 @@ fn reserve(book: &QuotaBook, cost: u64, plan: Plan) -> Result<Admitted, GatewayE
     }
 }
 
-/// Reads the user's usage so far from the store into the counter.
-async fn seed(book: &QuotaBook, plan: &Plan) {
+/// Reads the user's usage so far from the store into the counter. A store that cannot say
+/// refuses the request (500): counting from zero would hand out a fresh budget.
+async fn seed(book: &QuotaBook, plan: &Plan) -> Result<(), GatewayError> {
     let (user, service, group) = &plan.key;
     let used = |from: i64, to: i64| {
         book.store.points_used(
@@ -148,12 +149,16 @@ async fn seed(book: &QuotaBook, plan: &Plan) {
     };
     let (tz, now) = (plan.tz, plan.now);
     let day_from = day_start_ms(&plan.today, tz).unwrap_or(now);
-    let day_used = used(day_from, now + 1).await.unwrap_or(0);
+    let failed = |source| Internal::Store {
+        doing: "reading the user's quota usage",
+        source,
+    };
+    let day_used = used(day_from, now + 1).await.map_err(failed)?;
     let window_used = match &plan.window {
         Some((f, t)) => {
             let from = day_start_ms(f, tz).unwrap_or(now);
             let to = day_start_ms(t, tz).map_or(now + 1, |t| t + 86_400_000);
-            used(from, to).await.unwrap_or(0)
+            used(from, to).await.map_err(failed)?
         }
         None => 0,
     };
@@ -164,6 +169,7 @@ async fn seed(book: &QuotaBook, plan: &Plan) {
         plan.window.clone(),
         window_used,
     );
+    Ok(())
 }
 
 /// Settles the reservation from the answer and tells the client what remains.
@@ -287,7 +293,7 @@ impl<S> Quota<S> {
                 return inner.call(req).await;
             };
             if !plan.counted(&book) {
-                seed(&book, &plan).await;
+                seed(&book, &plan).await?;
             }
             let admitted = reserve(&book, price.points, plan)?;
             Finishing::new(inner.call(req), Some(admitted)).await
