@@ -205,7 +205,21 @@ pub fn capture_queued() {
     CAPTURES.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The Prometheus exposition of every counter.
+/// The gauge of calls in flight, one line per upstream.
+pub fn render_in_flight<'a>(upstreams: impl Iterator<Item = (&'a str, usize)>) -> String {
+    let mut out = String::from(
+        "# HELP rosetta_upstream_in_flight Calls in flight to each upstream now (max_in_flight bounds them).\n# TYPE rosetta_upstream_in_flight gauge\n",
+    );
+    for (name, n) in upstreams {
+        out.push_str(&format!(
+            "rosetta_upstream_in_flight{{upstream=\"{name}\"}} {n}\n"
+        ));
+    }
+    out
+}
+
+/// The Prometheus exposition of every counter (the upstreams' gauge is added by the caller,
+/// which holds the upstreams: [`render_in_flight`]).
 pub fn render() -> String {
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let total: u64 = BY_CLASS.iter().map(get).sum();

@@ -178,6 +178,20 @@ async fn calls_beyond_max_in_flight_wait_then_are_refused_503_unsent() {
         while env.appdirect_calls() == 0 {
             tokio::task::yield_now().await;
         }
+        // The held slot shows in /metrics.
+        let metrics = env
+            .admin_call(
+                Method::GET,
+                "/metrics",
+                Some(("Bearer", common::ADMIN_KEY)),
+                None,
+            )
+            .await;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        assert!(
+            text.contains("rosetta_upstream_in_flight{upstream=\"appdirect\"} 1"),
+            "{text}"
+        );
         let started = rosetta::clock::real_now();
         let r = env
             .send(

@@ -41,6 +41,8 @@ pub struct Admin {
     pub quotas: Option<crate::gateway::quota::QuotaBook>,
     /// The read cache, for `DELETE /v1/cache` and its size in `/metrics`.
     pub cache: Option<crate::gateway::cache::ReadCache>,
+    /// The upstreams' clients, for their calls in flight in `/metrics`.
+    pub upstreams: Option<Arc<crate::upstream::Upstreams>>,
     /// `[metrics] public`: the routes of [`Rule::PublicIfConfigured`] ask for no credentials.
     pub metrics_public: bool,
 }
@@ -237,6 +239,7 @@ mod tests {
             store_auth: StoreAuth::new(store),
             quotas: None,
             cache: None,
+            upstreams: None,
             metrics_public: false,
         }
     }

@@ -51,7 +51,13 @@ pub(super) async fn metrics(c: Call) -> Answer {
     if let Some(cache) = &c.admin.cache {
         crate::metrics::cache_bytes(cache.bytes().await);
     }
-    let mut r = Response::new(full(Bytes::from(crate::metrics::render())));
+    let mut text = crate::metrics::render();
+    if let Some(pool) = &c.admin.upstreams {
+        text.push_str(&crate::metrics::render_in_flight(
+            pool.each().map(|(name, u)| (name, u.in_flight())),
+        ));
+    }
+    let mut r = Response::new(full(Bytes::from(text)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

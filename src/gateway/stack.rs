@@ -62,6 +62,9 @@ pub struct Gateway {
     pub auth: Arc<AuthChain>,
     /// Performs upstream calls.
     pub upstreams: Arc<dyn CallUpstream>,
+    /// The configured upstreams' clients, for what `/metrics` reads of them (calls in
+    /// flight); `upstreams` above may be something else in tests and benches.
+    pub pool: Arc<Upstreams>,
     /// Largest request body accepted, in bytes (`server.body_limit`).
     pub body_limit: usize,
     /// Deepest JSON/XML nesting accepted in a request body (`server.max_depth`).
@@ -152,10 +155,12 @@ impl Gateway {
             Arc::new(store_auth.clone()),
         ])
         .with_limits(Arc::new(FailureLimits::new(&settings)));
+        let pool = Arc::new(upstreams);
         Ok(Self {
             catalog: Arc::new(catalog),
             auth: Arc::new(auth),
-            upstreams: Arc::new(upstreams),
+            pool: pool.clone(),
+            upstreams: pool,
             body_limit: cfg.server.body_limit,
             max_depth: cfg.server.max_depth,
             request_limits: RequestLimits::from(&cfg.server),
@@ -204,6 +209,7 @@ impl Gateway {
             store_auth: self.store_auth.clone(),
             quotas: Some(self.quotas.clone()),
             cache: Some(self.cache.clone()),
+            upstreams: Some(self.pool.clone()),
             metrics_public: self.metrics_public,
         }
     }

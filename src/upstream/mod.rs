@@ -195,6 +195,11 @@ impl Upstreams {
         self.shapers.insert(upstream.to_owned(), shaper);
     }
 
+    /// Every configured upstream, by name.
+    pub fn each(&self) -> impl Iterator<Item = (&str, &Upstream)> {
+        self.map.iter().map(|(n, u)| (n.as_str(), &**u))
+    }
+
     /// The upstream called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.map.get(name)
