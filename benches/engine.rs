@@ -79,6 +79,7 @@ fn paging(c: &mut Criterion) {
         page: 2,
         page_size: 30,
         total_count: 35,
+        next: None,
     };
     let encoded = token.encode();
     c.bench_function("paging: V1 token encode", |b| {

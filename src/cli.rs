@@ -189,7 +189,7 @@ pub async fn demo(path: &Path) -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&cfg.log);
-    let (appdirect, redapi, longjump) = match (
+    let (appdirect, redapi, longjump, fusion) = match (
         crate::demo::start_appdirect().await,
         crate::demo::start_redapi(
             crate::demo::REDAPI_CLIENT_ID,
@@ -197,9 +197,10 @@ pub async fn demo(path: &Path) -> ExitCode {
         )
         .await,
         crate::demo::start_longjump().await,
+        crate::demo::start_fusion().await,
     ) {
-        (Ok(a), Ok(r), Ok(l)) => (a, r, l),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Ok(a), Ok(r), Ok(l), Ok(f)) => (a, r, l, f),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             eprintln!("cannot start the sample backends: {e}");
             return ExitCode::FAILURE;
         }
@@ -208,6 +209,7 @@ pub async fn demo(path: &Path) -> ExitCode {
         appdirect: appdirect.url(),
         redapi: redapi.url(),
         longjump: longjump.url(),
+        fusion: fusion.url(),
     };
     point_at_demo(&mut cfg, &samples);
     let key = crate::demo::random_key();
@@ -266,6 +268,7 @@ pub async fn demo(path: &Path) -> ExitCode {
     appdirect.shutdown().await;
     redapi.shutdown().await;
     longjump.shutdown().await;
+    fusion.shutdown().await;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = store_file.clone().into_os_string();
         p.push(suffix);
@@ -382,6 +385,8 @@ pub struct DemoUrls {
     pub redapi: String,
     /// Base URL of the sample LongJump.
     pub longjump: String,
+    /// Base URL of the sample Fusion DRaaS.
+    pub fusion: String,
 }
 
 /// Points the configuration's upstreams at the sample backends.
@@ -390,6 +395,19 @@ pub fn point_at_demo(cfg: &mut Config, urls: &DemoUrls) {
     if let Some(u) = cfg.upstreams.get_mut("longjump") {
         u.url = urls.longjump.clone();
         u.auth = UpstreamAuthConfig::None;
+    }
+    if let Some(u) = cfg.upstreams.get_mut("fusion") {
+        u.url = urls.fusion.clone();
+        u.auth = UpstreamAuthConfig::Header {
+            name: "authorization".into(),
+            value: format!("Bearer {}", crate::demo::fusion::FUSION_TOKEN),
+        };
+        u.vars.insert(
+            "draas_instance".into(),
+            crate::demo::fusion::DRAAS_INSTANCE.into(),
+        );
+        u.vars
+            .insert("group".into(), crate::demo::fusion::GROUP_ID.into());
     }
     if let Some(u) = cfg.upstreams.get_mut("appdirect") {
         u.url = appdirect.to_owned();
@@ -411,6 +429,7 @@ pub fn point_at_demo(cfg: &mut Config, urls: &DemoUrls) {
 pub fn demo_banner(gateway: &str, key: &str, urls: &DemoUrls) -> String {
     let (appdirect, redapi, longjump) = (&urls.appdirect, &urls.redapi, &urls.longjump);
     let lj = crate::demo::longjump::tenant_id(1);
+    let fu = crate::demo::fusion::reseller_id(2);
     let c = crate::demo::DISTRIBUTOR_ID;
     let p = crate::demo::PARTNER_ID;
     let h = format!("-H 'Authorization: Bearer {key}'");
@@ -508,9 +527,27 @@ pub fn demo_banner(gateway: &str, key: &str, urls: &DemoUrls) -> String {
                 "curl -s {h} '{gateway}/lj/companies/{lj}/customers?maxResults=2&shouldReturnCount=true'"
             ),
         ),
+        (
+            "V1 client on Fusion resellers: the caller's company",
+            format!("curl -s {h} {gateway}/fusion/companies"),
+        ),
+        (
+            "V1 customers from Fusion, a page at a time (Fusion's `next` inside the V1 token)",
+            format!(
+                "curl -s {h} '{gateway}/fusion/companies/{fu}/customers?maxResults=1&shouldReturnCount=true'"
+            ),
+        ),
+        (
+            "Suspend a Fusion reseller (its suspension profile)",
+            format!(
+                "curl -s -X PATCH {h} {gateway}/fusion/companies/{}/disable",
+                crate::demo::fusion::reseller_id(10)
+            ),
+        ),
     ];
     let mut out = format!(
-        "Rosetta demo\n  gateway    {gateway}\n  appdirect  {appdirect} (sample)\n  redapi     {redapi} (sample, OAuth2)\n  longjump   {longjump} (sample, XML)\n  API key    {key}   (user demo, company {})\n\nTry:\n",
+        "Rosetta demo\n  gateway    {gateway}\n  appdirect  {appdirect} (sample)\n  redapi     {redapi} (sample, OAuth2)\n  longjump   {longjump} (sample, XML)\n  fusion     {} (sample, bearer)\n  API key    {key}   (user demo, company {})\n\nTry:\n",
+        urls.fusion,
         crate::demo::DEMO_COMPANY_KEY
     );
     for (what, line) in lines {

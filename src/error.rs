@@ -111,6 +111,9 @@ pub enum GatewayError {
     /// Creating or renaming would duplicate a unique key.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The route cannot be served on its upstream (a pack's `unsupported`): 501, nothing sent.
+    #[error("not supported: {0}")]
+    NotSupported(String),
     /// A bug or an impossible state; rendered as 500 with the tracecode and nothing else
     /// (the log has what failed and its causes), never a panic.
     #[error("internal error: {0}")]
@@ -354,6 +357,9 @@ pub enum UpstreamError {
         status: StatusCode,
         /// The message its error body carried (`message`, `detail`…), if any.
         message: Option<String>,
+        /// The status the client is answered instead of the usual one, as the step's
+        /// `refusals` say (Fusion's 400 for a reseller with tenants is a 409).
+        answer: Option<StatusCode>,
     },
     /// Obtaining upstream credentials (OAuth2 token) failed.
     #[error("could not authenticate to upstream {upstream}: {detail}")]
@@ -427,6 +433,7 @@ impl GatewayError {
             GatewayError::RouteLimit(e) => e.status(),
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -457,6 +464,7 @@ impl GatewayError {
             | GatewayError::RouteLimit(_)
             | GatewayError::NotFound(_)
             | GatewayError::Conflict(_)
+            | GatewayError::NotSupported(_)
             | GatewayError::Internal(_) => None,
         }
     }
@@ -490,6 +498,7 @@ impl GatewayError {
             | GatewayError::Overloaded { .. }
             | GatewayError::RouteLimit(_)
             | GatewayError::NotFound(_)
+            | GatewayError::NotSupported(_)
             | GatewayError::Conflict(_) => self.to_string(),
         }
     }
@@ -510,6 +519,9 @@ impl UpstreamError {
             | UpstreamError::InvalidResponse { .. }
             | UpstreamError::Auth { .. } => StatusCode::BAD_GATEWAY,
             UpstreamError::AfterCalls { inner, .. } => inner.status(),
+            UpstreamError::Status {
+                answer: Some(a), ..
+            } => *a,
             UpstreamError::Status { status, .. } => match status.as_u16() {
                 400 | 404 | 409 | 410 | 412 | 422 => *status,
                 // The upstream refusing *our* credentials is our failure, not the client's.

@@ -600,3 +600,56 @@ fn the_audit_queue_and_retention_default_and_an_empty_queue_is_refused() {
         .to_string();
     assert!(err.contains("store.audit_queue"), "{err}");
 }
+
+#[test]
+fn upstream_paging_refusals_unsupported_and_vars_are_checked() {
+    // `upstream_pages` on a route Rosetta does not page, and naming no call step.
+    let unpaged = r#"[[route]]
+id = "customers.list"
+match = "GET /companies/{companyId}/customers"
+tenancy = { ids = ["path.companyId"] }
+upstream_pages = { step = "list", scheme = "fusion", list = "resellers" }
+[[route.step]]
+name = "list"
+call = "GET appdirect /api/account/v2/companies/{companyId}"
+"#;
+    refused_after_good_route(unpaged, "customers.list", 11, "for a `paged` route");
+    let no_step = unpaged
+        .replace("upstream_pages = {", "paged = true\nupstream_pages = {")
+        .replace("step = \"list\"", "step = \"nope\"")
+        + "[route.response]\njq = '{items: [], total: 0}'\n";
+    refused_after_good_route(&no_step, "customers.list", 11, "upstream_pages.step `nope`");
+    let scheme = unpaged
+        .replace("upstream_pages = {", "paged = true\nupstream_pages = {")
+        .replace("\"fusion\"", "\"appdirect\"")
+        + "[route.response]\njq = '{items: [], total: 0}'\n";
+    refused_after_good_route(&scheme, "customers.list", 11, "pages by token");
+    // `refusals` must map error statuses.
+    let refusal = GOOD_ROUTE
+        .replace("companies.get", "companies.other")
+        .replace("{companyId}\"\ntenancy", "{companyId}/x\"\ntenancy")
+        .replace(
+            "call = \"GET appdirect /api/account/v2/companies/{companyId}\"",
+            "call = \"GET appdirect /api/account/v2/companies/{companyId}\"\nrefusals = { \"400\" = 200 }",
+        );
+    refused_after_good_route(&refusal, "companies.other", 12, "error statuses");
+    // An `unsupported` route makes no calls.
+    let unsupported = r#"[[route]]
+id = "companies.delete"
+match = "DELETE /companies/{companyId}"
+tenancy = { ids = ["path.companyId"] }
+unsupported = "no delete here"
+[[route.step]]
+call = "DELETE appdirect /api/account/v2/companies/{companyId}"
+"#;
+    refused_after_good_route(unsupported, "companies.delete", 11, "makes no calls");
+    // A `{vars.…}` the upstream's config does not give.
+    let var = GOOD_ROUTE
+        .replace("companies.get", "companies.var")
+        .replace("{companyId}\"\ntenancy", "{companyId}/v\"\ntenancy")
+        .replace(
+            "/api/account/v2/companies/{companyId}\"",
+            "/api/{vars.appdirect.tenant}/companies/{companyId}\"",
+        );
+    refused_after_good_route(&var, "companies.var", 12, "is not set");
+}

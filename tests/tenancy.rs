@@ -14,6 +14,7 @@ use common::{
 };
 use http::Method;
 use rosetta::demo::data::company_id;
+use rosetta::demo::fusion::reseller_id;
 use rosetta::demo::longjump::tenant_id;
 use rosetta::mapping::pack::Route;
 use rosetta::mapping::template::Segment;
@@ -28,12 +29,13 @@ async fn env() -> Env {
     start_with(|cfg| cfg.tenancy.reach_ttl = std::time::Duration::from_secs(600)).await
 }
 
-/// The id of company number `n` as the route's pack names it (AppDirect or LongJump ids).
+/// The id of company number `n` as the route's pack names it (AppDirect, LongJump or
+/// Fusion ids).
 fn id_in(route: &Route, n: u32) -> String {
-    if route.pack.name == "redapi-v1-longjump" {
-        tenant_id(n)
-    } else {
-        company_id(n)
+    match route.pack.name.as_str() {
+        "redapi-v1-longjump" => tenant_id(n),
+        "redapi-v1-fusion" => reseller_id(n),
+        _ => company_id(n),
     }
 }
 
@@ -94,6 +96,15 @@ fn request_for(route: &Route, n: u32) -> (Method, String, Option<(&'static str, 
                 ),
             ))
         }
+        // Every Fusion reseller is a partner: its pack takes no other type.
+        ("POST" | "PUT" | "PATCH", _)
+            if route.method != Method::PATCH && route.pack.name == "redapi-v1-fusion" =>
+        {
+            Some((
+                JSON,
+                r#"{"companyName": "Matrix Co", "type": "Partner"}"#.to_owned(),
+            ))
+        }
         ("POST" | "PUT" | "PATCH", _) if route.method != Method::PATCH => Some((
             JSON,
             r#"{"companyName": "Matrix Co", "type": "Customer"}"#.to_owned(),
@@ -126,6 +137,7 @@ async fn warm(env: &Env, key: &str, own: u32) {
         format!("/companies/{}", company_id(own)),
         format!("/networking/rest/tenant/{}", company_id(own)),
         format!("/lj/companies/{}", tenant_id(own)),
+        format!("/fusion/companies/{}", reseller_id(own)),
     ] {
         let r = env.as_key(key, Method::GET, &path, None).await;
         assert_eq!(
@@ -160,8 +172,8 @@ async fn every_id_taking_route_refuses_a_sibling_and_serves_the_ancestor() {
         .iter()
         .filter(|r| r.tenancy.items.is_some())
         .count();
-    // DESIGN §5's packs: 38 routes take a company id, 3 list companies (of 45).
-    assert_eq!((routes.len(), listing), (38, 3));
+    // DESIGN §5's packs: 46 routes take a company id, 4 list companies (of 55).
+    assert_eq!((routes.len(), listing), (46, 4));
     warm(&env, FABRIKAM_KEY, 3).await;
     warm(&env, KEY, 1).await;
     // Fabrikam's key asks for Alpine, a customer of its sibling Contoso: refused as unknown,
@@ -196,6 +208,13 @@ async fn every_id_taking_route_refuses_a_sibling_and_serves_the_ancestor() {
         let req = request_for(route, n);
         let resp = send(&env, KEY, &req).await;
         let sent = env.take_upstream_requests();
+        // A route its upstream cannot serve (Fusion's reassign) refuses after the ids are
+        // checked, with nothing sent.
+        if route.plan.unsupported.is_some() {
+            resp.assert_problem(501);
+            assert!(sent.is_empty(), "{}", route.id);
+            continue;
+        }
         assert!(
             !sent.is_empty(),
             "{} {}: nothing reached the upstream ({}: {})",
@@ -252,6 +271,7 @@ async fn searches_hold_only_what_the_caller_reaches_with_totals_and_pages_to_mat
     for (base, id) in [
         ("/companies/search", company_id as fn(u32) -> String),
         ("/lj/companies/search", tenant_id as fn(u32) -> String),
+        ("/fusion/companies/search", reseller_id as fn(u32) -> String),
     ] {
         let mut seen = Vec::new();
         let mut token: Option<String> = None;

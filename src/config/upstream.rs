@@ -68,6 +68,13 @@ pub struct UpstreamConfig {
     /// The circuit breaker: consecutive failures open it for a cool-down.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Values a pack's calls to this upstream need besides the URL (Fusion's
+    /// `draas_instance` and `group`): `{vars.NAME.KEY}` in a call's path or query and
+    /// `vars.NAME.KEY` in its jq, bound once when the pack loads. Each must be made of
+    /// URL-unreserved characters (`A-Z a-z 0-9 - . _ ~`), so it can never change the shape
+    /// of an upstream URL.
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// `breaker = { failures = 5, cool_down = "10s" }`.
@@ -194,6 +201,14 @@ pub(super) fn check(name: &str, up: &UpstreamConfig) -> Result<(), ConfigError> 
     }
     if up.client_cert.is_some() != up.client_key.is_some() {
         return invalid("client_cert and client_key go together".into());
+    }
+    for (k, v) in &up.vars {
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+        if v.is_empty() || !v.chars().all(unreserved) || !k.chars().all(unreserved) {
+            return invalid(format!(
+                "vars.{k} must be non-empty and made of A-Z a-z 0-9 - . _ ~"
+            ));
+        }
     }
     let tls_keys = up.ca_file.is_some() || up.client_cert.is_some() || up.native_roots;
     if tls_keys && !up.uses_tls() {

@@ -1,6 +1,6 @@
-//! Sample backends for `rosetta demo` and the end-to-end tests: an AppDirect and a new
-//! RedAPI, real HTTP servers on ephemeral ports with in-memory data seeded as a believable
-//! company hierarchy (see [`data`]).
+//! Sample backends for `rosetta demo` and the end-to-end tests: an AppDirect, a new
+//! RedAPI, a LongJump and a Fusion DRaaS, real HTTP servers on ephemeral ports with
+//! in-memory data seeded as a believable company hierarchy (see [`data`]).
 //!
 //! They impersonate external services, so they share no code with the gateway's dialects
 //! or paging: a bug in Rosetta's paging cannot hide behind the same bug in the fake. Each
@@ -10,6 +10,7 @@
 mod appdirect;
 pub mod canned;
 pub mod data;
+pub mod fusion;
 pub mod longjump;
 mod redapi;
 
@@ -272,6 +273,13 @@ pub async fn start_longjump() -> std::io::Result<DemoServer> {
     let state = Arc::new(Mutex::new(longjump::seed()));
     let handler: Handler = Arc::new(move |req| longjump::handle(&state, req));
     start(handler, None, Format::LongJumpXml).await
+}
+
+/// Starts the sample Fusion DRaaS backend (seed 004); only [`fusion::FUSION_TOKEN`] is let in.
+pub async fn start_fusion() -> std::io::Result<DemoServer> {
+    let state = Arc::new(Mutex::new(fusion::seed()));
+    let handler: Handler = Arc::new(move |req| fusion::handle(&state, req));
+    start(handler, None, Format::Json).await
 }
 
 /// Starts the sample RedAPI; only `client_id`/`client_secret` get tokens.

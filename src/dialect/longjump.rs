@@ -45,6 +45,7 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         },
         GatewayError::NotFound(_) => -200,
         GatewayError::Conflict(_) => -300,
+        GatewayError::NotSupported(_) => -9501,
         GatewayError::Internal(_) => -1,
     }
 }
@@ -223,6 +224,7 @@ mod tests {
                 upstream: "appdirect".into(),
                 status: StatusCode::from_u16(status).unwrap(),
                 message: Some("no".into()),
+                answer: None,
             })
         };
         let cases: Vec<(&str, GatewayError, i32)> = vec![

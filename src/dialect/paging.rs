@@ -91,11 +91,13 @@ pub fn parse_request(
                 .map(|v| int(v, "maxResults", i32::MAX as u64))
                 .transpose()?;
             let size = match (max, &token) {
+                // The upstream's token fixes its page size: another would skip records.
+                (_, Some(t)) if t.next.is_some() => t.page_size,
                 (Some(m), _) if m > 0 => m,
                 (_, Some(t)) => t.page_size,
                 (Some(_) | None, None) => defaults.size,
             };
-            let index = token.map(|t| t.page - 1).unwrap_or(0);
+            let index = token.as_ref().map_or(0, |t| t.page - 1);
             Ok(PageRequest {
                 index,
                 size: clamp(size),
@@ -175,6 +177,7 @@ pub fn request_params(scheme: Scheme, page: &PageRequest) -> Vec<(String, String
                     page: page.index + 1,
                     page_size: page.size,
                     total_count: 0,
+                    next: None,
                 };
                 out.push(("pageToken".into(), token.encode()));
             }
@@ -206,11 +209,17 @@ pub fn render_page(
     total: Option<u64>,
     page: &PageRequest,
     query: &[(String, String)],
+    more: &Continuation,
 ) -> Value {
     let seen = page.offset().saturating_add(items.len() as u64);
-    let last = match total {
-        Some(t) => seen >= t,
-        None => (items.len() as u64) < page.size,
+    let last = match (more, total) {
+        (Continuation::Upstream(next), _) => next.is_none(),
+        (Continuation::Rosetta, Some(t)) => seen >= t,
+        (Continuation::Rosetta, None) => (items.len() as u64) < page.size,
+    };
+    let upstream_next = match more {
+        Continuation::Upstream(next) => next.clone(),
+        Continuation::Rosetta => None,
     };
     let total_or_seen = total.unwrap_or(seen);
     match scheme {
@@ -220,6 +229,7 @@ pub fn render_page(
                     page: page.index + 2,
                     page_size: page.size,
                     total_count: total.unwrap_or(0),
+                    next: upstream_next,
                 }
                 .encode()
             });
@@ -334,12 +344,103 @@ pub fn slice(len: usize, page: &PageRequest) -> std::ops::Range<usize> {
     start..end
 }
 
+/// Who knows whether a page has a next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continuation {
+    /// Rosetta: from the total, or a short page.
+    Rosetta,
+    /// The upstream, with its token for the next page (`None`: this is the last).
+    Upstream(Option<String>),
+}
+
+/// The upstream's continuation token in the client's `pageToken`, for a route the upstream
+/// pages: `None` on the first page. A later page whose token carries none, or one that is
+/// not a plausible upstream token (base64 text, at most 2048 characters), is a token this
+/// API never issued: refused before anything is sent.
+pub fn upstream_cursor(
+    query: &[(String, String)],
+    page: &PageRequest,
+) -> Result<Option<String>, PagingError> {
+    let bad = || err("pageToken", "is not a page token this API issued");
+    let token = query
+        .iter()
+        .find(|(k, v)| k == "pageToken" && !v.is_empty())
+        .map(|(_, v)| V1Token::decode(v))
+        .transpose()?;
+    match token.and_then(|t| t.next) {
+        None if page.index == 0 => Ok(None),
+        None => Err(bad()),
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 2048
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b)) =>
+        {
+            Ok(Some(n))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// Query parameters asking an upstream that pages by token for the page after `cursor`
+/// (the first page when `None`), `size` records long.
+pub fn upstream_params(scheme: Scheme, size: u64, cursor: Option<&str>) -> Vec<(String, String)> {
+    match scheme {
+        Scheme::Fusion => {
+            let mut out = vec![("page_size".to_owned(), size.to_string())];
+            if let Some(c) = cursor {
+                out.push(("next".to_owned(), c.to_owned()));
+            }
+            out
+        }
+        Scheme::RedapiV1 | Scheme::AppDirect | Scheme::LongJump | Scheme::Admin => request_params(
+            scheme,
+            &PageRequest {
+                index: 0,
+                size,
+                want_total: true,
+            },
+        ),
+    }
+}
+
+/// An upstream page as a route reads it: `{items, total, next}`, the records from the
+/// scheme's list key (`list_key`, e.g. Fusion's `resellers`), the total it reports and its
+/// continuation token.
+pub fn read_upstream_page(
+    scheme: Scheme,
+    list_key: &str,
+    body: Value,
+) -> Result<Value, PagingError> {
+    let Value::Object(mut m) = body else {
+        return Err(err("body", "is not a paged envelope"));
+    };
+    let next = match scheme {
+        Scheme::Fusion => m
+            .remove("next")
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty())),
+        Scheme::RedapiV1 => m.remove("nextPageToken").filter(Value::is_string),
+        Scheme::AppDirect | Scheme::LongJump | Scheme::Admin => None,
+    };
+    let total = match scheme {
+        Scheme::Fusion => m
+            .get("results")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())),
+        Scheme::RedapiV1 | Scheme::AppDirect | Scheme::LongJump | Scheme::Admin => {
+            read_page(scheme, Value::Object(m.clone()))?.1
+        }
+    };
+    let items = take(&mut m, list_key)?;
+    Ok(json!({"items": items, "total": total, "next": next}))
+}
+
 /// The highest page a client may ask for, in any scheme: `MAX_PAGE` pages of 1000 records
 /// (the default largest page) are an offset still exact in JSON (below 2^53) and in a filter.
 pub const MAX_PAGE: u64 = u32::MAX as u64;
 
-/// The V1 `pageToken`: base64 of `{"Page":n,"PageSize":s,"TotalCount":t}`, `Page` 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The V1 `pageToken`: base64 of `{"Page":n,"PageSize":s,"TotalCount":t}`, `Page` 1-based
+/// (and `"Next"`, the upstream's token, on routes the upstream pages).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct V1Token {
     /// The page, 1-based.
@@ -348,6 +449,11 @@ pub struct V1Token {
     pub page_size: u64,
     /// The total record count; 0 when not known.
     pub total_count: u64,
+    /// The upstream's own continuation token (Fusion's `next`) when the upstream pages the
+    /// route: carried as it came, never made or read by Rosetta. Absent otherwise, so the
+    /// seed's token form is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 impl V1Token {
@@ -448,6 +554,7 @@ mod tests {
             page: 2,
             page_size: 30,
             total_count: 35,
+            next: None,
         };
         assert_eq!(
             t.encode(),
@@ -477,6 +584,7 @@ mod tests {
             page: 0,
             page_size: 5,
             total_count: 0,
+            next: None,
         };
         assert!(
             V1Token::decode(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&zero).unwrap())).is_err()
@@ -498,6 +606,7 @@ mod tests {
             page: 3,
             page_size: 7,
             total_count: 40,
+            next: None,
         }
         .encode();
         let p = parse_request(
@@ -525,6 +634,7 @@ mod tests {
                 page,
                 page_size: 1000,
                 total_count: 0,
+                next: None,
             }
             .encode()
         };
@@ -552,6 +662,7 @@ mod tests {
             Some(3),
             &page,
             &[],
+            &Continuation::Rosetta,
         );
         assert!(doc.get("totalCount").is_none());
         let next = V1Token::decode(doc["nextPageToken"].as_str().unwrap()).unwrap();
@@ -560,7 +671,8 @@ mod tests {
             V1Token {
                 page: 2,
                 page_size: 2,
-                total_count: 3
+                total_count: 3,
+                next: None
             }
         );
         let last = render_page(
@@ -573,6 +685,7 @@ mod tests {
                 want_total: true,
             },
             &[],
+            &Continuation::Rosetta,
         );
         assert_eq!(last["nextPageToken"], Value::Null);
         assert_eq!(last["totalCount"], 3);
@@ -591,6 +704,7 @@ mod tests {
             Some(25),
             &page,
             &q(&[("parent", "3a4a")]),
+            &Continuation::Rosetta,
         );
         let raw =
             String::from_utf8(STANDARD.decode(doc["next"].as_str().unwrap()).unwrap()).unwrap();
@@ -651,7 +765,14 @@ mod tests {
             want_total: true,
         };
         for scheme in ALL {
-            let doc = render_page(scheme, vec![json!("a"), json!("b")], Some(9), &page, &[]);
+            let doc = render_page(
+                scheme,
+                vec![json!("a"), json!("b")],
+                Some(9),
+                &page,
+                &[],
+                &Continuation::Rosetta,
+            );
             let (items, total) = read_page(scheme, doc).unwrap();
             assert_eq!(items, vec![json!("a"), json!("b")], "{scheme:?}");
             assert_eq!(total, Some(9), "{scheme:?}");
@@ -661,7 +782,7 @@ mod tests {
     proptest! {
         #[test]
         fn v1_tokens_round_trip(page in 1u64..u32::MAX as u64, size in 1u64..100_000, total in any::<u32>()) {
-            let t = V1Token { page, page_size: size, total_count: u64::from(total) };
+            let t = V1Token { page, page_size: size, total_count: u64::from(total), next: None };
             prop_assert_eq!(V1Token::decode(&t.encode()).unwrap(), t);
         }
 
@@ -697,7 +818,7 @@ mod tests {
                     let page = parse_request(scheme, &query, &D).unwrap();
                     let items: Vec<Value> = records[slice(len, &page)].iter().map(|r| json!(r)).collect();
                     let total = known_total.then_some(len as u64);
-                    let doc = render_page(scheme, items.clone(), total, &page, &query);
+                    let doc = render_page(scheme, items.clone(), total, &page, &query, &Continuation::Rosetta);
                     seen.extend(items.iter().map(|v| v.as_u64().unwrap() as usize));
                     let next = match scheme {
                         Scheme::RedapiV1 => doc["nextPageToken"].as_str().map(|t| ("pageToken", t.to_owned())),
@@ -713,5 +834,99 @@ mod tests {
                 prop_assert_eq!(&seen, &records, "{:?}", scheme);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_upstream_token_rides_inside_the_v1_token_untouched() {
+        let page = PageRequest {
+            index: 0,
+            size: 2,
+            want_total: true,
+        };
+        let fusion_next = "cGFyZW50PXgmcGFnZT0y";
+        let doc = render_page(
+            Scheme::RedapiV1,
+            vec![json!(1), json!(2)],
+            Some(5),
+            &page,
+            &[],
+            &Continuation::Upstream(Some(fusion_next.into())),
+        );
+        let token = doc["nextPageToken"].as_str().unwrap();
+        let query = q(&[("pageToken", token), ("maxResults", "7")]);
+        let next = parse_request(Scheme::RedapiV1, &query, &PageDefaults::default()).unwrap();
+        assert_eq!(
+            (next.index, next.size),
+            (1, 2),
+            "the upstream's size is kept"
+        );
+        assert_eq!(
+            upstream_cursor(&query, &next).unwrap().as_deref(),
+            Some(fusion_next)
+        );
+        assert_eq!(
+            upstream_params(Scheme::Fusion, 2, Some(fusion_next)),
+            q(&[("page_size", "2"), ("next", fusion_next)])
+        );
+        // The upstream's last page has no next: neither has the client's.
+        let last = render_page(
+            Scheme::RedapiV1,
+            vec![json!(1)],
+            None,
+            &page,
+            &[],
+            &Continuation::Upstream(None),
+        );
+        assert!(last["nextPageToken"].is_null());
+    }
+
+    #[test]
+    fn a_later_page_without_the_upstreams_token_is_refused() {
+        let forged = V1Token {
+            page: 3,
+            page_size: 2,
+            total_count: 9,
+            next: None,
+        }
+        .encode();
+        let query = q(&[("pageToken", &forged)]);
+        let page = parse_request(Scheme::RedapiV1, &query, &PageDefaults::default()).unwrap();
+        assert_eq!(
+            upstream_cursor(&query, &page).unwrap_err().param,
+            "pageToken"
+        );
+        let odd = V1Token {
+            page: 2,
+            page_size: 2,
+            total_count: 9,
+            next: Some("a&parent=elsewhere".into()),
+        }
+        .encode();
+        let query = q(&[("pageToken", &odd)]);
+        let page = parse_request(Scheme::RedapiV1, &query, &PageDefaults::default()).unwrap();
+        assert!(upstream_cursor(&query, &page).is_err());
+    }
+
+    #[test]
+    fn fusion_pages_are_read_from_their_list_key() {
+        let v = read_upstream_page(
+            Scheme::Fusion,
+            "resellers",
+            json!({"results": 3, "pages": 2, "page": 1, "next": "abc", "resellers": [1, 2], "other": [9]}),
+        )
+        .unwrap();
+        assert_eq!(v, json!({"items": [1, 2], "total": 3, "next": "abc"}));
     }
 }

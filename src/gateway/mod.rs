@@ -167,6 +167,7 @@ mod refund_tests {
             upstream: up("a"),
             status: http::StatusCode::INTERNAL_SERVER_ERROR,
             message: None,
+            answer: None,
         })));
         let answered = http::Response::builder()
             .status(500)

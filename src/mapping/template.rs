@@ -25,6 +25,7 @@ pub const ROOTS: &[&str] = &[
     "search",
     "request",
     "reach",
+    "vars",
 ];
 
 /// Characters encoded in a substituted path segment: everything but RFC 3986 unreserved
@@ -153,6 +154,27 @@ impl Template {
             Part::Var(v) | Part::Quoted(v) => Some(v.as_slice()),
             Part::Lit(_) => None,
         })
+    }
+
+    /// Replaces the placeholders rooted at `root` with their values in `consts` (bound once
+    /// at load: the upstreams' `vars`); those with no value stay placeholders, for the
+    /// caller to refuse. Values are written as they are: the config checked them.
+    pub fn bind(&mut self, root: &str, consts: &Value) {
+        for part in &mut self.parts {
+            let value = match part {
+                Part::Var(path) | Part::Quoted(path) if path[0] == root => {
+                    match lookup(consts, &path[1..]) {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(_) | None => continue,
+                    }
+                }
+                Part::Var(_) | Part::Quoted(_) | Part::Lit(_) => continue,
+            };
+            *part = match part {
+                Part::Quoted(_) => Part::Lit(quote(&value)),
+                Part::Var(_) | Part::Lit(_) => Part::Lit(value),
+            };
+        }
     }
 
     /// Whether the template is a single placeholder (its value may then be absent/null).

@@ -26,7 +26,8 @@ use crate::tenancy::{IdInput, PackReach, Role, RoleSet, Tenancy};
 #[serde(deny_unknown_fields)]
 pub(super) struct ReachDef {
     /// The call giving the caller's root company, and `id`: jq over its answer giving the
-    /// root's id (null: no such company). A 404 answer is no root.
+    /// root's id (null: no such company; `$ctx.principal.company` is the caller's company
+    /// key). A 404 answer is no root.
     root: CallDef,
     /// The call giving a company's children (`{node}` is the company's id), and `ids`: jq
     /// over its answer giving their ids. Walked breadth-first from the root.
@@ -100,7 +101,9 @@ pub(super) fn compile_reach(
     }
     let id = def.root.id.unwrap_or_else(|| "null".into());
     let children = def.children.ids.unwrap_or_else(|| "[]".into());
-    let root_id = format!("(.steps.root | ({id}))");
+    // `$ctx`: the root's answer alone may not say which record is the caller's (a search
+    // that matches more than the key, as Fusion's); `$ctx.principal.company` is the key.
+    let root_id = format!("(. as $ctx | .steps.root | ({id}))");
     let steps = [
         StepDef::call("root", def.root.call, def.root.query, vec![404]),
         StepDef::call("tree", def.children.call, def.children.query, vec![404]).walking(
@@ -185,6 +188,8 @@ pub(super) fn compile_reach(
                     .saturating_add(2),
             },
             saga: false,
+            upstream_pages: None,
+            unsupported: None,
         },
         tenancy: Tenancy::open(RoleSet::EMPTY),
         description: None,

@@ -215,10 +215,12 @@ fn upstream_again(u: &UpstreamError) -> UpstreamError {
             upstream,
             status,
             message,
+            answer,
         } => UpstreamError::Status {
             upstream: upstream.clone(),
             status: *status,
             message: message.clone(),
+            answer: *answer,
         },
         UpstreamError::Auth { upstream, detail } => UpstreamError::Auth {
             upstream: upstream.clone(),
@@ -251,6 +253,7 @@ fn again(shared: Arc<GatewayError>) -> GatewayError {
         | GatewayError::Overloaded { .. }
         | GatewayError::NotFound(_)
         | GatewayError::Conflict(_)
+        | GatewayError::NotSupported(_)
         | GatewayError::Internal(_) => Internal::Reach { source: shared }.into(),
     }
 }
@@ -298,6 +301,7 @@ mod tests {
                 upstream: "a".into(),
                 status: http::StatusCode::SERVICE_UNAVAILABLE,
                 message: Some("down".into()),
+                answer: None,
             }),
             Internal::LostInCache.into(),
         ];

@@ -43,6 +43,7 @@ pub struct Env {
     pub appdirect: DemoServer,
     pub redapi: DemoServer,
     pub longjump: DemoServer,
+    pub fusion: DemoServer,
     client: Client<HttpConnector, Full<Bytes>>,
     pub base: String,
 }
@@ -133,6 +134,7 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
     .await
     .expect("redapi");
     let longjump = rosetta::demo::start_longjump().await.expect("longjump");
+    let fusion = rosetta::demo::start_fusion().await.expect("fusion");
     let mut cfg =
         Config::load_with_env(Path::new("config/rosetta.toml"), Vec::new()).expect("config");
     rosetta::cli::point_at_demo(
@@ -141,6 +143,7 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
             appdirect: appdirect.url(),
             redapi: redapi.url(),
             longjump: longjump.url(),
+            fusion: fusion.url(),
         },
     );
     for (key, user, company, role) in [
@@ -196,7 +199,7 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
     .await;
     let admin_base = format!("http://{}", admin.addr());
     warm_reaches(&gateway).await;
-    for up in [&appdirect, &redapi, &longjump] {
+    for up in [&appdirect, &redapi, &longjump, &fusion] {
         up.log().clear();
     }
     let client = Client::builder(TokioExecutor::new()).build_http();
@@ -210,6 +213,7 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, adjust: impl FnOnce(&mut Conf
         appdirect,
         redapi,
         longjump,
+        fusion,
         client,
         base,
     }
@@ -406,7 +410,7 @@ impl Env {
     /// Every request the sample backends received so far, and then forgets them.
     pub fn take_upstream_requests(&self) -> Vec<rosetta::demo::RecordedRequest> {
         let mut all = Vec::new();
-        for up in [&self.appdirect, &self.redapi, &self.longjump] {
+        for up in [&self.appdirect, &self.redapi, &self.longjump, &self.fusion] {
             all.extend(up.log().requests());
             up.log().clear();
         }

@@ -12,7 +12,7 @@ use super::super::SettledPoints;
 use super::super::tenancy::BodyTargets;
 use super::request::{Given, Prepared};
 use crate::body::{Body, empty, full};
-use crate::dialect::paging::{self, PageRequest};
+use crate::dialect::paging::{self, Continuation, PageRequest};
 use crate::dialect::search::apply;
 use crate::mapping::exec::{OutBody, Outcome};
 use crate::mapping::pack::Route;
@@ -72,7 +72,11 @@ fn within_reach(given: &Given, prepared: &Prepared<'_>, outcome: Outcome) -> Out
         (Some(field), Some(reach), OutBody::Page { items, .. }) => {
             let items = keep_in_reach(reach, field, items);
             match &prepared.search {
-                Some(_) => OutBody::Page { items, total: None },
+                Some(_) => OutBody::Page {
+                    items,
+                    total: None,
+                    more: Continuation::Rosetta,
+                },
                 None => {
                     let total = items.len() as u64;
                     let (offset, size) = prepared
@@ -87,6 +91,7 @@ fn within_reach(given: &Given, prepared: &Prepared<'_>, outcome: Outcome) -> Out
                     OutBody::Page {
                         items,
                         total: Some(total),
+                        more: Continuation::Rosetta,
                     }
                 }
             }
@@ -120,6 +125,7 @@ fn searched(prepared: &Prepared<'_>, outcome: Outcome) -> Outcome {
             OutBody::Page {
                 items,
                 total: Some(total),
+                more: Continuation::Rosetta,
             }
         }
         (None | Some(_), body) => body,
@@ -145,7 +151,7 @@ fn settle(
         OutBody::Empty => Value::Null,
         OutBody::Json(v) => v.clone(),
         OutBody::Raw(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
-        OutBody::Page { items, total } => json!({"items": items, "total": total}),
+        OutBody::Page { items, total, .. } => json!({"items": items, "total": total}),
     };
     let input = json!({"response": response, "request": request, "calls": outcome.calls});
     match filter.run(&input) {
@@ -168,7 +174,7 @@ fn render(
         OutBody::Empty => None,
         OutBody::Json(v) => Some(dialect.encode_body(&v)),
         OutBody::Raw(b) => Some(dialect.encode_json_text(b)),
-        OutBody::Page { items, total } => {
+        OutBody::Page { items, total, more } => {
             let page = page.copied().unwrap_or(PageRequest {
                 index: 0,
                 size: items.len().max(1) as u64,
@@ -180,6 +186,7 @@ fn render(
                 total,
                 &page,
                 pairs,
+                &more,
             )))
         }
     };

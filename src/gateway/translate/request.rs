@@ -128,6 +128,12 @@ pub(super) fn prepare<'a>(
     } else {
         None
     };
+    // A route the upstream pages: the upstream's token from the client's, checked before
+    // anything is sent (a later page without one is a token this API never issued).
+    let cursor = match (&route.plan.upstream_pages, &page) {
+        (Some(_), Some(p)) => paging::upstream_cursor(&query_pairs, p).map_err(BadRequest::from)?,
+        (Some(_) | None, _) => None,
+    };
     let search = route
         .request
         .search
@@ -147,6 +153,9 @@ pub(super) fn prepare<'a>(
         page.as_ref(),
         base,
     );
+    if let Some(c) = cursor {
+        ctx["page"]["cursor"] = Value::String(c);
+    }
     if tenancy.reads_root {
         ctx["reach"] = json!({"root": given.reach.as_ref().and_then(Reach::root).map(|r| &**r)});
     }

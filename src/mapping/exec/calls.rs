@@ -75,7 +75,7 @@ impl StepCall<'_> {
         if !accepted(step, &resp) {
             // A refusal's message is read from the whole answer.
             let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
-            return Err(refused(call, &resp, &body));
+            return Err(refused(step, call, &resp, &body));
         }
         let cut = route.plan.projections.get(&step.name);
         let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, cut)?;
@@ -84,11 +84,24 @@ impl StepCall<'_> {
 }
 
 /// The upstream's refusal of a call (a status the step does not allow), with its message.
-pub(super) fn refused(call: &Call, resp: &UpstreamResponse, body: &Value) -> GatewayError {
+/// The step's `refusals` (else its pack's) say what the client is answered for it.
+pub(super) fn refused(
+    step: &Step,
+    call: &Call,
+    resp: &UpstreamResponse,
+    body: &Value,
+) -> GatewayError {
+    let code = resp.status.as_u16();
+    let answer = step
+        .refusals
+        .iter()
+        .find(|(from, _)| *from == code)
+        .map(|(_, to)| *to);
     GatewayError::Upstream(UpstreamError::Status {
         upstream: call.upstream.clone(),
         status: resp.status,
         message: upstream_message(body),
+        answer,
     })
 }
 

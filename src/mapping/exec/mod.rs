@@ -78,6 +78,9 @@ pub async fn execute(
         ctx = Value::Object(Map::new());
     }
     ctx["steps"] = Value::Object(Map::new());
+    if let Some(why) = &route.plan.unsupported {
+        return Err(GatewayError::NotSupported(why.clone()));
+    }
     if let Some((step, call)) = verbatim_call(route) {
         return verbatim(route, step, call, &ctx, env).await;
     }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::ExecEnv;
 use super::eval::kind;
+use crate::dialect::paging::Continuation;
 use crate::error::{GatewayError, Internal};
 use crate::mapping::pack::{Paging, Route};
 
@@ -29,6 +30,8 @@ pub enum OutBody {
         items: Vec<Value>,
         /// The response filter's `total`; `None` when it gave no number.
         total: Option<u64>,
+        /// Who says whether a next page exists (the upstream, on `upstream_pages` routes).
+        more: Continuation,
     },
 }
 
@@ -116,6 +119,13 @@ pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, G
     let Some(f) = &route.plan.response.jq else {
         return Ok(OutBody::Empty);
     };
+    // Read before the filter, which may move the step's answer out of `ctx`.
+    let more = match &route.plan.upstream_pages {
+        Some(up) => {
+            Continuation::Upstream(ctx["steps"][&*up.step]["next"].as_str().map(str::to_owned))
+        }
+        None => Continuation::Rosetta,
+    };
     let out = match f.take_path(ctx) {
         Some(v) => v,
         None => f.run(ctx).map_err(|source| Internal::Filter {
@@ -125,7 +135,7 @@ pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, G
         })?,
     };
     Ok(if route.paging == Paging::Rosetta {
-        page_body(route, out)?
+        page_body(route, out, more)?
     } else if out.is_null() {
         // `null` is "no body" (an upstream 202/204 passed through), never the text null.
         OutBody::Empty
@@ -135,7 +145,7 @@ pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, G
 }
 
 /// A paged route's `{items, total}`, as the dialect's page envelope takes them.
-fn page_body(route: &Route, out: Value) -> Result<OutBody, GatewayError> {
+fn page_body(route: &Route, out: Value, more: Continuation) -> Result<OutBody, GatewayError> {
     let Value::Object(mut m) = out else {
         return Err(Internal::Answer {
             route: route.id.clone(),
@@ -155,7 +165,7 @@ fn page_body(route: &Route, out: Value) -> Result<OutBody, GatewayError> {
         }
     };
     let total = m.get("total").and_then(Value::as_u64);
-    Ok(OutBody::Page { items, total })
+    Ok(OutBody::Page { items, total, more })
 }
 
 #[cfg(test)]
@@ -175,7 +185,8 @@ mod tests {
             out.body,
             OutBody::Page {
                 items: vec![json!(1), json!(2)],
-                total: Some(9)
+                total: Some(9),
+                more: crate::dialect::paging::Continuation::Rosetta,
             }
         );
     }

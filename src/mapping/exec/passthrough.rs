@@ -72,7 +72,7 @@ pub(super) async fn verbatim(
     let status = resp.status.as_u16();
     if !accepted(step, &resp) {
         let body = decode_upstream(&route.pack.upstream_format, &call.upstream, &resp, None)?;
-        return Err(refused(call, &resp, &body));
+        return Err(refused(step, call, &resp, &body));
     }
     let text = resp.body.trim_ascii();
     let body = if text.is_empty() || text == b"null" {

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::ExecEnv;
 use super::eval::{LazyVal, run_ctx, run_jq};
-use crate::dialect::longjump;
 use crate::dialect::xml::json_to_xml_vec;
+use crate::dialect::{longjump, paging};
 use crate::error::{GatewayError, Internal, UpstreamError};
 use crate::mapping::jq::{to_val, with_key};
 use crate::mapping::pack::{Call, ForwardQuery, Route, UpstreamFormat};
@@ -68,6 +68,7 @@ pub(super) fn build_request(
                 "route {} step {step}: a value the upstream path needs is missing",
                 route.id
             )),
+            answer: None,
         }));
     };
     let mut query = form_urlencoded::Serializer::new(String::new());
@@ -93,6 +94,16 @@ pub(super) fn build_request(
                     query.append_pair(k, v);
                 }
             }
+        }
+    }
+    // The paging step of a route the upstream pages: the client's page in the upstream's
+    // scheme (its size, and the upstream's own token carried in the client's).
+    if let Some(up) = &route.plan.upstream_pages
+        && *up.step == *step
+    {
+        let size = ctx["page"]["size"].as_u64().unwrap_or(1);
+        for (k, v) in paging::upstream_params(up.scheme, size, ctx["page"]["cursor"].as_str()) {
+            query.append_pair(&k, &v);
         }
     }
     let query = query.finish();

@@ -9,8 +9,9 @@ use super::calls::StepCall;
 use super::eval::{LazyVal, run_ctx};
 use super::fanout::for_each;
 use super::walk::walk;
-use crate::error::GatewayError;
-use crate::mapping::pack::{Fan, Route, Step, StepKind};
+use crate::dialect::paging;
+use crate::error::{GatewayError, UpstreamError};
+use crate::mapping::pack::{Fan, Route, Step, StepKind, UpstreamPages};
 
 /// What a step yields to the stage loop.
 pub(super) struct StepOut {
@@ -19,6 +20,26 @@ pub(super) struct StepOut {
     pub(super) status: Option<u16>,
     /// The step's `when` said no: nothing was done, so there is nothing to compensate.
     pub(super) skipped: bool,
+}
+
+/// The answer of a route's upstream-paged step as the route reads it, `{items, total,
+/// next}`; a status the step allows that is not a success (Fusion's 404 for an empty list)
+/// is an empty last page.
+fn upstream_page(
+    up: &UpstreamPages,
+    upstream: &str,
+    status: u16,
+    value: Value,
+) -> Result<Value, GatewayError> {
+    if !(200..300).contains(&status) {
+        return Ok(serde_json::json!({"items": [], "total": 0, "next": null}));
+    }
+    paging::read_upstream_page(up.scheme, &up.list, value).map_err(|e| {
+        GatewayError::Upstream(UpstreamError::InvalidResponse {
+            upstream: upstream.to_owned(),
+            detail: format!("not a page: {e}"),
+        })
+    })
 }
 
 /// jq truthiness: everything but `null` and `false`.
@@ -73,6 +94,12 @@ pub(super) async fn run_step(
             match fan {
                 Fan::One => {
                     let (status, value) = at(call).perform(None).await?;
+                    let value = match &route.plan.upstream_pages {
+                        Some(up) if *up.step == *step.name => {
+                            upstream_page(up, &call.upstream, status, value)?
+                        }
+                        Some(_) | None => value,
+                    };
                     Ok(StepOut {
                         value,
                         status: Some(status),

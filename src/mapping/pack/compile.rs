@@ -261,7 +261,7 @@ pub(super) fn compile_route(
     if def.paged && response.jq.is_none() {
         errs.push("a paged route needs response.jq yielding {items, total}".into());
     }
-    if stages.is_empty() && response.jq.is_none() {
+    if stages.is_empty() && response.jq.is_none() && def.unsupported.is_none() {
         errs.push("a route needs at least one step or a response".into());
     }
     let context = ContextUse::of(
@@ -293,8 +293,24 @@ pub(super) fn compile_route(
     let (Some(tenancy), true) = (tenancy, errs.is_empty()) else {
         return Err(errs);
     };
+    let unsupported = def.unsupported;
+    if unsupported.is_some() && (!stages.is_empty() || response.jq.is_some()) {
+        return Err(vec![
+            "an `unsupported` route makes no calls and has no response: it answers 501".into(),
+        ]);
+    }
     let id = def.id;
-    let projections = projections(&stages, validate.as_ref(), &response, search.is_some());
+    let mut projections = projections(&stages, validate.as_ref(), &response, search.is_some());
+    let upstream_pages = match def.upstream_pages {
+        None => None,
+        Some(up) => {
+            let checked = upstream_pages(up, pack, &stages, def.paged, &tenancy, search.is_some())?;
+            // Its answer is rewritten to `{items, total, next}` before the route reads it,
+            // so the route's paths are not paths into the upstream's answer: parsed whole.
+            projections.remove(&*checked.step);
+            Some(checked)
+        }
+    };
     let paging = match (def.paged, def.check_paging) {
         (false, false) => Paging::Off,
         (true, false) => Paging::Rosetta,
@@ -349,12 +365,68 @@ pub(super) fn compile_route(
             response,
             projections,
             limits,
+            upstream_pages,
+            unsupported,
         },
         tenancy,
         description: def.description,
         file: file.to_owned(),
         line,
     })
+}
+
+/// Checks `upstream_pages`: a `paged` route of a V1 pack (whose page token can carry the
+/// upstream's), a token scheme, a step that makes one call, and nothing Rosetta would page
+/// again over the upstream's page (a reach-kept list, Rosetta's own search).
+fn upstream_pages(
+    def: UpstreamPagesDef,
+    pack: &PackMeta,
+    stages: &[Vec<Step>],
+    paged: bool,
+    tenancy: &crate::tenancy::Tenancy,
+    search: bool,
+) -> Result<UpstreamPages, Vec<String>> {
+    use crate::dialect::paging::Scheme;
+    let mut errs = Vec::new();
+    if !paged {
+        errs.push("`upstream_pages` is for a `paged` route".into());
+    }
+    if pack.client_dialect != crate::dialect::Dialect::RedapiV1 {
+        errs.push("`upstream_pages` needs a client dialect whose page token carries the upstream's (redapi-v1)".into());
+    }
+    if tenancy.items.is_some() || search {
+        errs.push(
+            "`upstream_pages` excludes `tenancy.items` and `search`: the upstream's page is the client's"
+                .into(),
+        );
+    }
+    let scheme = match def.scheme.as_str() {
+        "fusion" => Some(Scheme::Fusion),
+        other => {
+            errs.push(format!(
+                "upstream_pages.scheme `{other}` is not a scheme that pages by token (fusion)"
+            ));
+            None
+        }
+    };
+    let one_call = stages
+        .iter()
+        .flatten()
+        .any(|s| s.name == def.step && matches!(&s.kind, StepKind::Call { fan: Fan::One, .. }));
+    if !one_call {
+        errs.push(format!(
+            "upstream_pages.step `{}` must be a step making one call",
+            def.step
+        ));
+    }
+    match scheme {
+        Some(scheme) if errs.is_empty() => Ok(UpstreamPages {
+            step: Arc::from(def.step.as_str()),
+            scheme,
+            list: def.list,
+        }),
+        Some(_) | None => Err(errs),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub(super) struct PackFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PackDef {
+    /// `{ "403" = 403 }`: upstream refusals every step answers as another status.
+    #[serde(default)]
+    pub(super) refusals: BTreeMap<String, u16>,
     pub(super) client_dialect: String,
     pub(super) service: String,
     pub(super) upstreams: Vec<String>,
@@ -85,6 +88,13 @@ pub(super) struct RouteDef {
     pub(super) paged: bool,
     #[serde(default)]
     pub(super) check_paging: bool,
+    /// `{ step = "list", scheme = "fusion", list = "resellers" }`: the upstream pages this
+    /// route by token (see [`super::model::UpstreamPages`]).
+    #[serde(default)]
+    pub(super) upstream_pages: Option<UpstreamPagesDef>,
+    /// The route cannot be served on its upstream: 501 with this message, no call made.
+    #[serde(default)]
+    pub(super) unsupported: Option<String>,
     #[serde(default)]
     pub(super) validate: Option<String>,
     #[serde(default)]
@@ -169,6 +179,9 @@ pub(in crate::mapping) struct StepDef {
     pub(super) allow_status: Vec<u16>,
     #[serde(default)]
     pub(super) compensate: Option<CallDef>,
+    /// `{ "400" = 409 }`: an upstream refusal with the key's status answered with the value.
+    #[serde(default)]
+    pub(super) refusals: BTreeMap<String, u16>,
 }
 
 impl StepDef {
@@ -194,6 +207,7 @@ impl StepDef {
             when: None,
             allow_status,
             compensate: None,
+            refusals: BTreeMap::new(),
         }
     }
 
@@ -255,4 +269,13 @@ pub(super) struct ResponseDef {
     pub(super) status: Option<u16>,
     #[serde(default)]
     pub(super) status_from: Option<String>,
+}
+
+/// `upstream_pages = { step, scheme, list }` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpstreamPagesDef {
+    pub(super) step: String,
+    pub(super) scheme: String,
+    pub(super) list: String,
 }

@@ -206,6 +206,25 @@ pub(super) fn load_pack(
             .into_iter()
             .map(|m| err(&pack_path, None, format!("[pack] {m}"))),
     );
+    let vars: serde_json::Map<String, serde_json::Value> = def
+        .upstreams
+        .iter()
+        .filter_map(|u| cfg.upstreams.get(u).map(|c| (u, &c.vars)))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(u, v)| (u.clone(), serde_json::json!(v)))
+        .collect();
+    let mut prelude = std::fs::read_to_string(dir.join("defs.jq")).unwrap_or_default();
+    if !vars.is_empty() {
+        // JSON is a jq literal: the values reach the pack's filters as one constant.
+        prelude = format!(
+            "def vars: {};\n{prelude}",
+            serde_json::Value::Object(vars.clone())
+        );
+    }
+    let refusals = crate::mapping::pack::refusal_map(&def.refusals).unwrap_or_else(|e| {
+        errors.push(err(&pack_path, None, format!("[pack] {e}")));
+        Vec::new()
+    });
     let meta = Arc::new(PackMeta {
         name: name.to_owned(),
         client_dialect,
@@ -218,9 +237,11 @@ pub(super) fn load_pack(
             max_size: def.max_page_size.unwrap_or(defaults.max_size),
         },
         description: def.description,
-        prelude: std::fs::read_to_string(dir.join("defs.jq")).unwrap_or_default(),
+        prelude,
+        vars: serde_json::Value::Object(vars),
         upstream_format,
         limits,
+        refusals,
     });
     let reach = file.reach.and_then(|r| {
         match crate::mapping::tenancy::compile_reach(cfg, &meta, r, &pack_path, cfg.packs.len()) {

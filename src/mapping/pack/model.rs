@@ -38,12 +38,18 @@ pub struct PackMeta {
     pub page_defaults: PageDefaults,
     /// Free text from `pack.toml`, for listings.
     pub description: Option<String>,
-    /// The pack's `defs.jq`, prepended to each of its filters.
+    /// The pack's `defs.jq`, prepended to each of its filters (after `def vars:` when the
+    /// pack's upstreams have `vars`).
     pub prelude: String,
+    /// The `vars` of the pack's upstreams, `{upstream: {key: value}}`: bound into call
+    /// templates (`{vars.fusion.group}`) and jq (`vars.fusion.group`) at load.
+    pub vars: serde_json::Value,
     /// How upstream bodies are written and read.
     pub upstream_format: UpstreamFormat,
     /// The work bounds of the pack's routes, unless a route sets its own.
     pub limits: WorkLimits,
+    /// Upstream refusal statuses answered as another status by every step (`refusals`).
+    pub refusals: Vec<(u16, http::StatusCode)>,
 }
 
 /// How much work one request to a route may cause: a deadline over all of its calls and a
@@ -231,6 +237,9 @@ pub struct Step {
     pub allow_status: Vec<u16>,
     /// Undo call run when a later step fails.
     pub compensate: Option<Call>,
+    /// Upstream refusal statuses answered to the client as another status (`refusals`
+    /// of the step, over its pack's), the upstream's message kept.
+    pub refusals: Vec<(u16, http::StatusCode)>,
 }
 
 /// How the client's answer is built.
@@ -447,6 +456,21 @@ impl Route {
     }
 }
 
+/// A route the upstream pages with a continuation token (`upstream_pages` in a route
+/// file): the named single-call step is sent the scheme's paging parameters for the client's
+/// page (its size, and the upstream's token carried in the client's page token), and its
+/// answer is read as that scheme's page, `{items, total, next}`; `next` goes back to the
+/// client inside its own page token.
+#[derive(Debug, Clone)]
+pub struct UpstreamPages {
+    /// The step whose call is paged.
+    pub step: Arc<str>,
+    /// The upstream's paging scheme.
+    pub scheme: crate::dialect::paging::Scheme,
+    /// The key of the upstream page's list (Fusion: `resellers`).
+    pub list: String,
+}
+
 /// Who pages a route's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paging {
@@ -549,6 +573,11 @@ pub struct Plan {
     pub projections: BTreeMap<String, crate::mapping::project::Projection>,
     /// The request's deadline and call budget.
     pub limits: WorkLimits,
+    /// `upstream_pages`: the upstream pages the route by token; Rosetta carries its token.
+    pub upstream_pages: Option<UpstreamPages>,
+    /// `unsupported`: the route cannot be served on its upstream; answered 501 with this
+    /// message before anything is sent.
+    pub unsupported: Option<String>,
     /// Whether a step has a `compensate` call: such a route is a saga, run to its end (or
     /// its undoing) on a task of its own even when the client goes away.
     pub saga: bool,

@@ -64,6 +64,26 @@ pub(in crate::mapping) fn projections(
     by_step
 }
 
+/// `refusals = { "400" = 409 }` checked: error statuses (400–599) both sides.
+pub(in crate::mapping) fn refusal_map(
+    map: &BTreeMap<String, u16>,
+) -> Result<Vec<(u16, http::StatusCode)>, String> {
+    map.iter()
+        .map(|(from, to)| {
+            let from_code = from.parse::<u16>().ok().filter(|c| (400..600).contains(c));
+            let to_code = http::StatusCode::from_u16(*to)
+                .ok()
+                .filter(|c| c.is_client_error() || c.is_server_error());
+            match (from_code, to_code) {
+                (Some(f), Some(t)) => Ok((f, t)),
+                (Some(_) | None, _) => Err(format!(
+                    "refusals `{from} = {to}`: both must be error statuses (400-599)"
+                )),
+            }
+        })
+        .collect()
+}
+
 pub(in crate::mapping) fn compile_step(
     cfg: &Config,
     pack: &PackMeta,
@@ -81,6 +101,16 @@ pub(in crate::mapping) fn compile_step(
         }
     };
     let when = s.when.as_deref().and_then(|c| jq("when", c));
+    let (mut refusals, refusal_err) = match refusal_map(&s.refusals) {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(format!("step `{name}` {e}"))),
+    };
+    // The pack's apply where the step says nothing of that status.
+    for (from, to) in &pack.refusals {
+        if !refusals.iter().any(|(f, _)| f == from) {
+            refusals.push((*from, *to));
+        }
+    }
     let kind = match (&s.call, &s.jq) {
         (Some(_), Some(_)) => {
             errs.push(format!(
@@ -169,6 +199,7 @@ pub(in crate::mapping) fn compile_step(
             }
         }
     });
+    errs.extend(refusal_err);
     match kind {
         Some(kind) if errs.is_empty() => Ok(Step {
             name,
@@ -176,6 +207,7 @@ pub(in crate::mapping) fn compile_step(
             when,
             allow_status: s.allow_status,
             compensate,
+            refusals,
         }),
         Some(_) | None => Err(errs),
     }
@@ -221,7 +253,8 @@ pub(super) fn compile_call(
         }
     };
     let path = match Template::parse(path, scope.path_vars) {
-        Ok(t) => {
+        Ok(mut t) => {
+            t.bind("vars", &pack.vars);
             check(&t, &mut errs);
             Some(t)
         }
@@ -233,7 +266,8 @@ pub(super) fn compile_call(
     let mut q = Vec::new();
     for (k, v) in query {
         match Template::parse(v, scope.path_vars) {
-            Ok(t) => {
+            Ok(mut t) => {
+                t.bind("vars", &pack.vars);
                 check(&t, &mut errs);
                 q.push((k.clone(), t));
             }
@@ -272,6 +306,10 @@ pub(super) fn check_scope(var: &[String], scope: &Scope<'_>) -> Result<(), Strin
             )),
             None => Err(format!("`{{{shown}}}` must name a step")),
         },
+        // Bound at load (`Template::bind`): one left is a value the config does not give.
+        "vars" => Err(format!(
+            "`{{{shown}}}` is not set: the upstream's `vars` in [upstreams] must give it"
+        )),
         "page" if !scope.paged => Err(format!("`{{{shown}}}` is only available in paged routes")),
         "item" if !scope.item => Err(format!(
             "`{{{shown}}}` is only available in a `for_each` step"
