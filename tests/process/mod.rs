@@ -67,6 +67,10 @@ pub fn serve(appdirect: &str, db: &Path) -> Served {
             "ROSETTA__UPSTREAMS__REDAPI__AUTH__CLIENT_SECRET",
             rosetta::demo::REDAPI_CLIENT_SECRET,
         )
+        .env(
+            "ROSETTA__UPSTREAMS__FUSION__AUTH__VALUE",
+            format!("Bearer {}", rosetta::demo::fusion::FUSION_TOKEN),
+        )
         .env("ROSETTA__LOG__FORMAT", "json")
         .env("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")
         .env_remove("RUST_LOG")
