@@ -408,3 +408,26 @@ async fn a_body_that_stops_is_408_in_the_longjump_dialect() {
         "{doc}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_body_that_stops_is_408_in_the_admin_dialect() {
+    let env = start_with(|c| c.server.request_timeout = Duration::from_millis(600)).await;
+    let before = env.root(Method::GET, "/v1/companies", None).await.json()["statistics"]["overall"]
+        ["total"]
+        .clone();
+    let head = format!(
+        "POST /v1/companies HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"key\": ",
+        common::ADMIN_KEY
+    );
+    let mut s = TcpStream::connect(env.admin.addr()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = rosetta::clock::now();
+    let resp = bounded("the admin 408", read_response(&mut s)).await;
+    assert!(started.elapsed() >= Duration::from_millis(590));
+    let message = resp.assert_admin_error(408);
+    assert!(message.contains("did not arrive within 600ms"), "{message}");
+    // Nothing was created.
+    let total = |doc: serde_json::Value| doc["statistics"]["overall"]["total"].clone();
+    let after = total(env.root(Method::GET, "/v1/companies", None).await.json());
+    assert_eq!(after, before, "no company was created");
+}

@@ -45,6 +45,9 @@ pub struct Admin {
     pub upstreams: Option<Arc<crate::upstream::Upstreams>>,
     /// `[metrics] public`: the routes of [`Rule::PublicIfConfigured`] ask for no credentials.
     pub metrics_public: bool,
+    /// `server.request_timeout`: how long a request body may take to arrive (408 past it),
+    /// so a client trickling a body cannot hold an admin connection for ever.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Admin {
@@ -142,7 +145,13 @@ impl Call {
 
     /// The request body as JSON; read once (a second read sees an empty body).
     pub(super) async fn json(&mut self) -> Result<Value, GatewayError> {
-        wire::read_json(std::mem::replace(&mut self.body, empty())).await
+        let limit = self.admin.request_timeout;
+        let body = std::mem::replace(&mut self.body, empty());
+        tokio::time::timeout(limit, wire::read_json(body))
+            .await
+            .map_err(|_| GatewayError::RequestTimeout {
+                reason: format!("the request body did not arrive within {limit:?}"),
+            })?
     }
 }
 
@@ -240,6 +249,7 @@ mod tests {
             quotas: None,
             cache: None,
             upstreams: None,
+            request_timeout: std::time::Duration::from_secs(60),
             metrics_public: false,
         }
     }

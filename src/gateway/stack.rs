@@ -211,6 +211,7 @@ impl Gateway {
             cache: Some(self.cache.clone()),
             upstreams: Some(self.pool.clone()),
             metrics_public: self.metrics_public,
+            request_timeout: self.request_limits.timeout,
         }
     }
 
