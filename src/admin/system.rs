@@ -37,13 +37,22 @@ pub(super) async fn health(c: Call) -> Answer {
     ))
 }
 
-/// `GET /v1/version`.
+/// `GET /v1/version`: the crate's version (seed 003: `major` is the compatibility line,
+/// `minor` new features), and as `build` the full version with the commit it was built
+/// from when the build knew it (`1.0.0+3f2e8e41a2b4`).
 pub(super) async fn version(_c: Call) -> Answer {
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"major": 1, "minor": env!("CARGO_PKG_VERSION_MINOR").parse::<u32>().unwrap_or(0),
-                "build": env!("CARGO_PKG_VERSION")}),
-    ))
+    Ok(json_response(StatusCode::OK, &version_body()))
+}
+
+fn version_body() -> serde_json::Value {
+    let number = |s: &str| s.parse::<u32>().unwrap_or(0);
+    let build = match option_env!("ROSETTA_GIT_HASH") {
+        Some(hash) => format!("{}+{hash}", env!("CARGO_PKG_VERSION")),
+        None => env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    json!({"major": number(env!("CARGO_PKG_VERSION_MAJOR")),
+           "minor": number(env!("CARGO_PKG_VERSION_MINOR")),
+           "build": build})
 }
 
 /// `GET /metrics`: the process's counters, the cache's size read now.
