@@ -30,6 +30,10 @@ def obj(props, required=None, closed=False):
     if required: o["required"] = required
     if closed: o["additionalProperties"] = False
     return o
+def health():
+    o = op("Liveness and readiness", "service", ok=("200", "#/components/schemas/Health"), anonymous=True)
+    o["responses"]["503"] = {"description": "the audit writer is failing: rows wait in the spill file, its last write failed or its thread stopped", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+    return o
 def arr(items):
     return {"type": "array", "items": items}
 def ref(n):
@@ -50,11 +54,12 @@ statistics = obj({"users": arr(obj({"username": {"type": "string"}, "dates": dat
 totals = lambda r: obj({"overall": ref(r), "filter": ref(r)})
 xlsx = {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}}}
 paths = {
-  "/health": {"get": op("Liveness and readiness", "service", ok=("200", "#/components/schemas/Health"), anonymous=True)},
+  "/health": {"get": health()},
   "/metrics": {"get": op("Prometheus counters (requests by status class, durations, audit rows, captures): ADMIN or AUDITOR, or anyone when the configuration says [metrics] public = true", "service", ok=("200", {"text/plain": {"schema": {"type": "string"}}}))},
   "/v1/cache": {"delete": op("Purge the read cache, or one route's entries (ADMIN)", "cache", params=[q("route", {"type": "string"}, "a route id, or pack:route")], ok=("204", None))},
   "/v1/version": {"get": op("Service version", "service", ok=("200", "#/components/schemas/Version"), anonymous=True)},
   "/v1/docs/openapi.json": {"get": op("This document", "service", ok=("200", {"application/json": {"schema": {"type": "object"}}}), anonymous=True)},
+  "/v1/docs/openapi.html": {"get": op("This document as a readable HTML page", "service", ok=("200", {"text/html": {"schema": {"type": "string"}}}), anonymous=True)},
   "/v1/companies": {
     "post": op("Create a company (ADMIN)", "companies", body="#/components/schemas/Company", ok=("201", "#/components/schemas/Company")),
     "get": op("List companies (ADMIN, AUDITOR)", "companies", params=listp, ok=("200", "#/components/schemas/CompanyList"))},
@@ -116,7 +121,7 @@ for item in paths.values():
             o["responses"]["415"] = {"$ref": "#/components/responses/NotJson"}
 tracedata = obj({k: {"type": ["string", "null"]} for k in ["code", "client", "server", "service", "operation", "time"]})
 schemas = {
-  "Health": obj({"status": {"type": "string"}}),
+  "Health": obj({"status": {"type": "string", "enum": ["ok", "failing"]}, "audit": obj({"writer": {"type": "string", "enum": ["ok", "failing", "stopped"]}, "queued": {"type": "integer", "description": "audit rows not yet durable"}, "capacity": {"type": "integer", "description": "store.audit_queue"}, "spilled": {"type": "integer", "description": "rows in the spill file, waiting to be replayed"}})}),
   "Version": obj({"major": {"type": "integer", "minimum": 1, "maximum": 100}, "minor": {"type": "integer", "minimum": 0, "maximum": 111}, "build": {"type": "string", "minLength": 1, "maxLength": 64}}, ["major", "minor", "build"]),
   "Company": obj({"key": word(3, 256), "detail": {"type": ["string", "null"], "maxLength": 1024}, "enabled": {"type": "boolean", "default": True, "description": "false blocks the company's users and keys"}}, ["key"], True),
   "Total": obj({"total": {"type": "integer"}}),

@@ -59,7 +59,10 @@ async fn version_and_health_need_no_credentials() {
     // The crate's own version, within seed 003's bounds, and the commit when git knew it.
     let major: u64 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap();
     let minor: u64 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap();
-    assert_eq!((v["major"].as_u64(), v["minor"].as_u64()), (Some(major), Some(minor)));
+    assert_eq!(
+        (v["major"].as_u64(), v["minor"].as_u64()),
+        (Some(major), Some(minor))
+    );
     assert!((1..=100).contains(&major) && minor <= 111);
     let build = v["build"].as_str().unwrap();
     assert!(build.starts_with(env!("CARGO_PKG_VERSION")), "{build}");
@@ -72,6 +75,40 @@ async fn version_and_health_need_no_credentials() {
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["audit"]["writer"], "ok", "{h}");
     assert_eq!(h["audit"]["spilled"], 0, "{h}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_as_a_readable_page_too() {
+    let env = start().await;
+    let page = env
+        .admin_call(Method::GET, "/v1/docs/openapi.html", None, None)
+        .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let doc = env
+        .admin_call(Method::GET, "/v1/docs/openapi.json", None, None)
+        .await
+        .json();
+    // Every path and schema of the JSON document is on the page (rendered from the same
+    // source at build time).
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            let heading = format!("<code>{} {}</code>", method.to_uppercase(), path);
+            assert!(html.contains(&heading), "{heading} is missing");
+        }
+    }
+    for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(html.contains(&format!("id=\"schema-{name}\"")), "{name}");
+    }
 }
 
 #[tokio::test]

@@ -124,6 +124,12 @@ const ROWS: &[Route] = &[
         handler!(system::openapi),
     ),
     row(
+        Verb::Get,
+        "/v1/docs/openapi.html",
+        Rule::Anyone,
+        handler!(system::openapi_html),
+    ),
+    row(
         Verb::Delete,
         "/v1/cache",
         only(ADMIN, "only an ADMIN purges the cache"),

@@ -84,6 +84,20 @@ pub(super) async fn openapi(_c: Call) -> Answer {
     Ok(r)
 }
 
+/// The OpenAPI document as a readable page, rendered from the same source at build time
+/// (`build.rs`).
+const OPENAPI_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.html"));
+
+/// `GET /v1/docs/openapi.html`: seed 003's documentation file, in HTML.
+pub(super) async fn openapi_html(_c: Call) -> Answer {
+    let mut r = Response::new(full(Bytes::from_static(OPENAPI_HTML.as_bytes())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    Ok(r)
+}
+
 /// `DELETE /v1/cache`: every cached read, or one route's (`route`).
 pub(super) async fn purge_cache(c: Call) -> Answer {
     let route = c
