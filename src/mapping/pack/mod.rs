@@ -13,6 +13,7 @@ mod engines;
 mod format;
 mod load;
 mod model;
+mod plan;
 mod steps;
 
 use std::fmt;
@@ -23,6 +24,7 @@ pub use engines::{JqEngines, OnJaq};
 pub(in crate::mapping) use format::*;
 pub use load::*;
 pub use model::*;
+pub use plan::*;
 pub(in crate::mapping) use steps::*;
 
 /// One load problem, located.
