@@ -11,6 +11,7 @@ pub mod body;
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod demo;

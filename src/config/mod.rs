@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+mod cluster;
 mod identity;
 pub mod secrets;
 mod upstream;
 
+pub use cluster::{ClusterConfig, OnRedisError, redact as redact_url};
 pub use identity::{FailureLimitConfig, GateConfig, IdentityConfig, StaticKeyConfig};
 pub use upstream::{BreakerConfig, UpstreamAuthConfig, UpstreamConfig, in_clear_off_host};
 
@@ -87,6 +89,9 @@ pub struct Config {
     /// `[metrics]`: who may read `/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[cluster]`: shared state on Redis; unset, one node.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// Folder of the config file, for resolving relative paths (not read from the file).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -499,6 +504,7 @@ impl Config {
             upstream::check(name, up)?;
         }
         self.identity.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         if self.store.audit_queue == 0 {
             return Err(ConfigError::Invalid(
                 "store.audit_queue must be at least 1 (every request would be refused)".into(),
