@@ -29,6 +29,20 @@ static AUTH_REFUSED_USER: AtomicU64 = AtomicU64::new(0);
 static AUTH_REFUSED_IP: AtomicU64 = AtomicU64::new(0);
 static AUTH_SHED_HASHING: AtomicU64 = AtomicU64::new(0);
 static AUTH_SHED_LOOKUPS: AtomicU64 = AtomicU64::new(0);
+static CLUSTER_RELEASE_FAILED: AtomicU64 = AtomicU64::new(0);
+static CLUSTER_UNAVAILABLE: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// Counts a request's shared limits that could not be given back (the lease expires by
+/// itself).
+pub fn cluster_release_failed() {
+    CLUSTER_RELEASE_FAILED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a request whose shared limits could not be checked: refused (`deny`) or let
+/// through counted on this node alone (`allow`).
+pub fn cluster_unavailable(allowed: bool) {
+    CLUSTER_UNAVAILABLE[usize::from(allowed)].fetch_add(1, Ordering::Relaxed);
+}
 
 /// Which budget of failed authentications refused a caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +357,20 @@ pub fn render() -> String {
             get(a)
         ));
     }
+    out.push_str("# HELP rosetta_cluster_unavailable_total Requests whose shared limits (Redis) could not be checked, by what they got: refused 503 (deny) or let through counted on this node alone (allow).\n# TYPE rosetta_cluster_unavailable_total counter\n");
+    for (outcome, a) in [
+        ("refused", &CLUSTER_UNAVAILABLE[0]),
+        ("allowed", &CLUSTER_UNAVAILABLE[1]),
+    ] {
+        out.push_str(&format!(
+            "rosetta_cluster_unavailable_total{{outcome=\"{outcome}\"}} {}\n",
+            get(a)
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP rosetta_cluster_release_failures_total Admitted requests whose shared limits could not be given back (their concurrency lease expires by itself).\n# TYPE rosetta_cluster_release_failures_total counter\nrosetta_cluster_release_failures_total {}\n",
+        get(&CLUSTER_RELEASE_FAILED)
+    ));
     out.push_str(&format!(
         "# HELP rosetta_cache_bytes Bytes held by the read cache.\n# TYPE rosetta_cache_bytes gauge\nrosetta_cache_bytes {}\n",
         get(&CACHE_BYTES)

@@ -48,6 +48,8 @@ pub struct Admin {
     /// `server.request_timeout`: how long a request body may take to arrive (408 past it),
     /// so a client trickling a body cannot hold an admin connection for ever.
     pub request_timeout: std::time::Duration,
+    /// Cluster mode: the Redis connection, whose state `/health` reports.
+    pub redis: Option<crate::cluster::link::Link>,
 }
 
 impl Admin {
@@ -251,6 +253,7 @@ mod tests {
             upstreams: None,
             request_timeout: std::time::Duration::from_secs(60),
             metrics_public: false,
+            redis: None,
         }
     }
 

@@ -23,18 +23,27 @@ pub(super) async fn health(c: Call) -> Answer {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "failing")
     };
-    Ok(json_response(
-        status,
-        &json!({
-            "status": word,
-            "audit": {
-                "writer": audit.writer.as_str(),
-                "queued": audit.queued,
-                "capacity": audit.capacity,
-                "spilled": audit.spilled,
-            },
-        }),
-    ))
+    let mut body = json!({
+        "status": word,
+        "audit": {
+            "writer": audit.writer.as_str(),
+            "queued": audit.queued,
+            "capacity": audit.capacity,
+            "spilled": audit.spilled,
+        },
+    });
+    // Reported, not failed on: every node shares the one Redis, so taking nodes out of a
+    // balancer for it would take them all; `on_redis_error` says what requests get.
+    if let Some(link) = &c.admin.redis {
+        let answered = link.ping().await.is_ok();
+        let seen = link.health();
+        body["cluster"] = json!({
+            "redis": if answered { "up" } else { "down" },
+            "since": crate::admin::wire::rfc3339_ms(seen.since_ms),
+            "failures": seen.failures,
+        });
+    }
+    Ok(json_response(status, &body))
 }
 
 /// `GET /v1/version`: the crate's version (seed 003: `major` is the compatibility line,

@@ -11,3 +11,5 @@
 //! the whole state, as on one node.
 
 pub mod bus;
+pub mod limits;
+pub mod link;

@@ -31,7 +31,7 @@ pub fn longjump_code(err: &GatewayError) -> i32 {
         GatewayError::AnswerTimeout { .. } => -9504,
         GatewayError::RateLimited { .. } => -9429,
         GatewayError::QuotaExceeded { .. } => -9430,
-        GatewayError::Overloaded { .. } => -9503,
+        GatewayError::Overloaded { .. } | GatewayError::LimitsUnavailable { .. } => -9503,
         GatewayError::Upstream(e) => match e.status().as_u16() {
             400 | 409 | 422 => -300,
             404 | 410 => -200,

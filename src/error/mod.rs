@@ -109,6 +109,16 @@ pub enum GatewayError {
         /// When to try again, for `Retry-After`.
         retry_after: Duration,
     },
+    /// The limits shared by the cluster's nodes could not be checked (Redis unreachable)
+    /// and `cluster.on_redis_error = "deny"`: 503 with `Retry-After`, nothing sent upstream.
+    #[error("the shared rate limits and quotas cannot be checked now; retry after {retry_after:?}")]
+    LimitsUnavailable {
+        /// When to try again, for `Retry-After`.
+        retry_after: Duration,
+        /// Why Redis did not answer.
+        #[source]
+        source: crate::cluster::link::LinkError,
+    },
     /// An upstream call failed or answered with an error.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -177,7 +187,9 @@ impl GatewayError {
             GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            GatewayError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Overloaded { .. } | GatewayError::LimitsUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::Upstream(e) => e.status(),
             GatewayError::RouteLimit(e) => e.status(),
             GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -192,7 +204,8 @@ impl GatewayError {
         match self {
             GatewayError::RateLimited { retry_after, .. }
             | GatewayError::QuotaExceeded { retry_after, .. }
-            | GatewayError::Overloaded { retry_after, .. } => {
+            | GatewayError::Overloaded { retry_after, .. }
+            | GatewayError::LimitsUnavailable { retry_after, .. } => {
                 let d = *retry_after;
                 Some(d.as_secs() + u64::from(d.subsec_nanos() > 0))
             }
@@ -245,6 +258,7 @@ impl GatewayError {
             | GatewayError::RateLimited { .. }
             | GatewayError::QuotaExceeded { .. }
             | GatewayError::Overloaded { .. }
+            | GatewayError::LimitsUnavailable { .. }
             | GatewayError::RouteLimit(_)
             | GatewayError::NotFound(_)
             | GatewayError::NotSupported(_)

@@ -14,6 +14,7 @@ pub mod quota;
 pub mod ratelimit;
 pub mod rescue;
 pub mod route;
+pub mod shared_limits;
 pub mod stack;
 pub mod tenancy;
 pub mod timeout;

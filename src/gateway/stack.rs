@@ -17,11 +17,14 @@ use super::quota::{QuotaBook, QuotaLayer};
 use super::ratelimit::RateLimitLayer;
 use super::rescue::RescueLayer;
 use super::route::RouteLayer;
+use super::shared_limits::SharedLimitLayer;
 use super::timeout::{RequestLimits, TimeoutLayer};
 use super::translate::{CaptureSink, TranslateLayer};
 use super::upstream::Executor;
 use crate::admin::Admin;
 use crate::body::{Body, BoxError};
+use crate::cluster::limits::SharedLimits;
+use crate::cluster::link::Link;
 use crate::config::{AdminConfig, CaptureMode};
 use crate::config::{Config, ConfigError};
 use crate::dialect::Dialect;
@@ -42,6 +45,15 @@ pub enum BuildError {
     /// The packs do not load; every problem found is listed.
     #[error("the packs do not load:\n{0}")]
     Packs(#[from] LoadErrors),
+    /// `[cluster] redis_url` cannot be used.
+    #[error("cluster.redis_url `{url}` cannot be used")]
+    Redis {
+        /// The URL, its password hidden.
+        url: String,
+        /// What the Redis client said.
+        #[source]
+        source: redis::RedisError,
+    },
     /// The store cannot be opened.
     #[error("the store at {path} cannot be opened: {source}")]
     Store {
@@ -90,6 +102,9 @@ pub struct Gateway {
     pub quotas: QuotaBook,
     /// The read cache.
     pub cache: ReadCache,
+    /// Cluster mode (`[cluster] redis_url`): rate limits, quotas and concurrency on Redis,
+    /// in place of `limiter` and `quotas`' counter (kept for `on_redis_error = "allow"`).
+    pub shared_limits: Option<SharedLimits>,
     /// `[metrics] public`: `/metrics` asks for no credentials.
     pub metrics_public: bool,
 }
@@ -146,6 +161,16 @@ impl Gateway {
                 source,
             })?,
         );
+        let shared_limits = match &cfg.cluster.redis_url {
+            Some(url) => {
+                let link = Link::open(&cfg.cluster, url).map_err(|source| BuildError::Redis {
+                    url: crate::config::redact_url(url),
+                    source,
+                })?;
+                Some(SharedLimits::new(link, &cfg.cluster))
+            }
+            None => None,
+        };
         let settings = AuthSettings::from_config(&cfg.identity)
             .map_err(|e| Box::new(ConfigError::Invalid(e)))?;
         let store_auth = StoreAuth::with_settings(store.clone(), &settings);
@@ -189,6 +214,7 @@ impl Gateway {
                 store.clone(),
                 Arc::new(crate::limits::quota::LocalQuotas::default()),
             ),
+            shared_limits,
             store,
             store_auth,
             metrics_public: cfg.metrics.public,
@@ -212,6 +238,7 @@ impl Gateway {
             upstreams: Some(self.pool.clone()),
             metrics_public: self.metrics_public,
             request_timeout: self.request_limits.timeout,
+            redis: self.shared_limits.as_ref().map(|s| s.link().clone()),
         }
     }
 
@@ -300,16 +327,30 @@ impl Gateway {
             // not begun). Under audit, which records it; over everything that waits on the
             // client or an upstream, which it drops (a quota slot with it) when it runs out.
             .layer(TimeoutLayer::new(self.request_limits))
-            // Leaky bucket per (policy, key).
-            .layer(RateLimitLayer::new(self.limiter.clone()))
+            // Leaky bucket per (policy, key), then points, daily, dated-window and
+            // concurrency quotas: on this node's counters, or (cluster mode) both on Redis
+            // in one round trip.
+            .option_layer(
+                self.shared_limits
+                    .is_none()
+                    .then(|| RateLimitLayer::new(self.limiter.clone())),
+            )
+            .option_layer(
+                self.shared_limits
+                    .is_none()
+                    .then(|| QuotaLayer::new(self.quotas.clone())),
+            )
+            .option_layer(
+                self.shared_limits
+                    .clone()
+                    .map(|s| SharedLimitLayer::new(s, self.quotas.clone(), self.limiter.clone())),
+            )
             // The route's roles (403) and the caller's reach: company ids out of it are 404,
-            // before anything is priced, cached or sent upstream.
+            // before anything is cached or sent upstream.
             .layer(super::tenancy::TenancyLayer::new(
                 self.upstreams.clone(),
                 self.catalog.reaches.iter().cloned().collect(),
             ))
-            // Points, daily, dated-window and concurrency quotas.
-            .layer(QuotaLayer::new(self.quotas.clone()))
             // Cached translated GET responses, per caller scope.
             .layer(CacheLayer::new(self.cache.clone()))
             // Client dialect ⇄ execution context: body limit, parsing, params, paging.

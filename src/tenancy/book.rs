@@ -251,6 +251,7 @@ fn again(shared: Arc<GatewayError>) -> GatewayError {
         | GatewayError::RateLimited { .. }
         | GatewayError::QuotaExceeded { .. }
         | GatewayError::Overloaded { .. }
+        | GatewayError::LimitsUnavailable { .. }
         | GatewayError::NotFound(_)
         | GatewayError::Conflict(_)
         | GatewayError::NotSupported(_)

@@ -31,6 +31,8 @@ pub struct Served {
     pub pid: u32,
     /// `http://127.0.0.1:port` of the proxy listener.
     pub base: String,
+    /// `http://127.0.0.1:port` of the admin listener.
+    pub admin: String,
 }
 
 impl Served {
@@ -53,6 +55,15 @@ impl Served {
 /// Starts `rosetta serve` with the shipped config, AppDirect at `appdirect`, the store at
 /// `db`, a bootstrap `root` and limits high enough that nothing is refused.
 pub fn serve(appdirect: &str, db: &Path) -> Served {
+    serve_with(
+        appdirect,
+        db,
+        &[("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")],
+    )
+}
+
+/// [`serve`] with the shipped limits, and `env` set over the rest.
+pub fn serve_with(appdirect: &str, db: &Path, env: &[(&str, &str)]) -> Served {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosetta.toml");
     let child = Command::new(env!("CARGO_BIN_EXE_rosetta"))
         .args(["serve", "--config"])
@@ -72,7 +83,7 @@ pub fn serve(appdirect: &str, db: &Path) -> Served {
             format!("Bearer {}", rosetta::demo::fusion::FUSION_TOKEN),
         )
         .env("ROSETTA__LOG__FORMAT", "json")
-        .env("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -92,7 +103,7 @@ pub fn serve(appdirect: &str, db: &Path) -> Served {
             let _ = tx.send(line);
         }
     });
-    let base = loop {
+    let (base, admin) = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the serving line");
@@ -102,10 +113,18 @@ pub fn serve(appdirect: &str, db: &Path) -> Served {
         // The JSON logger may nest event fields under `fields` or flatten them.
         let field = |k: &str| v.get(k).or_else(|| v["fields"].get(k)).cloned();
         if field("message").is_some_and(|m| m == "rosetta is serving") {
-            break format!("http://{}", field("listen").unwrap().as_str().unwrap());
+            let at = |k: &str| format!("http://{}", field(k).unwrap().as_str().unwrap());
+            break (at("listen"), at("admin"));
         }
     };
-    Served { child, pid, base }
+    // Keeps reading the log, so a chatty node never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Served {
+        child,
+        pid,
+        base,
+        admin,
+    }
 }
 
 /// One GET as `root` on its own connection, past the read cache; `None` when unanswered.

@@ -10,3 +10,4 @@ mod service;
 
 pub use layer::{QuotaBook, QuotaLayer};
 pub use service::Quota;
+pub(crate) use service::{headers, plan, usage_so_far};

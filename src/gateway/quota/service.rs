@@ -43,15 +43,16 @@ impl Drop for Reservation {
 }
 
 /// The quotas that apply to a request, and the usage key they are counted under.
-struct Plan {
-    key: UsageKey,
-    limits: Limits,
-    today: String,
-    reset_in: Duration,
+pub(crate) struct Plan {
+    pub(crate) key: UsageKey,
+    pub(crate) limits: Limits,
+    pub(crate) today: String,
+    /// Until the user's local midnight.
+    pub(crate) reset_in: Duration,
     tz: i32,
     now: i64,
-    window: Option<(String, String)>,
-    count_success: bool,
+    pub(crate) window: Option<(String, String)>,
+    pub(crate) count_success: bool,
 }
 
 /// A request within its quotas: its points reserved, what remains to tell the client.
@@ -62,7 +63,12 @@ pub struct Admitted {
 }
 
 /// What `p`'s quotas `q` hold the request to; `None` when no quota applies.
-fn plan(book: &QuotaBook, route: &Route, p: &Principal, q: &(QuotaRules, i32)) -> Option<Plan> {
+pub(crate) fn plan(
+    book: &QuotaBook,
+    route: &Route,
+    p: &Principal,
+    q: &(QuotaRules, i32),
+) -> Option<Plan> {
     let (quotas, tz) = (&q.0, q.1);
     let now = book.wall.now_ms();
     let (today, reset_in) = local_day(now, tz);
@@ -118,25 +124,56 @@ fn reserve(book: &QuotaBook, cost: u64, plan: Plan) -> Result<Admitted, GatewayE
             remaining,
             count_success: plan.count_success,
         }),
-        Err(refusal) => {
-            let retry_after = match &refusal {
-                Refusal::PerDay { .. } | Refusal::PerRequest { .. } => plan.reset_in,
-                Refusal::Window { to, .. } => day_start_ms(to, plan.tz)
-                    .map(|t| t + 86_400_000 - plan.now)
-                    .map_or(plan.reset_in, |ms| Duration::from_millis(ms.max(0) as u64)),
-                Refusal::Concurrency { .. } => Duration::from_secs(1),
-            };
-            Err(GatewayError::QuotaExceeded {
-                limit: refusal.message(),
-                retry_after,
-            })
+        Err(refusal) => Err(plan.refused(&refusal)),
+    }
+}
+
+impl Plan {
+    /// The 429 for `refusal`, with `Retry-After` until the exhausted limit resets.
+    pub(crate) fn refused(&self, refusal: &Refusal) -> GatewayError {
+        let retry_after = match refusal {
+            Refusal::PerDay { .. } | Refusal::PerRequest { .. } => self.reset_in,
+            Refusal::Window { to, .. } => day_start_ms(to, self.tz)
+                .map(|t| t + 86_400_000 - self.now)
+                .map_or(self.reset_in, |ms| Duration::from_millis(ms.max(0) as u64)),
+            Refusal::Concurrency { .. } => Duration::from_secs(1),
+        };
+        GatewayError::QuotaExceeded {
+            limit: refusal.message(),
+            retry_after,
         }
+    }
+
+    /// How long the window's counter matters from now: until the window's last day ends.
+    pub(crate) fn window_left(&self) -> Duration {
+        self.window
+            .as_ref()
+            .and_then(|(_, to)| day_start_ms(to, self.tz))
+            .map_or(self.reset_in, |t| {
+                Duration::from_millis((t + 86_400_000 - self.now).max(0) as u64)
+            })
     }
 }
 
 /// Reads the user's usage so far from the store into the counter. A store that cannot say
 /// refuses the request (500): counting from zero would hand out a fresh budget.
 async fn seed(book: &QuotaBook, plan: &Plan) -> Result<(), GatewayError> {
+    let (day_used, window_used) = usage_so_far(book, plan).await?;
+    book.counter.seed(
+        &plan.key,
+        &plan.today,
+        day_used,
+        plan.window.clone(),
+        window_used,
+    );
+    Ok(())
+}
+
+/// The points the audit trail has for the user today and in the plan's window.
+pub(crate) async fn usage_so_far(
+    book: &QuotaBook,
+    plan: &Plan,
+) -> Result<(u64, u64), GatewayError> {
     let (user, service, group) = &plan.key;
     let used = |from: i64, to: i64| {
         book.store.points_used(
@@ -162,14 +199,7 @@ async fn seed(book: &QuotaBook, plan: &Plan) -> Result<(), GatewayError> {
         }
         None => 0,
     };
-    book.counter.seed(
-        &plan.key,
-        &plan.today,
-        day_used,
-        plan.window.clone(),
-        window_used,
-    );
-    Ok(())
+    Ok((day_used, window_used))
 }
 
 /// Settles the reservation from the answer and tells the client what remains.
@@ -191,19 +221,24 @@ impl Finish for Admitted {
         reservation.refund = count_success && super::super::refundable(&result);
         drop(reservation);
         let mut resp = result?;
-        if let Some(d) = remaining.day {
-            resp.headers_mut().insert(
-                crate::header_names::X_QUOTA_DAY_REMAINING,
-                HeaderValue::from(d),
-            );
-        }
-        if let Some(w) = remaining.window {
-            resp.headers_mut().insert(
-                crate::header_names::X_QUOTA_WINDOW_REMAINING,
-                HeaderValue::from(w),
-            );
-        }
+        headers(&mut resp, &remaining);
         Ok(resp)
+    }
+}
+
+/// Writes the points left into the answer's `X-Quota-*-Remaining` headers.
+pub(crate) fn headers(resp: &mut Response<Body>, remaining: &Remaining) {
+    if let Some(d) = remaining.day {
+        resp.headers_mut().insert(
+            crate::header_names::X_QUOTA_DAY_REMAINING,
+            HeaderValue::from(d),
+        );
+    }
+    if let Some(w) = remaining.window {
+        resp.headers_mut().insert(
+            crate::header_names::X_QUOTA_WINDOW_REMAINING,
+            HeaderValue::from(w),
+        );
     }
 }
 

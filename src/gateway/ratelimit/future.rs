@@ -27,20 +27,24 @@ impl Finish for Admitted {
             self.limiter.refund(&self.policy, &self.key);
         }
         let mut resp = result?;
-        let d = self.decision;
-        let h = resp.headers_mut();
-        h.insert(
-            crate::header_names::RATELIMIT_LIMIT,
-            HeaderValue::from(d.limit),
-        );
-        h.insert(
-            crate::header_names::RATELIMIT_REMAINING,
-            HeaderValue::from(d.remaining),
-        );
-        h.insert(
-            crate::header_names::RATELIMIT_RESET,
-            HeaderValue::from(ceil_secs(d.reset)),
-        );
+        headers(&mut resp, &self.decision);
         Ok(resp)
     }
+}
+
+/// Writes what `d` says of the bucket into the answer's `RateLimit-*` headers.
+pub(crate) fn headers(resp: &mut http::Response<crate::body::Body>, d: &Decision) {
+    let h = resp.headers_mut();
+    h.insert(
+        crate::header_names::RATELIMIT_LIMIT,
+        HeaderValue::from(d.limit),
+    );
+    h.insert(
+        crate::header_names::RATELIMIT_REMAINING,
+        HeaderValue::from(d.remaining),
+    );
+    h.insert(
+        crate::header_names::RATELIMIT_RESET,
+        HeaderValue::from(ceil_secs(d.reset)),
+    );
 }

@@ -8,5 +8,7 @@ mod layer;
 mod service;
 
 pub use future::RateLimitFuture;
+pub(crate) use future::headers;
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;
+pub(crate) use service::bucket_for;

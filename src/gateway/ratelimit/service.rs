@@ -56,38 +56,10 @@ where
         let Some(policy) = route.pricing.rate_limit.clone() else {
             return Either::Right(RateLimitFuture::new(self.inner.call(req), None));
         };
-        let ip = match &policy.key {
-            KeyKind::Ip => match req.extensions().get::<PeerAddr>() {
-                Some(p) => Some(p.0.ip().to_string()),
-                None => {
-                    return Either::Left(std::future::ready(Err(missing(
-                        "rate-limit",
-                        "the peer's address",
-                    ))));
-                }
-            },
-            KeyKind::User
-            | KeyKind::Company
-            | KeyKind::ApiKey
-            | KeyKind::Global
-            | KeyKind::Header(_) => None,
+        let key = match bucket_for(&req, &policy, principal) {
+            Ok(k) => k,
+            Err(e) => return Either::Left(std::future::ready(Err(e))),
         };
-        let header = match &policy.key {
-            KeyKind::Header(name) => req.headers().get(name).and_then(|v| v.to_str().ok()),
-            KeyKind::User | KeyKind::Company | KeyKind::ApiKey | KeyKind::Ip | KeyKind::Global => {
-                None
-            }
-        };
-        let key = bucket_key(
-            &policy,
-            &KeyInput {
-                user: &principal.user,
-                company: &principal.company,
-                key_id: principal.key_id.as_deref(),
-                ip: ip.as_deref(),
-                header,
-            },
-        );
         let d = self.limiter.check(&policy, &key);
         if !d.allowed {
             return Either::Left(std::future::ready(Err(GatewayError::RateLimited {
@@ -104,4 +76,37 @@ where
         };
         Either::Right(RateLimitFuture::new(self.inner.call(req), Some(admitted)))
     }
+}
+
+/// The bucket `req` draws from under `policy`.
+pub(crate) fn bucket_for<B>(
+    req: &Request<B>,
+    policy: &crate::limits::rate::Policy,
+    principal: &Principal,
+) -> Result<String, GatewayError> {
+    let ip = match &policy.key {
+        KeyKind::Ip => match req.extensions().get::<PeerAddr>() {
+            Some(p) => Some(p.0.ip().to_string()),
+            None => return Err(missing("rate-limit", "the peer's address")),
+        },
+        KeyKind::User
+        | KeyKind::Company
+        | KeyKind::ApiKey
+        | KeyKind::Global
+        | KeyKind::Header(_) => None,
+    };
+    let header = match &policy.key {
+        KeyKind::Header(name) => req.headers().get(name).and_then(|v| v.to_str().ok()),
+        KeyKind::User | KeyKind::Company | KeyKind::ApiKey | KeyKind::Ip | KeyKind::Global => None,
+    };
+    Ok(bucket_key(
+        policy,
+        &KeyInput {
+            user: &principal.user,
+            company: &principal.company,
+            key_id: principal.key_id.as_deref(),
+            ip: ip.as_deref(),
+            header,
+        },
+    ))
 }
