@@ -50,6 +50,13 @@ until_logged() {
     fail "nothing matching '$2' in $1: $(tail -5 "$1" 2>/dev/null)"
 }
 
+# A port already in use (an earlier run still up?) is named now, not after a timeout.
+for port in "$REDIS_PORT" "$LB_PORT" $(seq "$NODE_PORT" $((NODE_PORT + 2))) $(seq "$ADMIN_PORT" $((ADMIN_PORT + 2))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        fail "port $port is in use: set REDIS_PORT, LB_PORT, NODE_PORT or ADMIN_PORT"
+    fi
+done
+
 # Redis: nothing saved, its own folder.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$work" --logfile "$work/redis.log" --daemonize no &
