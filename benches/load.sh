@@ -8,6 +8,9 @@
 #   DURATION=5s CONNS=64 benches/load.sh
 #   ONLY='passthrough|cache' benches/load.sh   # some rows (nginx's is always run, for the ratio)
 #   WARMUP=0 benches/load.sh             # no unmeasured warm-up run per row first (default 2s)
+#   CLUSTER=1 benches/load.sh            # also cluster mode (issue 26): the passthrough row on a
+#                                        # node sharing a redis-server the script starts, and
+#                                        # through 3 such replicas behind nginx (round-robin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -15,11 +18,14 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-2s}
+CLUSTER=${CLUSTER:-}
+REL=${CARGO_TARGET_DIR:-target}/release
 
 # shellcheck source=benches/common.sh
 . benches/common.sh
 need wrk wrk
 need nginx nginx-light
+if [ -n "$CLUSTER" ]; then need redis-server redis-server; fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet --bin rosetta --example load_upstream --example bare_proxy
@@ -29,13 +35,14 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    [ -f "$work/lb.pid" ] && kill "$(cat "$work/lb.pid")" 2>/dev/null || true
     rm -rf "$work" /tmp/rosetta-bench.db*
 }
 trap cleanup EXIT
 
 
 # The fixed upstream.
-target/release/examples/load_upstream 127.0.0.1:0 >"$work/up.log" &
+"$REL"/examples/load_upstream 127.0.0.1:0 >"$work/up.log" &
 UPID=$!
 pids+=($UPID)
 for _ in $(seq 1 100); do grep -q listening "$work/up.log" && break; sleep 0.05; done
@@ -63,7 +70,7 @@ NGX
 "$NGINX" -c "$work/nginx.conf" -p "$work"
 
 # The floor: hyper's server and pooled client and nothing else (examples/bare_proxy.rs).
-target/release/examples/bare_proxy 127.0.0.1:0 "$UP" >"$work/bare.log" &
+"$REL"/examples/bare_proxy 127.0.0.1:0 "$UP" >"$work/bare.log" &
 BPID=$!
 pids+=($BPID)
 for _ in $(seq 1 100); do grep -q listening "$work/bare.log" && break; sleep 0.05; done
@@ -72,7 +79,7 @@ BARE=$(sed -n 's/listening on //p' "$work/bare.log")
 # Rosetta, release build.
 ROSETTA__UPSTREAMS__APPDIRECT__URL="http://$UP" \
 ROSETTA__UPSTREAMS__LONGJUMP__URL="http://$UP" \
-    target/release/rosetta serve --config config/bench.toml 2>"$work/rosetta.log" &
+    "$REL"/rosetta serve --config config/bench.toml 2>"$work/rosetta.log" &
 RS=$!
 pids+=($RS)
 
@@ -80,6 +87,64 @@ AUTH="Authorization: Bearer bench-key"
 wait_for "http://$UP/static"
 wait_for "http://127.0.0.1:18081/static"
 wait_for "http://127.0.0.1:18080/pass/static" "$AUTH"
+
+# Cluster mode (CLUSTER=1): the same build and configuration with `cluster.redis_url` set, on a
+# redis-server of its own; one node alone (18082) and three replicas (18083-18085) behind a
+# second nginx (18086), all sharing that Redis.
+cluster_rows=()
+if [ -n "$CLUSTER" ]; then
+    REDIS_PORT=${REDIS_PORT:-16390}
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$work" --logfile "$work/redis.log" --daemonize no &
+    REDIS_PID=$!
+    pids+=($REDIS_PID)
+    for _ in $(seq 1 100); do grep -q "Ready to accept" "$work/redis.log" 2>/dev/null && break; sleep 0.05; done
+    cluster_node() { # cluster_node N PORT: a node sharing the Redis, its pid in $node_pid
+        ROSETTA__LISTEN="127.0.0.1:$2" ROSETTA__ADMIN_LISTEN="127.0.0.1:$(( $2 + 1010 ))" \
+        ROSETTA__STORE__PATH="$work/cluster-$1.db" \
+        ROSETTA__CLUSTER__REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
+        ROSETTA__UPSTREAMS__APPDIRECT__URL="http://$UP" \
+        ROSETTA__UPSTREAMS__LONGJUMP__URL="http://$UP" \
+            "$REL/rosetta" serve --config config/bench.toml 2>"$work/cluster-$1.log" &
+        node_pid=$!
+        pids+=($node_pid)
+    }
+    cluster_node 0 18082
+    CN=$node_pid
+    replicas=()
+    for i in 1 2 3; do cluster_node "$i" $(( 18082 + i )); replicas+=("$node_pid"); done
+    cat >"$work/lb.conf" <<NGX
+worker_processes auto;
+pid $work/lb.pid;
+error_log $work/lb.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream replicas {
+        server 127.0.0.1:18083;
+        server 127.0.0.1:18084;
+        server 127.0.0.1:18085;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:18086;
+        location / {
+            proxy_pass http://replicas;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGX
+    "$NGINX" -c "$work/lb.conf" -p "$work"
+    for port in 18082 18083 18084 18085 18086; do wait_for "http://127.0.0.1:$port/pass/static" "$AUTH"; done
+    LB_WORKERS=$(pgrep -P "$(cat "$work/lb.pid")" | tr '\n' ' ')
+    # The Redis's CPU is charged to the rows that use it.
+    cluster_rows=(
+        "rosetta passthrough, cluster|http://127.0.0.1:18082/pass/static|$AUTH||$CN $REDIS_PID"
+        "3 replicas + nginx, cluster|http://127.0.0.1:18086/pass/static|$AUTH||${replicas[*]} $LB_WORKERS $REDIS_PID"
+    )
+fi
 
 CID=6e0f3b4a-0000-4000-8000-000000000002
 # Translated rows ask for a company the bench key reaches (tenancy checks it) with a query of
@@ -117,6 +182,7 @@ rows=(
     "rosetta V1→AppDirect (jq)|http://127.0.0.1:18080/companies/6e0f3b4a-0000-4000-8000-{m}?r={n}|$AUTH|vary|$RS"
     "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{t}?r={n}|$AUTH|vary|$RS"
     "rosetta cache hit|http://127.0.0.1:18080/companies/$CID|$AUTH||$RS"
+    ${cluster_rows[@]+"${cluster_rows[@]}"}
 )
 
 # CPU time (user + system, all threads) the given processes have used, in clock ticks. Steadier
@@ -181,3 +247,6 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 echo "rosetta RSS after the run: $(( $(ps -o rss= -p "$RS") / 1024 )) MiB"
+if [ -n "$CLUSTER" ]; then
+    echo "cluster rows: redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') (its CPU charged to them); the 3 replicas share the $(nproc) cores"
+fi
