@@ -9,12 +9,15 @@ use serde_json::json;
 
 use super::routes::OPENAPI;
 use super::service::{Answer, Call};
-use super::wire::{json_response, no_content, store_err};
+use super::wire::{json_response, no_content, rfc3339_ms, store_err};
 use crate::body::full;
+use crate::cluster::bus::{BusState, Invalidation};
 
 /// `GET /health`: ok when the store answers and the audit writer keeps up (no rows waiting
 /// in the spill file, its last write succeeded, its thread runs); 503 otherwise, so a load
-/// balancer takes the node out while its audit trail is not being written.
+/// balancer takes the node out while its audit trail is not being written. In cluster mode
+/// `cluster.invalidations` says whether the other nodes' invalidations reach this one
+/// (informative: while it reconnects the node serves, and drops its caches once back).
 pub(super) async fn health(c: Call) -> Answer {
     c.admin.store.user_count().await.map_err(store_err)?;
     let audit = c.admin.store.audit_health();
@@ -23,18 +26,35 @@ pub(super) async fn health(c: Call) -> Answer {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "failing")
     };
-    Ok(json_response(
-        status,
-        &json!({
-            "status": word,
-            "audit": {
-                "writer": audit.writer.as_str(),
-                "queued": audit.queued,
-                "capacity": audit.capacity,
-                "spilled": audit.spilled,
-            },
-        }),
-    ))
+    let mut body = json!({
+        "status": word,
+        "audit": {
+            "writer": audit.writer.as_str(),
+            "queued": audit.queued,
+            "capacity": audit.capacity,
+            "spilled": audit.spilled,
+        },
+    });
+    if let Some(bus) = bus_health(&c.admin.invalidator.state()) {
+        body["cluster"] = json!({ "invalidations": bus });
+    }
+    Ok(json_response(status, &body))
+}
+
+/// The bus's part of `/health`; `None` on one node.
+fn bus_health(state: &BusState) -> Option<serde_json::Value> {
+    match state {
+        BusState::Local => None,
+        BusState::Subscribed { since_ms } => Some(json!({
+            "state": state.word(),
+            "since": rfc3339_ms(*since_ms),
+        })),
+        BusState::Reconnecting { since_ms, error } => Some(json!({
+            "state": state.word(),
+            "since": rfc3339_ms(*since_ms),
+            "error": error,
+        })),
+    }
 }
 
 /// `GET /v1/version`: the crate's version (seed 003: `major` is the compatibility line,
@@ -105,8 +125,8 @@ pub(super) async fn purge_cache(c: Call) -> Answer {
         .iter()
         .find(|(k, _)| k == "route")
         .map(|(_, v)| v.as_str());
-    if let Some(cache) = &c.admin.cache {
-        cache.purge(route);
-    }
+    c.admin.invalidator.apply(Invalidation::Purge {
+        route: route.map(str::to_owned),
+    });
     Ok(no_content())
 }
