@@ -111,16 +111,20 @@ impl Drop for Redis {
 
 /// Node A, then node B reading the same AppDirect sample, both on `redis`, both subscribed.
 async fn two_nodes(redis: &Redis) -> (Env, Env) {
-    let url = redis.url();
-    let cluster = |cfg: &mut rosetta::config::Config| {
-        cfg.cluster.redis_url = Some(url.clone());
+    two_nodes_at(redis.url(), redis.url()).await
+}
+
+/// As [`two_nodes`], A reaching Redis at `a_url` and B at `b_url`.
+async fn two_nodes_at(a_url: String, b_url: String) -> (Env, Env) {
+    let cluster = |cfg: &mut rosetta::config::Config, url: String| {
+        cfg.cluster.redis_url = Some(url);
         // Reaches outlive every test: only an invalidation drops them.
         cfg.tenancy.reach_ttl = Duration::from_secs(600);
     };
-    let a = start_with(cluster).await;
+    let a = start_with(|cfg| cluster(cfg, a_url)).await;
     let shared = a.appdirect.url();
     let b = start_with(|cfg| {
-        cluster(cfg);
+        cluster(cfg, b_url);
         cfg.upstreams.get_mut("appdirect").unwrap().url = shared;
     })
     .await;
@@ -352,6 +356,53 @@ async fn after_a_redis_restart_b_drops_what_it_cached_before() {
     )
     .await;
     drop(redis);
+}
+
+#[tokio::test]
+async fn a_write_a_could_not_publish_makes_b_drop_everything_once_it_can() {
+    let redis = Redis::start().await;
+    // A speaks to Redis as a user that can be refused PUBLISH, leaving B's subscription be.
+    let acl = async |rule: &str| {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("node-a")
+            .arg(rule.split(' ').collect::<Vec<_>>())
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    };
+    acl("on >pw ~* &* +@all -publish").await;
+    let a_url = format!("redis://node-a:pw@127.0.0.1:{}/0", redis.port);
+    let (a, b) = two_nodes_at(a_url, redis.url()).await;
+    let customer = format!("/companies/{CUSTOMER_ID}");
+    cached(&b, &customer).await;
+    let r = a
+        .call(Method::PATCH, &format!("{customer}/disable"), None)
+        .await;
+    assert_eq!(r.status, 200, "the write does not wait on Redis");
+    assert_eq!(a.get(&customer).await.json()["isEnabled"], false);
+    // The invalidation was refused: B serves its entry from before the write.
+    let stale = b.get(&customer).await;
+    assert!(is_hit(&stale));
+    assert_eq!(stale.json()["isEnabled"], true);
+    // Once Redis takes A's messages again, A tells everyone to drop everything.
+    acl("+publish").await;
+    until(
+        &b,
+        KEY,
+        &customer,
+        rosetta::clock::now(),
+        "the drop after the lost publish",
+        |r| r.json()["isEnabled"] == false,
+    )
+    .await;
+    assert_eq!(
+        bus_health(&b).await["state"],
+        "subscribed",
+        "B never lost its own"
+    );
 }
 
 /// Renames company `id` in the AppDirect sample directly, past every gateway.

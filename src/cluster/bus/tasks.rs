@@ -87,7 +87,9 @@ pub(super) async fn publish(
                     lost.store(false, Ordering::Release);
                     tracing::info!("the other nodes were told to drop their caches");
                 }
-                Err(()) => {
+                Err(e) => {
+                    // Retried every RETRY_LOST: said once, when the loss began.
+                    tracing::debug!(error = %e, "still cannot publish invalidations");
                     if next.is_some() {
                         crate::metrics::cluster(ClusterEvent::Unsent);
                     }
@@ -96,10 +98,13 @@ pub(super) async fn publish(
             continue;
         }
         if let Some(inv) = next
-            && send(&mut conn, &link, &inv, wait).await.is_err()
+            && let Err(e) = send(&mut conn, &link, &inv, wait).await
         {
             lost.store(true, Ordering::Release);
             crate::metrics::cluster(ClusterEvent::Unsent);
+            tracing::warn!(error = %e,
+                "an invalidation could not be published; the other nodes will be told to drop \
+                 their caches once Redis takes it");
         }
     }
 }
@@ -109,7 +114,7 @@ async fn send(
     link: &Link,
     inv: &Invalidation,
     wait: Duration,
-) -> Result<(), ()> {
+) -> Result<(), String> {
     let payload = encode(&link.node, inv);
     let mut cmd = redis::cmd("PUBLISH");
     cmd.arg(&*link.channel).arg(payload);
@@ -118,17 +123,8 @@ async fn send(
             crate::metrics::cluster(ClusterEvent::Published);
             Ok(())
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "an invalidation could not be published");
-            Err(())
-        }
-        Err(_) => {
-            tracing::warn!(
-                after = ?wait,
-                "an invalidation could not be published in time"
-            );
-            Err(())
-        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("PUBLISH unanswered within {wait:?}")),
     }
 }
 
