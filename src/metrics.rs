@@ -85,6 +85,49 @@ pub fn auth_shed(work: AuthWork) {
     .fetch_add(1, Ordering::Relaxed);
 }
 
+static CLUSTER: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// What became of an invalidation on the cluster bus (`cluster::bus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// This node's invalidation was published on Redis.
+    Published,
+    /// This node's invalidation could not be queued or published (the others are told to
+    /// drop everything once Redis takes messages again).
+    Unsent,
+    /// Another node's invalidation was applied here.
+    Received,
+    /// A message on the channel was not an invalidation.
+    Ignored,
+    /// This node dropped all its caches (a new subscription, or a peer's `Everything`).
+    CachesDropped,
+}
+
+impl ClusterEvent {
+    const ALL: [ClusterEvent; 5] = [
+        ClusterEvent::Published,
+        ClusterEvent::Unsent,
+        ClusterEvent::Received,
+        ClusterEvent::Ignored,
+        ClusterEvent::CachesDropped,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ClusterEvent::Published => "published",
+            ClusterEvent::Unsent => "unsent",
+            ClusterEvent::Received => "received",
+            ClusterEvent::Ignored => "ignored",
+            ClusterEvent::CachesDropped => "caches_dropped",
+        }
+    }
+}
+
+/// Counts `event` on the cluster bus.
+pub fn cluster(event: ClusterEvent) {
+    CLUSTER[event as usize].fetch_add(1, Ordering::Relaxed);
+}
+
 static CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
 static CONNECTIONS_CLOSED: AtomicU64 = AtomicU64::new(0);
 static CONNECTIONS_TIMED_OUT: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
@@ -371,6 +414,14 @@ pub fn render() -> String {
         "# HELP rosetta_cluster_release_failures_total Admitted requests whose shared limits could not be given back (their concurrency lease expires by itself).\n# TYPE rosetta_cluster_release_failures_total counter\nrosetta_cluster_release_failures_total {}\n",
         get(&CLUSTER_RELEASE_FAILED)
     ));
+    out.push_str("# HELP rosetta_cluster_invalidations_total Invalidations on the cluster bus, by what became of them.\n# TYPE rosetta_cluster_invalidations_total counter\n");
+    for event in ClusterEvent::ALL {
+        out.push_str(&format!(
+            "rosetta_cluster_invalidations_total{{event=\"{}\"}} {}\n",
+            event.label(),
+            get(&CLUSTER[event as usize])
+        ));
+    }
     out.push_str(&format!(
         "# HELP rosetta_cache_bytes Bytes held by the read cache.\n# TYPE rosetta_cache_bytes gauge\nrosetta_cache_bytes {}\n",
         get(&CACHE_BYTES)
@@ -396,6 +447,7 @@ mod tests {
             "# TYPE rosetta_connections_open gauge",
             "rosetta_connections_timed_out_total{after=\"first_byte\"}",
             "rosetta_requests_timed_out_total{reason=\"body_rate\"}",
+            "rosetta_cluster_invalidations_total{event=\"unsent\"}",
         ] {
             assert!(text.contains(line), "{line}");
         }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::service::{Answer, Call};
 use super::validate;
 use super::wire::{json_response, no_content, store_err};
+use crate::cluster::bus::Invalidation;
 use crate::store::Company;
 
 fn company_json(c: &Company) -> Value {
@@ -22,7 +23,7 @@ pub(super) async fn create(mut c: Call) -> Answer {
         .create_company(company.clone())
         .await
         .map_err(store_err)?;
-    c.admin.store_auth.invalidate();
+    c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(json_response(StatusCode::CREATED, &company_json(&company)))
 }
 
@@ -53,7 +54,7 @@ pub(super) async fn replace(mut c: Call) -> Answer {
         .update_company(key, company.clone())
         .await
         .map_err(store_err)?;
-    c.admin.store_auth.invalidate();
+    c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(json_response(StatusCode::OK, &company_json(&company)))
 }
 
@@ -61,6 +62,6 @@ pub(super) async fn replace(mut c: Call) -> Answer {
 pub(super) async fn delete(c: Call) -> Answer {
     let key = c.param("key")?.to_owned();
     c.admin.store.delete_company(key).await.map_err(store_err)?;
-    c.admin.store_auth.invalidate();
+    c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(no_content())
 }

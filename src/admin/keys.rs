@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::service::{Answer, Call};
 use super::validate;
 use super::wire::{json_response, no_content, now_ms, rfc3339_ms, store_err};
+use crate::cluster::bus::Invalidation;
 use crate::error::{BadRequest, Internal};
 use crate::identity::passwords::new_api_key;
 use crate::identity::sha256_hex;
@@ -94,7 +95,7 @@ pub(super) async fn revoke(c: Call) -> Answer {
         .revoke_key(name, id)
         .await
         .map_err(store_err)?;
-    c.admin.store_auth.invalidate();
+    c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(no_content())
 }
 

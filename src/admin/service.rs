@@ -19,13 +19,14 @@ use super::access::{Rule, Target, admit};
 use super::routes::{self, Found, Miswired, Params, Route};
 use super::{csrf, wire};
 use crate::body::{Body, BoxError, empty};
+use crate::cluster::bus::{Invalidation, Invalidator};
 use crate::context::PeerAddr;
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::gateway::rescue::{Rescue, RescueLayer};
 use crate::gateway::trace::{Trace, TraceLayer};
 use crate::gateway::{BoxFuture, Rejection};
-use crate::identity::{AuthChain, Principal, StoreAuth, credentials_from_headers};
+use crate::identity::{AuthChain, Principal, credentials_from_headers};
 use crate::store::{Store, User};
 
 /// What the admin API is built from.
@@ -35,11 +36,11 @@ pub struct Admin {
     pub store: Arc<dyn Store>,
     /// Identity providers: who may call the admin API.
     pub auth: Arc<AuthChain>,
-    /// Cleared after every change to users, keys or companies.
-    pub store_auth: StoreAuth,
-    /// Told about quota and timezone changes, so they apply to the next request.
-    pub quotas: Option<crate::gateway::quota::QuotaBook>,
-    /// The read cache, for `DELETE /v1/cache` and its size in `/metrics`.
+    /// Told about every change that makes something cached stale (credentials after any
+    /// change to users, keys or companies; a user's quotas; `DELETE /v1/cache`), on this
+    /// node and, in cluster mode, the others.
+    pub invalidator: Invalidator,
+    /// The read cache, for its size in `/metrics`.
     pub cache: Option<crate::gateway::cache::ReadCache>,
     /// The upstreams' clients, for their calls in flight in `/metrics`.
     pub upstreams: Option<Arc<crate::upstream::Upstreams>>,
@@ -54,9 +55,9 @@ pub struct Admin {
 
 impl Admin {
     pub(super) fn quotas_changed(&self, username: &str) {
-        if let Some(b) = &self.quotas {
-            b.invalidate(username);
-        }
+        self.invalidator.apply(Invalidation::Quotas {
+            user: username.to_owned(),
+        });
     }
 }
 
@@ -239,6 +240,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::cluster::bus::Caches;
+    use crate::identity::StoreAuth;
     use crate::store::SqliteStore;
 
     fn admin(dir: &tempfile::TempDir) -> Admin {
@@ -247,8 +250,10 @@ mod tests {
         Admin {
             store: store.clone(),
             auth: Arc::new(AuthChain::default()),
-            store_auth: StoreAuth::new(store),
-            quotas: None,
+            invalidator: Invalidator::local(Caches {
+                credentials: Some(StoreAuth::new(store)),
+                ..Caches::default()
+            }),
             cache: None,
             upstreams: None,
             request_timeout: std::time::Duration::from_secs(60),

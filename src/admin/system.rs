@@ -9,12 +9,15 @@ use serde_json::json;
 
 use super::routes::OPENAPI;
 use super::service::{Answer, Call};
-use super::wire::{json_response, no_content, store_err};
+use super::wire::{json_response, no_content, rfc3339_ms, store_err};
 use crate::body::full;
+use crate::cluster::bus::{BusState, Invalidation};
 
 /// `GET /health`: ok when the store answers and the audit writer keeps up (no rows waiting
 /// in the spill file, its last write succeeded, its thread runs); 503 otherwise, so a load
-/// balancer takes the node out while its audit trail is not being written.
+/// balancer takes the node out while its audit trail is not being written. In cluster mode
+/// `cluster.invalidations` says whether the other nodes' invalidations reach this one
+/// (informative: while it reconnects the node serves, and drops its caches once back).
 pub(super) async fn health(c: Call) -> Answer {
     c.admin.store.user_count().await.map_err(store_err)?;
     let audit = c.admin.store.audit_health();
@@ -34,16 +37,37 @@ pub(super) async fn health(c: Call) -> Answer {
     });
     // Reported, not failed on: every node shares the one Redis, so taking nodes out of a
     // balancer for it would take them all; `on_redis_error` says what requests get.
+    let mut cluster = serde_json::Map::new();
     if let Some(link) = &c.admin.redis {
         let answered = link.ping().await.is_ok();
         let seen = link.health();
-        body["cluster"] = json!({
-            "redis": if answered { "up" } else { "down" },
-            "since": crate::admin::wire::rfc3339_ms(seen.since_ms),
-            "failures": seen.failures,
-        });
+        cluster.insert("redis".into(), json!(if answered { "up" } else { "down" }));
+        cluster.insert("since".into(), json!(rfc3339_ms(seen.since_ms)));
+        cluster.insert("failures".into(), json!(seen.failures));
+    }
+    if let Some(bus) = bus_health(&c.admin.invalidator.state()) {
+        cluster.insert("invalidations".into(), bus);
+    }
+    if !cluster.is_empty() {
+        body["cluster"] = serde_json::Value::Object(cluster);
     }
     Ok(json_response(status, &body))
+}
+
+/// The bus's part of `/health`; `None` on one node.
+fn bus_health(state: &BusState) -> Option<serde_json::Value> {
+    match state {
+        BusState::Local => None,
+        BusState::Subscribed { since_ms } => Some(json!({
+            "state": state.word(),
+            "since": rfc3339_ms(*since_ms),
+        })),
+        BusState::Reconnecting { since_ms, error } => Some(json!({
+            "state": state.word(),
+            "since": rfc3339_ms(*since_ms),
+            "error": error,
+        })),
+    }
 }
 
 /// `GET /v1/version`: the crate's version (seed 003: `major` is the compatibility line,
@@ -114,8 +138,8 @@ pub(super) async fn purge_cache(c: Call) -> Answer {
         .iter()
         .find(|(k, _)| k == "route")
         .map(|(_, v)| v.as_str());
-    if let Some(cache) = &c.admin.cache {
-        cache.purge(route);
-    }
+    c.admin.invalidator.apply(Invalidation::Purge {
+        route: route.map(str::to_owned),
+    });
     Ok(no_content())
 }

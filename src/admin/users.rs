@@ -11,6 +11,7 @@ use super::access::{check_user_write, users_listed};
 use super::service::{Answer, Call};
 use super::validate;
 use super::wire::{json_response, no_content, store_err};
+use crate::cluster::bus::Invalidation;
 use crate::error::{BadRequest, GatewayError, Internal};
 use crate::identity::passwords::hash_password;
 use crate::store::{User, UserQuery, UserStats};
@@ -96,7 +97,7 @@ pub(super) async fn replace(mut c: Call) -> Answer {
         .update_user(u.clone(), hash)
         .await
         .map_err(store_err)?;
-    c.admin.store_auth.invalidate();
+    c.admin.invalidator.apply(Invalidation::Credentials);
     c.admin.quotas_changed(&u.username);
     Ok(json_response(StatusCode::OK, &user_json(&u)))
 }
@@ -105,6 +106,6 @@ pub(super) async fn replace(mut c: Call) -> Answer {
 pub(super) async fn delete(c: Call) -> Answer {
     let name = c.param("username")?.to_owned();
     c.admin.store.delete_user(name).await.map_err(store_err)?;
-    c.admin.store_auth.invalidate();
+    c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(no_content())
 }

@@ -23,6 +23,7 @@ use super::translate::{CaptureSink, TranslateLayer};
 use super::upstream::Executor;
 use crate::admin::Admin;
 use crate::body::{Body, BoxError};
+use crate::cluster::bus::{Caches, Invalidator};
 use crate::cluster::limits::SharedLimits;
 use crate::cluster::link::Link;
 use crate::config::{AdminConfig, CaptureMode};
@@ -107,6 +108,9 @@ pub struct Gateway {
     pub shared_limits: Option<SharedLimits>,
     /// `[metrics] public`: `/metrics` asks for no credentials.
     pub metrics_public: bool,
+    /// Drops what a change made stale from this node's caches and, in cluster mode, the
+    /// other nodes'.
+    pub invalidator: Invalidator,
 }
 
 impl Gateway {
@@ -181,6 +185,26 @@ impl Gateway {
         ])
         .with_limits(Arc::new(FailureLimits::new(&settings)));
         let pool = Arc::new(upstreams);
+        let cache = ReadCache::new(
+            cfg.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
+            cfg.cache
+                .idle
+                .unwrap_or(std::time::Duration::from_secs(600)),
+        );
+        let quotas = QuotaBook::new(
+            store.clone(),
+            Arc::new(crate::limits::quota::LocalQuotas::default()),
+        );
+        let invalidator = Invalidator::start(
+            Caches {
+                reads: Some(cache.clone()),
+                reaches: catalog.reaches.iter().cloned().collect(),
+                credentials: Some(store_auth.clone()),
+                quotas: Some(quotas.clone()),
+            },
+            &cfg.cluster,
+        )
+        .map_err(|e| Box::new(ConfigError::Invalid(crate::error::chain(&e))))?;
         Ok(Self {
             catalog: Arc::new(catalog),
             auth: Arc::new(auth),
@@ -204,16 +228,9 @@ impl Gateway {
             },
             capture_retention: cfg.capture.retention,
             limiter,
-            cache: ReadCache::new(
-                cfg.cache.max_bytes.unwrap_or(64 * 1024 * 1024),
-                cfg.cache
-                    .idle
-                    .unwrap_or(std::time::Duration::from_secs(600)),
-            ),
-            quotas: QuotaBook::new(
-                store.clone(),
-                Arc::new(crate::limits::quota::LocalQuotas::default()),
-            ),
+            cache,
+            quotas,
+            invalidator,
             shared_limits,
             store,
             store_auth,
@@ -232,8 +249,7 @@ impl Gateway {
         Admin {
             store: self.store.clone(),
             auth: self.auth.clone(),
-            store_auth: self.store_auth.clone(),
-            quotas: Some(self.quotas.clone()),
+            invalidator: self.invalidator.clone(),
             cache: Some(self.cache.clone()),
             upstreams: Some(self.pool.clone()),
             metrics_public: self.metrics_public,
@@ -347,12 +363,15 @@ impl Gateway {
             )
             // The route's roles (403) and the caller's reach: company ids out of it are 404,
             // before anything is cached or sent upstream.
-            .layer(super::tenancy::TenancyLayer::new(
-                self.upstreams.clone(),
-                self.catalog.reaches.iter().cloned().collect(),
-            ))
+            .layer(
+                super::tenancy::TenancyLayer::new(
+                    self.upstreams.clone(),
+                    self.catalog.reaches.iter().cloned().collect(),
+                )
+                .with_invalidator(self.invalidator.clone()),
+            )
             // Cached translated GET responses, per caller scope.
-            .layer(CacheLayer::new(self.cache.clone()))
+            .layer(CacheLayer::new(self.cache.clone()).with_invalidator(self.invalidator.clone()))
             // Client dialect ⇄ execution context: body limit, parsing, params, paging.
             .layer(TranslateLayer {
                 body_limit: self.body_limit,

@@ -4,7 +4,8 @@
 //! Basic credentials are checked against the user's argon2 hash. Both answers are cached
 //! for a few seconds: argon2 is deliberately slow and a key lookup is a disk read, and
 //! neither belongs on every proxied request. The admin API clears the cache on every change
-//! to users, keys or companies, so a revocation takes effect at once on this node.
+//! to users, keys or companies, so a revocation takes effect at once on this node (and, in
+//! cluster mode, within a second on the others: `cluster::bus`).
 //!
 //! Failures are cached too (`identity.negative_ttl`, apart from the successes so a flood of
 //! wrong guesses cannot evict the callers who got it right): the same wrong password or

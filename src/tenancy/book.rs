@@ -3,8 +3,9 @@
 //!
 //! A reach is resolved once per miss however many requests wait for it (moka's coalesced
 //! `try_get_with`), kept for `tenancy.reach_ttl`, bounded in bytes, and dropped at once by a
-//! write on this node that changes the company tree. A resolution that fails is not kept: the
-//! request fails in its client's dialect (502/504) and the next one asks again.
+//! write on this node that changes the company tree (and, in cluster mode, by such a write
+//! on another node: `cluster::bus`). A resolution that fails is not kept: the request fails
+//! in its client's dialect (502/504) and the next one asks again.
 
 use std::sync::Arc;
 use std::time::Duration;

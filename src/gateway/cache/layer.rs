@@ -9,6 +9,7 @@ use tower::Layer;
 
 use super::Cache;
 use super::policy::{CacheKey, affected};
+use crate::cluster::bus::{Caches, Invalidator};
 
 /// One cached answer.
 #[derive(Debug, Clone)]
@@ -104,12 +105,25 @@ impl ReadCache {
 #[derive(Clone)]
 pub struct CacheLayer {
     cache: ReadCache,
+    invalidator: Invalidator,
 }
 
 impl CacheLayer {
-    /// A layer serving reads from `cache` and invalidating it after writes.
+    /// A layer serving reads from `cache` and invalidating it (on this node only) after
+    /// writes.
     pub fn new(cache: ReadCache) -> Self {
-        Self { cache }
+        let invalidator = Invalidator::local(Caches {
+            reads: Some(cache.clone()),
+            ..Caches::default()
+        });
+        Self { cache, invalidator }
+    }
+
+    /// Writes invalidate through `invalidator` (which must hold this layer's cache), so
+    /// the other nodes drop the same reads.
+    pub fn with_invalidator(mut self, invalidator: Invalidator) -> Self {
+        self.invalidator = invalidator;
+        self
     }
 }
 
@@ -120,6 +134,7 @@ impl<S> Layer<S> for CacheLayer {
         Cache {
             inner,
             cache: self.cache.clone(),
+            invalidator: self.invalidator.clone(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::super::{BoxFuture, RouteCtx, missing};
 use super::layer::{Entry, ReadCache};
 use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query, scope_value};
 use crate::body::{Body, empty, full};
+use crate::cluster::bus::{Invalidation, Invalidator};
 use crate::error::{GatewayError, Internal};
 use crate::identity::Principal;
 use crate::mapping::exec::CacheDirective;
@@ -27,15 +28,16 @@ use crate::mapping::exec::CacheDirective;
 pub struct Cache<S> {
     pub(super) inner: S,
     pub(super) cache: ReadCache,
+    pub(super) invalidator: Invalidator,
 }
 
 /// What the cache does to an answer it does not keep.
 pub enum Passing {
     /// A read the route does not cache: say so (RFC 9211 `fwd=bypass`).
     Bypass,
-    /// A write: a success drops the reads the route declares it affects.
+    /// A write: a success drops the reads the route declares it affects (on every node).
     Invalidate {
-        cache: ReadCache,
+        invalidator: Invalidator,
         routes: Vec<Arc<str>>,
         values: Vec<String>,
     },
@@ -52,12 +54,12 @@ impl Finish for Passing {
                 r
             }),
             Passing::Invalidate {
-                cache,
+                invalidator,
                 routes,
                 values,
             } => {
                 if answer.as_ref().is_ok_and(|r| r.status().is_success()) {
-                    cache.invalidate(routes, values);
+                    invalidator.apply(Invalidation::Reads { routes, values });
                 }
                 answer
             }
@@ -142,7 +144,7 @@ where
             }
             (false, _) => {
                 let step = (!route.cache.invalidates.is_empty()).then(|| Passing::Invalidate {
-                    cache: self.cache.clone(),
+                    invalidator: self.invalidator.clone(),
                     routes: route.cache.invalidates.clone(),
                     values: rc.params.iter().map(|(_, v)| v.clone()).collect(),
                 });

@@ -96,6 +96,11 @@ impl QuotaBook {
     pub fn invalidate(&self, username: &str) {
         self.cache.invalidate(username);
     }
+
+    /// Forgets every user's cached quotas (this node missed changes it cannot name).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
 }
 
 /// Reserves and settles quota points around each routed request.

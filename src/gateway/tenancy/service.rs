@@ -10,6 +10,7 @@ use tower::Service;
 use super::super::finish::{Answer, Finish, Finishing};
 use super::super::{BoxFuture, RouteCtx};
 use crate::body::Body;
+use crate::cluster::bus::{Invalidation, Invalidator};
 use crate::context::RequestMeta;
 use crate::error::GatewayError;
 use crate::identity::Principal;
@@ -22,7 +23,8 @@ use crate::tenancy::{PackReach, Reach, Role, RoleSet};
 pub struct TenancyService<S> {
     pub(super) inner: S,
     pub(super) upstreams: Arc<dyn CallUpstream>,
-    pub(super) reaches: Arc<[Arc<PackReach>]>,
+    /// Drops every pack's cached reaches after a tree change (on every node).
+    pub(super) invalidator: Invalidator,
 }
 
 /// The company ids a request body named (the translate layer reads the body, so it puts them
@@ -32,9 +34,10 @@ pub struct TenancyService<S> {
 pub struct BodyTargets(pub Arc<[Arc<str>]>);
 
 /// A write that changes the company tree: on success, every pack's cached reaches holding one
-/// of its companies are dropped (on this node, before the client hears back).
+/// of its companies are dropped (on this node before the client hears back, and on the
+/// others as soon as the invalidation reaches them).
 pub struct TreeChange {
-    reaches: Arc<[Arc<PackReach>]>,
+    invalidator: Invalidator,
     ids: Vec<Arc<str>>,
 }
 
@@ -47,8 +50,8 @@ impl Finish for TreeChange {
             if let Some(b) = r.extensions().get::<BodyTargets>() {
                 ids.extend(b.0.iter().cloned());
             }
-            for reach in self.reaches.iter() {
-                reach.forget_holding(&ids);
+            if !ids.is_empty() {
+                self.invalidator.apply(Invalidation::Reach { ids });
             }
         }
         answer
@@ -123,7 +126,7 @@ impl<S> TenancyService<S> {
                 None => return Ok(Decision::Resolve(pack.clone())),
             }
         };
-        admit(req, reach, &self.reaches).map(Decision::Go)
+        admit(req, reach, &self.invalidator).map(Decision::Go)
     }
 
     /// Resolves the caller's reach (the upstream walk, coalesced with other callers of the
@@ -135,7 +138,7 @@ impl<S> TenancyService<S> {
     {
         let mut inner = super::super::take_ready(&mut self.inner);
         let upstreams = self.upstreams.clone();
-        let reaches = self.reaches.clone();
+        let invalidator = self.invalidator.clone();
         Box::pin(async move {
             let mut req = req;
             let (p, meta) = {
@@ -149,7 +152,7 @@ impl<S> TenancyService<S> {
                 (p.clone(), meta.clone())
             };
             let set = pack.resolve(&p, &*upstreams, &meta).await?;
-            let change = admit(&mut req, Reach::Tree(set), &reaches)?;
+            let change = admit(&mut req, Reach::Tree(set), &invalidator)?;
             Finishing::new(inner.call(req), change).await
         })
     }
@@ -160,7 +163,7 @@ impl<S> TenancyService<S> {
 fn admit<B>(
     req: &mut Request<B>,
     reach: Reach,
-    reaches: &Arc<[Arc<PackReach>]>,
+    invalidator: &Invalidator,
 ) -> Result<Option<TreeChange>, GatewayError> {
     let (change, below) = {
         let ext = req.extensions();
@@ -178,7 +181,7 @@ fn admit<B>(
         let change = match t.changes_tree {
             false => None,
             true => Some(TreeChange {
-                reaches: reaches.clone(),
+                invalidator: invalidator.clone(),
                 ids: request_ids(t, &rc.params, req.uri().query())?
                     .into_iter()
                     .map(Arc::from)
