@@ -72,7 +72,8 @@ fn company_path() -> String {
     format!("/companies/{}", rosetta::demo::PARTNER_ID)
 }
 
-/// Three nodes on `redis`, with `env` over the shipped config; each warmed up (its
+/// Three nodes on `redis`, with `env` over the shipped config and `quota` (one method
+/// group's entry) set for `root` on each; each warmed up (its
 /// credential cache holds `root`, so no request of the test waits on a password hash), then
 /// Redis emptied so the test starts from full buckets.
 async fn three_nodes(
@@ -80,6 +81,7 @@ async fn three_nodes(
     appdirect: &DemoServer,
     dir: &std::path::Path,
     env: &[(&str, &str)],
+    quota: Option<Value>,
 ) -> Vec<Served> {
     let url = redis.url();
     let mut all = vec![
@@ -96,9 +98,15 @@ async fn three_nodes(
         let a = send(&c, "GET", &format!("{}/v1/users", n.admin), None).await;
         assert_eq!(a.status, 200, "{}", a.body);
     }
+    if let Some(methods) = quota {
+        quotas_everywhere(&nodes, methods).await;
+    }
     redis.flushall();
     nodes
 }
+
+/// The shipped policy out of the way, for tests of the quotas.
+const UNLIMITED: (&str, &str) = ("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000");
 
 /// Sets `root`'s quotas on every node (part 1: each node has its own store).
 async fn quotas_everywhere(nodes: &[Served], methods: Value) {
@@ -172,7 +180,7 @@ async fn three_replicas_let_exactly_one_bucket_through() {
     let appdirect = rosetta::demo::start_appdirect().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The shipped policy: burst 20, 5/s, per user.
-    let nodes = three_nodes(&redis, &appdirect, dir.path(), &[]).await;
+    let nodes = three_nodes(&redis, &appdirect, dir.path(), &[], None).await;
     let started = Instant::now();
     let window = Duration::from_secs(10);
     let counts = hammer(&nodes, 64, company_path(), move |_| {
@@ -204,12 +212,8 @@ async fn three_replicas_spend_a_days_points_exactly_once() {
         &redis,
         &appdirect,
         dir.path(),
-        &[("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")],
-    )
-    .await;
-    quotas_everywhere(
-        &nodes,
-        json!({"method_group": "READ", "points_per_day": 100}),
+        &[UNLIMITED],
+        Some(json!({"method_group": "READ", "points_per_day": 100})),
     )
     .await;
     let before = appdirect.log().requests().len();
@@ -251,12 +255,8 @@ async fn three_replicas_hold_five_in_flight_between_them() {
         &redis,
         &appdirect,
         dir.path(),
-        &[("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000")],
-    )
-    .await;
-    quotas_everywhere(
-        &nodes,
-        json!({"method_group": "READ", "max_concurrent_execution": 5}),
+        &[UNLIMITED],
+        Some(json!({"method_group": "READ", "max_concurrent_execution": 5})),
     )
     .await;
     let counts = hammer(&nodes, 30, company_path(), |c| {
@@ -287,15 +287,8 @@ async fn a_node_killed_holding_slots_frees_them_after_the_lease() {
         &redis,
         &appdirect,
         dir.path(),
-        &[
-            ("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000"),
-            ("ROSETTA__CLUSTER__LEASE", "3s"),
-        ],
-    )
-    .await;
-    quotas_everywhere(
-        &nodes,
-        json!({"method_group": "READ", "max_concurrent_execution": 5}),
+        &[UNLIMITED, ("ROSETTA__CLUSTER__LEASE", "3s")],
+        Some(json!({"method_group": "READ", "max_concurrent_execution": 5})),
     )
     .await;
     // Five requests held upstream on node 0, far longer than the lease (another company:
@@ -393,7 +386,7 @@ async fn redis_gone_denies_in_the_clients_dialect_and_recovers_by_itself() {
     let mut redis = RedisServer::start();
     let appdirect = rosetta::demo::start_appdirect().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let nodes = three_nodes(&redis, &appdirect, dir.path(), &[]).await;
+    let nodes = three_nodes(&redis, &appdirect, dir.path(), &[], None).await;
     let c = client();
     let v1 = format!("{}{}", nodes[0].base, company_path());
     let ok = send(&c, "GET", &v1, None).await;
@@ -472,6 +465,7 @@ async fn redis_gone_under_allow_lets_requests_through_counted_here() {
         &appdirect,
         dir.path(),
         &[("ROSETTA__CLUSTER__ON_REDIS_ERROR", "allow")],
+        None,
     )
     .await;
     let c = client();

@@ -223,6 +223,27 @@ async fn quota_needs_route_principal_and_price() {
 }
 
 #[tokio::test]
+async fn shared_limits_need_route_principal_and_price() {
+    // Refused before Redis is asked: nothing listens at this address.
+    let (_dir, store) = store();
+    let book = QuotaBook::new(
+        store,
+        Arc::new(crate::limits::quota::LocalQuotas::default()),
+    );
+    let cfg = crate::config::ClusterConfig::default();
+    let link = crate::cluster::link::Link::open(&cfg, "redis://127.0.0.1:9/0").unwrap();
+    let limits = crate::cluster::limits::SharedLimits::new(link, &cfg);
+    needs_route_principal_and_price(|| {
+        crate::gateway::shared_limits::SharedLimitLayer::new(
+            limits.clone(),
+            book.clone(),
+            Arc::new(LocalLimiter::new(&Default::default())),
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn cache_needs_route_principal_and_price() {
     needs_route_principal_and_price(|| {
         CacheLayer::new(ReadCache::new(1 << 20, std::time::Duration::from_secs(60)))
@@ -230,7 +251,7 @@ async fn cache_needs_route_principal_and_price() {
     .await;
 }
 
-/// The quota and the cache read the same three pieces: each missing one is refused.
+/// The quota, the shared limits and the cache read the same three pieces: each missing one is refused.
 async fn needs_route_principal_and_price<L, S>(layer: impl Fn() -> L)
 where
     L: Layer<Stub, Service = S>,
