@@ -108,7 +108,7 @@ paths = {
     "parameters": [pth("tracecode", {"type": "string", "minLength": 1, "maxLength": 64})],
     "get": op("A captured body of a proxied request (ADMIN, AUDITOR)", "capture", params=[
       q("data_flow_type", {"type": "string", "enum": ["INPUT", "OUTPUT"], "default": "INPUT"}, "INPUT: the request; OUTPUT: the answer"),
-      q("data_flow_stage", {"type": "integer", "minimum": 0, "maximum": 3, "default": 0}, "0: as received (INPUT: from the client, OUTPUT: from the upstreams); 1: as translated (INPUT: to the upstreams, OUTPUT: to the client)"),
+      q("data_flow_stage", {"type": "integer", "minimum": 0, "maximum": 3, "default": 0}, "0: as received (INPUT: from the client, OUTPUT: from the upstreams); 1: as translated (INPUT: to the upstreams, OUTPUT: to the client); 2: the upstream requests Rosetta sent and 3: the answers it got, whatever the data_flow_type (JSON arrays in call order)"),
       q("data_flow_convert", {"type": "string", "enum": ["ORIGIN", "JSON"], "default": "ORIGIN"}, "JSON converts an XML body")],
       ok=("200", {"*/*": {"schema": {"type": "string", "format": "binary"}}}))},
 }

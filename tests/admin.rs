@@ -1079,7 +1079,18 @@ async fn bodies_are_captured_by_tracecode_with_secrets_masked() {
     get("0000000000000000".to_owned())
         .await
         .assert_admin_error(404);
-    get(format!("{tc}?data_flow_stage=3"))
+    // Stages 2 and 3: the upstream requests and answers, whatever the flow named.
+    for flow in ["INPUT", "OUTPUT"] {
+        let requests = get(format!("{tc}?data_flow_type={flow}&data_flow_stage=2"))
+            .await
+            .json();
+        assert_eq!(requests, sent, "{flow} 2");
+        let answers = get(format!("{tc}?data_flow_type={flow}&data_flow_stage=3"))
+            .await
+            .json();
+        assert_eq!(answers, received, "{flow} 3");
+    }
+    get(format!("{ok_tc}x?data_flow_stage=3"))
         .await
         .assert_admin_error(404);
     // Retention: everything older than now goes.

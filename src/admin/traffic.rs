@@ -160,6 +160,14 @@ pub(super) async fn captured(c: Call) -> Answer {
             }
         },
     };
+    // Stages 2 and 3 name the upstream exchanges whatever the flow: 2 the requests Rosetta
+    // sent, 3 the answers it got, each an array in call order. They are what INPUT 1 and
+    // OUTPUT 0 hold (the translation's two inner ends), so nothing is stored twice.
+    let (flow, stage) = match stage {
+        2 => (Flow::Input, 1),
+        3 => (Flow::Output, 0),
+        s => (flow, s),
+    };
     let to_json = match get("data_flow_convert") {
         None => false,
         Some(v) if v.eq_ignore_ascii_case("ORIGIN") => false,
