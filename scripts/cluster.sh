@@ -169,7 +169,7 @@ Try:
   curl -s $H http://${nodes[1]}/companies
   # What the nodes keep in Redis
   redis-cli -p $REDIS_PORT --scan --pattern 'rosetta:*'
-  # A node's health (Redis's state once cluster mode is on)
+  # A node's health: Redis and the invalidation bus as this node sees them
   curl -s -u admin:$ADMIN_PASSWORD http://127.0.0.1:$ADMIN_PORT/health
 
 Ctrl-C stops everything.
