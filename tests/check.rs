@@ -653,3 +653,42 @@ call = "DELETE appdirect /api/account/v2/companies/{companyId}"
         );
     refused_after_good_route(&var, "companies.var", 12, "is not set");
 }
+
+#[test]
+fn the_check_command_names_a_bad_cluster_setting() {
+    for (var, value, named) in [
+        (
+            "ROSETTA__CLUSTER__REDIS_URL",
+            "http://127.0.0.1:6379",
+            "cluster.redis_url",
+        ),
+        ("ROSETTA__CLUSTER__ON_REDIS_ERROR", "maybe", "maybe"),
+        ("ROSETTA__CLUSTER__LEASE", "0s", "cluster.lease"),
+        ("ROSETTA__CLUSTER__KEY_PREFIX", "{x}", "cluster.key_prefix"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+            .args(["check", "--config", "config/rosetta.toml"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value} passed the check");
+        assert!(stderr.contains(named), "{var}={value}: {stderr}");
+    }
+    // A good one passes, its password never printed.
+    let out = Command::new(env!("CARGO_BIN_EXE_rosetta"))
+        .args(["check", "--config", "config/rosetta.toml"])
+        .env(
+            "ROSETTA__CLUSTER__REDIS_URL",
+            "redis://:hunter2@127.0.0.1:6379/0",
+        )
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+}
