@@ -3,10 +3,11 @@
 //! a Redis restart makes B drop its caches when it subscribes again, so a value changed
 //! upstream while B was cut off is read fresh.
 //!
-//! Each test starts its own redis-server on a free port in a temp dir (a private copy of
-//! the harness until `tests/redis/mod.rs` lands), and stops it when dropped.
+//! Each test starts its own redis-server on a free port in a temp dir (`tests/redis`), and
+//! stops it when dropped.
 
 mod common;
+mod redis;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use redis::RedisServer;
 use rosetta::demo::data::company_id;
 use rosetta::demo::{CUSTOMER_ID, PARTNER_ID};
 use serde_json::{Value, json};
@@ -24,93 +26,8 @@ use tokio::time::Instant;
 /// How soon another node must apply an invalidation.
 const WITHIN: Duration = Duration::from_secs(1);
 
-/// A redis-server of this test's own, killed when dropped.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    /// On a free port (bound to 127.0.0.1:0, then released), in a temp dir.
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port, tempfile::tempdir().unwrap()).await
-    }
-
-    async fn start_on(port: u16, dir: tempfile::TempDir) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (Debian package redis-server)");
-        let mut redis = Self { child, port, dir };
-        redis.wait_ready().await;
-        redis
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = rosetta::clock::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").await.is_ok()
-                    && s.read_exact(&mut buf).await.is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("redis-server on port {} exited: {status}", self.port);
-            }
-            assert!(
-                rosetta::clock::now() < deadline,
-                "redis-server never answered PING"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Kills it (SIGKILL: no goodbye to its clients) and starts a new one on the same port.
-    async fn restart(self, down: impl AsyncFnOnce()) -> Self {
-        let (port, dir) = self.stop();
-        down().await;
-        Self::start_on(port, dir).await
-    }
-
-    fn stop(mut self) -> (u16, tempfile::TempDir) {
-        self.kill();
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (self.port, dir)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Node A, then node B reading the same AppDirect sample, both on `redis`, both subscribed.
-async fn two_nodes(redis: &Redis) -> (Env, Env) {
+async fn two_nodes(redis: &RedisServer) -> (Env, Env) {
     two_nodes_at(redis.url(), redis.url()).await
 }
 
@@ -208,7 +125,7 @@ async fn cached(node: &Env, path: &str) -> Resp {
 
 #[tokio::test]
 async fn a_write_on_a_makes_bs_cached_read_fresh_within_a_second() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start();
     let (a, b) = two_nodes(&redis).await;
     let customer = format!("/companies/{CUSTOMER_ID}");
     let partner = format!("/companies/{PARTNER_ID}");
@@ -230,7 +147,7 @@ async fn a_write_on_a_makes_bs_cached_read_fresh_within_a_second() {
 
 #[tokio::test]
 async fn a_purge_on_a_empties_bs_cache() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start();
     let (a, b) = two_nodes(&redis).await;
     let company = format!("/companies/{PARTNER_ID}");
     let tenants = "/networking/rest/tenant?fieldList=id&pageSize=2";
@@ -261,7 +178,7 @@ async fn a_purge_on_a_empties_bs_cache() {
 
 #[tokio::test]
 async fn a_reassign_on_a_moves_the_reach_on_b_within_a_second() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start();
     let (a, b) = two_nodes(&redis).await;
     let alpine = format!("/companies/{}", company_id(10));
     // B resolves and keeps Contoso's reach (holding Alpine) and Fabrikam's (without it).
@@ -315,23 +232,21 @@ async fn a_reassign_on_a_moves_the_reach_on_b_within_a_second() {
 
 #[tokio::test]
 async fn after_a_redis_restart_b_drops_what_it_cached_before() {
-    let redis = Redis::start().await;
+    let mut redis = RedisServer::start();
     let (a, b) = two_nodes(&redis).await;
     let company = format!("/companies/{PARTNER_ID}");
     let before = cached(&b, &company).await.json();
     let subscribed = bus_health(&b).await;
-    let redis = redis
-        .restart(async || {
-            // B notices (the connection closes) and says so; it keeps serving, from its cache.
-            let down = wait_for_bus(&b, "reconnecting").await;
-            assert!(down["error"].is_string(), "{down}");
-            // Renamed upstream behind B's cache while no invalidation can reach it.
-            rename_upstream(&a, PARTNER_ID, "Renamed while Redis was down").await;
-            let stale = b.get(&company).await;
-            assert!(is_hit(&stale));
-            assert_eq!(stale.json(), before);
-        })
-        .await;
+    redis.stop();
+    // B notices (the connection closes) and says so; it keeps serving, from its cache.
+    let down = wait_for_bus(&b, "reconnecting").await;
+    assert!(down["error"].is_string(), "{down}");
+    // Renamed upstream behind B's cache while no invalidation can reach it.
+    rename_upstream(&a, PARTNER_ID, "Renamed while Redis was down").await;
+    let stale = b.get(&company).await;
+    assert!(is_hit(&stale));
+    assert_eq!(stale.json(), before);
+    redis.restart();
     let back = wait_for_bus(&b, "subscribed").await;
     assert_ne!(back["since"], subscribed["since"]);
     let fresh = b.get(&company).await;
@@ -363,12 +278,12 @@ async fn after_a_redis_restart_b_drops_what_it_cached_before() {
 
 #[tokio::test]
 async fn a_write_a_could_not_publish_makes_b_drop_everything_once_it_can() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start();
     // A speaks to Redis as a user that can be refused PUBLISH, leaving B's subscription be.
     let acl = async |rule: &str| {
-        let client = redis::Client::open(redis.url()).unwrap();
+        let client = ::redis::Client::open(redis.url()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("ACL")
+        ::redis::cmd("ACL")
             .arg("SETUSER")
             .arg("node-a")
             .arg(rule.split(' ').collect::<Vec<_>>())
@@ -377,7 +292,7 @@ async fn a_write_a_could_not_publish_makes_b_drop_everything_once_it_can() {
             .unwrap();
     };
     acl("on >pw ~* &* +@all -publish").await;
-    let a_url = format!("redis://node-a:pw@127.0.0.1:{}/0", redis.port);
+    let a_url = format!("redis://node-a:pw@127.0.0.1:{}/0", redis.port());
     let (a, b) = two_nodes_at(a_url, redis.url()).await;
     let customer = format!("/companies/{CUSTOMER_ID}");
     cached(&b, &customer).await;
