@@ -12,10 +12,12 @@ use serde::{Deserialize, Deserializer};
 mod cluster;
 mod identity;
 pub mod secrets;
+mod store;
 mod upstream;
 
 pub use cluster::{ClusterConfig, OnRedisError, redact as redact_url};
 pub use identity::{FailureLimitConfig, GateConfig, IdentityConfig, StaticKeyConfig};
+pub use store::StoreConfig;
 pub use upstream::{BreakerConfig, UpstreamAuthConfig, UpstreamConfig, in_clear_off_host};
 
 /// Why the configuration could not be loaded.
@@ -259,33 +261,6 @@ pub struct RateLimitConfig {
     pub count: Option<String>,
 }
 
-/// `[store]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// The SQLite file; relative paths are resolved against the config file's folder.
-    #[serde(default = "defaults::store_path")]
-    pub path: PathBuf,
-    /// Audit rows not yet written at most (reserved by requests under way, queued, being
-    /// retried); beyond, requests are refused 503 until the writer catches up.
-    #[serde(default = "defaults::audit_queue")]
-    pub audit_queue: usize,
-    /// Days raw audit rows are kept; older ones are rolled up into daily totals (which the
-    /// statistics read) and deleted. 0 keeps them forever.
-    #[serde(default = "defaults::audit_days")]
-    pub audit_days: u32,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            path: defaults::store_path(),
-            audit_queue: defaults::audit_queue(),
-            audit_days: defaults::audit_days(),
-        }
-    }
-}
-
 /// `[admin]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,11 +480,7 @@ impl Config {
         }
         self.identity.validate().map_err(ConfigError::Invalid)?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
-        if self.store.audit_queue == 0 {
-            return Err(ConfigError::Invalid(
-                "store.audit_queue must be at least 1 (every request would be refused)".into(),
-            ));
-        }
+        self.store.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }
@@ -590,15 +561,6 @@ mod defaults {
     }
     pub(super) fn capture_retention() -> Duration {
         Duration::from_secs(7 * 24 * 3600)
-    }
-    pub(super) fn store_path() -> PathBuf {
-        PathBuf::from("rosetta.db")
-    }
-    pub(super) fn audit_queue() -> usize {
-        100_000
-    }
-    pub(super) fn audit_days() -> u32 {
-        90
     }
     pub(super) fn bootstrap_company() -> String {
         "system".into()

@@ -34,7 +34,7 @@ use crate::identity::{AuthChain, AuthSettings, FailureLimits, StaticKeys, StoreA
 use crate::limits::rate::{LocalLimiter, Policy, RateLimiter};
 use crate::mapping::exec::CallUpstream;
 use crate::mapping::pack::{Catalog, LoadErrors, load_catalog_with};
-use crate::store::{AuditOptions, Company, SqliteStore, Store, StoreError, User};
+use crate::store::{AuditOptions, Company, PgStore, SqliteStore, Store, StoreError, User};
 use crate::upstream::Upstreams;
 
 /// Why a gateway could not be built.
@@ -58,7 +58,7 @@ pub enum BuildError {
     /// The store cannot be opened.
     #[error("the store at {path} cannot be opened: {source}")]
     Store {
-        /// The store's file.
+        /// The store's file, or its PostgreSQL URL with the password hidden.
         path: String,
         /// Why it cannot be opened.
         #[source]
@@ -151,20 +151,30 @@ impl Gateway {
             }
         }
         let path = cfg.store_path();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open_with(
-                &path,
-                AuditOptions {
-                    queue: cfg.store.audit_queue,
-                    days: cfg.store.audit_days,
-                    wall: crate::clock::WallClock::System,
-                },
-            )
-            .map_err(|source| BuildError::Store {
-                path: path.display().to_string(),
-                source,
-            })?,
-        );
+        let audit = AuditOptions {
+            queue: cfg.store.audit_queue,
+            days: cfg.store.audit_days,
+            wall: crate::clock::WallClock::System,
+        };
+        // `store.url` set: the PostgreSQL database the replicas share (the audit spill file
+        // stays local, beside `store.path`); otherwise the SQLite file. Opening migrates,
+        // so a node that cannot reach or migrate its store does not start.
+        let store: Arc<dyn Store> = match &cfg.store.url {
+            Some(url) => Arc::new(
+                PgStore::open_with(url, cfg.store.pool, &path, audit).map_err(|source| {
+                    BuildError::Store {
+                        path: crate::config::redact_url(url),
+                        source,
+                    }
+                })?,
+            ),
+            None => Arc::new(SqliteStore::open_with(&path, audit).map_err(|source| {
+                BuildError::Store {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?),
+        };
         let shared_limits = match &cfg.cluster.redis_url {
             Some(url) => {
                 let link = Link::open(&cfg.cluster, url).map_err(|source| BuildError::Redis {

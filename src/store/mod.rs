@@ -1,14 +1,15 @@
 //! The store: companies, users, API keys and the audit trail, behind the [`Store`] trait.
 //!
-//! The trait speaks plain data (no SQLite types), so the embedded implementation
-//! ([`SqliteStore`]) can be joined by a shared one (Redis) for multi-node deployments without
-//! the admin API or the identity provider changing. Writes made on behalf of proxied requests
+//! The trait speaks plain data (no SQL types): the embedded implementation ([`SqliteStore`],
+//! one node) and the shared one ([`PgStore`], several replicas on one PostgreSQL) behave
+//! alike, so the admin API and the identity provider do not know which one runs. Writes made on behalf of proxied requests
 //! (audit rows) are queued and written in batches by a writer off the request path;
 //! [`Store::flush`] waits until everything queued is on disk, which a graceful stop calls.
 //! The audit queue is bounded: a request takes room for its row ([`Store::reserve_audit`])
 //! before any work is done for it, and is refused when there is none.
 
 mod audit_queue;
+mod postgres;
 mod rollup;
 mod spill;
 mod sqlite;
@@ -19,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use audit_queue::{AuditHealth, AuditOptions, AuditSlot, WriterState};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::capture::{CapturedBody, Flow};

@@ -54,6 +54,30 @@ pub(super) enum Step {
     Done,
 }
 
+/// The local day a step takes, from the oldest raw row's time, and the UTC time before
+/// which every row of that day (or earlier) lies; `None` when nothing before `cutoff` is
+/// left. Both backends' steps take their days by it.
+pub(super) fn next_day(
+    oldest: Option<i64>,
+    cutoff: Date,
+    after: Option<Date>,
+) -> Option<(Date, i64)> {
+    // The oldest row's local day is at most a day before its UTC date.
+    let mut day = date_of(oldest?).previous_day().unwrap_or(Date::MIN);
+    if let Some(prev) = after.and_then(Date::next_day) {
+        day = day.max(prev);
+    }
+    (day < cutoff).then(|| (day, midnight_ms(day) + DAY_MS + TZ_MARGIN_MS))
+}
+
+/// Unix milliseconds of the UTC midnight starting the day `d` (`YYYY-MM-DD`); `Invalid`
+/// when `d` is not such a date.
+pub(super) fn day_ms(d: &str) -> Result<i64, StoreError> {
+    let date = Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| StoreError::Invalid(format!("`{d}` is not a YYYY-MM-DD date")))?;
+    Ok(midnight_ms(date))
+}
+
 /// Rolls up and deletes the raw rows of the oldest local day(s) before `cutoff` not yet
 /// taken (after `after`, the last day a previous step took in this run).
 pub(super) fn step(
@@ -64,19 +88,10 @@ pub(super) fn step(
     let oldest: Option<i64> = conn
         .query_row("SELECT MIN(time_ms) FROM audit", [], |r| r.get(0))
         .map_err(backend)?;
-    let Some(oldest) = oldest else {
+    let Some((day, before_ms)) = next_day(oldest, cutoff, after) else {
         return Ok(Step::Done);
     };
-    // The oldest row's local day is at most a day before its UTC date.
-    let mut day = date_of(oldest).previous_day().unwrap_or(Date::MIN);
-    if let Some(prev) = after.and_then(Date::next_day) {
-        day = day.max(prev);
-    }
-    if day >= cutoff {
-        return Ok(Step::Done);
-    }
     let through = day.to_string();
-    let before_ms = midnight_ms(day) + DAY_MS + TZ_MARGIN_MS;
     let tx = conn.transaction().map_err(backend)?;
     tx.execute(
         "WITH t AS (
@@ -148,7 +163,7 @@ impl Retention {
     }
 
     /// Takes one step when a run is due or under way.
-    pub(super) fn tick(&mut self, conn: &mut Connection) {
+    pub(super) fn tick(&mut self, sink: &mut impl super::writer::Sink) {
         if self.days == 0 {
             return;
         }
@@ -158,7 +173,7 @@ impl Retention {
             None if now >= self.next_ms => (cutoff(now, self.days), None),
             None => return,
         };
-        match step(conn, cut, after) {
+        match sink.retention_step(cut, after) {
             Ok(Step::Rolled { through, rows }) => {
                 tracing::info!(day = %through, rows, "audit rows rolled up and deleted");
                 self.run = Some((cut, Some(through)));

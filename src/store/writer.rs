@@ -1,5 +1,7 @@
 //! The store's writer thread: it drains the audit queue (and the captures) in batches, one
-//! transaction per batch, so a proxied request never waits on the disk.
+//! transaction per batch, so a proxied request never waits on the disk. Backend-neutral:
+//! each backend gives it a [`Sink`] (SQLite's writer connection, PostgreSQL's own pool) and
+//! keeps a [`Pipe`], the requests' side of the queue.
 //!
 //! A batch that fails is tried again a few times with a short backoff; if it still fails,
 //! its rows go to the spill file ([`Spill`]) and are replayed into the table once a write
@@ -13,14 +15,34 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::Connection;
 
-use super::audit_queue::{AuditState, StoppedOnDrop};
-use super::rollup::Retention;
+use super::audit_queue::{AuditHealth, AuditSlot, AuditState, StoppedOnDrop};
+use super::rollup::{Retention, Step};
 use super::spill::{Keyed, Spill};
-use super::sqlite::{write_audit, write_captures};
-use super::{AuditRow, StoreError};
+use super::{AuditRow, StoreError, StoreFuture};
 use crate::capture::CapturedBody;
+
+/// Where the writer thread writes: a backend's audit table, captures and roll-ups. Each
+/// call is one transaction; a failed one changes nothing (the batch is tried again, then
+/// spilled).
+pub(super) trait Sink: Send + 'static {
+    /// Writes `rows`; a row whose key is already in the table is skipped (a replay of the
+    /// spill file after a partial success).
+    fn write_audit(&mut self, rows: &[Keyed]) -> Result<(), StoreError>;
+    /// Writes captured bodies (tracecode, time, bodies); a body taken again replaces the
+    /// one stored.
+    fn write_captures(
+        &mut self,
+        captures: &[(String, i64, Vec<CapturedBody>)],
+    ) -> Result<(), StoreError>;
+    /// One step of the audit retention ([`super::rollup`]): rolls up and deletes the raw
+    /// rows of the oldest local day(s) before `cutoff` after `after`.
+    fn retention_step(
+        &mut self,
+        cutoff: time::Date,
+        after: Option<time::Date>,
+    ) -> Result<Step, StoreError>;
+}
 
 /// Rows written per transaction at most.
 const BATCH: usize = 1000;
@@ -53,17 +75,11 @@ pub(super) enum Msg {
     Flush(mpsc::Sender<Result<(), StoreError>>),
 }
 
-/// The next boot number of the store (1 for a new store): the high bits of every row key
-/// this process makes, so keys never repeat across restarts.
-pub(super) fn next_boot(conn: &Connection) -> Result<i64, StoreError> {
-    conn.query_row(
-        "INSERT INTO store_meta (name, value) VALUES ('boot', 1)
-         ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-        [],
-        |r| r.get(0),
-    )
-    .map_err(|e| StoreError::Backend(e.to_string()))
-}
+/// The statement that takes the store's next boot number (1 for a new store): the high bits
+/// of every row key this process makes, so keys never repeat across restarts, nor across
+/// the nodes sharing one database. The same SQL on SQLite and PostgreSQL.
+pub(super) const NEXT_BOOT_SQL: &str = "INSERT INTO store_meta (name, value) VALUES ('boot', 1)
+     ON CONFLICT (name) DO UPDATE SET value = store_meta.value + 1 RETURNING value";
 
 /// Makes the rows' idempotency keys: this open's boot number in the high bits, a sequence
 /// in the low 40. Used by the writer thread (so no request contends on it), and by a caller
@@ -98,8 +114,8 @@ impl Keys {
 }
 
 /// The writer thread's state.
-pub(super) struct Writer {
-    pub(super) conn: Connection,
+pub(super) struct Writer<S: Sink> {
+    pub(super) sink: S,
     pub(super) rx: mpsc::Receiver<Msg>,
     pub(super) audit: Arc<AuditState>,
     pub(super) spill: Arc<Mutex<Spill>>,
@@ -111,9 +127,9 @@ pub(super) struct Writer {
     retry_at: Option<std::time::Instant>,
 }
 
-impl Writer {
+impl<S: Sink> Writer<S> {
     pub(super) fn new(
-        conn: Connection,
+        sink: S,
         rx: mpsc::Receiver<Msg>,
         audit: Arc<AuditState>,
         spill: Arc<Mutex<Spill>>,
@@ -121,7 +137,7 @@ impl Writer {
         keys: Arc<Keys>,
     ) -> Self {
         Self {
-            conn,
+            sink,
             rx,
             audit,
             spill,
@@ -144,7 +160,7 @@ impl Writer {
             if self.audit.spilled() > 0 && self.due() {
                 self.replay();
             }
-            self.retention.tick(&mut self.conn);
+            self.retention.tick(&mut self.sink);
             if closed {
                 if !self.held.is_empty() {
                     tracing::error!(
@@ -203,7 +219,7 @@ impl Writer {
             }
             let full = rows.len() >= held + BATCH;
             let mut durable = self.write_or_spill(rows);
-            if let Err(e) = write_captures(&mut self.conn, &captures) {
+            if let Err(e) = self.sink.write_captures(&captures) {
                 tracing::error!(error = %e, requests = captures.len(), "captured bodies could not be written");
                 durable = durable.and(Err(e));
             }
@@ -230,7 +246,7 @@ impl Writer {
         let attempts: &[Duration] = if self.due() { &ATTEMPTS } else { &[] };
         for &wait in attempts {
             std::thread::sleep(wait);
-            match write_audit(&mut self.conn, &rows) {
+            match self.sink.write_audit(&rows) {
                 Ok(()) => {
                     crate::metrics::audit_written(n as u64);
                     self.audit.done(n);
@@ -292,7 +308,7 @@ impl Writer {
         }
         crate::metrics::audit_lost(replay.bad_lines.len() as u64);
         for chunk in replay.rows.chunks(BATCH) {
-            if let Err(e) = write_audit(&mut self.conn, chunk) {
+            if let Err(e) = self.sink.write_audit(chunk) {
                 tracing::error!(error = %e, "the audit spill file's rows could not be replayed yet");
                 self.failed();
                 return;
@@ -311,5 +327,139 @@ impl Writer {
         crate::metrics::audit_written(replay.rows.len() as u64);
         self.audit.set_spilled(0);
         self.succeeded();
+    }
+}
+
+/// The requests' side of the audit queue, the same for every backend: room in the bounded
+/// queue, rows and captures handed to the writer thread, flushes, and the spill file when
+/// the writer is gone.
+#[derive(Debug)]
+pub(super) struct Pipe {
+    tx: mpsc::Sender<Msg>,
+    /// The audit queue's bound and the writer's health.
+    audit: Arc<AuditState>,
+    /// Where rows go when the table fails (by the writer), or when the writer is gone (by
+    /// the caller).
+    spill: Arc<Mutex<Spill>>,
+    /// The rows' keys, for a row spilled here when the writer is gone.
+    keys: Arc<Keys>,
+}
+
+impl Pipe {
+    /// Starts the writer thread `name` on `sink`, with a queue of `queue` rows at most and
+    /// the keys of boot number `boot`. Rows left in `spill` by an earlier run are counted
+    /// now (so `/health` tells of them at once) and replayed by the writer as it starts.
+    pub(super) fn start<S: Sink>(
+        name: &str,
+        sink: S,
+        queue: usize,
+        spill: Spill,
+        retention: Retention,
+        boot: i64,
+    ) -> Result<Self, StoreError> {
+        let audit = AuditState::new(queue);
+        audit.set_spilled(spill.count()?);
+        let spill = Arc::new(Mutex::new(spill));
+        let keys = Arc::new(Keys::new(boot));
+        let (tx, rx) = mpsc::channel();
+        let run = Writer::new(
+            sink,
+            rx,
+            audit.clone(),
+            spill.clone(),
+            retention,
+            keys.clone(),
+        );
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run.run())
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
+        Ok(Self {
+            tx,
+            audit,
+            spill,
+            keys,
+        })
+    }
+
+    /// [`super::Store::record_audit`].
+    pub(super) fn record_audit(&self, row: AuditRow) {
+        self.audit.add_unreserved();
+        self.enqueue(row);
+    }
+
+    /// [`super::Store::reserve_audit`].
+    pub(super) fn reserve(&self) -> Option<AuditSlot> {
+        self.audit.reserve()
+    }
+
+    /// [`super::Store::record_reserved`].
+    pub(super) fn record_reserved(&self, slot: AuditSlot, row: AuditRow) {
+        slot.hand_over();
+        self.enqueue(row);
+    }
+
+    /// [`super::Store::audit_health`].
+    pub(super) fn health(&self) -> AuditHealth {
+        self.audit.health()
+    }
+
+    /// Hands a row, whose room in the queue is counted, to the writer.
+    fn enqueue(&self, row: AuditRow) {
+        crate::metrics::audit_queued();
+        let Err(mpsc::SendError(msg)) = self.tx.send(Msg::Audit(row)) else {
+            return;
+        };
+        // The writer is gone: the row goes to the spill file from here, replayed at the next
+        // start; `/health` fails meanwhile.
+        if let Msg::Audit(row) = msg {
+            let k = self.keys.key(row);
+            match self.spill.lock().append(std::slice::from_ref(&k)) {
+                Ok(()) => {
+                    crate::metrics::audit_spilled(1);
+                    self.audit.add_spilled(1);
+                }
+                Err(e) => {
+                    crate::metrics::audit_lost(1);
+                    tracing::error!(error = %e, tracecode = %k.row.tracecode, "the audit writer has stopped and the spill file failed: an audit row was lost");
+                }
+            }
+        }
+        self.audit.done(1);
+    }
+
+    /// [`super::Store::record_capture`].
+    pub(super) fn record_capture(
+        &self,
+        tracecode: String,
+        time_ms: i64,
+        bodies: Vec<CapturedBody>,
+    ) {
+        crate::metrics::capture_queued();
+        if self
+            .tx
+            .send(Msg::Capture(tracecode, time_ms, bodies))
+            .is_err()
+        {
+            tracing::error!("the store writer has stopped; a capture was dropped");
+        }
+    }
+
+    /// [`super::Store::flush`].
+    pub(super) fn flush(&self) -> StoreFuture<'_, ()> {
+        let (tx, rx) = mpsc::channel();
+        let sent = self.tx.send(Msg::Flush(tx));
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(StoreError::Backend("the audit writer has stopped".into()));
+            }
+            tokio::task::spawn_blocking(move || {
+                rx.recv().unwrap_or_else(|_| {
+                    Err(StoreError::Backend("the audit writer has stopped".into()))
+                })
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+        })
     }
 }

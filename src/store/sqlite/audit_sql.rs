@@ -3,6 +3,28 @@
 
 use super::*;
 
+/// The writer thread's own connection.
+impl writer::Sink for Connection {
+    fn write_audit(&mut self, rows: &[Keyed]) -> Result<(), StoreError> {
+        write_audit(self, rows)
+    }
+
+    fn write_captures(
+        &mut self,
+        captures: &[(String, i64, Vec<CapturedBody>)],
+    ) -> Result<(), StoreError> {
+        write_captures(self, captures)
+    }
+
+    fn retention_step(
+        &mut self,
+        cutoff: time::Date,
+        after: Option<time::Date>,
+    ) -> Result<super::super::rollup::Step, StoreError> {
+        super::super::rollup::step(self, cutoff, after)
+    }
+}
+
 pub(in crate::store) fn write_captures(
     conn: &mut Connection,
     captures: &[(String, i64, Vec<CapturedBody>)],
@@ -132,7 +154,10 @@ pub(in crate::store) fn write_audit(
 }
 
 /// `targets` as the JSON array of strings the `targets` column keeps, appended to `out`.
-pub(super) fn push_targets(out: &mut Vec<u8>, targets: &[Arc<str>]) -> Result<(), StoreError> {
+pub(in crate::store) fn push_targets(
+    out: &mut Vec<u8>,
+    targets: &[Arc<str>],
+) -> Result<(), StoreError> {
     out.push(b'[');
     for (i, t) in targets.iter().enumerate() {
         if i > 0 {
@@ -146,7 +171,7 @@ pub(super) fn push_targets(out: &mut Vec<u8>, targets: &[Arc<str>]) -> Result<()
 }
 
 /// The `targets` column read back.
-pub(super) fn targets_of(text: &str) -> Result<Arc<[Arc<str>]>, serde_json::Error> {
+pub(in crate::store) fn targets_of(text: &str) -> Result<Arc<[Arc<str>]>, serde_json::Error> {
     // Most rows have none: no parse, no allocation.
     if text == "[]" {
         return Ok(Arc::from([]));

@@ -32,39 +32,24 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let mut conn = open_conn(path)?;
         migrate(&mut conn)?;
-        let keys = Arc::new(writer::Keys::new(writer::next_boot(&conn)?));
+        let boot = conn
+            .query_row(writer::NEXT_BOOT_SQL, [], |r| r.get(0))
+            .map_err(backend)?;
         let writer_conn = open_conn(path)?;
         writer_conn
             .busy_timeout(writer::BUSY_TIMEOUT)
             .map_err(backend)?;
-        let state = AuditState::new(audit.queue);
-        let spill = Spill::next_to(path);
-        // Counted now, so `/health` tells of rows waiting from an earlier run at once.
-        state.set_spilled(spill.count()?);
-        let spill = Arc::new(Mutex::new(spill));
-        let (tx, rx) = mpsc::channel();
-        let run = Writer::new(
+        let pipe = Pipe::start(
+            "rosetta-store-writer",
             writer_conn,
-            rx,
-            state.clone(),
-            spill.clone(),
+            audit.queue,
+            Spill::next_to(path),
             Retention::new(audit.days, audit.wall),
-            keys.clone(),
-        );
-        std::thread::Builder::new()
-            .name("rosetta-store-writer".into())
-            .spawn(move || run.run())
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
+            boot,
+        )?;
         let jobs = connection_thread("rosetta-store", conn)?;
         let reads = connection_thread("rosetta-store-reads", open_conn(path)?)?;
-        Ok(Self {
-            jobs,
-            reads,
-            writer: tx,
-            audit: state,
-            spill,
-            keys,
-        })
+        Ok(Self { jobs, reads, pipe })
     }
 
     /// Runs `f` on the shared connection, on the store's own thread. Not the blocking pool:
@@ -85,30 +70,6 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         run_on(&self.reads, f)
-    }
-
-    /// Hands a row, whose room in the queue is counted, to the writer.
-    pub(super) fn enqueue(&self, row: AuditRow) {
-        crate::metrics::audit_queued();
-        let Err(mpsc::SendError(msg)) = self.writer.send(Msg::Audit(row)) else {
-            return;
-        };
-        // The writer is gone: the row goes to the spill file from here, replayed at the next
-        // start; `/health` fails meanwhile.
-        if let Msg::Audit(row) = msg {
-            let k = self.keys.key(row);
-            match self.spill.lock().append(std::slice::from_ref(&k)) {
-                Ok(()) => {
-                    crate::metrics::audit_spilled(1);
-                    self.audit.add_spilled(1);
-                }
-                Err(e) => {
-                    crate::metrics::audit_lost(1);
-                    tracing::error!(error = %e, tracecode = %k.row.tracecode, "the audit writer has stopped and the spill file failed: an audit row was lost");
-                }
-            }
-        }
-        self.audit.done(1);
     }
 }
 

@@ -206,11 +206,7 @@ pub(super) fn list_audit(
 pub(super) fn statistics(conn: &mut Connection, q: StatsQuery) -> Result<Vec<StatRow>, StoreError> {
     // Rows are narrowed by UTC time with a day of margin either side (timezones
     // reach ±12 h), then by the local day computed per row.
-    let day_ms = |d: &str| -> Result<i64, StoreError> {
-        let date = time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
-            .map_err(|_| StoreError::Invalid(format!("`{d}` is not a YYYY-MM-DD date")))?;
-        Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
-    };
+    let day_ms = super::super::rollup::day_ms;
     let lo = day_ms(&q.from_day)? - 86_400_000;
     let hi = day_ms(&q.to_day)? + 2 * 86_400_000;
     let mut args: Vec<rusqlite::types::Value> = vec![

@@ -18,15 +18,14 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::capture::{CapturedBody, Flow};
 
-use super::audit_queue::{AuditHealth, AuditOptions, AuditSlot, AuditState};
+use super::audit_queue::{AuditHealth, AuditOptions, AuditSlot};
 use super::rollup::Retention;
 use super::spill::{Keyed, Spill};
-use super::writer::{self, Msg, Writer};
+use super::writer::{self, Pipe};
 use super::{
     ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Quotas, StatRow,
     StatsQuery, Store, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
@@ -37,8 +36,11 @@ mod lists;
 mod rows;
 mod schema;
 
+#[cfg(test)]
+pub(super) use audit_sql::write_audit;
+#[cfg(test)]
 use audit_sql::*;
-pub(super) use audit_sql::{write_audit, write_captures};
+pub(super) use audit_sql::{push_targets, targets_of};
 use rows::*;
 pub(super) use schema::{migrate, open_conn};
 
@@ -49,14 +51,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     /// Work for the read thread (lists, audit, statistics, captures).
     reads: mpsc::Sender<Job>,
-    writer: mpsc::Sender<Msg>,
-    /// The audit queue's bound and the writer's health.
-    audit: Arc<AuditState>,
-    /// Where rows go when the table fails (by the writer), or when the writer is gone (by
-    /// the caller).
-    spill: Arc<Mutex<Spill>>,
-    /// The rows' keys, for a row spilled here when the writer is gone.
-    keys: Arc<writer::Keys>,
+    /// The audit queue and the writer thread.
+    pipe: Pipe,
 }
 
 /// One piece of work on the shared connection; it sends its own answer.
@@ -301,21 +297,19 @@ impl Store for SqliteStore {
     }
 
     fn record_audit(&self, row: AuditRow) {
-        self.audit.add_unreserved();
-        self.enqueue(row);
+        self.pipe.record_audit(row);
     }
 
     fn reserve_audit(&self) -> Option<AuditSlot> {
-        self.audit.reserve()
+        self.pipe.reserve()
     }
 
     fn record_reserved(&self, slot: AuditSlot, row: AuditRow) {
-        slot.hand_over();
-        self.enqueue(row);
+        self.pipe.record_reserved(slot, row);
     }
 
     fn audit_health(&self) -> AuditHealth {
-        self.audit.health()
+        self.pipe.health()
     }
 
     fn list_audit(&self, q: AuditQuery) -> StoreFuture<'_, Page<AuditRow, u64>> {
@@ -420,14 +414,7 @@ impl Store for SqliteStore {
     }
 
     fn record_capture(&self, tracecode: String, time_ms: i64, bodies: Vec<CapturedBody>) {
-        crate::metrics::capture_queued();
-        if self
-            .writer
-            .send(Msg::Capture(tracecode, time_ms, bodies))
-            .is_err()
-        {
-            tracing::error!("the store writer has stopped; a capture was dropped");
-        }
+        self.pipe.record_capture(tracecode, time_ms, bodies);
     }
 
     fn get_capture(
@@ -465,20 +452,7 @@ impl Store for SqliteStore {
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
-        let (tx, rx) = mpsc::channel();
-        let sent = self.writer.send(Msg::Flush(tx));
-        Box::pin(async move {
-            if sent.is_err() {
-                return Err(StoreError::Backend("the audit writer has stopped".into()));
-            }
-            tokio::task::spawn_blocking(move || {
-                rx.recv().unwrap_or_else(|_| {
-                    Err(StoreError::Backend("the audit writer has stopped".into()))
-                })
-            })
-            .await
-            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
-        })
+        self.pipe.flush()
     }
 }
 
