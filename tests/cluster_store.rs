@@ -1,10 +1,12 @@
 //! Two gateways on one PostgreSQL store (`[store] url`): what one node's admin API writes,
 //! the other reads at once (a user and key made through A authenticate on B), and the audit
-//! trail is one: every request answered by either node is in `/v1/audit` of both.
+//! trail is one: every request answered by either node is in `/v1/audit` of both. With
+//! Redis too, three nodes share revocations, captures and statistics.
 #![cfg(unix)]
 
 mod common;
 mod postgres;
+mod redis;
 
 use common::start_with;
 use http::Method;
@@ -55,4 +57,131 @@ async fn a_key_made_on_one_node_works_on_the_other_and_the_audit_is_one() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// Three nodes on one PostgreSQL and one Redis, as the README's cluster runs: a key revoked
+/// through B is refused by A and C within a second (the store is shared, and the bus makes
+/// them forget what they remembered); a capture taken on C is read through A; statistics
+/// read through any node count every node's requests.
+#[tokio::test]
+async fn three_nodes_share_revocations_captures_and_statistics() {
+    let pg = PgServer::start();
+    let redis = redis::RedisServer::start();
+    let (url, redis_url) = (pg.url(), redis.url());
+    let node = |capture: bool| {
+        let (url, redis_url) = (url.clone(), redis_url.clone());
+        start_with(move |c| {
+            c.store.url = Some(url);
+            c.cluster.redis_url = Some(redis_url);
+            if capture {
+                c.capture.mode = rosetta::config::CaptureMode::All;
+            }
+        })
+    };
+    let a = node(false).await;
+    let b = node(false).await;
+    let c = node(true).await;
+    let key = a.ann("correct horse battery", None).await;
+    let bearer = format!("Bearer {key}");
+    let get = async |n: &common::Env| {
+        n.send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+            .await
+    };
+    // Each node answers the key, and remembers it.
+    for n in [&a, &b, &c] {
+        assert_eq!(get(n).await.status, 200);
+    }
+    // A capture taken on C (a read not cached yet), read by its tracecode through A.
+    let taken = c
+        .send(
+            Method::GET,
+            "/companies?maxResults=7",
+            &[("authorization", &bearer)],
+            "",
+        )
+        .await;
+    assert_eq!(taken.status, 200);
+    let tc = taken.header("x-trace-code").unwrap().to_owned();
+    for n in [&a, &b, &c] {
+        n.gw.store.flush().await.unwrap();
+    }
+    let read = a
+        .root(
+            Method::GET,
+            &format!("/v1/tracecode/{tc}?data_flow_type=OUTPUT&data_flow_stage=1"),
+            None,
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", String::from_utf8_lossy(&read.body));
+    assert_eq!(read.body, taken.body, "the answer C sent, read through A");
+    // Statistics through any node: every node's requests (today, UTC: ann has no timezone).
+    let today = time::OffsetDateTime::from_unix_timestamp(
+        rosetta::clock::WallClock::System.now_ms() / 1000,
+    )
+    .unwrap()
+    .date()
+    .to_string();
+    let points = async |n: &common::Env| -> u64 {
+        let s = n
+            .root(
+                Method::GET,
+                &format!("/v1/statistics?username=ann&from={today}&to={today}"),
+                None,
+            )
+            .await
+            .json();
+        let mut total = 0;
+        for u in s["users"].as_array().unwrap() {
+            for d in u["dates"].as_array().unwrap() {
+                for svc in d["services"].as_array().unwrap() {
+                    for m in svc["methods"].as_array().unwrap() {
+                        total += m["points_per_day"].as_u64().unwrap();
+                    }
+                }
+            }
+        }
+        total
+    };
+    let before = points(&a).await;
+    assert!(before > 0, "the first requests count");
+    assert_eq!(points(&b).await, before);
+    assert_eq!(points(&c).await, before);
+    for n in [&b, &c, &b, &c] {
+        assert_eq!(get(n).await.status, 200);
+    }
+    for n in [&b, &c] {
+        n.gw.store.flush().await.unwrap();
+    }
+    let after = points(&a).await;
+    assert!(
+        after > before,
+        "B's and C's requests counted through A: {before} → {after}"
+    );
+    assert_eq!(points(&c).await, after);
+    // Revoked through B: refused by A and C within a second.
+    let keys = b.root(Method::GET, "/v1/users/ann/keys", None).await.json();
+    let id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+    let revoked = b
+        .root(Method::DELETE, &format!("/v1/users/ann/keys/{id}"), None)
+        .await;
+    assert_eq!(revoked.status, 204);
+    let at = rosetta::clock::now();
+    for n in [&a, &c] {
+        loop {
+            let r = get(n).await;
+            if r.status == 401 {
+                break;
+            }
+            assert_eq!(r.status, 200);
+            assert!(
+                at.elapsed() < std::time::Duration::from_secs(1),
+                "a revoked key still served after a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    eprintln!("revoked on B, refused by A and C after {:?}", at.elapsed());
+    for n in [a, b, c] {
+        n.stop().await;
+    }
 }
