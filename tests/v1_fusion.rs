@@ -494,3 +494,75 @@ async fn reassign_is_refused_with_nothing_sent() {
         .await;
     r.assert_problem(404);
 }
+
+/// Every answer of the pack that carries a body has seed 000's shape: a company, or a page
+/// of companies (`results`, `totalCount` when asked, `nextPageToken`), field by field and
+/// type by type as the seed's examples show them.
+#[tokio::test]
+async fn every_answer_has_the_shape_of_seed_000() {
+    let env = start().await;
+    let paged = json!({"results": [company()], "totalCount": 0, "nextPageToken": "s"});
+    let (northwind, birch) = (reseller_id(1), reseller_id(3));
+    for (path, shape) in [
+        ("/fusion/companies".to_owned(), company()),
+        (format!("/fusion/companies/{}", reseller_id(16)), company()),
+        (
+            "/fusion/companies/search?search=clinic&shouldReturnCount=true".to_owned(),
+            paged.clone(),
+        ),
+        (
+            format!("/fusion/companies/{northwind}/customers?maxResults=2&shouldReturnCount=true"),
+            paged.clone(),
+        ),
+        (
+            format!(
+                "/fusion/companies/{birch}/customers/transitive?maxResults=2&shouldReturnCount=true"
+            ),
+            paged.clone(),
+        ),
+    ] {
+        let r = env.get(&path).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let doc = r.json();
+        assert_shape(&doc, &shape, NULLABLE);
+        if shape.get("results").is_some() {
+            assert!(
+                !doc["results"].as_array().unwrap().is_empty(),
+                "{path}: an empty page proves no shape"
+            );
+        }
+    }
+    // The writes that answer a company: create (read back) and disable/enable.
+    let created = env
+        .call(
+            Method::POST,
+            &format!("/fusion/companies/{northwind}/customers"),
+            Some(json!({"companyName": "Shape Check Ltd"})),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    assert_shape(&created.json(), &company(), NULLABLE);
+    for action in ["disable", "enable"] {
+        let r = env
+            .call(
+                Method::PATCH,
+                &format!("/fusion/companies/{}/{action}", reseller_id(11)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{action}");
+        if !r.body.is_empty() {
+            assert_shape(&r.json(), &company(), NULLABLE);
+        }
+    }
+}
