@@ -692,3 +692,34 @@ fn the_check_command_names_a_bad_cluster_setting() {
     assert!(out.status.success(), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
 }
+
+#[test]
+fn a_named_list_is_for_a_dialect_whose_lists_name_their_records() {
+    let list = r#"[[route]]
+id = "companies.search"
+match = "GET /search"
+paged = true
+tenancy = { items = "companyId" }
+[[route.step]]
+name = "all"
+call = "GET appdirect /api/account/v2/companies"
+[route.response]
+jq = '{items: [.steps.all.content[] | {companyId: .id}], total: null}'
+list = "resellers"
+"#;
+    // A V1 pack's lists are `results`: the key would be ignored, so it is refused.
+    refused_after_good_route(list, "companies.search", 11, "response.list");
+    // A Fusion client's list takes it (and only a paged route's).
+    let fusion = PACK.replace(
+        "client_dialect = \"redapi-v1\"",
+        "client_dialect = \"fusion\"",
+    );
+    assert!(load(&fusion, &with_route(list)).is_ok());
+    let unpaged = list.replace("paged = true\n", "");
+    let e = errors(&fusion, &with_route(&unpaged));
+    assert!(
+        e.iter()
+            .any(|e| e.message.contains("response.list needs a `paged` route")),
+        "{e:?}"
+    );
+}

@@ -211,6 +211,20 @@ pub fn render_page(
     query: &[(String, String)],
     more: &Continuation,
 ) -> Value {
+    render_page_as(scheme, None, items, total, page, query, more)
+}
+
+/// [`render_page`] with the key a scheme whose lists name their records puts them under
+/// (Fusion: the route's `response.list`, e.g. `resellers`; `items` when it names none).
+pub fn render_page_as(
+    scheme: Scheme,
+    list: Option<&str>,
+    items: Vec<Value>,
+    total: Option<u64>,
+    page: &PageRequest,
+    query: &[(String, String)],
+    more: &Continuation,
+) -> Value {
     let seen = page.offset().saturating_add(items.len() as u64);
     let last = match (more, total) {
         (Continuation::Upstream(next), _) => next.is_none(),
@@ -254,6 +268,8 @@ pub fn render_page(
             doc.insert("results".into(), json!(total_or_seen));
             doc.insert("pages".into(), json!(total_or_seen.div_ceil(page.size)));
             doc.insert("page".into(), json!(page.index + 1));
+            // Seed 004's lists carry their page size beside the page.
+            doc.insert("pageSize".into(), json!(page.size));
             if !last {
                 let mut q = form_urlencoded::Serializer::new(String::new());
                 for (k, v) in query
@@ -266,7 +282,7 @@ pub fn render_page(
                 q.append_pair("page", &(page.index + 2).to_string());
                 doc.insert("next".into(), json!(STANDARD.encode(q.finish())));
             }
-            doc.insert("items".into(), Value::Array(items));
+            doc.insert(list.unwrap_or("items").into(), Value::Array(items));
             Value::Object(doc)
         }
         Scheme::Admin => {
@@ -689,6 +705,47 @@ mod tests {
         );
         assert_eq!(last["nextPageToken"], Value::Null);
         assert_eq!(last["totalCount"], 3);
+    }
+
+    #[test]
+    fn fusion_lists_name_their_records_and_carry_the_page_size() {
+        let page = PageRequest {
+            index: 0,
+            size: 10,
+            want_total: true,
+        };
+        let items = vec![
+            json!({"id": 21, "name": "PSTN Test name"}),
+            json!({"id": 8}),
+        ];
+        // Seed 004's PSTN usage example: page, pageSize, pages, the named list, results.
+        let doc = render_page_as(
+            Scheme::Fusion,
+            Some("pstnUsages"),
+            items.clone(),
+            Some(2),
+            &page,
+            &[],
+            &Continuation::Rosetta,
+        );
+        assert_eq!(
+            doc,
+            json!({"results": 2, "pages": 1, "page": 1, "pageSize": 10, "pstnUsages": items})
+        );
+        // What a page written so reads back as.
+        assert_eq!(
+            read_page(Scheme::Fusion, doc).unwrap(),
+            (items.clone(), Some(2))
+        );
+        let unnamed = render_page(
+            Scheme::Fusion,
+            items,
+            Some(2),
+            &page,
+            &[],
+            &Continuation::Rosetta,
+        );
+        assert!(unnamed["items"].is_array(), "{unnamed}");
     }
 
     #[test]

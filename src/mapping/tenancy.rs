@@ -145,6 +145,7 @@ pub(super) fn compile_reach(
         found: None,
         status: 200,
         status_from: None,
+        list: None,
     };
     let program = Route {
         id: Arc::from("reach"),

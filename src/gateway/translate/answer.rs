@@ -180,8 +180,9 @@ fn render(
                 size: items.len().max(1) as u64,
                 want_total: false,
             });
-            Some(dialect.encode_body(&paging::render_page(
+            Some(dialect.encode_body(&paging::render_page_as(
                 dialect.paging(),
+                route.plan.response.list.as_deref(),
                 items,
                 total,
                 &page,

@@ -8,6 +8,7 @@ use http::Method;
 
 use super::*;
 use crate::config::Config;
+use crate::dialect::paging::Scheme;
 use crate::dialect::search::SearchSpec;
 use crate::limits::rate::Policies;
 use crate::mapping::jq::JqFilter;
@@ -202,6 +203,7 @@ pub(super) fn compile_route(
             found: None,
             status: 200,
             status_from: None,
+            list: None,
         },
         Some(r) => {
             let jq =
@@ -232,11 +234,34 @@ pub(super) fn compile_route(
             if !(200..=299).contains(&status) {
                 errs.push(format!("response.status {status} must be a 2xx status"));
             }
+            // Only a client dialect whose lists name their records reads it: anywhere else
+            // it would be a key silently ignored.
+            let list = match (&r.list, pack.client_dialect.paging()) {
+                (None, _) => None,
+                (Some(k), Scheme::Fusion) if def.paged && !k.is_empty() => {
+                    Some(Arc::from(k.as_str()))
+                }
+                (Some(_), Scheme::Fusion) => {
+                    errs.push("response.list needs a `paged` route and a non-empty key".into());
+                    None
+                }
+                (
+                    Some(_),
+                    Scheme::RedapiV1 | Scheme::AppDirect | Scheme::LongJump | Scheme::Admin,
+                ) => {
+                    errs.push(format!(
+                        "response.list is for a client dialect whose lists name their records (fusion), not {}",
+                        pack.client_dialect.name()
+                    ));
+                    None
+                }
+            };
             ResponseSpec {
                 jq,
                 found,
                 status,
                 status_from: r.status_from,
+                list,
             }
         }
     };

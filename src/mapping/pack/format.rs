@@ -269,6 +269,10 @@ pub(super) struct ResponseDef {
     pub(super) status: Option<u16>,
     #[serde(default)]
     pub(super) status_from: Option<String>,
+    /// The key a paged answer's records go under, for client dialects whose lists name
+    /// their records (Fusion: `resellers`, `pstnUsages`).
+    #[serde(default)]
+    pub(super) list: Option<String>,
 }
 
 /// `upstream_pages = { step, scheme, list }` of a route.

@@ -113,6 +113,9 @@ pub struct ResponseSpec {
     pub status: u16,
     /// A step whose upstream status is passed on instead of `status`.
     pub status_from: Option<String>,
+    /// The key a page's records go under in a client dialect whose lists name them
+    /// (Fusion); `None`: the scheme's own key.
+    pub list: Option<Arc<str>>,
 }
 
 /// Which optional parts of a route's context (`path`, `query`, `principal`, `request`)
