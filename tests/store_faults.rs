@@ -29,6 +29,9 @@ const DOWN: u8 = 1;
 const DOWN_LATE: u8 = 2;
 const BACK: u8 = 3;
 
+/// Answers counted by (phase, status; `None`: no answer).
+type Tally = BTreeMap<(u8, Option<u16>), u64>;
+
 /// Clients sending at once.
 const CLIENTS: usize = 8;
 
@@ -37,7 +40,7 @@ const CLIENTS: usize = 8;
 struct Load {
     phase: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
-    tally: Arc<Mutex<BTreeMap<(u8, Option<u16>), u64>>>,
+    tally: Arc<Mutex<Tally>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -87,7 +90,7 @@ impl Load {
     }
 
     /// Stops the clients; every (phase, status) counted.
-    async fn finish(self) -> BTreeMap<(u8, Option<u16>), u64> {
+    async fn finish(self) -> Tally {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
@@ -97,7 +100,7 @@ impl Load {
 }
 
 /// Answered requests (any status) in `tally`.
-fn answered(tally: &BTreeMap<(u8, Option<u16>), u64>) -> u64 {
+fn answered(tally: &Tally) -> u64 {
     tally
         .iter()
         .filter(|((_, s), _)| s.is_some())

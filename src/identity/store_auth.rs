@@ -280,6 +280,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_known_caller_is_still_accepted_while_the_store_cannot_be_asked() {
+        use crate::store::{ApiKeyInfo, Company};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let company = Company {
+            key: "acme".into(),
+            detail: None,
+            enabled: true,
+        };
+        store.create_company(company).await.unwrap();
+        let ann = User {
+            username: "ann".into(),
+            name: None,
+            email: None,
+            phone: None,
+            company_key: "acme".into(),
+            enabled: true,
+            roles: vec!["USER".into()],
+            timezone: 0,
+        };
+        store.create_user(ann, None).await.unwrap();
+        let info = ApiKeyInfo {
+            id: "k1".into(),
+            username: "ann".into(),
+            prefix: "rk_kno".into(),
+            created_ms: 1,
+            expires_ms: None,
+            revoked: false,
+        };
+        store
+            .create_key(info, sha256_hex("rk_known"))
+            .await
+            .unwrap();
+        let auth = StoreAuth::new(store);
+        let known = Credentials::ApiKey("rk_known".into());
+        assert_eq!(
+            &*auth.authenticate(&known).await.unwrap().unwrap().user,
+            "ann"
+        );
+        // The store can no longer be asked, and the check is past its 5 s of reuse.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TABLE api_keys")
+            .unwrap();
+        let key = cache_key(&known);
+        let mut checked = auth.cache.get(&key).unwrap();
+        checked.at = checked.at.checked_sub(CACHE_TTL * 2).unwrap();
+        auth.cache.insert(key, checked);
+        assert_eq!(auth.known(&known), None, "no longer fresh");
+        let still = auth.authenticate(&known).await.unwrap().unwrap();
+        assert_eq!(&*still.user, "ann", "accepted from the stale check");
+        // A caller never checked cannot be, and is not refused as if its key were wrong.
+        let other = Credentials::ApiKey("rk_other".into());
+        assert_eq!(
+            auth.authenticate(&other).await.map(|p| p.is_some()),
+            Err(AuthError::Unavailable)
+        );
+        // What the admin API clears is gone, stale checks included.
+        auth.invalidate();
+        assert_eq!(
+            auth.authenticate(&known).await.map(|p| p.is_some()),
+            Err(AuthError::Unavailable)
+        );
+    }
+
+    #[tokio::test]
     async fn a_chain_answers_at_once_only_what_it_already_knows() {
         use crate::config::StaticKeyConfig;
         use crate::identity::{AuthChain, StaticKeys};
