@@ -11,6 +11,12 @@
 #   CLUSTER=1 benches/load.sh            # also cluster mode (issue 26): the passthrough row on a
 #                                        # node sharing a redis-server the script starts, and
 #                                        # through 3 such replicas behind nginx (round-robin)
+#   PG=1 benches/load.sh                 # also the store on PostgreSQL (issue 27): the passthrough
+#                                        # row on a node whose store is a PostgreSQL server the
+#                                        # script starts (PG_PORT, default 16391); after the table,
+#                                        # the audit rows it wrote per second and its rps against
+#                                        # the SQLite passthrough row
+#   NO_BUILD=1 benches/load.sh           # use the release binaries as they are
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -19,6 +25,7 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-2s}
 CLUSTER=${CLUSTER:-}
+PG=${PG:-}
 REL=${CARGO_TARGET_DIR:-target}/release
 
 # shellcheck source=benches/common.sh
@@ -28,14 +35,20 @@ need nginx nginx-light
 if [ -n "$CLUSTER" ]; then need redis-server redis-server; fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin rosetta --example load_upstream --example bare_proxy
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin rosetta --example load_upstream --example bare_proxy
 
 work=$(mktemp -d)
+# PostgreSQL's folder (PG=1), apart: as root the server runs as `postgres`, which cannot enter
+# root's temporary folder.
+pgdir=
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
     [ -f "$work/lb.pid" ] && kill "$(cat "$work/lb.pid")" 2>/dev/null || true
+    # The node first (its last rows), then its database.
+    [ -n "${PGN:-}" ] && { wait "$PGN" 2>/dev/null || true; }
+    [ -n "$pgdir" ] && { pg_stop "$pgdir"; rm -rf "$pgdir"; }
     rm -rf "$work" /tmp/rosetta-bench.db*
 }
 trap cleanup EXIT
@@ -146,6 +159,36 @@ NGX
     )
 fi
 
+# The store on PostgreSQL (PG=1): the same build and configuration with `store.url` set, on a
+# server of its own (durability as shipped: fsync on), one node on 18087.
+pg_rows=()
+if [ -n "$PG" ]; then
+    pgdir=$(mktemp -d -t rosetta-bench-pg.XXXXXX)
+    pg_start "$pgdir" "${PG_PORT:-16391}"
+    ROSETTA__LISTEN=127.0.0.1:18087 ROSETTA__ADMIN_LISTEN=127.0.0.1:19097 \
+    ROSETTA__STORE__PATH="$work/pg-node.db" \
+    ROSETTA__STORE__URL="$PG_URL" \
+    ROSETTA__UPSTREAMS__APPDIRECT__URL="http://$UP" \
+    ROSETTA__UPSTREAMS__LONGJUMP__URL="http://$UP" \
+        "$REL/rosetta" serve --config config/bench.toml 2>"$work/pg-node.log" &
+    PGN=$!
+    pids+=($PGN)
+    wait_for "http://127.0.0.1:18087/pass/static" "$AUTH"
+    pg_rows=("rosetta passthrough, PostgreSQL|http://127.0.0.1:18087/pass/static|$AUTH||$PGN")
+fi
+# Audit rows in PostgreSQL, once the node's writer has caught up (two equal counts in a row).
+audit_rows() {
+    local a b
+    b=$($PSQL -d rosetta -qAtX -c "SELECT COUNT(*) FROM audit")
+    for _ in $(seq 1 50); do
+        sleep 0.3
+        a=$b
+        b=$($PSQL -d rosetta -qAtX -c "SELECT COUNT(*) FROM audit")
+        [ "$a" = "$b" ] && break
+    done
+    echo "$b"
+}
+
 CID=6e0f3b4a-0000-4000-8000-000000000002
 # Translated rows ask for a company the bench key reaches (tenancy checks it) with a query of
 # their own each time (wrk script): every request is a cache miss that really runs the route,
@@ -183,6 +226,7 @@ rows=(
     "rosetta V1→LongJump (XML→JSON)|http://127.0.0.1:18080/lj/companies/{t}?r={n}|$AUTH|vary|$RS"
     "rosetta cache hit|http://127.0.0.1:18080/companies/$CID|$AUTH||$RS"
     ${cluster_rows[@]+"${cluster_rows[@]}"}
+    ${pg_rows[@]+"${pg_rows[@]}"}
 )
 
 # CPU time (user + system, all threads) the given processes have used, in clock ticks. Steadier
@@ -222,15 +266,19 @@ fi
 
 echo "wrk -t$THREADS -c$CONNS -d$DURATION on $(nproc) cores, $(uname -srm)"
 printf "%-34s %10s %9s %9s %9s %13s\n" "target" "rps" "p50 ms" "p99 ms" "× nginx" "cpu µs/req"
+pg_report=()
 for round in $(seq 1 "$ROUNDS"); do
     [ "$ROUNDS" -gt 1 ] && echo "round $round"
     nginx_rps=""
+    sqlite_rps=""
     for row in "${rows[@]}"; do
         IFS='|' read -r name url h1 mode charged <<<"$row"
         wanted "$name" || continue
         # shellcheck disable=SC2086 # the charged pids are a list
         c0=$(ticks $charged)
         next_range "$mode"
+        pg_row=
+        [[ "$name" == *PostgreSQL ]] && { pg_row=1; r0=$(audit_rows); }
         out=$(drive "$DURATION" "$url" "$h1" "$mode")
         # shellcheck disable=SC2086
         c1=$(ticks $charged)
@@ -241,6 +289,17 @@ for round in $(seq 1 "$ROUNDS"); do
         p99=$(ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
         non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
         [ "$name" = "nginx proxy" ] && nginx_rps=$rps
+        [ "$name" = "rosetta passthrough" ] && sqlite_rps=$rps
+        if [ -n "$pg_row" ]; then
+            # Rows written during the row (its requests' rows, written by the time the writer
+            # is idle again) over the row's duration as wrk measured it.
+            r1=$(audit_rows)
+            secs=$(awk '/requests in/ { sub(/s,$/, "", $4); print $4 }' <<<"$out")
+            pg_report+=("$(awk -v r=$(( r1 - r0 )) -v n="$n" -v s="$secs" -v a="$rps" -v b="${sqlite_rps:-}" 'BEGIN {
+                printf "PostgreSQL store: %d audit rows for %d requests in %.2f s: %.0f rows/s written", r, n, s, r / s
+                if (b != "") printf "; passthrough rps %.2f × the SQLite store'\''s", a / b
+            }')")
+        fi
         ratio="-"
         [ -n "$nginx_rps" ] && ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
         printf "%-34s %10.0f %9s %9s %9s %13s%s\n" "$name" "$rps" "$p50" "$p99" "$ratio" "$cpu" "${non2xx:+  ($non2xx non-2xx)}"
@@ -249,4 +308,9 @@ done
 echo "rosetta RSS after the run: $(( $(ps -o rss= -p "$RS") / 1024 )) MiB"
 if [ -n "$CLUSTER" ]; then
     echo "cluster rows: redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') (its CPU charged to them); the 3 replicas share the $(nproc) cores"
+fi
+if [ -n "$PG" ]; then
+    for line in ${pg_report[@]+"${pg_report[@]}"}; do echo "$line"; done
+    echo "PostgreSQL $($PSQL -d rosetta -qAtX -c 'SHOW server_version') (fsync on, its CPU not charged to the row), on the same $(nproc) cores;"
+    echo "  the rows include those of the $CONNS requests in flight when wrk stops, which it does not count"
 fi

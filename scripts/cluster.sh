@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Three Rosetta replicas on one machine, to try cluster mode (README "Cluster mode"): one
-# redis-server, the sample backends of `rosetta demo`, three `rosetta serve` nodes sharing the
-# Redis (each with its own store file and ports) and nginx in front of them, round-robin, on one
-# port. Prints curl lines; Ctrl-C stops everything and removes the temporary folder.
+# redis-server, one PostgreSQL server (a fresh `initdb` in the temporary folder), the sample
+# backends of `rosetta demo`, three `rosetta serve` nodes sharing the Redis and the PostgreSQL
+# store (users, keys, audit: one set; each node has its own ports and spill file) and nginx in
+# front of them, round-robin, on one port. Prints curl lines; Ctrl-C stops everything and
+# removes the temporary folders.
 #   scripts/cluster.sh
-#   REDIS_PORT=6390 LB_PORT=8180 NODE_PORT=8181 ADMIN_PORT=9181 scripts/cluster.sh  # the defaults
+#   REDIS_PORT=6390 PG_PORT=6391 LB_PORT=8180 NODE_PORT=8181 ADMIN_PORT=9181 scripts/cluster.sh  # the defaults
 #   NO_BUILD=1 scripts/cluster.sh      # use the release binary as it is
+#   KEEP=1 scripts/cluster.sh          # keep the temporary folders (logs) after it stops
 # Nodes listen on NODE_PORT, +1, +2 (admin APIs on ADMIN_PORT, +1, +2). Logs are kept in the
-# temporary folder the script prints. Needs redis-server and nginx (Debian packages
-# redis-server and nginx-light: installed when missing).
+# temporary folder the script prints. Needs redis-server, nginx and the PostgreSQL server
+# (Debian packages redis-server, nginx-light and postgresql: installed when missing). As root,
+# PostgreSQL runs as the `postgres` user (it refuses to run as root); otherwise as the
+# invoking user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REDIS_PORT=${REDIS_PORT:-6390}
+PG_PORT=${PG_PORT:-6391}
 LB_PORT=${LB_PORT:-8180}
 NODE_PORT=${NODE_PORT:-8181}
 ADMIN_PORT=${ADMIN_PORT:-9181}
@@ -30,7 +36,11 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin rosetta
 
 work=$(mktemp -d -t rosetta-cluster.XXXXXX)
+# PostgreSQL's own folder: as root the server runs as `postgres`, which cannot enter root's
+# temporary folder.
+pgdir=$(mktemp -d -t rosetta-cluster-pg.XXXXXX)
 pids=()
+pg_started=
 cleanup() {
     trap - EXIT INT TERM
     set +e
@@ -38,7 +48,9 @@ cleanup() {
     # SIGTERM: the nodes drain and flush their stores, the demo removes its own.
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$work"
+    # PostgreSQL last: the nodes' final audit rows go to it as they stop.
+    [ -n "$pg_started" ] && pg_stop "$pgdir"
+    [ -n "${KEEP:-}" ] || rm -rf "$work" "$pgdir"
     echo "stopped"
 }
 trap cleanup EXIT
@@ -51,9 +63,9 @@ until_logged() {
 }
 
 # A port already in use (an earlier run still up?) is named now, not after a timeout.
-for port in "$REDIS_PORT" "$LB_PORT" $(seq "$NODE_PORT" $((NODE_PORT + 2))) $(seq "$ADMIN_PORT" $((ADMIN_PORT + 2))); do
+for port in "$REDIS_PORT" "$PG_PORT" "$LB_PORT" $(seq "$NODE_PORT" $((NODE_PORT + 2))) $(seq "$ADMIN_PORT" $((ADMIN_PORT + 2))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        fail "port $port is in use: set REDIS_PORT, LB_PORT, NODE_PORT or ADMIN_PORT"
+        fail "port $port is in use: set REDIS_PORT, PG_PORT, LB_PORT, NODE_PORT or ADMIN_PORT"
     fi
 done
 
@@ -63,6 +75,12 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 pids+=($!)
 until_logged "$work/redis.log" "Ready to accept connections"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+
+# PostgreSQL: a new cluster in its own folder, on 127.0.0.1 only, trusting local connections
+# (a try-out, not a deployment), and the database the nodes share.
+pg_started=1
+pg_start "$pgdir" "$PG_PORT" || fail "PostgreSQL did not start (above)"
+STORE_URL=$PG_URL
 
 # The sample backends: `rosetta demo` serves them (and a gateway of its own, on any free port,
 # not used here); its banner says where they listen.
@@ -93,6 +111,7 @@ for i in 0 1 2; do
     ROSETTA__LISTEN="127.0.0.1:$port" \
     ROSETTA__ADMIN_LISTEN="127.0.0.1:$admin" \
     ROSETTA__STORE__PATH="$work/node$((i + 1)).db" \
+    ROSETTA__STORE__URL="$STORE_URL" \
     ROSETTA__CLUSTER__REDIS_URL="$REDIS_URL" \
     ROSETTA__ADMIN__BOOTSTRAP_USER=admin \
     ROSETTA__ADMIN__BOOTSTRAP_PASSWORD="$ADMIN_PASSWORD" \
@@ -109,8 +128,10 @@ for i in 0 1 2; do
         "$REL/rosetta" serve --config "$work/rosetta.toml" 2>"$work/node$((i + 1)).log" &
     pids+=($!)
     nodes+=("127.0.0.1:$port")
+    # Node 1 makes the schema and the admin user; the others then find them.
+    [ "$i" = 0 ] && wait_for "http://127.0.0.1:$ADMIN_PORT/v1/version"
 done
-for i in 0 1 2; do wait_for "http://127.0.0.1:$((ADMIN_PORT + i))/v1/version"; done
+for i in 1 2; do wait_for "http://127.0.0.1:$((ADMIN_PORT + i))/v1/version"; done
 
 # nginx as the invoking user, everything in the temporary folder; each answer names the node.
 mkdir -p "$work/nginx"
@@ -154,6 +175,7 @@ Rosetta cluster (temporary folder $work)
   nodes      http://${nodes[0]}  http://${nodes[1]}  http://${nodes[2]}
   admin      http://127.0.0.1:$ADMIN_PORT  :$((ADMIN_PORT + 1))  :$((ADMIN_PORT + 2))  (user admin, password $ADMIN_PASSWORD)
   redis      $REDIS_URL  (ROSETTA__CLUSTER__REDIS_URL of every node)
+  postgres   $STORE_URL  (ROSETTA__STORE__URL of every node; data in $pgdir)
   backends   appdirect $APPDIRECT  redapi $REDAPI  longjump $LONGJUMP  fusion $FUSION
   API key    $KEY   (user demo, company northwind, on every node)
 
@@ -169,7 +191,14 @@ Try:
   curl -s $H http://${nodes[1]}/companies
   # What the nodes keep in Redis
   redis-cli -p $REDIS_PORT --scan --pattern 'rosetta:*'
-  # A node's health: Redis and the invalidation bus as this node sees them
+  # One store: a company and a user made through node 1's admin API...
+  curl -s -u admin:$ADMIN_PASSWORD -H 'Content-Type: application/json' -d '{"key":"acme","detail":null}' http://127.0.0.1:$ADMIN_PORT/v1/companies
+  curl -s -u admin:$ADMIN_PASSWORD -H 'Content-Type: application/json' -d '{"username":"ann","password":"s3cret-pass","company_key":"acme","roles":["ADMIN"],"timezone":0}' http://127.0.0.1:$ADMIN_PORT/v1/users
+  # ...authenticate through node 2 at once
+  curl -si -u ann:s3cret-pass http://${nodes[1]}/companies/$C
+  # The audit trail of all three nodes: one table in PostgreSQL
+  $PSQL -d rosetta -c 'SELECT id, time_ms, username, service, operation, status FROM audit ORDER BY time_ms DESC LIMIT 10'
+  # A node's health: Redis, the invalidation bus and the audit writer as this node sees them
   curl -s -u admin:$ADMIN_PASSWORD http://127.0.0.1:$ADMIN_PORT/health
 
 Ctrl-C stops everything.

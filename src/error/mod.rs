@@ -159,12 +159,18 @@ impl From<crate::identity::AuthError> for GatewayError {
                 what: e.to_string(),
                 retry_after,
             },
+            // The store is down, not the credentials wrong: a 401 would tell the caller to
+            // drop a key that is fine. Retried once the store answers (its calls give up
+            // within 10 s).
+            AuthError::Unavailable => GatewayError::Overloaded {
+                what: e.to_string(),
+                retry_after: Duration::from_secs(1),
+            },
             AuthError::Missing
             | AuthError::Malformed
             | AuthError::Ambiguous
             | AuthError::Invalid
-            | AuthError::Disabled
-            | AuthError::Unavailable => GatewayError::Unauthenticated {
+            | AuthError::Disabled => GatewayError::Unauthenticated {
                 reason: e.to_string(),
             },
         }

@@ -92,7 +92,8 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Why authentication failed (rendered as 401 in the client's dialect).
+/// Why authentication failed (rendered in the client's dialect: 401 for the credentials, 429
+/// for a spent budget of failures, 503 when the check could not be made).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization` or `X-API-Key` header.
@@ -111,7 +112,7 @@ pub enum AuthError {
     /// The user or their company is blocked.
     #[error("the account is disabled")]
     Disabled,
-    /// The store could not be asked.
+    /// The store could not be asked (a 503 with `Retry-After`: the key may be fine).
     #[error("the credential store is unavailable")]
     Unavailable,
     /// The caller's budget of failed attempts (per username or per client IP) is spent:

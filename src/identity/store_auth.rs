@@ -7,6 +7,11 @@
 //! to users, keys or companies, so a revocation takes effect at once on this node (and, in
 //! cluster mode, within a second on the others: `cluster::bus`).
 //!
+//! A successful check is kept longer than it is reused ([`STALE_TTL`]): when the store cannot
+//! be asked (PostgreSQL down, or not answering within its timeout), a caller it accepted in
+//! that time is still accepted, so an outage of the database does not refuse the callers the
+//! node already knows (their requests need nothing else from it: audit rows are spilled).
+//!
 //! Failures are cached too (`identity.negative_ttl`, apart from the successes so a flood of
 //! wrong guesses cannot evict the callers who got it right): the same wrong password or
 //! unknown key again is answered from memory. What a check costs is bounded: lookups and
@@ -31,6 +36,17 @@ use crate::store::{Store, User};
 /// How long a successful check is reused.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// How long a successful check still answers when the store cannot be asked. The admin API
+/// clears it with the rest (a revocation while the store is up takes effect as before).
+const STALE_TTL: Duration = Duration::from_secs(60);
+
+/// A successful check and when it was made (fresh for [`CACHE_TTL`], kept for [`STALE_TTL`]).
+#[derive(Clone)]
+struct Checked {
+    principal: Principal,
+    at: std::time::Instant,
+}
+
 /// Checks kept at most: the recently active callers. A cached check costs about 450 bytes
 /// (moka's node and timers are most of it), so this bounds the cache near 4 MiB however
 /// many users there are; callers past it are checked against the store (an indexed read,
@@ -52,8 +68,8 @@ type Failed = Option<AuthError>;
 #[derive(Clone)]
 pub struct StoreAuth {
     store: Arc<dyn Store>,
-    /// `sha256(kind, user, secret)` → the principal it authenticated.
-    cache: Cache<CacheKey, Principal, foldhash::fast::RandomState>,
+    /// `sha256(kind, user, secret)` → the principal it authenticated, and when.
+    cache: Cache<CacheKey, Checked, foldhash::fast::RandomState>,
     /// `sha256(kind, user, secret)` → why it failed, for `identity.negative_ttl`.
     failed: Cache<CacheKey, Failed, foldhash::fast::RandomState>,
     /// Password hashes at once.
@@ -93,7 +109,7 @@ impl StoreAuth {
             store,
             cache: Cache::builder()
                 .max_capacity(CACHE_ENTRIES)
-                .time_to_live(CACHE_TTL)
+                .time_to_live(STALE_TTL)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
             failed: Cache::builder()
                 .max_capacity(NEGATIVE_ENTRIES)
@@ -192,8 +208,10 @@ fn cache_key(credentials: &Credentials) -> CacheKey {
 impl StoreAuth {
     /// The cached answer for the credentials of `key`, success or failure.
     fn cached(&self, key: &CacheKey) -> Option<Result<Option<Principal>, AuthError>> {
-        if let Some(p) = self.cache.get(key) {
-            return Some(Ok(Some(p)));
+        if let Some(c) = self.cache.get(key)
+            && crate::clock::real_now().saturating_duration_since(c.at) < CACHE_TTL
+        {
+            return Some(Ok(Some(c.principal)));
         }
         self.failed.get(key).map(|f| f.map_or(Ok(None), Err))
     }
@@ -207,8 +225,20 @@ impl Authenticate for StoreAuth {
                 return answer;
             }
             let found = self.check(credentials).await;
+            // The store cannot be asked: what it accepted within STALE_TTL still stands.
+            if matches!(found, Err(AuthError::Unavailable))
+                && let Some(c) = self.cache.get(&key)
+            {
+                return Ok(Some(c.principal));
+            }
             match &found {
-                Ok(Some(p)) => self.cache.insert(key, p.clone()),
+                Ok(Some(p)) => self.cache.insert(
+                    key,
+                    Checked {
+                        principal: p.clone(),
+                        at: crate::clock::real_now(),
+                    },
+                ),
                 Ok(None) => self.failed.insert(key, None),
                 Err(e) if e.is_failure() => self.failed.insert(key, Some(e.clone())),
                 // No room, or no store: the next attempt checks again.
@@ -235,12 +265,85 @@ mod tests {
         let auth = StoreAuth::new(store);
         for i in 0..CACHE_ENTRIES * 2 {
             let key = cache_key(&Credentials::ApiKey(format!("key-{i}")));
-            auth.cache.insert(key, Principal::anonymous());
+            auth.cache.insert(
+                key,
+                Checked {
+                    principal: Principal::anonymous(),
+                    at: crate::clock::real_now(),
+                },
+            );
         }
         auth.cache.run_pending_tasks();
         let held = auth.cache.entry_count();
         assert!(held <= CACHE_ENTRIES, "{held} entries");
         assert!(held > 0);
+    }
+
+    #[tokio::test]
+    async fn a_known_caller_is_still_accepted_while_the_store_cannot_be_asked() {
+        use crate::store::{ApiKeyInfo, Company};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let company = Company {
+            key: "acme".into(),
+            detail: None,
+            enabled: true,
+        };
+        store.create_company(company).await.unwrap();
+        let ann = User {
+            username: "ann".into(),
+            name: None,
+            email: None,
+            phone: None,
+            company_key: "acme".into(),
+            enabled: true,
+            roles: vec!["USER".into()],
+            timezone: 0,
+        };
+        store.create_user(ann, None).await.unwrap();
+        let info = ApiKeyInfo {
+            id: "k1".into(),
+            username: "ann".into(),
+            prefix: "rk_kno".into(),
+            created_ms: 1,
+            expires_ms: None,
+            revoked: false,
+        };
+        store
+            .create_key(info, sha256_hex("rk_known"))
+            .await
+            .unwrap();
+        let auth = StoreAuth::new(store);
+        let known = Credentials::ApiKey("rk_known".into());
+        assert_eq!(
+            &*auth.authenticate(&known).await.unwrap().unwrap().user,
+            "ann"
+        );
+        // The store can no longer be asked, and the check is past its 5 s of reuse.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TABLE api_keys")
+            .unwrap();
+        let key = cache_key(&known);
+        let mut checked = auth.cache.get(&key).unwrap();
+        checked.at = checked.at.checked_sub(CACHE_TTL * 2).unwrap();
+        auth.cache.insert(key, checked);
+        assert_eq!(auth.known(&known), None, "no longer fresh");
+        let still = auth.authenticate(&known).await.unwrap().unwrap();
+        assert_eq!(&*still.user, "ann", "accepted from the stale check");
+        // A caller never checked cannot be, and is not refused as if its key were wrong.
+        let other = Credentials::ApiKey("rk_other".into());
+        assert_eq!(
+            auth.authenticate(&other).await.map(|p| p.is_some()),
+            Err(AuthError::Unavailable)
+        );
+        // What the admin API clears is gone, stale checks included.
+        auth.invalidate();
+        assert_eq!(
+            auth.authenticate(&known).await.map(|p| p.is_some()),
+            Err(AuthError::Unavailable)
+        );
     }
 
     #[tokio::test]
