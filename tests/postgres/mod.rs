@@ -19,13 +19,18 @@
 // The harness waits on real processes, so it reads the real clock for its deadlines.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::TcpListener;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+// A test file may hold both harnesses, so both load this module; it keeps no state.
+#[allow(clippy::duplicate_mod)]
+#[path = "../servers/mod.rs"]
+mod servers;
+
+use servers::{free_port, is_root};
 
 /// How long a server may take to accept its first connection.
 const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -317,14 +322,6 @@ impl Drop for PgServer {
     }
 }
 
-/// A port the OS considers free now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
 /// The folder of `initdb`, `postgres` and `psql`, installed first when missing and
 /// running as root; panics with what to install otherwise. Decided once per test binary.
 pub fn pg_bin_dir() -> PathBuf {
@@ -336,17 +333,6 @@ pub fn pg_bin_dir() -> PathBuf {
 }
 
 fn locate_or_install() -> Result<PathBuf, String> {
-    if let Some(p) = locate() {
-        return Ok(p);
-    }
-    if !is_root() {
-        return Err(
-            "the PostgreSQL server binaries (initdb, postgres) were not found: install them \
-             to run the PostgreSQL tests (Debian/Ubuntu: `sudo apt-get install postgresql`; \
-             .ci/run does this as root)"
-                .into(),
-        );
-    }
     // Under the lock, look again: another test binary may have installed it meanwhile. The
     // package index is refreshed only when the install fails without it. The package's own
     // cluster (port 5432) is stopped: the tests never use it.
@@ -359,18 +345,13 @@ fn locate_or_install() -> Result<PathBuf, String> {
           [ -d \"$c\" ] && pg_ctlcluster \"$(basename \"$(dirname \"$c\")\")\" main stop >/dev/null 2>&1; \
         done; \
         service postgresql stop >/dev/null 2>&1; exit 0";
-    let ok = Command::new("flock")
-        .args([INSTALL_LOCK, "sh", "-c", script])
-        .status()
-        .is_ok_and(|s| s.success());
-    match locate() {
-        Some(p) if ok => Ok(p),
-        _ => Err(
-            "the PostgreSQL server binaries were not found and `apt-get install postgresql` \
-             failed: install them to run the PostgreSQL tests"
-                .into(),
-        ),
-    }
+    servers::locate_or_install(
+        locate,
+        INSTALL_LOCK,
+        script,
+        "the PostgreSQL server binaries (initdb, postgres)",
+        "postgresql",
+    )
 }
 
 /// `pg_config --bindir` when it has the server, else the newest /usr/lib/postgresql/*/bin.
@@ -415,9 +396,4 @@ fn postgres_user() -> (u32, u32) {
         (Some(uid), Some(gid)) => (uid, gid),
         _ => panic!("the `postgres` user is missing and could not be created"),
     }
-}
-
-/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

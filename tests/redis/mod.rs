@@ -17,14 +17,18 @@
 // The harness waits on real processes, so it reads the real clock for its deadlines.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::TcpListener;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+// A test file may hold both harnesses, so both load this module; it keeps no state.
+#[allow(clippy::duplicate_mod)]
+#[path = "../servers/mod.rs"]
+mod servers;
+
 use ::redis::{Client, Connection, FromRedisValue, RedisResult};
+use servers::free_port;
 
 /// How long a server may take to answer its first PING.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -265,14 +269,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port the OS considers free now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
 /// The `redis-server` binary, installed first when missing and running as root; panics
 /// with what to install otherwise. Decided once per test binary.
 pub fn redis_server_binary() -> PathBuf {
@@ -284,16 +280,6 @@ pub fn redis_server_binary() -> PathBuf {
 }
 
 fn locate_or_install() -> Result<PathBuf, String> {
-    if let Some(p) = on_path("redis-server") {
-        return Ok(p);
-    }
-    if !is_root() {
-        return Err(
-            "redis-server is not on PATH: install it to run the Redis tests \
-             (Debian/Ubuntu: `sudo apt-get install redis-server`; .ci/run does this as root)"
-                .into(),
-        );
-    }
     // Under the lock, look again: another test binary may have installed it meanwhile. The
     // package index is refreshed only when the install fails without it.
     let script = "command -v redis-server >/dev/null && exit 0; \
@@ -302,18 +288,13 @@ fn locate_or_install() -> Result<PathBuf, String> {
           || { apt-get update -qq && apt-get install -y -q redis-server >/dev/null; } \
           || exit 1; \
         service redis-server stop >/dev/null 2>&1; exit 0";
-    let ok = Command::new("flock")
-        .args([INSTALL_LOCK, "sh", "-c", script])
-        .status()
-        .is_ok_and(|s| s.success());
-    match on_path("redis-server") {
-        Some(p) if ok => Ok(p),
-        _ => Err(
-            "redis-server is not on PATH and `apt-get install redis-server` failed: \
-             install it to run the Redis tests"
-                .into(),
-        ),
-    }
+    servers::locate_or_install(
+        || on_path("redis-server"),
+        INSTALL_LOCK,
+        script,
+        "redis-server",
+        "redis-server",
+    )
 }
 
 /// Stops the Debian package's own `redis-server` service (port 6379), which apt may start
@@ -332,9 +313,4 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .chain(["/usr/bin".into(), "/usr/sbin".into()])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
