@@ -176,22 +176,21 @@ fn verdict(
     let n = |v: i64| u64::try_from(v).unwrap_or(0);
     match at(0)? {
         0 => {
-            let decision = rate.map(|r| {
-                let remaining = u32::try_from(n(at(1).unwrap_or(0))).unwrap_or(u32::MAX);
-                Decision {
-                    allowed: true,
-                    limit: r.policy.burst,
-                    remaining,
-                    reset: us(at(2).unwrap_or(0)),
-                    retry_after: Duration::ZERO,
-                }
+            // A short answer is another script's: refused, never read as zeros.
+            let (remaining, reset, day, window) = (at(1)?, at(2)?, at(3)?, at(4)?);
+            let decision = rate.map(|r| Decision {
+                allowed: true,
+                limit: r.policy.burst,
+                remaining: u32::try_from(n(remaining)).unwrap_or(u32::MAX),
+                reset: us(reset),
+                retry_after: Duration::ZERO,
             });
             let left = |v: i64| (v >= 0).then(|| n(v));
             Ok(Verdict::Admitted(Box::new(Admission {
                 rate: decision,
                 remaining: Remaining {
-                    day: quota.and_then(|_| left(at(3).unwrap_or(-1))),
-                    window: quota.and_then(|_| left(at(4).unwrap_or(-1))),
+                    day: quota.and_then(|_| left(day)),
+                    window: quota.and_then(|_| left(window)),
                 },
                 // Filled in by the caller, which knows the keys.
                 held: Held::none(),
@@ -546,7 +545,7 @@ mod tests {
             Ok(Verdict::QuotaRefused(Refusal::Concurrency { limit: 5 }))
         ));
         assert!(matches!(verdict(&[3], None, None), Ok(Verdict::NeedsSeed)));
-        for bad in [&[][..], &[7], &[1], &[2, 9, 1, 1], &[2, 1]] {
+        for bad in [&[][..], &[7], &[1], &[2, 9, 1, 1], &[2, 1], &[0, 19]] {
             assert!(verdict(bad, None, None).is_err(), "{bad:?}");
         }
     }

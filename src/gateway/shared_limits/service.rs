@@ -117,11 +117,13 @@ where
                 match limits.check(rate, ask).await {
                     Ok(Verdict::Admitted(a)) => break a,
                     Ok(Verdict::RateRefused { retry_after }) => {
-                        let policy = rate.map(|r| r.policy);
-                        return Err(GatewayError::RateLimited {
-                            policy: policy.map(|p| p.name.clone()).unwrap_or_default(),
-                            retry_after,
-                            limit: policy.map_or(0, |p| p.burst),
+                        return Err(match rate {
+                            Some(r) => GatewayError::RateLimited {
+                                policy: r.policy.name.clone(),
+                                retry_after,
+                                limit: r.policy.burst,
+                            },
+                            None => missing("shared limits", "the policy Redis refused"),
                         });
                     }
                     Ok(Verdict::QuotaRefused(refusal)) => {
