@@ -332,11 +332,6 @@ async fn trickle(
     (read, task)
 }
 
-// Ignored for now: since 2026-12-06 the writes below see the held slot in only about half
-// the runs (alone or with the other tests), so the wait for a 429 runs out. The 408 and the
-// slot given back are still shown by `a_body_that_stops_is_408_in_the_longjump_dialect` and
-// the quota tests; the cause is being looked for (issue notes). Run it with `--ignored`.
-#[ignore = "flaky: the held WRITE slot is not always met; see the comment"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_body_is_408_in_dialect_and_gives_its_quota_slot_back() {
     // Long enough for the writes below to meet the held slot on a busy machine (under a
@@ -357,19 +352,39 @@ async fn a_trickled_body_is_408_in_dialect_and_gives_its_quota_slot_back() {
     let head = format!(
         "PATCH {path} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
     );
-    let started = rosetta::clock::now();
-    let (mut slow, trickling) = trickle(env.gateway.addr(), head).await;
-    // While the slow body holds the one WRITE slot, other writes are refused for it.
-    let refused = bounded("a write refused for the held slot", async {
-        loop {
-            let r = quick().await;
-            if r.status == 429 {
-                break r;
+    // The slow request and the quick writes race for the one slot: when a quick write holds
+    // it as the slow request's head arrives, the slow request is the one refused (429 on its
+    // own socket); then it is sent again on a new connection.
+    let (mut slow, trickling, started, refused) =
+        bounded("a write refused for the held slot", async {
+            loop {
+                let started = rosetta::clock::now();
+                let (mut slow, trickling) = trickle(env.gateway.addr(), head.clone()).await;
+                let refused = loop {
+                    let r = quick().await;
+                    if r.status == 429 {
+                        break Some(r);
+                    }
+                    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                    let mut peeked = [0u8; 1];
+                    if timeout(Duration::ZERO, slow.peek(&mut peeked))
+                        .await
+                        .is_ok()
+                    {
+                        break None;
+                    }
+                };
+                match refused {
+                    Some(r) => break (slow, trickling, started, r),
+                    None => {
+                        eprintln!("the slow request lost the slot to a quick write; again");
+                        trickling.abort();
+                        read_response(&mut slow).await.assert_problem(429);
+                    }
+                }
             }
-            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        }
-    })
-    .await;
+        })
+        .await;
     let detail = refused.assert_problem(429)["detail"].to_string();
     assert!(detail.contains("concurren"), "{detail}");
     // The trickle falls behind 1,000 bytes/s once the grace is over: 408, problem details.
