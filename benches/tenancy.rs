@@ -115,6 +115,7 @@ fn warm_check(c: &mut Criterion) {
         let rc = RouteCtx {
             route: route.clone(),
             params: params.clone(),
+            price: None,
         };
         group.bench_function(format!("tenancy layer call, {companies} companies"), |b| {
             b.to_async(&rt).iter(|| {
@@ -138,6 +139,7 @@ fn warm_check(c: &mut Criterion) {
     let rc = RouteCtx {
         route: route.clone(),
         params: Arc::from(vec![("companyId".to_owned(), customer(1))]),
+        price: None,
     };
     group.bench_function("the stub alone (the request and its extensions)", |b| {
         b.to_async(&rt).iter(|| {

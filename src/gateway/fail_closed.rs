@@ -118,6 +118,10 @@ fn request(has: Has) -> Request<String> {
         ext.insert(RouteCtx {
             route: route.unwrap().clone(),
             params: Arc::from(vec![("companyId".to_owned(), "1".to_owned())]),
+            price: has.price.then_some(Price {
+                points: 1,
+                on_hit: None,
+            }),
         });
     }
     if has.principal {
@@ -125,12 +129,6 @@ fn request(has: Has) -> Request<String> {
     }
     if has.meta {
         ext.insert(RequestMeta::new(None));
-    }
-    if has.price {
-        ext.insert(Price {
-            points: 1,
-            on_hit: None,
-        });
     }
     req
 }

@@ -98,6 +98,11 @@ pub struct RouteCtx {
     pub route: Arc<Route>,
     /// Path variables, decoded and checked; shared, since several layers keep the context.
     pub params: Arc<[(String, String)]>,
+    /// What the request costs, set once by the price layer below authentication (`None`
+    /// above it; a layer below that finds none fails closed). Carried here rather than as
+    /// an extension of its own: the route layer's context is already in the request, and a
+    /// cache hit would otherwise pay a boxed insert and a lookup per reader.
+    pub price: Option<price::Price>,
 }
 
 /// A response the gateway makes itself, its header map sized for what the layers add on the

@@ -9,7 +9,6 @@ use tower::Service;
 use futures_util::future::Either;
 
 use super::super::finish::Finishing;
-use super::super::price::Price;
 use super::super::{RouteCtx, missing};
 use super::future::{AuditFuture, Parts, Pending};
 use crate::body::Body;
@@ -47,11 +46,12 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let ext = req.extensions();
         let fail = |what| Either::Left(std::future::ready(Err(missing("audit", what))));
+        let rc = ext.get::<RouteCtx>();
         let (rc, p, meta, price) = match (
-            ext.get::<RouteCtx>(),
+            rc,
             ext.get::<Principal>(),
             ext.get::<RequestMeta>(),
-            ext.get::<Price>(),
+            rc.and_then(|rc| rc.price),
         ) {
             (Some(rc), Some(p), Some(meta), Some(price)) => (rc, p, meta, price),
             (None, _, _, _) => return fail("a route"),

@@ -13,7 +13,6 @@ use std::future::Ready;
 use tower::Service;
 
 use super::super::finish::{Answer, Finish, Finishing};
-use super::super::price::Price;
 use super::super::{BoxFuture, RouteCtx, missing};
 use super::layer::{Entry, ReadCache};
 use super::policy::{CacheKey, Scope, etag, if_none_match, normalise_query, scope_value};
@@ -151,10 +150,7 @@ where
                 return Either::Right(Either::Left(Finishing::new(self.inner.call(req), step)));
             }
         };
-        let (principal, hit_points) = match (
-            req.extensions().get::<Principal>(),
-            req.extensions().get::<Price>(),
-        ) {
+        let (principal, hit_points) = match (req.extensions().get::<Principal>(), rc.price) {
             (Some(p), Some(price)) => (p, price.on_hit),
             (None, _) => return fail("a principal"),
             (Some(_), None) => return fail("a price"),

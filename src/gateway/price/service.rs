@@ -79,7 +79,9 @@ where
             (None, _) => return Either::Left(ready(Err(missing("price", "a route")))),
             (Some(_), None) => return Either::Left(ready(Err(missing("price", "a principal")))),
         };
-        req.extensions_mut().insert(price);
+        if let Some(rc) = req.extensions_mut().get_mut::<RouteCtx>() {
+            rc.price = Some(price);
+        }
         Either::Right(self.inner.call(req))
     }
 }
@@ -91,7 +93,7 @@ mod tests {
     use http::{Request, Response, StatusCode};
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
-    use super::super::{Price, PriceLayer};
+    use super::super::PriceLayer;
     use crate::body::{Body, full};
     use crate::error::GatewayError;
     use crate::gateway::RouteCtx;
@@ -102,7 +104,7 @@ mod tests {
         ServiceBuilder::new()
             .layer(PriceLayer)
             .service(service_fn(|req: Request<()>| async move {
-                let price = req.extensions().get::<Price>().copied();
+                let price = req.extensions().get::<RouteCtx>().and_then(|rc| rc.price);
                 Ok::<_, GatewayError>(Response::new(full(format!("{price:?}"))))
             }))
             .oneshot(req)
@@ -121,6 +123,7 @@ mod tests {
         req.extensions_mut().insert(RouteCtx {
             route,
             params: Arc::from(Vec::new()),
+            price: None,
         });
         req
     }

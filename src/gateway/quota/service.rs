@@ -8,7 +8,6 @@ use http::{HeaderValue, Request, Response};
 use tower::Service;
 
 use super::super::finish::{Answer, Finish, Finishing};
-use super::super::price::Price;
 use super::super::{BoxFuture, RouteCtx, SettledPoints, missing};
 use super::QuotaBook;
 use crate::body::Body;
@@ -259,11 +258,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let ext = req.extensions();
-        let (rc, p, price) = match (
-            ext.get::<RouteCtx>(),
-            ext.get::<Principal>(),
-            ext.get::<Price>(),
-        ) {
+        let rc = ext.get::<RouteCtx>();
+        let (rc, p, price) = match (rc, ext.get::<Principal>(), rc.and_then(|rc| rc.price)) {
             (Some(rc), Some(p), Some(price)) => (rc, p, price.points),
             (None, _, _) => return refuse(missing("quota", "a route")),
             (Some(_), None, _) => return refuse(missing("quota", "a principal")),
@@ -310,11 +306,13 @@ impl<S> Quota<S> {
         let book = self.book.clone();
         Box::pin(async move {
             // `call` found all three before it came here.
-            let (Some(rc), Some(p), Some(price)) = (
+            let (Some(rc), Some(p)) = (
                 req.extensions().get::<RouteCtx>().cloned(),
                 req.extensions().get::<Principal>().cloned(),
-                req.extensions().get::<Price>().copied(),
             ) else {
+                return Err(missing("quota", "its request context"));
+            };
+            let Some(price) = rc.price else {
                 return Err(missing("quota", "its request context"));
             };
             let Some(q) = book.of(&p.user).await.map_err(|source| Internal::Store {
@@ -408,14 +406,14 @@ mod tests {
             req.extensions_mut().insert(RouteCtx {
                 route: route.clone(),
                 params: Arc::from(Vec::new()),
+                price: Some(Price {
+                    points: 1,
+                    on_hit: None,
+                }),
             });
             let mut ann = Principal::anonymous();
             ann.user = Arc::from("ann");
             req.extensions_mut().insert(ann);
-            req.extensions_mut().insert(Price {
-                points: 1,
-                on_hit: None,
-            });
             req
         };
         for _ in 0..2 {

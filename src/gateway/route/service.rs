@@ -82,6 +82,7 @@ where
         req.extensions_mut().insert(RouteCtx {
             route: m.value.clone(),
             params: m.params.into(),
+            price: None,
         });
         Either::Right(TaggedFuture {
             inner: self.inner.call(req).map_err(tagger(dialect)),

@@ -9,7 +9,6 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::super::finish::Answer;
-use super::super::price::Price;
 use super::super::quota::{self, QuotaBook, QuotaLayer};
 use super::super::ratelimit::{self, RateLimitLayer};
 use super::super::{BoxFuture, RouteCtx, SettledPoints, missing, refundable, take_ready};
@@ -57,7 +56,7 @@ where
             (None, _) => return refuse(missing("shared limits", "a route")),
             (Some(_), None) => return refuse(missing("shared limits", "a principal")),
         };
-        let Some(price) = ext.get::<Price>().copied() else {
+        let Some(price) = rc.price else {
             return refuse(missing("shared limits", "a price"));
         };
         let policy = rc.route.pricing.rate_limit.clone();

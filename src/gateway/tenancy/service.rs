@@ -282,6 +282,7 @@ mod tests {
             req.extensions_mut().insert(RouteCtx {
                 route,
                 params: Arc::from(vec![("companyId".to_owned(), c.company_id.to_owned())]),
+                price: None,
             });
             if with_principal {
                 req.extensions_mut().insert(Principal {

@@ -49,7 +49,7 @@ impl Given {
             .get::<Principal>()
             .cloned()
             .ok_or_else(|| fail("a principal"))?;
-        let price = ext.get::<Price>().copied().ok_or_else(|| fail("a price"))?;
+        let price = rc.price.ok_or_else(|| fail("a price"))?;
         let route = &rc.route;
         let reach = match (
             route.tenancy.reach_below() && !route.anonymous,
