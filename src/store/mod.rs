@@ -19,6 +19,7 @@
 mod audit_queue;
 mod parts;
 mod postgres;
+mod query;
 mod rollup;
 mod spill;
 mod sqlite;

@@ -15,11 +15,7 @@ impl Directory for PgStore {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    constraint_or_backend(e, || {
-                        StoreError::Conflict(format!("company `{}`", c.key))
-                    })
-                })
+                .map_err(|e| constraint_or_backend(e, || errors::company_taken(&c.key)))
         })
     }
 
@@ -34,7 +30,7 @@ impl Directory for PgStore {
                 .await
                 .map_err(pg)?
                 .map(|r| company_row(&r))
-                .ok_or_else(|| StoreError::NotFound(format!("company `{key}`")))
+                .ok_or_else(|| errors::no_company(&key))
         })
     }
 
@@ -48,13 +44,9 @@ impl Directory for PgStore {
                     &[&c.key, &c.detail, &c.enabled, &key],
                 )
                 .await
-                .map_err(|e| {
-                    constraint_or_backend(e, || {
-                        StoreError::Conflict(format!("company `{}`", c.key))
-                    })
-                })?;
+                .map_err(|e| constraint_or_backend(e, || errors::company_taken(&c.key)))?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("company `{key}`")));
+                return Err(errors::no_company(&key));
             }
             Ok(())
         })
@@ -69,16 +61,14 @@ impl Directory for PgStore {
                 .map_err(pg)?
                 .get(0);
             if users > 0 {
-                return Err(StoreError::Invalid(format!(
-                    "company `{key}` still has {users} user(s); delete or move them first"
-                )));
+                return Err(errors::company_has_users(&key, users));
             }
             let n = client
                 .execute("DELETE FROM companies WHERE key = $1", &[&key])
                 .await
                 .map_err(pg)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("company `{key}`")));
+                return Err(errors::no_company(&key));
             }
             Ok(())
         })
@@ -112,11 +102,7 @@ impl Directory for PgStore {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    constraint_or_backend(e, || {
-                        StoreError::Conflict(format!("user `{}`", u.username))
-                    })
-                })
+                .map_err(|e| constraint_or_backend(e, || errors::user_taken(&u.username)))
         })
     }
 
@@ -131,7 +117,7 @@ impl Directory for PgStore {
                 .await
                 .map_err(pg)?
                 .map(|r| user_row_at(&r, 0))
-                .ok_or_else(|| StoreError::NotFound(format!("user `{username}`")))
+                .ok_or_else(|| errors::no_user(&username))
         })
     }
 
@@ -160,7 +146,7 @@ impl Directory for PgStore {
                 .await
                 .map_err(pg)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("user `{}`", u.username)));
+                return Err(errors::no_user(&u.username));
             }
             Ok(())
         })
@@ -175,7 +161,7 @@ impl Directory for PgStore {
                 .await
                 .map_err(pg)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("user `{username}`")));
+                return Err(errors::no_user(&username));
             }
             Ok(())
         })
@@ -217,11 +203,7 @@ impl Directory for PgStore {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    constraint_or_backend(e, || {
-                        StoreError::Invalid(format!("user `{}` does not exist", key.username))
-                    })
-                })
+                .map_err(|e| constraint_or_backend(e, || errors::unknown_user(&key.username)))
         })
     }
 
@@ -255,7 +237,7 @@ impl Directory for PgStore {
                 .await
                 .map_err(pg)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("key `{id}` of `{username}`")));
+                return Err(errors::no_key(&username, &id));
             }
             Ok(())
         })

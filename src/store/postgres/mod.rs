@@ -27,13 +27,14 @@ use tokio_postgres::{Client, NoTls, Row};
 use crate::capture::{CapturedBody, Flow};
 
 use super::audit_queue::{AuditHealth, AuditOptions, AuditSlot};
+use super::query::{self, AUDIT_SORT, Arg, COMPANY_SORT, Sql, USER_SORT, Where, errors};
 use super::rollup::{self, Retention, Step};
 use super::spill::{Keyed, Spill};
 use super::sqlite::{push_targets, targets_of};
 use super::writer::{self, Pipe};
 use super::{
     ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Quotas, StatRow,
-    StatsQuery, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
+    StatsQuery, StoreError, StoreFuture, User, UserQuery, UserSecret, UserStats,
 };
 use super::{AuditLog, AuditSink, Captures, Credentials, Directory, QuotaSettings, Statistics};
 
@@ -115,9 +116,7 @@ impl QuotaSettings for PgStore {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    constraint_or_backend(e, || StoreError::NotFound(format!("user `{username}`")))
-                })
+                .map_err(|e| constraint_or_backend(e, || errors::no_user(&username)))
         })
     }
 
@@ -133,18 +132,7 @@ impl QuotaSettings for PgStore {
                 )
                 .await
                 .map_err(pg)?;
-            let mut q = Quotas::default();
-            for r in rows {
-                let (from, to, text): (String, String, &str) = (r.get(0), r.get(1), r.get(2));
-                let v: serde_json::Value = serde_json::from_str(text)
-                    .map_err(|e| StoreError::Backend(format!("stored quotas are not JSON: {e}")))?;
-                if from.is_empty() {
-                    q.base = Some(v);
-                } else {
-                    q.windows.push((from, to, v));
-                }
-            }
-            Ok(q)
+            query::quotas_of(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))))
         })
     }
 

@@ -12,7 +12,7 @@ impl Directory for SqliteStore {
                 params![c.key, c.detail, c.enabled],
             )
             .map(|_| ())
-            .map_err(|e| conflict_or_backend(e, || format!("company `{}`", c.key)))
+            .map_err(|e| constraint_or_backend(e, || errors::company_taken(&c.key)))
         })
     }
 
@@ -25,7 +25,7 @@ impl Directory for SqliteStore {
             )
             .optional()
             .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("company `{key}`")))
+            .ok_or_else(|| errors::no_company(&key))
         })
     }
 
@@ -36,9 +36,9 @@ impl Directory for SqliteStore {
                     "UPDATE companies SET key = ?1, detail = ?2, enabled = ?3 WHERE key = ?4",
                     params![c.key, c.detail, c.enabled, key],
                 )
-                .map_err(|e| conflict_or_backend(e, || format!("company `{}`", c.key)))?;
+                .map_err(|e| constraint_or_backend(e, || errors::company_taken(&c.key)))?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("company `{key}`")));
+                return Err(errors::no_company(&key));
             }
             Ok(())
         })
@@ -54,15 +54,13 @@ impl Directory for SqliteStore {
                 )
                 .map_err(backend)?;
             if users > 0 {
-                return Err(StoreError::Invalid(format!(
-                    "company `{key}` still has {users} user(s); delete or move them first"
-                )));
+                return Err(errors::company_has_users(&key, users));
             }
             let n = conn
                 .execute("DELETE FROM companies WHERE key = ?1", [&key])
                 .map_err(backend)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("company `{key}`")));
+                return Err(errors::no_company(&key));
             }
             Ok(())
         })
@@ -80,7 +78,7 @@ impl Directory for SqliteStore {
                 params![u.username, u.name, u.email, u.phone, u.company_key, u.enabled, u.roles.join(","), u.timezone, password_hash],
             )
             .map(|_| ())
-            .map_err(|e| conflict_or_backend(e, || format!("user `{}`", u.username)))
+            .map_err(|e| constraint_or_backend(e, || errors::user_taken(&u.username)))
         })
     }
 
@@ -93,7 +91,7 @@ impl Directory for SqliteStore {
             )
             .optional()
             .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("user `{username}`")))
+            .ok_or_else(|| errors::no_user(&username))
         })
     }
 
@@ -109,7 +107,7 @@ impl Directory for SqliteStore {
                 )
                 .map_err(backend)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("user `{}`", u.username)));
+                return Err(errors::no_user(&u.username));
             }
             Ok(())
         })
@@ -121,7 +119,7 @@ impl Directory for SqliteStore {
                 .execute("DELETE FROM users WHERE username = ?1", [&username])
                 .map_err(backend)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("user `{username}`")));
+                return Err(errors::no_user(&username));
             }
             Ok(())
         })
@@ -154,13 +152,7 @@ impl Directory for SqliteStore {
                 ],
             )
             .map(|_| ())
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Invalid(format!("user `{}` does not exist", key.username))
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(|e| constraint_or_backend(e, || errors::unknown_user(&key.username)))
         })
     }
 
@@ -188,7 +180,7 @@ impl Directory for SqliteStore {
                 )
                 .map_err(backend)?;
             if n == 0 {
-                return Err(StoreError::NotFound(format!("key `{id}` of `{username}`")));
+                return Err(errors::no_key(&username, &id));
             }
             Ok(())
         })

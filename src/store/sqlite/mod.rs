@@ -19,17 +19,19 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, ParamsFromIter, params, params_from_iter};
 
 use crate::capture::{CapturedBody, Flow};
 
 use super::audit_queue::{AuditHealth, AuditOptions, AuditSlot};
+use super::query::{self, AUDIT_SORT, Arg, COMPANY_SORT, Sql, USER_SORT, Where, errors};
 use super::rollup::Retention;
 use super::spill::{Keyed, Spill};
 use super::writer::{self, Pipe};
 use super::{
     ApiKeyInfo, AuditQuery, AuditRow, Company, KeyMatch, ListQuery, Page, Quotas, StatRow,
-    StatsQuery, StoreError, StoreFuture, User, UserGroup, UserQuery, UserSecret, UserStats,
+    StatsQuery, StoreError, StoreFuture, User, UserQuery, UserSecret, UserStats,
 };
 use super::{AuditLog, AuditSink, Captures, Credentials, Directory, QuotaSettings, Statistics};
 mod audit_sql;
@@ -115,13 +117,7 @@ impl QuotaSettings for SqliteStore {
                 params![username, from, to, services.to_string()],
             )
             .map(|_| ())
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::NotFound(format!("user `{username}`"))
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(|e| constraint_or_backend(e, || errors::no_user(&username)))
         })
     }
 
@@ -139,17 +135,7 @@ impl QuotaSettings for SqliteStore {
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            let mut q = Quotas::default();
-            for (from, to, text) in rows {
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Backend(format!("stored quotas are not JSON: {e}")))?;
-                if from.is_empty() {
-                    q.base = Some(v);
-                } else {
-                    q.windows.push((from, to, v));
-                }
-            }
-            Ok(q)
+            query::quotas_of(rows)
         })
     }
 
