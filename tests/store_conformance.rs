@@ -447,8 +447,12 @@ async fn keys(s: &dyn Store) {
     );
     assert_eq!(
         s.create_key(key("k3", "ann", 1), "sha-1".into()).await,
-        Err(StoreError::Invalid("user `ann` does not exist".into())),
-        "a taken hash is refused as SQLite refuses it"
+        Err(StoreError::Conflict("a key with this secret".into())),
+        "a taken secret is a conflict, not an unknown user"
+    );
+    assert_eq!(
+        s.create_key(key("k1", "ann", 1), "sha-7".into()).await,
+        Err(StoreError::Conflict("key `k1`".into()))
     );
     let listed = s.list_keys("ann".into()).await.unwrap();
     assert_eq!(

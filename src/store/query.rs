@@ -406,6 +406,26 @@ pub(super) mod errors {
         StoreError::Invalid(format!("user `{username}` does not exist"))
     }
 
+    /// Which rule a new API key broke, as the backend reported it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(in crate::store) enum KeyClash {
+        /// Its user does not exist.
+        NoUser,
+        /// Its id is taken.
+        Id,
+        /// Its secret's hash is taken (another key has the same secret).
+        Secret,
+    }
+
+    /// A new key refused: `Invalid` for an unknown user, `Conflict` for a taken id or secret.
+    pub(in crate::store) fn key_refused(clash: KeyClash, id: &str, username: &str) -> StoreError {
+        match clash {
+            KeyClash::NoUser => unknown_user(username),
+            KeyClash::Id => StoreError::Conflict(format!("key `{id}`")),
+            KeyClash::Secret => StoreError::Conflict("a key with this secret".to_owned()),
+        }
+    }
+
     /// `username` has no key `id`.
     pub(in crate::store) fn no_key(username: &str, id: &str) -> StoreError {
         StoreError::NotFound(format!("key `{id}` of `{username}`"))

@@ -203,7 +203,10 @@ impl Directory for PgStore {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|e| constraint_or_backend(e, || errors::unknown_user(&key.username)))
+                .map_err(|e| match key_clash(&e) {
+                    Some(clash) => errors::key_refused(clash, &key.id, &key.username),
+                    None => pg(e),
+                })
         })
     }
 

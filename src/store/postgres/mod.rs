@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use time::Date;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -37,6 +38,7 @@ use super::{
     StatsQuery, StoreError, StoreFuture, User, UserQuery, UserSecret, UserStats,
 };
 use super::{AuditLog, AuditSink, Captures, Credentials, Directory, QuotaSettings, Statistics};
+use errors::KeyClash;
 
 mod audit_sql;
 mod connection;

@@ -18,6 +18,22 @@ pub(super) fn is_constraint(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("23"))
 }
 
+/// Which rule of `api_keys` an insert broke, if it broke one: the foreign key (its user),
+/// the primary key (its id) or the unique hash (its secret).
+pub(super) fn key_clash(e: &tokio_postgres::Error) -> Option<KeyClash> {
+    let db = e.as_db_error()?;
+    if *db.code() == SqlState::FOREIGN_KEY_VIOLATION {
+        Some(KeyClash::NoUser)
+    } else if *db.code() == SqlState::UNIQUE_VIOLATION {
+        Some(match db.constraint() {
+            Some("api_keys_pkey") => KeyClash::Id,
+            _ => KeyClash::Secret,
+        })
+    } else {
+        None
+    }
+}
+
 /// A constraint violation is `what` (the caller's conflict, invalid data…); anything else
 /// is the store's failure.
 pub(super) fn constraint_or_backend(

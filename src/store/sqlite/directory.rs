@@ -152,7 +152,10 @@ impl Directory for SqliteStore {
                 ],
             )
             .map(|_| ())
-            .map_err(|e| constraint_or_backend(e, || errors::unknown_user(&key.username)))
+            .map_err(|e| match key_clash(&e) {
+                Some(clash) => errors::key_refused(clash, &key.id, &key.username),
+                None => backend(e),
+            })
         })
     }
 

@@ -34,6 +34,7 @@ use super::{
     StatsQuery, StoreError, StoreFuture, User, UserQuery, UserSecret, UserStats,
 };
 use super::{AuditLog, AuditSink, Captures, Credentials, Directory, QuotaSettings, Statistics};
+use errors::KeyClash;
 mod audit_sql;
 mod connection;
 mod directory;

@@ -88,6 +88,23 @@ pub(super) fn require_company(conn: &Connection, key: &str) -> Result<(), StoreE
     }
 }
 
+/// Which rule of `api_keys` an insert broke, if it broke one: the foreign key (its user),
+/// the primary key (its id) or the unique hash (its secret).
+pub(super) fn key_clash(e: &rusqlite::Error) -> Option<KeyClash> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Some(match f.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => KeyClash::NoUser,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => KeyClash::Id,
+                _ => KeyClash::Secret,
+            })
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
