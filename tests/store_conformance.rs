@@ -1,9 +1,12 @@
 //! One conformance suite for every `Store` backend: each case is written once over
 //! `&dyn Store` and run against SQLite (a temporary file) and PostgreSQL (a real server per
-//! test, tests/postgres), so the two cannot drift. Every method and every error (conflict,
-//! not found, invalid), the lists' paging, filters and order, the audit trail's columns and
-//! filters, statistics in the users' timezones, quotas and captures; then the same data in
-//! both, every list and report compared for equality.
+//! test, tests/postgres), so the two cannot drift. Organised by the store's parts, one
+//! section each: `Directory` (companies, users, keys), `Credentials`, `AuditSink` and
+//! `AuditLog` (the audit trail, written then read), `Statistics`, `QuotaSettings`,
+//! `Captures`. Every method and every error of every part (conflict, not found, invalid),
+//! the lists' paging, filters and order, the audit trail's columns and filters and its
+//! queue's bound, statistics in the users' timezones; then the same data in both, every list
+//! and report compared for equality.
 #![cfg(unix)]
 
 mod postgres;
@@ -14,8 +17,8 @@ use std::sync::Arc;
 use postgres::PgServer;
 use rosetta::capture::{CapturedBody, Flow};
 use rosetta::store::{
-    ApiKeyInfo, AuditQuery, AuditRow, Company, ListQuery, PgStore, SqliteStore, StatsQuery, Store,
-    StoreError, User, UserGroup, UserQuery, UserStats,
+    ApiKeyInfo, AuditOptions, AuditQuery, AuditRow, Company, ListQuery, PgStore, SqliteStore,
+    StatsQuery, Store, StoreError, User, UserGroup, UserQuery, UserStats,
 };
 use serde_json::json;
 
@@ -27,8 +30,12 @@ struct Backend {
 }
 
 fn sqlite() -> Backend {
+    sqlite_with(AuditOptions::default())
+}
+
+fn sqlite_with(audit: AuditOptions) -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("conformance.db")).unwrap();
+    let store = SqliteStore::open_with(&dir.path().join("conformance.db"), audit).unwrap();
     Backend {
         store: Box::new(store),
         _dir: dir,
@@ -37,9 +44,14 @@ fn sqlite() -> Backend {
 }
 
 fn postgres() -> Backend {
+    postgres_with(AuditOptions::default())
+}
+
+fn postgres_with(audit: AuditOptions) -> Backend {
     let server = PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let store = PgStore::open(&server.url(), 4, &dir.path().join("conformance.db")).unwrap();
+    let spill = dir.path().join("conformance.db");
+    let store = PgStore::open_with(&server.url(), 4, &spill, audit).unwrap();
     Backend {
         store: Box::new(store),
         _dir: dir,
@@ -68,12 +80,19 @@ macro_rules! conformance {
 }
 
 conformance!(
+    // Directory
     companies,
     users,
     keys,
-    quotas,
+    // Credentials
+    credentials,
+    // AuditSink and AuditLog
     audit_trail,
+    // Statistics (and QuotaSettings::points_used, over the same rows)
     statistics_and_usage,
+    // QuotaSettings
+    quotas,
+    // Captures
     captures,
 );
 
@@ -156,6 +175,8 @@ fn targets(ids: &[&str]) -> Arc<[Arc<str>]> {
 fn keys_of(items: &[Company]) -> Vec<&str> {
     items.iter().map(|c| c.key.as_str()).collect()
 }
+
+// ---- Directory: companies, users, keys ----
 
 async fn companies(s: &dyn Store) {
     s.create_company(company("acme", Some("Acme 100% Corp")))
@@ -447,8 +468,12 @@ async fn keys(s: &dyn Store) {
     );
     assert_eq!(
         s.create_key(key("k3", "ann", 1), "sha-1".into()).await,
-        Err(StoreError::Invalid("user `ann` does not exist".into())),
-        "a taken hash is refused as SQLite refuses it"
+        Err(StoreError::Conflict("a key with this secret".into())),
+        "a taken secret is a conflict, not an unknown user"
+    );
+    assert_eq!(
+        s.create_key(key("k1", "ann", 1), "sha-7".into()).await,
+        Err(StoreError::Conflict("key `k1`".into()))
     );
     let listed = s.list_keys("ann".into()).await.unwrap();
     assert_eq!(
@@ -488,63 +513,64 @@ async fn keys(s: &dyn Store) {
     assert!(s.list_keys("ann".into()).await.unwrap().is_empty());
 }
 
-async fn quotas(s: &dyn Store) {
+// ---- Credentials ----
+
+/// What a credential check reads: the user's password hash (none for a keys-only user), the
+/// user's and the company's state, a key's owner; unknown users and keys are `None`.
+async fn credentials(s: &dyn Store) {
     s.create_company(company("acme", None)).await.unwrap();
-    s.create_user(user("ann", "acme", &["USER"], true, 0), None)
+    s.create_user(user("ann", "acme", &["USER"], true, 2), Some("phc".into()))
         .await
         .unwrap();
-    let base = json!({"services": [{"service_name": "SVC", "points": 10, "z": 1, "a": 2}]});
-    let march = json!({"services": [{"service_name": "SVC", "points": 20}]});
-    let feb = json!({"services": []});
-    assert_eq!(s.get_quotas("ann".into()).await.unwrap().base, None);
-    s.put_quotas("ann".into(), None, json!({"services": []}))
+    s.create_user(user("bob", "acme", &["PARTNER"], false, 0), None)
         .await
         .unwrap();
-    s.put_quotas("ann".into(), None, base.clone())
+    s.create_key(key("kb", "bob", 40), "sha-b".into())
         .await
         .unwrap();
-    let march_w = ("2025-03-01".to_owned(), "2025-03-31".to_owned());
-    let feb_w = ("2025-02-01".to_owned(), "2025-02-28".to_owned());
-    s.put_quotas("ann".into(), Some(march_w.clone()), march.clone())
-        .await
-        .unwrap();
-    s.put_quotas("ann".into(), Some(feb_w.clone()), feb.clone())
-        .await
-        .unwrap();
-    let q = s.get_quotas("ann".into()).await.unwrap();
-    assert_eq!(q.base, Some(base.clone()), "replaced; key order kept");
-    assert_eq!(
-        q.windows,
-        [
-            (feb_w.0.clone(), feb_w.1.clone(), feb),
-            (march_w.0.clone(), march_w.1.clone(), march)
-        ]
+    let ann = s.user_secret("ann".into()).await.unwrap().unwrap();
+    assert_eq!(ann.user, user("ann", "acme", &["USER"], true, 2));
+    assert_eq!(ann.password_hash.as_deref(), Some("phc"));
+    assert!(ann.company_enabled);
+    let bob = s.user_secret("bob".into()).await.unwrap().unwrap();
+    assert_eq!(bob.password_hash, None, "keys only");
+    assert!(!bob.user.enabled);
+    assert!(
+        s.user_secret("Ann".into()).await.unwrap().is_none(),
+        "names are exact"
     );
-    assert_eq!(
-        s.put_quotas("zed".into(), None, base.clone()).await,
-        Err(StoreError::NotFound("user `zed`".into()))
-    );
-    assert_eq!(
-        s.delete_quotas("ann".into(), Some(feb_w.clone()))
+    let found = s.find_key("sha-b".into()).await.unwrap().unwrap();
+    assert_eq!(found.key, key("kb", "bob", 40));
+    assert_eq!(found.user, user("bob", "acme", &["PARTNER"], false, 0));
+    assert!(found.company_enabled);
+    assert!(s.find_key("SHA-B".into()).await.unwrap().is_none());
+    // A blocked company shows through both lookups at once.
+    s.update_company(
+        "acme".into(),
+        Company {
+            enabled: false,
+            ..company("acme", None)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !s.find_key("sha-b".into())
             .await
-            .unwrap(),
-        1
+            .unwrap()
+            .unwrap()
+            .company_enabled
     );
-    assert_eq!(s.delete_quotas("ann".into(), Some(feb_w)).await.unwrap(), 0);
-    assert_eq!(s.delete_quotas("ann".into(), None).await.unwrap(), 2);
-    assert_eq!(s.get_quotas("ann".into()).await.unwrap().base, None);
-    assert_eq!(s.delete_quotas("zed".into(), None).await.unwrap(), 0);
-    s.put_quotas("ann".into(), None, base).await.unwrap();
-    s.delete_user("ann".into()).await.unwrap();
-    s.create_user(user("ann", "acme", &["USER"], true, 0), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        s.get_quotas("ann".into()).await.unwrap().base,
-        None,
-        "quotas go with their user"
+    assert!(
+        !s.user_secret("ann".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .company_enabled
     );
 }
+
+// ---- AuditSink and AuditLog: the audit trail, written then read ----
 
 async fn audit_trail(s: &dyn Store) {
     let h = s.audit_health();
@@ -694,6 +720,48 @@ async fn audit_trail(s: &dyn Store) {
 const T0: i64 = 1_741_564_800_000;
 const HOUR: i64 = 3_600_000;
 
+/// The queue's bound, on a store with room for two rows (`AuditOptions::queue`): no room,
+/// no reservation; a reservation dropped unused, or a row made durable, gives its room back.
+async fn a_full_audit_queue_refuses_a_reservation(s: &dyn Store) {
+    let (a, c) = (s.reserve_audit().unwrap(), s.reserve_audit().unwrap());
+    assert!(s.reserve_audit().is_none(), "full");
+    let h = s.audit_health();
+    assert_eq!((h.queued, h.capacity), (2, 2));
+    drop(a);
+    let a = s
+        .reserve_audit()
+        .expect("a dropped reservation gives its room back");
+    s.record_reserved(a, row("ann", 1, 1, 200, 1));
+    s.record_reserved(c, row("ann", 2, 1, 200, 2));
+    s.flush().await.unwrap();
+    assert_eq!(s.audit_health().queued, 0);
+    assert!(s.reserve_audit().is_some(), "durable rows give theirs back");
+    assert_eq!(s.list_audit(audit_query()).await.unwrap().overall, 2);
+}
+
+fn room_for_two() -> AuditOptions {
+    AuditOptions {
+        queue: 2,
+        ..AuditOptions::default()
+    }
+}
+
+mod audit_queue_bound {
+    #[tokio::test]
+    async fn on_sqlite() {
+        let b = super::sqlite_with(super::room_for_two());
+        super::a_full_audit_queue_refuses_a_reservation(&*b.store).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres() {
+        let b = super::postgres_with(super::room_for_two());
+        super::a_full_audit_queue_refuses_a_reservation(&*b.store).await;
+    }
+}
+
+// ---- Statistics ----
+
 async fn statistics_and_usage(s: &dyn Store) {
     s.create_company(company("acme", None)).await.unwrap();
     s.create_user(user("ann", "acme", &["USER"], true, 5), None)
@@ -796,6 +864,68 @@ async fn statistics_and_usage(s: &dyn Store) {
         0
     );
 }
+
+// ---- QuotaSettings ----
+
+async fn quotas(s: &dyn Store) {
+    s.create_company(company("acme", None)).await.unwrap();
+    s.create_user(user("ann", "acme", &["USER"], true, 0), None)
+        .await
+        .unwrap();
+    let base = json!({"services": [{"service_name": "SVC", "points": 10, "z": 1, "a": 2}]});
+    let march = json!({"services": [{"service_name": "SVC", "points": 20}]});
+    let feb = json!({"services": []});
+    assert_eq!(s.get_quotas("ann".into()).await.unwrap().base, None);
+    s.put_quotas("ann".into(), None, json!({"services": []}))
+        .await
+        .unwrap();
+    s.put_quotas("ann".into(), None, base.clone())
+        .await
+        .unwrap();
+    let march_w = ("2025-03-01".to_owned(), "2025-03-31".to_owned());
+    let feb_w = ("2025-02-01".to_owned(), "2025-02-28".to_owned());
+    s.put_quotas("ann".into(), Some(march_w.clone()), march.clone())
+        .await
+        .unwrap();
+    s.put_quotas("ann".into(), Some(feb_w.clone()), feb.clone())
+        .await
+        .unwrap();
+    let q = s.get_quotas("ann".into()).await.unwrap();
+    assert_eq!(q.base, Some(base.clone()), "replaced; key order kept");
+    assert_eq!(
+        q.windows,
+        [
+            (feb_w.0.clone(), feb_w.1.clone(), feb),
+            (march_w.0.clone(), march_w.1.clone(), march)
+        ]
+    );
+    assert_eq!(
+        s.put_quotas("zed".into(), None, base.clone()).await,
+        Err(StoreError::NotFound("user `zed`".into()))
+    );
+    assert_eq!(
+        s.delete_quotas("ann".into(), Some(feb_w.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.delete_quotas("ann".into(), Some(feb_w)).await.unwrap(), 0);
+    assert_eq!(s.delete_quotas("ann".into(), None).await.unwrap(), 2);
+    assert_eq!(s.get_quotas("ann".into()).await.unwrap().base, None);
+    assert_eq!(s.delete_quotas("zed".into(), None).await.unwrap(), 0);
+    s.put_quotas("ann".into(), None, base).await.unwrap();
+    s.delete_user("ann".into()).await.unwrap();
+    s.create_user(user("ann", "acme", &["USER"], true, 0), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_quotas("ann".into()).await.unwrap().base,
+        None,
+        "quotas go with their user"
+    );
+}
+
+// ---- Captures ----
 
 fn body(flow: Flow, stage: u8, text: &str) -> CapturedBody {
     CapturedBody {

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postgres::PgServer;
-use rosetta::store::{AuditOptions, AuditQuery, AuditRow, PgStore, Store, WriterState};
+use rosetta::store::{
+    AuditLog, AuditOptions, AuditQuery, AuditRow, AuditSink, Directory, PgStore, WriterState,
+};
 
 /// The bound on every wait for the writer (a failed batch takes its retries first).
 const WAIT: Duration = Duration::from_secs(30);

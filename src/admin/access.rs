@@ -179,7 +179,7 @@ async fn user_in_scope(
     access: Access,
 ) -> Result<User, GatewayError> {
     let u = admin
-        .store
+        .directory
         .get_user(name.to_owned())
         .await
         .map_err(store_err)?;

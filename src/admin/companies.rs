@@ -19,7 +19,7 @@ fn company_json(c: &Company) -> Value {
 pub(super) async fn create(mut c: Call) -> Answer {
     let company = validate::company(&c.json().await?)?;
     c.admin
-        .store
+        .directory
         .create_company(company.clone())
         .await
         .map_err(store_err)?;
@@ -30,7 +30,12 @@ pub(super) async fn create(mut c: Call) -> Answer {
 /// `GET /v1/companies`.
 pub(super) async fn list(c: Call) -> Answer {
     let q = validate::list(&c.query, &["key", "detail"])?;
-    let page = c.admin.store.list_companies(q).await.map_err(store_err)?;
+    let page = c
+        .admin
+        .directory
+        .list_companies(q)
+        .await
+        .map_err(store_err)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"companies": page.items.iter().map(company_json).collect::<Vec<_>>(),
@@ -41,7 +46,12 @@ pub(super) async fn list(c: Call) -> Answer {
 /// `GET /v1/companies/{key}`.
 pub(super) async fn get(c: Call) -> Answer {
     let key = c.param("key")?.to_owned();
-    let company = c.admin.store.get_company(key).await.map_err(store_err)?;
+    let company = c
+        .admin
+        .directory
+        .get_company(key)
+        .await
+        .map_err(store_err)?;
     Ok(json_response(StatusCode::OK, &company_json(&company)))
 }
 
@@ -50,7 +60,7 @@ pub(super) async fn replace(mut c: Call) -> Answer {
     let company = validate::company(&c.json().await?)?;
     let key = c.param("key")?.to_owned();
     c.admin
-        .store
+        .directory
         .update_company(key, company.clone())
         .await
         .map_err(store_err)?;
@@ -61,7 +71,11 @@ pub(super) async fn replace(mut c: Call) -> Answer {
 /// `DELETE /v1/companies/{key}`: only a company without users.
 pub(super) async fn delete(c: Call) -> Answer {
     let key = c.param("key")?.to_owned();
-    c.admin.store.delete_company(key).await.map_err(store_err)?;
+    c.admin
+        .directory
+        .delete_company(key)
+        .await
+        .map_err(store_err)?;
     c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(no_content())
 }

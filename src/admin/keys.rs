@@ -35,7 +35,7 @@ pub(super) async fn create(mut c: Call) -> Answer {
         revoked: false,
     };
     c.admin
-        .store
+        .directory
         .create_key(info.clone(), sha256_hex(&secret))
         .await
         .map_err(store_err)?;
@@ -80,7 +80,7 @@ fn expiry(body: &Value) -> Result<Option<i64>, BadRequest> {
 /// `GET /v1/users/{username}/keys`: never the secrets.
 pub(super) async fn list(c: Call) -> Answer {
     let name = c.param("username")?.to_owned();
-    let keys = c.admin.store.list_keys(name).await.map_err(store_err)?;
+    let keys = c.admin.directory.list_keys(name).await.map_err(store_err)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()}),
@@ -91,7 +91,7 @@ pub(super) async fn list(c: Call) -> Answer {
 pub(super) async fn revoke(c: Call) -> Answer {
     let (name, id) = (c.param("username")?.to_owned(), c.param("id")?.to_owned());
     c.admin
-        .store
+        .directory
         .revoke_key(name, id)
         .await
         .map_err(store_err)?;

@@ -21,7 +21,7 @@ pub(super) async fn put(mut c: Call) -> Answer {
         validate::no_date_window_limit(&services)?;
     }
     c.admin
-        .store
+        .quotas
         .put_quotas(owner.clone(), window.clone(), services.clone())
         .await
         .map_err(store_err)?;
@@ -37,7 +37,7 @@ pub(super) async fn put(mut c: Call) -> Answer {
 /// `GET /v1/users/{username}/quotas`: the base quotas and every dated window.
 pub(super) async fn get(c: Call) -> Answer {
     let owner = c.user()?.username.clone();
-    let q = c.admin.store.get_quotas(owner).await.map_err(store_err)?;
+    let q = c.admin.quotas.get_quotas(owner).await.map_err(store_err)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -55,7 +55,7 @@ pub(super) async fn delete(c: Call) -> Answer {
     let window = quota_window(&c.query)?;
     let n = c
         .admin
-        .store
+        .quotas
         .delete_quotas(owner.clone(), window)
         .await
         .map_err(store_err)?;

@@ -27,13 +27,24 @@ use crate::gateway::rescue::{Rescue, RescueLayer};
 use crate::gateway::trace::{Trace, TraceLayer};
 use crate::gateway::{BoxFuture, Rejection};
 use crate::identity::{AuthChain, Principal, credentials_from_headers};
-use crate::store::{Store, User};
+use crate::store::{AuditLog, AuditSink, Captures, Directory, QuotaSettings, Statistics, User};
 
 /// What the admin API is built from.
 #[derive(Clone)]
 pub struct Admin {
-    /// Companies, users, keys, quotas and the audit trail the API manages.
-    pub store: Arc<dyn Store>,
+    /// Companies, users and their keys (their handlers, the access checks, `/health`'s
+    /// probe).
+    pub directory: Arc<dyn Directory>,
+    /// Users' quotas (`/v1/users/{username}/quotas`).
+    pub quotas: Arc<dyn QuotaSettings>,
+    /// The audit trail (`/v1/audit`).
+    pub audit_log: Arc<dyn AuditLog>,
+    /// Points per user and day (statistics and the XLSX report).
+    pub statistics: Arc<dyn Statistics>,
+    /// Captured bodies, read back by tracecode.
+    pub captures: Arc<dyn Captures>,
+    /// The audit writer, whose queue and state `/health` reports.
+    pub audit: Arc<dyn AuditSink>,
     /// Identity providers: who may call the admin API.
     pub auth: Arc<AuthChain>,
     /// Told about every change that makes something cached stale (credentials after any
@@ -242,13 +253,18 @@ mod tests {
     use super::*;
     use crate::cluster::bus::Caches;
     use crate::identity::StoreAuth;
-    use crate::store::SqliteStore;
+    use crate::store::{SqliteStore, Store};
 
     fn admin(dir: &tempfile::TempDir) -> Admin {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("admin.db")).unwrap());
         Admin {
-            store: store.clone(),
+            directory: store.clone(),
+            quotas: store.clone(),
+            audit_log: store.clone(),
+            statistics: store.clone(),
+            captures: store.clone(),
+            audit: store.clone(),
             auth: Arc::new(AuthChain::default()),
             invalidator: Invalidator::local(Caches {
                 credentials: Some(StoreAuth::new(store)),

@@ -19,8 +19,8 @@ use crate::cluster::bus::{BusState, Invalidation};
 /// `cluster.invalidations` says whether the other nodes' invalidations reach this one
 /// (informative: while it reconnects the node serves, and drops its caches once back).
 pub(super) async fn health(c: Call) -> Answer {
-    c.admin.store.user_count().await.map_err(store_err)?;
-    let audit = c.admin.store.audit_health();
+    c.admin.directory.user_count().await.map_err(store_err)?;
+    let audit = c.admin.audit.audit_health();
     let (status, word) = if audit.healthy() {
         (StatusCode::OK, "ok")
     } else {

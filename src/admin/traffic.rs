@@ -55,7 +55,7 @@ pub(super) async fn audit(c: Call) -> Answer {
         sort_field: list.sort_field,
         descending: list.descending,
     };
-    let page = c.admin.store.list_audit(q).await.map_err(store_err)?;
+    let page = c.admin.audit_log.list_audit(q).await.map_err(store_err)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"actions": page.items.iter().map(audit_json).collect::<Vec<_>>(),
@@ -178,7 +178,7 @@ pub(super) async fn captured(c: Call) -> Answer {
     };
     let body = c
         .admin
-        .store
+        .captures
         .get_capture(tracecode.to_owned(), flow, stage)
         .await
         .map_err(store_err)?
@@ -248,7 +248,7 @@ async fn stats_rows(c: Call) -> Result<Vec<StatRow>, GatewayError> {
     let username = validate::word_param(pairs, "username", 2, 256)?;
     let show = |d: time::Date| d.format(fmt).unwrap_or_default();
     c.admin
-        .store
+        .statistics
         .statistics(StatsQuery {
             from_day: show(from),
             to_day: show(to),

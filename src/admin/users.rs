@@ -37,7 +37,7 @@ pub(super) async fn create(mut c: Call) -> Answer {
     check_user_write(c.caller()?, &u)?;
     let hash = password_hash(password.as_deref())?;
     c.admin
-        .store
+        .directory
         .create_user(u.clone(), hash)
         .await
         .map_err(store_err)?;
@@ -62,7 +62,7 @@ pub(super) async fn list(c: Call) -> Answer {
     let company_key = users_listed(c.caller()?, asked)?;
     let page = c
         .admin
-        .store
+        .directory
         .list_users(UserQuery {
             list,
             company_key,
@@ -93,7 +93,7 @@ pub(super) async fn replace(mut c: Call) -> Answer {
     check_user_write(c.caller()?, &u)?;
     let hash = password_hash(password.as_deref())?;
     c.admin
-        .store
+        .directory
         .update_user(u.clone(), hash)
         .await
         .map_err(store_err)?;
@@ -105,7 +105,11 @@ pub(super) async fn replace(mut c: Call) -> Answer {
 /// `DELETE /v1/users/{username}`, with their keys.
 pub(super) async fn delete(c: Call) -> Answer {
     let name = c.param("username")?.to_owned();
-    c.admin.store.delete_user(name).await.map_err(store_err)?;
+    c.admin
+        .directory
+        .delete_user(name)
+        .await
+        .map_err(store_err)?;
     c.admin.invalidator.apply(Invalidation::Credentials);
     Ok(no_content())
 }

@@ -153,7 +153,7 @@ where
 
 fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     (dir, store)
 }
 
@@ -214,6 +214,7 @@ async fn rate_limit_needs_a_route_and_a_principal() {
 async fn quota_needs_route_principal_and_price() {
     let (_dir, store) = store();
     let book = QuotaBook::new(
+        store.clone(),
         store,
         Arc::new(crate::limits::quota::LocalQuotas::default()),
     );
@@ -225,6 +226,7 @@ async fn shared_limits_need_route_principal_and_price() {
     // Refused before Redis is asked: nothing listens at this address.
     let (_dir, store) = store();
     let book = QuotaBook::new(
+        store.clone(),
         store,
         Arc::new(crate::limits::quota::LocalQuotas::default()),
     );

@@ -203,6 +203,7 @@ impl Gateway {
         );
         let quotas = QuotaBook::new(
             store.clone(),
+            store.clone(),
             Arc::new(crate::limits::quota::LocalQuotas::default()),
         );
         let invalidator = Invalidator::start(
@@ -231,7 +232,7 @@ impl Gateway {
             capture: match cfg.capture.mode {
                 CaptureMode::Off => None,
                 CaptureMode::Errors | CaptureMode::All => Some(CaptureSink {
-                    store: store.clone(),
+                    captures: store.clone(),
                     mode: cfg.capture.mode,
                     max_body_bytes: cfg.capture.max_body_bytes,
                 }),
@@ -256,8 +257,14 @@ impl Gateway {
 
     /// The admin API over the same store and credentials.
     pub fn admin(&self) -> Admin {
+        // Each group of handlers holds its part of the one store.
         Admin {
-            store: self.store.clone(),
+            directory: self.store.clone(),
+            quotas: self.store.clone(),
+            audit_log: self.store.clone(),
+            statistics: self.store.clone(),
+            captures: self.store.clone(),
+            audit: self.store.clone(),
             auth: self.auth.clone(),
             invalidator: self.invalidator.clone(),
             cache: Some(self.cache.clone()),

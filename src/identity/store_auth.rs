@@ -31,7 +31,7 @@ use super::limits::AuthSettings;
 use super::passwords::{dummy_hash, verify_password};
 use super::{AuthError, AuthFuture, Authenticate, Credentials, Principal, sha256_hex};
 use crate::metrics::AuthWork;
-use crate::store::{Store, User};
+use crate::store::{self, User};
 
 /// How long a successful check is reused.
 const CACHE_TTL: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ type Failed = Option<AuthError>;
 /// The store-backed provider.
 #[derive(Clone)]
 pub struct StoreAuth {
-    store: Arc<dyn Store>,
+    store: Arc<dyn store::Credentials>,
     /// `sha256(kind, user, secret)` → the principal it authenticated, and when.
     cache: Cache<CacheKey, Checked, foldhash::fast::RandomState>,
     /// `sha256(kind, user, secret)` → why it failed, for `identity.negative_ttl`.
@@ -99,12 +99,12 @@ fn now_ms() -> i64 {
 
 impl StoreAuth {
     /// A provider checking keys and passwords against `store`, with the default bounds.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn store::Credentials>) -> Self {
         Self::with_settings(store, &AuthSettings::default())
     }
 
     /// A provider checking keys and passwords against `store` within `settings`' bounds.
-    pub fn with_settings(store: Arc<dyn Store>, settings: &AuthSettings) -> Self {
+    pub fn with_settings(store: Arc<dyn store::Credentials>, settings: &AuthSettings) -> Self {
         Self {
             store,
             cache: Cache::builder()
@@ -256,7 +256,7 @@ impl Authenticate for StoreAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{SqliteStore, Store};
 
     #[tokio::test]
     async fn the_cache_holds_at_most_its_bound_however_many_callers() {

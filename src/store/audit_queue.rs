@@ -35,8 +35,8 @@ impl Default for AuditOptions {
 }
 
 /// Room for one audit row in the queue, taken before a request is let through
-/// ([`crate::store::Store::reserve_audit`]). Handing it to
-/// [`crate::store::Store::record_reserved`] with the row passes the room on to the writer;
+/// ([`crate::store::AuditSink::reserve_audit`]). Handing it to
+/// [`crate::store::AuditSink::record_reserved`] with the row passes the room on to the writer;
 /// dropping it unused gives the room back.
 #[derive(Debug)]
 pub struct AuditSlot {

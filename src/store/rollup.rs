@@ -197,7 +197,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::{AuditRow, Company, SqliteStore, StatsQuery, Store, User};
+    use crate::store::{
+        AuditRow, AuditSink, Company, Directory, QuotaSettings, SqliteStore, Statistics,
+        StatsQuery, User,
+    };
 
     /// 2025-03-10T00:00:00Z.
     const T0: i64 = 1_741_564_800_000;

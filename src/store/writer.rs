@@ -382,24 +382,24 @@ impl Pipe {
         })
     }
 
-    /// [`super::Store::record_audit`].
+    /// [`super::AuditSink::record_audit`].
     pub(super) fn record_audit(&self, row: AuditRow) {
         self.audit.add_unreserved();
         self.enqueue(row);
     }
 
-    /// [`super::Store::reserve_audit`].
+    /// [`super::AuditSink::reserve_audit`].
     pub(super) fn reserve(&self) -> Option<AuditSlot> {
         self.audit.reserve()
     }
 
-    /// [`super::Store::record_reserved`].
+    /// [`super::AuditSink::record_reserved`].
     pub(super) fn record_reserved(&self, slot: AuditSlot, row: AuditRow) {
         slot.hand_over();
         self.enqueue(row);
     }
 
-    /// [`super::Store::audit_health`].
+    /// [`super::AuditSink::audit_health`].
     pub(super) fn health(&self) -> AuditHealth {
         self.audit.health()
     }
@@ -428,7 +428,7 @@ impl Pipe {
         self.audit.done(1);
     }
 
-    /// [`super::Store::record_capture`].
+    /// [`super::Captures::record_capture`].
     pub(super) fn record_capture(
         &self,
         tracecode: String,
@@ -445,7 +445,7 @@ impl Pipe {
         }
     }
 
-    /// [`super::Store::flush`].
+    /// [`super::AuditSink::flush`].
     pub(super) fn flush(&self) -> StoreFuture<'_, ()> {
         let (tx, rx) = mpsc::channel();
         let sent = self.tx.send(Msg::Flush(tx));

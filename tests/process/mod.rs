@@ -11,7 +11,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rosetta::store::{AuditQuery, SqliteStore, Store};
+use rosetta::store::{AuditLog, AuditQuery, SqliteStore};
 
 /// A child that is killed if a test fails before stopping it.
 pub struct KillOnDrop(pub Option<Child>);

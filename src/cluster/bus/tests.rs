@@ -23,6 +23,7 @@ fn node() -> Node {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let auth = StoreAuth::new(store.clone());
     let quotas = QuotaBook::new(
+        store.clone(),
         store,
         Arc::new(crate::limits::quota::LocalQuotas::default()),
     );

@@ -13,7 +13,7 @@ use super::super::finish::{Answer, Finish, Finishing};
 use super::super::tenancy::BodyTargets;
 use crate::clock::WallClock;
 use crate::mapping::pack::Route;
-use crate::store::{AuditRow, AuditSlot, Store};
+use crate::store::{AuditRow, AuditSink, AuditSlot};
 
 /// The audit layer's future: a request missing its context is refused at once.
 pub type AuditFuture<F> = Either<Ready<Answer>, Finishing<F, Pending>>;
@@ -49,7 +49,7 @@ impl Drop for Pending {
 
 /// What the row needs from the request, taken when it was called.
 pub(super) struct Parts {
-    pub(super) store: Arc<dyn Store>,
+    pub(super) sink: Arc<dyn AuditSink>,
     pub(super) server: Arc<str>,
     pub(super) route: Arc<Route>,
     pub(super) user: Arc<str>,
@@ -109,7 +109,7 @@ impl Parts {
                 .collect(),
             None => self.targets,
         };
-        self.store.record_reserved(
+        self.sink.record_reserved(
             slot,
             AuditRow {
                 time_ms: self.wall.now_ms(),

@@ -6,21 +6,21 @@ use tower::Layer;
 
 use super::Audit;
 use crate::clock::WallClock;
-use crate::store::Store;
+use crate::store::AuditSink;
 
 /// Records an audit row for every request that reaches it.
 #[derive(Clone)]
 pub struct AuditLayer {
-    store: Arc<dyn Store>,
+    sink: Arc<dyn AuditSink>,
     server: Arc<str>,
     wall: WallClock,
 }
 
 impl AuditLayer {
-    /// Rows go to `store`, naming this node `server`, dated by the system's clock.
-    pub fn new(store: Arc<dyn Store>, server: Arc<str>) -> Self {
+    /// Rows go to `sink`, naming this node `server`, dated by the system's clock.
+    pub fn new(sink: Arc<dyn AuditSink>, server: Arc<str>) -> Self {
         Self {
-            store,
+            sink,
             server,
             wall: WallClock::System,
         }
@@ -40,7 +40,7 @@ impl<S> Layer<S> for AuditLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Audit {
             inner,
-            store: self.store.clone(),
+            sink: self.sink.clone(),
             server: self.server.clone(),
             wall: self.wall,
         }

@@ -15,7 +15,7 @@ use crate::body::Body;
 use crate::context::{PeerAddr, RequestMeta};
 use crate::error::GatewayError;
 use crate::identity::Principal;
-use crate::store::Store;
+use crate::store::AuditSink;
 
 /// When a client refused for a full audit queue may try again: the writer drains a full
 /// queue within a second unless the store fails.
@@ -25,7 +25,7 @@ const QUEUE_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Audit<S> {
     pub(super) inner: S,
-    pub(super) store: Arc<dyn Store>,
+    pub(super) sink: Arc<dyn AuditSink>,
     pub(super) server: Arc<str>,
     pub(super) wall: crate::clock::WallClock,
 }
@@ -61,7 +61,7 @@ where
         };
         // Room for the row is taken before anything below counts or does the request: once
         // let through, it is answered and its row written, whatever happens to the store.
-        let Some(slot) = self.store.reserve_audit() else {
+        let Some(slot) = self.sink.reserve_audit() else {
             crate::metrics::audit_refused();
             return Either::Left(std::future::ready(Err(GatewayError::Overloaded {
                 what: "the audit queue is full".into(),
@@ -74,7 +74,7 @@ where
         let pending = Pending::new(
             slot,
             Parts {
-                store: self.store.clone(),
+                sink: self.sink.clone(),
                 server: self.server.clone(),
                 route: rc.route.clone(),
                 user: p.user.clone(),

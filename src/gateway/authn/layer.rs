@@ -7,7 +7,7 @@ use tower::Layer;
 use super::Authn;
 use super::refusal::RefusalAudit;
 use crate::identity::AuthChain;
-use crate::store::Store;
+use crate::store::AuditSink;
 
 /// Authenticates every routed request.
 #[derive(Clone)]
@@ -22,12 +22,12 @@ impl AuthnLayer {
         Self { chain, audit: None }
     }
 
-    /// Records each failed authentication in `store`'s audit trail (as `anonymous`, with
+    /// Records each failed authentication in `sink`'s audit trail (as `anonymous`, with
     /// the client's address), naming this node `server`: the audit layer below sees only
     /// the requests that were let in.
-    pub fn with_audit(mut self, store: Arc<dyn Store>, server: Arc<str>) -> Self {
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>, server: Arc<str>) -> Self {
         self.audit = Some(RefusalAudit {
-            store,
+            sink,
             server,
             wall: crate::clock::WallClock::System,
         });

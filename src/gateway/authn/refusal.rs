@@ -11,12 +11,12 @@ use std::time::Instant;
 use crate::clock::WallClock;
 use crate::context::RequestMeta;
 use crate::mapping::pack::Route;
-use crate::store::{AuditRow, Store};
+use crate::store::{AuditRow, AuditSink};
 
 /// Where refused attempts are recorded.
 #[derive(Clone)]
 pub(super) struct RefusalAudit {
-    pub(super) store: Arc<dyn Store>,
+    pub(super) sink: Arc<dyn AuditSink>,
     pub(super) server: Arc<str>,
     pub(super) wall: WallClock,
 }
@@ -52,7 +52,7 @@ impl Attempt {
     /// Writes the row of the attempt, refused with `status`.
     pub(super) fn refused(self, status: u16) {
         let anonymous = crate::identity::Principal::anonymous();
-        self.audit.store.record_audit(AuditRow {
+        self.audit.sink.record_audit(AuditRow {
             time_ms: self.audit.wall.now_ms(),
             username: anonymous.user,
             company_key: anonymous.company,

@@ -11,7 +11,7 @@ use tower::Layer;
 use super::Quota;
 use crate::clock::WallClock;
 use crate::limits::quota::{QuotaCounter, QuotaRules};
-use crate::store::{Store, StoreError};
+use crate::store::{Directory, QuotaSettings, StoreError};
 
 /// A user's quotas and timezone by user name (`None`: no quotas).
 type QuotaCache = Cache<String, Option<Arc<(QuotaRules, i32)>>, foldhash::fast::RandomState>;
@@ -24,8 +24,10 @@ type Plans = Cache<(QuotaRules, i32), Arc<(QuotaRules, i32)>, foldhash::fast::Ra
 /// reason) and the usage counter.
 #[derive(Clone)]
 pub struct QuotaBook {
-    /// Where users' quotas, timezones and past usage are read from.
-    pub store: Arc<dyn Store>,
+    /// Where users' quotas and past usage are read from.
+    pub settings: Arc<dyn QuotaSettings>,
+    /// Where users' timezones are read from (a quota's day is the user's local day).
+    pub users: Arc<dyn Directory>,
     /// Reserves and settles points and concurrency slots.
     pub counter: Arc<dyn QuotaCounter>,
     /// Where the days and date windows of quotas are read from.
@@ -37,10 +39,16 @@ pub struct QuotaBook {
 }
 
 impl QuotaBook {
-    /// Quotas read from `store`, usage counted in `counter`, days from the system's clock.
-    pub fn new(store: Arc<dyn Store>, counter: Arc<dyn QuotaCounter>) -> Self {
+    /// Quotas and past usage read from `settings`, timezones from `users`, usage counted
+    /// in `counter`, days from the system's clock.
+    pub fn new(
+        settings: Arc<dyn QuotaSettings>,
+        users: Arc<dyn Directory>,
+        counter: Arc<dyn QuotaCounter>,
+    ) -> Self {
         Self {
-            store,
+            settings,
+            users,
             counter,
             wall: WallClock::System,
             cache: Arc::new(
@@ -68,11 +76,11 @@ impl QuotaBook {
         if let Some(hit) = self.cached(username) {
             return Ok(hit);
         }
-        let quotas = self.store.get_quotas(username.to_owned()).await?;
+        let quotas = self.settings.get_quotas(username.to_owned()).await?;
         let found = if quotas.base.is_none() && quotas.windows.is_empty() {
             None
         } else {
-            let tz = match self.store.get_user(username.to_owned()).await {
+            let tz = match self.users.get_user(username.to_owned()).await {
                 Ok(u) => u.timezone,
                 Err(StoreError::NotFound(_)) => 0,
                 Err(e) => return Err(e),

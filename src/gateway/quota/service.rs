@@ -175,7 +175,7 @@ pub(crate) async fn usage_so_far(
 ) -> Result<(u64, u64), GatewayError> {
     let (user, service, group) = &plan.key;
     let used = |from: i64, to: i64| {
-        book.store.points_used(
+        book.settings.points_used(
             user.to_string(),
             service.to_string(),
             group.to_string(),
@@ -392,6 +392,7 @@ mod tests {
         // 2026-12-05T23:59:00Z (user without a timezone: UTC).
         let wall = WallClock::anchored_at(1_796_515_140_000);
         let book = QuotaBook::new(
+            store.clone(),
             store,
             Arc::new(crate::limits::quota::LocalQuotas::default()),
         )

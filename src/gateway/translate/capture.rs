@@ -13,13 +13,13 @@ use crate::config::CaptureMode;
 use crate::context::RequestMeta;
 use crate::error::GatewayError;
 use crate::mapping::pack::Route;
-use crate::store::Store;
+use crate::store::Captures;
 
 /// Where and how much of each request's bodies are kept (`[capture]`).
 #[derive(Clone)]
 pub struct CaptureSink {
     /// Where captures are written.
-    pub store: Arc<dyn Store>,
+    pub captures: Arc<dyn Captures>,
     /// Which requests keep their bodies.
     pub mode: CaptureMode,
     /// Bytes kept per body; longer ones are cut.
@@ -79,7 +79,7 @@ impl CaptureSink {
             keep(Flow::Output, 1, &content_type, &output, cap),
         ];
         let now = crate::clock::system_ms();
-        self.store
+        self.captures
             .record_capture(meta.tracecode.to_string(), now, bodies);
     }
 }

@@ -5,20 +5,6 @@
 
 use super::*;
 
-/// `%text%` for LIKE, with the caller's `%`, `_` and `\` taken literally.
-fn like(text: &str) -> String {
-    let mut s = String::with_capacity(text.len() + 2);
-    s.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('%');
-    s
-}
-
 pub(super) async fn list_companies(
     client: &Client,
     q: ListQuery,
@@ -28,14 +14,8 @@ pub(super) async fn list_companies(
         .await
         .map_err(pg)?
         .get(0);
-    let mut params = Params::default();
-    let cond = match &q.filter {
-        Some(f) => {
-            let p = params.push(like(f));
-            format!("(key ILIKE {p} ESCAPE '\\' OR COALESCE(detail, '') ILIKE {p} ESCAPE '\\')")
-        }
-        None => "TRUE".to_owned(),
-    };
+    let w = query::company_where(Sql::Postgres, &q);
+    let (cond, params) = (w.clause(), Params::of(w.args()));
     let filtered: i64 = client
         .query_one(
             &format!("SELECT COUNT(*) FROM companies WHERE {cond}"),
@@ -45,16 +25,9 @@ pub(super) async fn list_companies(
         .map_err(pg)?
         .get(0);
     let sql = format!(
-        "SELECT key, detail, enabled FROM companies WHERE {cond}{} LIMIT {} OFFSET {}",
-        order(
-            q.sort_field.as_deref(),
-            &[("key", "key"), ("detail", "detail")],
-            "key",
-            q.descending,
-            "seq"
-        ),
-        q.limit,
-        q.offset
+        "SELECT key, detail, enabled FROM companies WHERE {cond}{}{}",
+        Sql::Postgres.order_by(&COMPANY_SORT, q.sort_field.as_deref(), q.descending),
+        query::page(q.limit, q.offset)
     );
     let items = client
         .query(&sql, &params.refs())
@@ -74,50 +47,19 @@ pub(super) async fn list_users(
     client: &Client,
     q: UserQuery,
 ) -> Result<Page<User, UserStats>, StoreError> {
-    let mut conds = vec!["TRUE".to_owned()];
-    let mut params = Params::default();
-    if let Some(c) = &q.company_key {
-        let p = params.push(c.clone());
-        conds.push(format!("company_key = {p}"));
-    }
     // `overall` is within the caller's scope (a company), before text and group filters.
-    let overall = user_stats(client, &conds.join(" AND "), &params).await?;
-    if let Some(f) = &q.list.filter {
-        let p = params.push(like(f));
-        conds.push(format!(
-            "(username ILIKE {p} ESCAPE '\\' OR COALESCE(name, '') ILIKE {p} ESCAPE '\\'
-              OR COALESCE(email, '') ILIKE {p} ESCAPE '\\' OR company_key ILIKE {p} ESCAPE '\\')"
-        ));
-    }
-    match q.group {
-        UserGroup::Total => {}
-        UserGroup::Active => conds.push("enabled".into()),
-        UserGroup::Blocked => conds.push("NOT enabled".into()),
-        UserGroup::Admins => conds.push("(',' || roles || ',') LIKE '%,ADMIN,%'".into()),
-    }
-    let cond = conds.join(" AND ");
-    let filtered = user_stats(client, &cond, &params).await?;
+    let scope = query::user_scope(Sql::Postgres, &q);
+    let overall = user_stats(client, &scope).await?;
+    let w = query::user_filters(scope, &q);
+    let filtered = user_stats(client, &w).await?;
     let sql = format!(
-        "SELECT {USER_COLS} FROM users WHERE {cond}{} LIMIT {} OFFSET {}",
-        order(
-            q.list.sort_field.as_deref(),
-            &[
-                ("username", "username"),
-                ("name", "name"),
-                ("email", "email"),
-                ("company_key", "company_key"),
-                ("enabled", "enabled"),
-                ("timezone", "timezone"),
-            ],
-            "username",
-            q.list.descending,
-            "seq"
-        ),
-        q.list.limit,
-        q.list.offset
+        "SELECT {USER_COLS} FROM users WHERE {}{}{}",
+        w.clause(),
+        Sql::Postgres.order_by(&USER_SORT, q.list.sort_field.as_deref(), q.list.descending),
+        query::page(q.list.limit, q.list.offset)
     );
     let items = client
-        .query(&sql, &params.refs())
+        .query(&sql, &Params::of(w.args()).refs())
         .await
         .map_err(pg)?
         .iter()
@@ -139,27 +81,8 @@ pub(super) async fn list_audit(
         .await
         .map_err(pg)?
         .get(0);
-    let mut params = Params::default();
-    let mut conds = vec![
-        format!("time_ms >= {}", params.push(q.from_ms)),
-        format!("time_ms < {}", params.push(q.to_ms)),
-    ];
-    for (col, v) in [
-        ("company_key", &q.company_key),
-        ("username", &q.username),
-        ("service", &q.service),
-        ("operation", &q.operation),
-        ("method_group", &q.method_group),
-    ] {
-        if let Some(v) = v {
-            conds.push(format!("{col} = {}", params.push(v.clone())));
-        }
-    }
-    if let Some(t) = &q.target {
-        // An exact element of the array, never a substring of the text.
-        conds.push(format!("targets ? {}", params.push(t.clone())));
-    }
-    let cond = conds.join(" AND ");
+    let w = query::audit_where(Sql::Postgres, &q);
+    let (cond, params) = (w.clause(), Params::of(w.args()));
     let filtered: i64 = client
         .query_one(
             &format!("SELECT COUNT(*) FROM audit WHERE {cond}"),
@@ -171,25 +94,9 @@ pub(super) async fn list_audit(
     let sql = format!(
         "SELECT time_ms, username, company_key, tracecode, server, service, operation,
                 method_group, points, duration_ms, status, fingerprint, targets::text, ip
-         FROM audit WHERE {cond}{} LIMIT {} OFFSET {}",
-        order(
-            q.sort_field.as_deref(),
-            &[
-                ("time", "time_ms"),
-                ("username", "username"),
-                ("company_key", "company_key"),
-                ("service_name", "service"),
-                ("operation_id", "operation"),
-                ("method_group", "method_group"),
-                ("points", "points"),
-                ("duration", "duration_ms"),
-            ],
-            "time_ms",
-            q.descending,
-            "id"
-        ),
-        q.limit,
-        q.offset
+         FROM audit WHERE {cond}{}{}",
+        Sql::Postgres.order_by(&AUDIT_SORT, q.sort_field.as_deref(), q.descending),
+        query::page(q.limit, q.offset)
     );
     let rows = client.query(&sql, &params.refs()).await.map_err(pg)?;
     let items = rows
@@ -207,11 +114,10 @@ pub(super) async fn list_audit(
                 points: u32::try_from(r.get::<_, i64>(8)).unwrap_or(u32::MAX),
                 duration_ms: r.get::<_, i64>(9) as u64,
                 status: u16::try_from(r.get::<_, i32>(10)).unwrap_or(0),
-                fingerprint: u64::from_str_radix(r.get(11), 16).unwrap_or(0),
+                fingerprint: query::fingerprint_of(r.get(11)),
                 targets: targets_of(r.get(12))
                     .map_err(|e| StoreError::Backend(format!("stored targets: {e}")))?,
-                // Written by us from an address; anything else reads as none.
-                ip: r.get::<_, Option<&str>>(13).and_then(|t| t.parse().ok()),
+                ip: query::ip_of(r.get(13)),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -223,20 +129,8 @@ pub(super) async fn list_audit(
 }
 
 pub(super) async fn statistics(client: &Client, q: StatsQuery) -> Result<Vec<StatRow>, StoreError> {
-    // Rows are narrowed by UTC time with a day of margin either side (timezones reach
-    // ±12 h), then by the local day computed per row, as on SQLite.
-    let lo = rollup::day_ms(&q.from_day)? - 86_400_000;
-    let hi = rollup::day_ms(&q.to_day)? + 2 * 86_400_000;
-    let mut params = Params::default();
-    let (lo, hi) = (params.push(lo), params.push(hi));
-    let (from, to) = (params.push(q.from_day), params.push(q.to_day));
-    let mut extra = String::new();
-    if let Some(u) = q.username {
-        extra.push_str(&format!(" AND a.username = {}", params.push(u)));
-    }
-    if let Some(c) = q.company_key {
-        extra.push_str(&format!(" AND a.company_key = {}", params.push(c)));
-    }
+    let a = query::stats_args(Sql::Postgres, &q)?;
+    let (lo, hi, from, to, extra) = (&a.lo, &a.hi, &a.from, &a.to, &a.extra);
     // Days past the retention come from their roll-ups: a user's day is all raw or all
     // rolled up (`rollup`), so the two add up without counting a request twice.
     let sql = format!(
@@ -258,7 +152,10 @@ pub(super) async fn statistics(client: &Client, q: StatsQuery) -> Result<Vec<Sta
          SELECT u, to_char(day, 'YYYY-MM-DD'), s, m, SUM(pts)::BIGINT, SUM(upts)::BIGINT
          FROM r GROUP BY u, day, s, m ORDER BY u, day, s, m"
     );
-    let rows = client.query(&sql, &params.refs()).await.map_err(pg)?;
+    let rows = client
+        .query(&sql, &Params::of(&a.args).refs())
+        .await
+        .map_err(pg)?;
     Ok(rows
         .iter()
         .map(|r| StatRow {

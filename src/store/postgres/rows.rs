@@ -1,6 +1,6 @@
 //! Reading rows into the store's types, the errors PostgreSQL reports mapped to the
-//! store's (as SQLite's are), and the SQL helpers the queries share (`ORDER BY` from a
-//! listed field, parameters built as a query grows).
+//! store's (as SQLite's are), and the parameters the queries bind (built as a query grows,
+//! or from the shared builders of `super::super::query`).
 
 use super::*;
 
@@ -18,6 +18,22 @@ pub(super) fn is_constraint(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("23"))
 }
 
+/// Which rule of `api_keys` an insert broke, if it broke one: the foreign key (its user),
+/// the primary key (its id) or the unique hash (its secret).
+pub(super) fn key_clash(e: &tokio_postgres::Error) -> Option<KeyClash> {
+    let db = e.as_db_error()?;
+    if *db.code() == SqlState::FOREIGN_KEY_VIOLATION {
+        Some(KeyClash::NoUser)
+    } else if *db.code() == SqlState::UNIQUE_VIOLATION {
+        Some(match db.constraint() {
+            Some("api_keys_pkey") => KeyClash::Id,
+            _ => KeyClash::Secret,
+        })
+    } else {
+        None
+    }
+}
+
 /// A constraint violation is `what` (the caller's conflict, invalid data…); anything else
 /// is the store's failure.
 pub(super) fn constraint_or_backend(
@@ -32,6 +48,18 @@ pub(super) fn constraint_or_backend(
 pub(super) struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
 
 impl Params {
+    /// The shared builders' arguments, each boxed as the client takes it.
+    pub(super) fn of(args: &[Arg]) -> Self {
+        let mut p = Self::default();
+        for a in args {
+            match a {
+                Arg::Text(t) => p.push(t.clone()),
+                Arg::Int(n) => p.push(*n),
+            };
+        }
+        p
+    }
+
     /// Adds `v`; its placeholder (`$1`, `$2`…).
     pub(super) fn push(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
         self.0.push(Box::new(v));
@@ -42,26 +70,6 @@ impl Params {
     pub(super) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.0.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
     }
-}
-
-/// `ORDER BY` the listed column of `field` (else `default`), with SQLite's order of NULLs
-/// (first ascending, last descending) and `tie` (insertion order, SQLite's `rowid`) last.
-pub(super) fn order(
-    field: Option<&str>,
-    allowed: &[(&str, &str)],
-    default: &str,
-    desc: bool,
-    tie: &str,
-) -> String {
-    let col = field
-        .and_then(|f| allowed.iter().find(|(name, _)| *name == f).map(|(_, c)| *c))
-        .unwrap_or(default);
-    let dir = if desc {
-        "DESC NULLS LAST"
-    } else {
-        "ASC NULLS FIRST"
-    };
-    format!(" ORDER BY {col} {dir}, {tie}")
 }
 
 pub(super) fn company_row(r: &Row) -> Company {
@@ -85,11 +93,7 @@ pub(super) fn user_row_at(r: &Row, at: usize) -> User {
         phone: r.get(at + 3),
         company_key: r.get(at + 4),
         enabled: r.get(at + 5),
-        roles: roles
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles: query::roles_of(&roles),
         timezone: r.get(at + 7),
     }
 }
@@ -113,24 +117,19 @@ pub(super) async fn require_company(client: &Client, key: &str) -> Result<(), St
         .map_err(pg)?;
     match found {
         Some(_) => Ok(()),
-        None => Err(StoreError::Invalid(format!(
-            "company `{key}` does not exist"
-        ))),
+        None => Err(errors::unknown_company(key)),
     }
 }
 
-/// Seed 003's user statistics over the users matching `cond`.
-pub(super) async fn user_stats(
-    client: &Client,
-    cond: &str,
-    params: &Params,
-) -> Result<UserStats, StoreError> {
-    let sql = format!(
-        "SELECT COUNT(*), COUNT(*) FILTER (WHERE enabled), COUNT(*) FILTER (WHERE NOT enabled),
-                COUNT(*) FILTER (WHERE (',' || roles || ',') LIKE '%,ADMIN,%')
-         FROM users WHERE {cond}"
-    );
-    let r = client.query_one(&sql, &params.refs()).await.map_err(pg)?;
+/// Seed 003's user statistics over the users `w` matches.
+pub(super) async fn user_stats(client: &Client, w: &Where) -> Result<UserStats, StoreError> {
+    let r = client
+        .query_one(
+            &query::user_stats_sql(&w.clause()),
+            &Params::of(w.args()).refs(),
+        )
+        .await
+        .map_err(pg)?;
     let n = |i: usize| r.get::<_, i64>(i) as u64;
     Ok(UserStats {
         total: n(0),

@@ -1,5 +1,5 @@
 //! Reading rows into the store's types, and the small SQL helpers the queries share
-//! (`LIKE` patterns, `ORDER BY` from a listed field, constraint errors).
+//! (arguments bound from the shared builders of `super::super::query`, constraint errors).
 
 use super::*;
 
@@ -7,33 +7,17 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// `%text%` for LIKE, with the caller's `%`, `_` and `\` taken literally.
-pub(super) fn like(text: &str) -> String {
-    let mut s = String::with_capacity(text.len() + 2);
-    s.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('%');
-    s
+/// `w`'s arguments as SQLite binds them.
+pub(super) fn args(w: &Where) -> ParamsFromIter<impl Iterator<Item = Value> + '_> {
+    params_from_iter(w.args().iter().map(value))
 }
 
-pub(super) fn order(
-    field: Option<&str>,
-    allowed: &[(&str, &str)],
-    default: &str,
-    desc: bool,
-) -> String {
-    let col = field
-        .and_then(|f| allowed.iter().find(|(name, _)| *name == f).map(|(_, c)| *c))
-        .unwrap_or(default);
-    format!(
-        " ORDER BY {col} {} , rowid",
-        if desc { "DESC" } else { "ASC" }
-    )
+/// An argument as SQLite binds it.
+pub(super) fn value(a: &Arg) -> Value {
+    match a {
+        Arg::Text(t) => Value::Text(t.clone()),
+        Arg::Int(n) => Value::Integer(*n),
+    }
 }
 
 pub(super) fn company_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Company> {
@@ -61,11 +45,7 @@ pub(super) fn user_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<
         phone: r.get(at + 3)?,
         company_key: r.get(at + 4)?,
         enabled: r.get(at + 5)?,
-        roles: roles
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles: query::roles_of(&roles),
         timezone: r.get(at + 7)?,
     })
 }
@@ -81,10 +61,14 @@ pub(super) fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyInfo> {
     })
 }
 
-/// A unique-key violation is the caller's conflict; anything else is the store's failure.
-pub(super) fn conflict_or_backend(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+/// A constraint violation is `what` (the caller's conflict, invalid data…); anything else
+/// is the store's failure.
+pub(super) fn constraint_or_backend(
+    e: rusqlite::Error,
+    what: impl FnOnce() -> StoreError,
+) -> StoreError {
     if is_constraint(&e) {
-        StoreError::Conflict(what())
+        what()
     } else {
         backend(e)
     }
@@ -100,9 +84,24 @@ pub(super) fn require_company(conn: &Connection, key: &str) -> Result<(), StoreE
         .map_err(backend)?;
     match found {
         Some(_) => Ok(()),
-        None => Err(StoreError::Invalid(format!(
-            "company `{key}` does not exist"
-        ))),
+        None => Err(errors::unknown_company(key)),
+    }
+}
+
+/// Which rule of `api_keys` an insert broke, if it broke one: the foreign key (its user),
+/// the primary key (its id) or the unique hash (its secret).
+pub(super) fn key_clash(e: &rusqlite::Error) -> Option<KeyClash> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Some(match f.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => KeyClash::NoUser,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => KeyClash::Id,
+                _ => KeyClash::Secret,
+            })
+        }
+        _ => None,
     }
 }
 
@@ -110,17 +109,9 @@ pub(super) fn is_constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-pub(super) fn user_stats(
-    conn: &Connection,
-    cond: &str,
-    args: &[String],
-) -> Result<UserStats, StoreError> {
-    let sql = format!(
-        "SELECT COUNT(*), COALESCE(SUM(enabled), 0), COALESCE(SUM(1 - enabled), 0),
-                COALESCE(SUM(CASE WHEN (',' || roles || ',') LIKE '%,ADMIN,%' THEN 1 ELSE 0 END), 0)
-         FROM users WHERE {cond}"
-    );
-    conn.query_row(&sql, params_from_iter(args.iter()), |r| {
+/// Seed 003's user statistics over the users `w` matches.
+pub(super) fn user_stats(conn: &Connection, w: &Where) -> Result<UserStats, StoreError> {
+    conn.query_row(&query::user_stats_sql(&w.clause()), args(w), |r| {
         Ok(UserStats {
             total: r.get::<_, i64>(0)? as u64,
             active: r.get::<_, i64>(1)? as u64,
