@@ -182,6 +182,7 @@ impl Cluster {
         loop {
             let r = self.proxy(n, "GET", path, who, None).await;
             if done(&r) {
+                eprintln!("{what} seen on node {n} after {:?}", since.elapsed());
                 return r;
             }
             assert!(

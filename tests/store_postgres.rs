@@ -3,7 +3,7 @@
 //! a schema newer than the build refused, an unreachable database refused at open with a
 //! clear error, and the audit trail across an outage: rows spilled while PostgreSQL is down
 //! and replayed when it returns, none lost and none written twice (a spill file replayed
-//! again writes nothing).
+//! again writes nothing); nodes started together roll old audit days up once.
 #![cfg(unix)]
 // The waits below poll the store's health against a real-time deadline.
 #![allow(clippy::disallowed_methods)]
@@ -216,4 +216,55 @@ async fn a_spill_file_replayed_twice_writes_its_rows_once() {
         assert_eq!(page.items[2].ip, Some([10, 0, 0, 1].into()));
         assert_eq!(&*page.items[0].targets, [Arc::from("t")]);
     }
+}
+
+/// Nodes sharing one database each run the audit retention when they start: four started
+/// together roll every old day up exactly once (the totals are the rows', not a multiple).
+#[tokio::test]
+async fn nodes_starting_together_roll_each_day_up_once() {
+    let server = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (days, per_day) = (30_i64, 100_i64);
+    {
+        let s = open(&server, dir.path());
+        for d in 0..days {
+            for n in 0..per_day {
+                let mut r = row(d * per_day + n);
+                r.time_ms = 1_700_000_000_000 + d * 86_400_000 + n;
+                r.points = 3;
+                s.record_audit(r);
+            }
+        }
+        s.flush().await.unwrap();
+    }
+    let total = days * per_day;
+    assert_eq!(server.psql("SELECT COUNT(*) FROM audit"), total.to_string());
+    let url = server.url();
+    let nodes: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, path) = (url.clone(), dir.path().join(format!("r{i}.db")));
+            std::thread::spawn(move || {
+                let audit = AuditOptions {
+                    days: 90,
+                    ..AuditOptions::default()
+                };
+                PgStore::open_with(&url, 1, &path, audit).unwrap()
+            })
+        })
+        .collect();
+    let nodes: Vec<PgStore> = nodes.into_iter().map(|t| t.join().unwrap()).collect();
+    wait_for("the old rows rolled up", || {
+        server.psql("SELECT COUNT(*) FROM audit") == "0"
+    })
+    .await;
+    // Each node's run is over once it found no day left (its next step reads nothing).
+    for n in &nodes {
+        n.flush().await.unwrap();
+    }
+    assert_eq!(
+        server
+            .psql("SELECT SUM(requests) || ' ' || SUM(points) || ' ' || COUNT(*) FROM audit_daily"),
+        format!("{total} {} {days}", total * 3),
+        "every request counted once, in one row per day"
+    );
 }

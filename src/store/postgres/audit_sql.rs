@@ -2,9 +2,14 @@
 //! SELECT FROM UNNEST` of one array per column (one statement, one round trip, whatever the
 //! batch's size), each row keyed by its idempotency key (`ON CONFLICT (id) DO NOTHING`: a
 //! batch retried after a failure, or replayed from the spill file, writes no row twice);
-//! captures in one transaction; the retention's roll-up of a day in one statement.
+//! captures in one transaction; the retention's roll-up of a day in one statement, under an
+//! advisory lock so nodes sharing the database take the steps one at a time.
 
 use super::*;
+
+/// The advisory lock the audit retention steps run under (`retain` in ASCII), apart from
+/// the migrations' session lock.
+const RETENTION_LOCK: i64 = 0x7265_7461_696e;
 
 const INSERT_AUDIT: &str = "INSERT INTO audit (id, time_ms, username, company_key, tracecode,
         client, server, service, operation, method_group, points, duration_ms, status,
@@ -152,7 +157,14 @@ impl writer::Sink for PgSink {
 
     fn retention_step(&mut self, cutoff: Date, after: Option<Date>) -> Result<Step, StoreError> {
         self.block(async |client| {
-            let oldest: Option<i64> = client
+            // Every node sharing the database runs the retention (nodes started together run
+            // it at once): one step at a time, each reading the rows after the last one's
+            // commit, or two would add the same rows to a day's totals.
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RETENTION_LOCK])
+                .await
+                .map_err(pg)?;
+            let oldest: Option<i64> = tx
                 .query_one("SELECT MIN(time_ms) FROM audit", &[])
                 .await
                 .map_err(pg)?
@@ -162,7 +174,7 @@ impl writer::Sink for PgSink {
             };
             // One statement: the roll-up and the delete see the same rows, so a row is
             // either counted in its day's totals and gone, or still raw.
-            let rows = client
+            let rows = tx
                 .execute(
                     "WITH t AS (
                        SELECT a.id, a.username, a.company_key, a.service, a.operation,
@@ -198,6 +210,7 @@ impl writer::Sink for PgSink {
                 )
                 .await
                 .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
             Ok(Step::Rolled { through: day, rows })
         })
     }
