@@ -25,9 +25,10 @@ pub struct JqFilter {
     /// benchmarks compare the plan with.
     filter: jaq_core::Filter<Data>,
     source: String,
-    /// Set when the filter is a plain path of object keys (`.steps.up`): such a filter is
-    /// answered by walking the input, with no conversion to jaq values and back.
-    path: Option<Vec<String>>,
+    /// Set when the filter is a path of keys and indices (`.steps.up`, `.steps.t.tenant[0]`):
+    /// such a filter is answered by walking the input ([`JqFilter::take_path`],
+    /// [`JqFilter::peek_path`]), with no conversion to jaq values and back and nothing copied.
+    path: Option<Box<[Seg]>>,
     /// The filter's plan (`Ok`: it runs there for every input), or what it uses that the
     /// plan has no operation for (it runs on jaq for every input).
     plan: Result<Box<Program>, String>,
@@ -85,35 +86,61 @@ impl JqFilter {
             filter,
             source: code.to_owned(),
             // Key lookups are syntax a prelude cannot redefine: the route's own code decides.
-            path: plain_path(code),
+            path: lookup_path(code).map(Vec::into_boxed_slice),
             plan: t.plan.map(Box::new),
             reads: t.roots,
         }
     }
 
-    /// The filter's answer for a plain-path filter, moved out of `input`; `None` when the
-    /// filter is not a plain path or jq itself must answer (indexing a non-object is an
-    /// error whose text jq gives).
+    /// The filter's answer for a path filter, moved out of `input`; `None` when the filter
+    /// is not a path or jq itself must answer (indexing the wrong type is an error whose
+    /// text jq gives).
     pub fn take_path(&self, input: &mut Value) -> Option<Value> {
-        let path = self.path.as_ref()?;
         let mut cur = input;
-        for key in path {
-            match cur {
-                Value::Object(m) => match m.get_mut(key.as_str()) {
-                    Some(v) => cur = v,
-                    None => return Some(Value::Null),
-                },
-                Value::Null => return Some(Value::Null),
-                Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {
-                    return None;
-                }
+        for seg in self.path.as_deref()? {
+            let next = match (seg, cur) {
+                (_, Value::Null) => return Some(Value::Null),
+                (Seg::Key(k), Value::Object(m)) => m.get_mut(k.as_str()),
+                (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
+                (Seg::Key(_) | Seg::Index(_), _) => return None,
+            };
+            match next {
+                Some(v) => cur = v,
+                None => return Some(Value::Null),
             }
         }
         Some(cur.take())
     }
 
-    /// The object keys of a plain-path filter (`.steps.up` → `["steps", "up"]`).
-    pub fn path(&self) -> Option<&[String]> {
+    /// The filter's answer borrowed from `input`, for a path of keys and indices; `None` when
+    /// the filter is not such a path or jq itself must answer (indexing the wrong type is an
+    /// error whose text jq gives).
+    pub fn peek_path<'a>(&self, input: &'a Value) -> Option<&'a Value> {
+        static NULL: Value = Value::Null;
+        let mut cur = input;
+        for seg in self.path.as_deref()? {
+            cur = match (seg, cur) {
+                (_, Value::Null) => return Some(&NULL),
+                (Seg::Key(k), Value::Object(m)) => m.get(k.as_str()).unwrap_or(&NULL),
+                (Seg::Index(i), Value::Array(a)) => a.get(*i).unwrap_or(&NULL),
+                (Seg::Key(_) | Seg::Index(_), _) => return None,
+            };
+        }
+        Some(cur)
+    }
+
+    /// Whether the filter's answer is a value: neither `null` nor `false` (jq's truth), read
+    /// in place when the filter is a path, run otherwise.
+    pub fn holds(&self, input: &Value) -> Result<bool, JqError> {
+        let truthy = |v: &Value| !matches!(v, Value::Null | Value::Bool(false));
+        match self.peek_path(input) {
+            Some(v) => Ok(truthy(v)),
+            None => self.run(input).map(|v| truthy(&v)),
+        }
+    }
+
+    /// The steps of a path filter (`.steps.up` → `[Key("steps"), Key("up")]`).
+    pub fn path(&self) -> Option<&[Seg]> {
         self.path.as_deref()
     }
 
@@ -381,23 +408,51 @@ fn pattern_calls(p: &Pattern<&'static str>, out: &mut Vec<&'static str>) {
     }
 }
 
-/// `.a.b_c.d` (keys that need no quoting) → `["a", "b_c", "d"]`; `.` → `[]`.
-fn plain_path(code: &str) -> Option<Vec<String>> {
+/// A key `.key` reads without quoting: `b_c`, not `1a` or `a b`.
+fn is_ident(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// One step of a path filter, read in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// An object's key.
+    Key(String),
+    /// An array's element, counted from the start.
+    Index(usize),
+}
+
+/// `.a.b[0].c` (keys that need no quoting, indices of digits) → its steps; `.` → none;
+/// anything else `None`.
+fn lookup_path(code: &str) -> Option<Vec<Seg>> {
     let code = code.trim();
     if code == "." {
         return Some(Vec::new());
     }
-    let rest = code.strip_prefix('.')?;
-    rest.split('.')
-        .map(|seg| {
-            let mut chars = seg.chars();
-            let ok = chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-            ok.then(|| seg.to_owned())
-        })
-        .collect()
+    let mut out = Vec::new();
+    for seg in code.strip_prefix('.')?.split('.') {
+        let (key, mut rest) = seg.split_at(seg.find('[').unwrap_or(seg.len()));
+        if !is_ident(key) {
+            return None;
+        }
+        out.push(Seg::Key(key.to_owned()));
+        while let Some(inner) = rest.strip_prefix('[') {
+            let (digits, after) = inner.split_once(']')?;
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            out.push(Seg::Index(digits.parse().ok()?));
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 fn describe_load_errors<E: std::fmt::Debug>(code: &str, errs: &E) -> String {
@@ -562,14 +617,62 @@ mod tests {
     #[test]
     fn plain_paths_are_recognised_and_nothing_else() {
         assert_eq!(
-            plain_path(" .steps.up "),
-            Some(vec!["steps".into(), "up".into()])
+            lookup_path(" .steps.up "),
+            Some(vec![Seg::Key("steps".into()), Seg::Key("up".into())])
         );
-        assert_eq!(plain_path("."), Some(vec![]));
+        assert_eq!(lookup_path("."), Some(vec![]));
         for not in [
-            ".a[0]", ".a | .b", ".\"a b\"", "..", ".a.", "a", ".a?", ".1a", ".a,.b", "",
+            ".a | .b", ".\"a b\"", "..", ".a.", "a", ".a?", ".1a", ".a,.b", "",
         ] {
-            assert_eq!(plain_path(not), None, "{not}");
+            assert_eq!(lookup_path(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn paths_of_keys_and_indices_are_read_in_place_as_jq_reads_them() {
+        use Seg::{Index, Key};
+        assert_eq!(
+            lookup_path(".steps.t.tenant[0]"),
+            Some(vec![
+                Key("steps".into()),
+                Key("t".into()),
+                Key("tenant".into()),
+                Index(0)
+            ])
+        );
+        assert_eq!(
+            lookup_path(".a[1][2].b"),
+            Some(vec![Key("a".into()), Index(1), Index(2), Key("b".into())])
+        );
+        for not in [
+            ".a[-1]", ".a[]", ".a[x]", ".a[0]b", ".[0]", ".a | .b", ".a?", "a", "",
+        ] {
+            assert_eq!(lookup_path(not), None, "{not}");
+        }
+        let input = json!({"s": {"t": [{"id": 1}, null, false]}, "n": null, "x": 3});
+        // Read in place where the types fit; the rest (indexing the wrong type) is jq's to
+        // answer, and `holds` runs it.
+        let in_place = [
+            ".s.t[0]",
+            ".s.t[1]",
+            ".s.t[2]",
+            ".s.t[9]",
+            ".s.u[0]",
+            ".n[4].z",
+            ".s.t[0].id",
+        ];
+        for code in in_place.into_iter().chain([".x.y", ".s.t.y", ".s[0]"]) {
+            let f = JqFilter::compile(code).unwrap();
+            let jq = f.run_jaq_val(to_val(&input));
+            match f.peek_path(&input) {
+                Some(v) => assert_eq!(Ok(v), jq.as_ref().map_err(|_| ()), "{code}"),
+                None => assert!(!in_place.contains(&code), "{code} not read in place"),
+            }
+            let truthy = jq
+                .as_ref()
+                .ok()
+                .map(|v| !matches!(v, Value::Null | Value::Bool(false)));
+            assert_eq!(f.holds(&input).ok(), truthy, "{code}");
         }
     }
 
@@ -600,6 +703,28 @@ mod tests {
             match f.take_path(&mut moved) {
                 Some(v) => prop_assert_eq!(Ok(v), by_jq),
                 None => prop_assert!(by_jq.is_err(), "{:?}", by_jq),
+            }
+        }
+
+        /// With indices too, what is read in place or moved out is what jq answers.
+        #[test]
+        fn a_path_with_indices_answers_as_jq_does(input in arb_json(), path in prop::collection::vec("[a-c]|\\[[0-2]\\]", 0..4)) {
+            let code = path.iter().fold(String::new(), |mut c, seg| {
+                if !seg.starts_with('[') || c.is_empty() {
+                    c.push('.');
+                }
+                c.push_str(seg);
+                c
+            });
+            let code = if code.is_empty() { ".".to_owned() } else { code };
+            let Ok(f) = JqFilter::compile(&code) else { return Ok(()) };
+            let by_jq = f.run_jaq(&input);
+            if let Some(v) = f.peek_path(&input) {
+                prop_assert_eq!(Ok(v.clone()), by_jq.clone(), "{}", code);
+            }
+            let mut moved = input.clone();
+            if let Some(v) = f.take_path(&mut moved) {
+                prop_assert_eq!(Ok(v), by_jq, "{}", code);
             }
         }
     }

@@ -107,12 +107,13 @@ pub(super) fn directive(env: &ExecEnv<'_>) -> CacheDirective {
 /// (`.steps.up`) moves its value out of `ctx`: no conversion, no interpreter.
 pub(super) fn response_body(route: &Route, ctx: &mut Value) -> Result<OutBody, GatewayError> {
     if let Some(found) = &route.plan.response.found {
-        let there = found.run(ctx).map_err(|source| Internal::Filter {
+        // Read in place: the record is not copied only to be looked at.
+        let there = found.holds(ctx).map_err(|source| Internal::Filter {
             route: route.id.clone(),
             part: "response.found".into(),
             source,
         })?;
-        if matches!(there, Value::Null | Value::Bool(false)) {
+        if !there {
             return Err(GatewayError::NotFound("the requested record".into()));
         }
     }

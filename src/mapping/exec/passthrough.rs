@@ -12,6 +12,7 @@ use super::request::build_request;
 use super::{ExecEnv, OutBody, Outcome};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
+use crate::mapping::jq::Seg;
 use crate::mapping::pack::{Call, Fan, Paging, Route, Step, StepKind, UpstreamFormat};
 
 /// The call whose upstream answer is the route's answer unchanged: a route of one call (no
@@ -53,7 +54,9 @@ pub fn verbatim_call(route: &Route) -> Option<(&Step, &Call)> {
         return None;
     }
     match route.plan.response.jq.as_ref()?.path()? {
-        [steps, name] if steps == "steps" && *name == step.name => Some((step, call)),
+        [Seg::Key(steps), Seg::Key(name)] if steps == "steps" && *name == step.name => {
+            Some((step, call))
+        }
         _ => None,
     }
 }
