@@ -185,3 +185,91 @@ async fn three_nodes_share_revocations_captures_and_statistics() {
         n.stop().await;
     }
 }
+
+/// Admin changes that nodes remember are applied by the others within a second once the
+/// store is shared: a user disabled through A is refused by B and C, and quotas set through
+/// C are enforced by A.
+#[tokio::test]
+async fn a_user_disabled_or_requoted_on_one_node_is_applied_by_the_others_within_a_second() {
+    let pg = PgServer::start();
+    let redis = redis::RedisServer::start();
+    let (url, redis_url) = (pg.url(), redis.url());
+    let node = || {
+        let (url, redis_url) = (url.clone(), redis_url.clone());
+        start_with(move |c| {
+            c.store.url = Some(url);
+            c.cluster.redis_url = Some(redis_url);
+        })
+    };
+    let (a, b, c) = (node().await, node().await, node().await);
+    let key = a.ann("correct horse battery", None).await;
+    let bearer = format!("Bearer {key}");
+    let get = async |n: &common::Env| {
+        n.send(Method::GET, "/companies", &[("authorization", &bearer)], "")
+            .await
+    };
+    // Each node checks the key once and remembers it, and that ann has no quotas.
+    for n in [&a, &b, &c, &a, &b, &c] {
+        assert_eq!(get(n).await.status, 200);
+    }
+    /// Asks `n` until its answer has `status`; fails past a second of `at`.
+    async fn until(
+        n: &common::Env,
+        status: u16,
+        at: tokio::time::Instant,
+        get: &impl AsyncFn(&common::Env) -> common::Resp,
+    ) {
+        loop {
+            let r = get(n).await;
+            if r.status == status {
+                return;
+            }
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            assert!(
+                at.elapsed() < std::time::Duration::from_secs(1),
+                "still 200, not {status}, after a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    // Quotas set through C: a request costs more than the day allows, so A refuses it.
+    let quotas = serde_json::json!({"services": [{"service": "REDAPI_V1", "methods": [
+        {"method_group": "READ", "points_per_request": 5, "points_per_day": 4}]}]});
+    let set = c
+        .root(Method::PUT, "/v1/users/ann/quotas", Some(quotas))
+        .await;
+    assert_eq!(set.status, 200, "{}", String::from_utf8_lossy(&set.body));
+    let at = rosetta::clock::now();
+    until(&a, 429, at, &get).await;
+    eprintln!("quotas set on C, enforced by A after {:?}", at.elapsed());
+    assert_eq!(
+        c.root(Method::DELETE, "/v1/users/ann/quotas", None)
+            .await
+            .status,
+        204
+    );
+    let at = rosetta::clock::now();
+    loop {
+        if get(&a).await.status == 200 {
+            break;
+        }
+        assert!(
+            at.elapsed() < std::time::Duration::from_secs(1),
+            "quotas kept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Disabled through A: refused by B and C.
+    let mut user = a.root(Method::GET, "/v1/users/ann", None).await.json();
+    user["enabled"] = false.into();
+    let put = a.root(Method::PUT, "/v1/users/ann", Some(user)).await;
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    let at = rosetta::clock::now();
+    for n in [&b, &c] {
+        until(n, 401, at, &get).await;
+    }
+    eprintln!("disabled on A, refused by B and C after {:?}", at.elapsed());
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
