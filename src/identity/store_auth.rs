@@ -285,22 +285,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
-        let company = Company {
-            key: "acme".into(),
-            detail: None,
-            enabled: true,
-        };
+        let company = Company::fixture("acme");
         store.create_company(company).await.unwrap();
-        let ann = User {
-            username: "ann".into(),
-            name: None,
-            email: None,
-            phone: None,
-            company_key: "acme".into(),
-            enabled: true,
-            roles: vec!["USER".into()],
-            timezone: 0,
-        };
+        let ann = User::fixture("ann", "acme");
         store.create_user(ann, None).await.unwrap();
         let info = ApiKeyInfo {
             id: "k1".into(),
@@ -354,27 +341,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
         store
-            .create_company(Company {
-                key: "acme".into(),
-                detail: None,
-                enabled: true,
-            })
+            .create_company(Company::fixture("acme"))
             .await
             .unwrap();
         store
-            .create_user(
-                User {
-                    username: "ann".into(),
-                    name: None,
-                    email: None,
-                    phone: None,
-                    company_key: "acme".into(),
-                    enabled: true,
-                    roles: vec!["USER".into()],
-                    timezone: 0,
-                },
-                None,
-            )
+            .create_user(User::fixture("ann", "acme"), None)
             .await
             .unwrap();
         let info = ApiKeyInfo {
@@ -436,24 +407,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
         store
-            .create_company(Company {
-                key: "acme".into(),
-                detail: None,
-                enabled: true,
-            })
+            .create_company(Company::fixture("acme"))
             .await
             .unwrap();
         for (name, password) in [("ann", Some("right")), ("nopass", None)] {
-            let user = User {
-                username: name.into(),
-                name: None,
-                email: None,
-                phone: None,
-                company_key: "acme".into(),
-                enabled: true,
-                roles: vec!["USER".into()],
-                timezone: 0,
-            };
+            let user = User::fixture(name, "acme");
             let hash = password.map(|p| crate::identity::passwords::hash_password(p).unwrap());
             store.create_user(user, hash).await.unwrap();
         }

@@ -233,24 +233,12 @@ mod tests {
     async fn store_with_users(dir: &std::path::Path) -> SqliteStore {
         // No retention of its own: the test takes the steps.
         let s = SqliteStore::open(&dir.join("r.db")).unwrap();
-        s.create_company(Company {
-            key: "acme".into(),
-            detail: None,
-            enabled: true,
-        })
-        .await
-        .unwrap();
+        s.create_company(Company::fixture("acme")).await.unwrap();
         for (name, tz) in [("ann", 5), ("bob", -8)] {
             s.create_user(
                 User {
-                    username: name.into(),
-                    name: None,
-                    email: None,
-                    phone: None,
-                    company_key: "acme".into(),
-                    enabled: true,
-                    roles: vec!["USER".into()],
                     timezone: tz,
+                    ..User::fixture(name, "acme")
                 },
                 None,
             )

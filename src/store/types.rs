@@ -270,3 +270,33 @@ pub enum StoreError {
     #[error("the store failed: {0}")]
     Backend(String),
 }
+
+#[cfg(test)]
+impl Company {
+    /// An enabled company with no detail: the fixture unit tests share.
+    pub(crate) fn fixture(key: &str) -> Self {
+        Self {
+            key: key.into(),
+            detail: None,
+            enabled: true,
+        }
+    }
+}
+
+#[cfg(test)]
+impl User {
+    /// An enabled USER of `company` with no contact details, in UTC: the fixture unit tests
+    /// share.
+    pub(crate) fn fixture(username: &str, company: &str) -> Self {
+        Self {
+            username: username.into(),
+            name: None,
+            email: None,
+            phone: None,
+            company_key: company.into(),
+            enabled: true,
+            roles: vec!["USER".into()],
+            timezone: 0,
+        }
+    }
+}

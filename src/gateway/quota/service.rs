@@ -370,23 +370,10 @@ mod tests {
         let quotas = json!([{"service": &*route.pack.service, "methods": [
             {"method_group": &*route.method_group, "points_per_day": 2}]}]);
         store
-            .create_company(Company {
-                key: "acme".into(),
-                detail: None,
-                enabled: true,
-            })
+            .create_company(Company::fixture("acme"))
             .await
             .unwrap();
-        let ann = User {
-            username: "ann".into(),
-            name: None,
-            email: None,
-            phone: None,
-            company_key: "acme".into(),
-            enabled: true,
-            roles: vec!["USER".into()],
-            timezone: 0,
-        };
+        let ann = User::fixture("ann", "acme");
         store.create_user(ann, None).await.unwrap();
         store.put_quotas("ann".into(), None, quotas).await.unwrap();
         // 2026-12-05T23:59:00Z (user without a timezone: UTC).
