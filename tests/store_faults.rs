@@ -13,7 +13,7 @@ mod postgres;
 mod process;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
@@ -126,16 +126,23 @@ async fn blocking(mut pg: PgServer, f: fn(&mut PgServer)) -> PgServer {
     .unwrap()
 }
 
-/// A node on `pg` with limits high enough that nothing is refused.
-fn node(appdirect: &str, db: &Path, pg: &PgServer) -> Served {
-    serve_with(
+/// A node on `pg` in folder `dir` (its spill file lands there) and
+/// limits high enough that nothing is refused, `root`'s password already checked once
+/// against PostgreSQL (from then on the node knows it); the node, the path it serves and
+/// where its spill file is named from.
+async fn node(appdirect: &str, dir: &Path, pg: &PgServer) -> (Served, String, PathBuf) {
+    let db = dir.join("rosetta.db");
+    let served = serve_with(
         appdirect,
-        db,
+        &db,
         &[
             ("ROSETTA__STORE__URL", &pg.url()),
             ("ROSETTA__RATE_LIMITS__DEFAULT__BURST", "1000000"),
         ],
-    )
+    );
+    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
+    assert_eq!(get(&served.base, &path).await, Some(200));
+    (served, path, db)
 }
 
 /// One GET with an API key the node has never seen: its status and `Retry-After`.
@@ -169,11 +176,7 @@ async fn postgres_stopped_10_s_under_load_loses_no_answer_and_no_audit_row() {
     let pg = PgServer::start();
     let appdirect = rosetta::demo::start_appdirect().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("rosetta.db");
-    let served = node(&appdirect.url(), &db, &pg);
-    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    // `root`'s password checked once against PostgreSQL: from now on the node knows it.
-    assert_eq!(get(&served.base, &path).await, Some(200));
+    let (served, path, db) = node(&appdirect.url(), dir.path(), &pg).await;
 
     let load = Load::start(&served.base, &path);
     load.until_answered(UP, 100).await;
@@ -246,10 +249,7 @@ async fn sigterm_under_load_on_postgres_loses_no_audit_row() {
         times: None,
     });
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("rosetta.db");
-    let served = node(&appdirect.url(), &db, &pg);
-    let path = format!("/companies/{}", rosetta::demo::PARTNER_ID);
-    assert_eq!(get(&served.base, &path).await, Some(200));
+    let (served, path, _) = node(&appdirect.url(), dir.path(), &pg).await;
 
     let load = Load::start(&served.base, &path);
     load.until_answered(UP, 300).await;
